@@ -1,0 +1,2 @@
+//! Criterion benchmarks of the broker core.
+fn main() {}

@@ -1,0 +1,300 @@
+//! Human approval requests with deadlines.
+//!
+//! A request is stored in its session, announced in the session's stream, re-announced after
+//! a resync while pending, and resolved exactly once: approved, rejected, timed out or
+//! cancelled. Deadlines of every session live in one broker-wide ordered map driven by the
+//! broker's driver task; there is no task or timer per approval.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::id::SessionId;
+
+/// Where an approval stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ApprovalStatus {
+    /// Waiting for a decision.
+    Pending,
+    /// Approved by a human.
+    Approved {
+        /// Optional reason given with the decision.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Rejected by a human.
+    Rejected {
+        /// Optional reason given with the decision.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// The deadline passed without a decision.
+    TimedOut,
+    /// Cancelled by the requester or because the session ended.
+    Cancelled,
+}
+
+impl ApprovalStatus {
+    /// The wire name: `pending`, `approved`, `rejected`, `timed_out` or `cancelled`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved { .. } => "approved",
+            Self::Rejected { .. } => "rejected",
+            Self::TimedOut => "timed_out",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// The reason given with a decision, if any.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Self::Approved { reason } | Self::Rejected { reason } => reason.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether the approval is resolved.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Self::Pending)
+    }
+}
+
+/// An approval as clients see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalInfo {
+    /// The approval's id (unique within its session).
+    pub id: String,
+    /// A short human-readable title.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// What is to be approved, as the requester described it.
+    pub payload: serde_json::Value,
+    /// The deadline, RFC 3339 in UTC.
+    pub expires_at: String,
+    /// Where it stands.
+    #[serde(flatten)]
+    pub status: ApprovalStatus,
+}
+
+/// A request for a human decision.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ApprovalRequest {
+    pub(crate) id: Option<String>,
+    pub(crate) title: Option<String>,
+    pub(crate) payload: serde_json::Value,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) announce: bool,
+}
+
+impl ApprovalRequest {
+    /// A request with the given payload, a generated id, the broker's default timeout, and
+    /// announcement in the session's stream.
+    pub fn new(payload: serde_json::Value) -> Self {
+        Self {
+            id: None,
+            title: None,
+            payload,
+            timeout: None,
+            announce: true,
+        }
+    }
+    /// Uses this id instead of a generated one (it must match the id grammar).
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+    /// A short title for the human.
+    pub fn title(mut self, title: impl Into<String>) -> Self {
+        self.title = Some(title.into());
+        self
+    }
+    /// The deadline, from now. Default is the broker's approval timeout (300 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+    /// Does not publish the `tether.approval.*` notices; for integrations (AG-UI interrupts)
+    /// that announce the request in their own terms.
+    pub fn silent(mut self) -> Self {
+        self.announce = false;
+        self
+    }
+}
+
+/// A human's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Approved or rejected.
+    pub approved: bool,
+    /// An optional reason.
+    pub reason: Option<String>,
+}
+
+impl Decision {
+    /// Approve.
+    pub fn approve() -> Self {
+        Self {
+            approved: true,
+            reason: None,
+        }
+    }
+    /// Reject with a reason.
+    pub fn reject(reason: impl Into<String>) -> Self {
+        Self {
+            approved: false,
+            reason: Some(reason.into()),
+        }
+    }
+    pub(crate) fn into_status(self) -> ApprovalStatus {
+        if self.approved {
+            ApprovalStatus::Approved {
+                reason: self.reason,
+            }
+        } else {
+            ApprovalStatus::Rejected {
+                reason: self.reason,
+            }
+        }
+    }
+}
+
+/// How an approval ended, as the waiting side sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApprovalOutcome {
+    /// Approved, with an optional reason.
+    Approved(Option<String>),
+    /// Rejected, with an optional reason.
+    Rejected(Option<String>),
+    /// The deadline passed.
+    TimedOut,
+    /// Cancelled (by the requester, or the session ended).
+    Cancelled,
+}
+
+impl ApprovalOutcome {
+    fn from_status(status: ApprovalStatus) -> Option<Self> {
+        Some(match status {
+            ApprovalStatus::Pending => return None,
+            ApprovalStatus::Approved { reason } => Self::Approved(reason),
+            ApprovalStatus::Rejected { reason } => Self::Rejected(reason),
+            ApprovalStatus::TimedOut => Self::TimedOut,
+            ApprovalStatus::Cancelled => Self::Cancelled,
+        })
+    }
+}
+
+/// The waiting side of an approval: `.await` it for the outcome.
+#[derive(Debug)]
+#[must_use = "an approval handle does nothing unless awaited or queried"]
+pub struct ApprovalHandle {
+    pub(crate) id: String,
+    pub(crate) session: SessionId,
+    pub(crate) rx: watch::Receiver<ApprovalStatus>,
+}
+
+impl ApprovalHandle {
+    /// The approval's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+    /// The session it belongs to.
+    pub fn session(&self) -> &SessionId {
+        &self.session
+    }
+    /// Where it stands now.
+    pub fn status(&self) -> ApprovalStatus {
+        self.rx.borrow().clone()
+    }
+    /// Waits for the outcome.
+    pub async fn outcome(mut self) -> ApprovalOutcome {
+        loop {
+            if let Some(o) = ApprovalOutcome::from_status(self.rx.borrow_and_update().clone()) {
+                return o;
+            }
+            if self.rx.changed().await.is_err() {
+                // The sender is only dropped once the approval is final or the broker is gone.
+                return ApprovalOutcome::from_status(self.rx.borrow().clone())
+                    .unwrap_or(ApprovalOutcome::Cancelled);
+            }
+        }
+    }
+}
+
+impl IntoFuture for ApprovalHandle {
+    type Output = ApprovalOutcome;
+    type IntoFuture = Pin<Box<dyn Future<Output = ApprovalOutcome> + Send>>;
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.outcome())
+    }
+}
+
+pub(crate) struct PendingApproval {
+    pub(crate) info: ApprovalInfo,
+    pub(crate) deadline_key: (Instant, u64),
+    pub(crate) created: Instant,
+    pub(crate) tx: watch::Sender<ApprovalStatus>,
+}
+
+/// A session's approvals: the pending ones and the recently resolved ones.
+#[derive(Default)]
+pub(crate) struct Approvals {
+    pub(crate) pending: HashMap<String, PendingApproval>,
+    /// Resolved approvals, oldest first, bounded by `decided_approvals_kept`.
+    pub(crate) resolved: VecDeque<ApprovalInfo>,
+    /// Pending approvals whose request was announced in the stream (their outcome is too).
+    pub(crate) announced: HashSet<String>,
+}
+
+impl Approvals {
+    pub(crate) fn contains(&self, id: &str) -> bool {
+        self.pending.contains_key(id) || self.resolved.iter().any(|a| a.id == id)
+    }
+
+    pub(crate) fn resolved(&self, id: &str) -> Option<&ApprovalInfo> {
+        self.resolved.iter().rev().find(|a| a.id == id)
+    }
+
+    /// Pending approvals in the order they were requested.
+    pub(crate) fn pending_infos(&self) -> Vec<ApprovalInfo> {
+        let mut v: Vec<_> = self.pending.values().collect();
+        v.sort_by_key(|p| p.deadline_key.1);
+        v.into_iter().map(|p| p.info.clone()).collect()
+    }
+
+    /// Moves a pending approval to the resolved list with its final status.
+    pub(crate) fn resolve(
+        &mut self,
+        id: &str,
+        status: ApprovalStatus,
+        keep: usize,
+    ) -> Option<(ApprovalInfo, PendingApproval)> {
+        let mut p = self.pending.remove(id)?;
+        p.info.status = status.clone();
+        // send_replace never fails, even without receivers.
+        p.tx.send_replace(status);
+        let info = p.info.clone();
+        self.resolved.push_back(info.clone());
+        while self.resolved.len() > keep.max(1) {
+            self.resolved.pop_front();
+        }
+        Some((info, p))
+    }
+}
+
+pub(crate) fn rfc3339_after(timeout: Duration) -> String {
+    let at = time::OffsetDateTime::now_utc() + timeout;
+    let at = at
+        .replace_nanosecond(at.millisecond() as u32 * 1_000_000)
+        .unwrap_or(at);
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

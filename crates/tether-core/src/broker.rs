@@ -1,0 +1,987 @@
+//! The broker: the session registry and the public operations on it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use parking_lot::Mutex;
+use rand::Rng;
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::approval::{
+    ApprovalHandle, ApprovalInfo, ApprovalRequest, ApprovalStatus, Decision, PendingApproval,
+    rfc3339_after,
+};
+use crate::config::{BrokerBuilder, Config, ConnectionPolicy};
+use crate::driver::BrokerDriver;
+use crate::error::{ApprovalError, ConnectError, DecideError, PublishError};
+use crate::frame::{self, EventName};
+use crate::id::{EventId, LastEventId, SessionId, is_valid_id};
+use crate::metrics as m;
+use crate::session::{Appended, ConnShared, Event, Now, Session, SessionState, end};
+use crate::signal::{Resync, ResyncReason, SessionTracker, Signal};
+use crate::stream::EventStream;
+
+/// How a connecting client wants its stream opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// The raw `Last-Event-ID` (header, or the `lastEventId` query parameter), if any.
+    pub last_event_id: Option<String>,
+    /// The client instance's name (`clientId` query parameter), for supersede without
+    /// ping-pong.
+    pub client_id: Option<String>,
+    /// Give the prelude (snapshot) on every connect, even an exact resume; for consumers that
+    /// check each response on its own (`prelude=always`).
+    pub prelude_always: bool,
+}
+
+impl ConnectOptions {
+    /// Options that resume after `last_event_id`.
+    pub fn resume(last_event_id: impl Into<String>) -> Self {
+        Self {
+            last_event_id: Some(last_event_id.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// A snapshot for `/health/sse`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Health {
+    /// `"ok"`, or `"draining"` while the broker drains.
+    pub status: &'static str,
+    /// Sessions alive.
+    pub sessions: usize,
+    /// Open connections.
+    pub connections: usize,
+    /// Whether the broker is draining.
+    pub draining: bool,
+    /// Bytes held by all rings.
+    pub ring_bytes: usize,
+}
+
+impl Health {
+    /// Whether probes should see the node as healthy.
+    pub fn is_healthy(&self) -> bool {
+        !self.draining
+    }
+}
+
+/// Signals from the broker to its driver task.
+pub(crate) struct DriverSignal {
+    pub(crate) changed: Notify,
+    pub(crate) shutdown: AtomicBool,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) sessions: DashMap<SessionId, Arc<Session>>,
+    session_count: AtomicUsize,
+    pub(crate) ring_bytes: AtomicUsize,
+    pub(crate) connections: AtomicUsize,
+    pub(crate) draining: AtomicBool,
+    drain_window_ms: AtomicU64,
+    conn_ids: AtomicU64,
+    pub(crate) deadlines: Mutex<BTreeMap<(Instant, u64), (SessionId, String)>>,
+    deadline_seq: AtomicU64,
+    pub(crate) driver: Arc<DriverSignal>,
+    pub(crate) idle: Notify,
+    start: Instant,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.driver.shutdown.store(true, Ordering::Release);
+        self.driver.changed.notify_one();
+    }
+}
+
+/// The broker. Cheap to clone: every clone is a handle to the same sessions.
+///
+/// See the [crate docs](crate) for an example.
+#[derive(Clone)]
+pub struct Broker {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("sessions", &self.inner.sessions.len())
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+impl BrokerBuilder {
+    /// Builds the broker and the future that drives its timers (approval deadlines, stalled
+    /// connections, session expiry). Spawn the driver on a tokio runtime; it ends when the
+    /// last broker handle is dropped.
+    pub fn build(self) -> (Broker, BrokerDriver) {
+        let driver = Arc::new(DriverSignal {
+            changed: Notify::new(),
+            shutdown: AtomicBool::new(false),
+        });
+        let inner = Arc::new(Inner {
+            config: self.config,
+            sessions: DashMap::new(),
+            session_count: AtomicUsize::new(0),
+            ring_bytes: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            drain_window_ms: AtomicU64::new(0),
+            conn_ids: AtomicU64::new(0),
+            deadlines: Mutex::new(BTreeMap::new()),
+            deadline_seq: AtomicU64::new(0),
+            driver: driver.clone(),
+            idle: Notify::new(),
+            start: Instant::now(),
+        });
+        let drv = BrokerDriver::new(Arc::downgrade(&inner), driver);
+        (Broker { inner }, drv)
+    }
+
+    /// Builds the broker and spawns its driver on the current tokio runtime.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn start(self) -> Broker {
+        let (broker, driver) = self.build();
+        tokio::spawn(driver);
+        broker
+    }
+}
+
+impl Inner {
+    pub(crate) fn now(&self) -> Now {
+        let at = Instant::now();
+        Now {
+            at,
+            ms: at.saturating_duration_since(self.start).as_millis() as u64 + 1,
+        }
+    }
+
+    /// The session, created if absent (subject to the session limit).
+    fn session(&self, id: &SessionId) -> Result<Arc<Session>, usize> {
+        if let Some(s) = self.sessions.get(id) {
+            return Ok(s.clone());
+        }
+        let max = self.config.max_sessions;
+        if self.session_count.fetch_add(1, Ordering::AcqRel) >= max {
+            self.session_count.fetch_sub(1, Ordering::AcqRel);
+            // Someone may have created it meanwhile.
+            return self.sessions.get(id).map(|s| s.clone()).ok_or(max);
+        }
+        match self.sessions.entry(id.clone()) {
+            Entry::Occupied(e) => {
+                self.session_count.fetch_sub(1, Ordering::AcqRel);
+                Ok(e.get().clone())
+            }
+            Entry::Vacant(v) => {
+                let s = Arc::new(Session {
+                    id: id.clone(),
+                    state: Mutex::new(SessionState::new(&self.config, Instant::now())),
+                });
+                v.insert(s.clone());
+                metrics::gauge!(m::SESSIONS_ACTIVE).increment(1.0);
+                Ok(s)
+            }
+        }
+    }
+
+    /// Removes a session whose state is already marked removed and emptied.
+    pub(crate) fn forget(&self, session: &Arc<Session>) {
+        if self
+            .sessions
+            .remove_if(&session.id, |_, v| Arc::ptr_eq(v, session))
+            .is_some()
+        {
+            self.session_count.fetch_sub(1, Ordering::AcqRel);
+            metrics::gauge!(m::SESSIONS_ACTIVE).decrement(1.0);
+        }
+    }
+
+    /// Accounts for an append after the session's lock is released.
+    pub(crate) fn account(&self, a: Appended) {
+        if a.added_bytes > 0 {
+            self.ring_bytes.fetch_add(a.added_bytes, Ordering::Relaxed);
+        }
+        if a.evicted.bytes > 0 {
+            self.ring_bytes
+                .fetch_sub(a.evicted.bytes, Ordering::Relaxed);
+        }
+        if !a.ids.is_empty() {
+            metrics::counter!(m::EVENTS_PUBLISHED_TOTAL).increment(a.ids.len() as u64);
+        }
+        if a.evicted.count > 0 {
+            metrics::counter!(m::EVENTS_EVICTED_TOTAL, "cause" => "ring")
+                .increment(a.evicted.count);
+        }
+        if a.evicted.unread > 0 {
+            metrics::counter!(m::EVENTS_EVICTED_UNREAD_TOTAL).increment(a.evicted.unread);
+        }
+        if let Some(w) = a.waker {
+            w.wake();
+        }
+    }
+
+    /// Enforces the broker-wide ring budget on the session that just grew, under its lock.
+    fn enforce_budget(&self, st: &mut SessionState, added: usize) {
+        let budget = self.config.total_ring_bytes;
+        let total = self.ring_bytes.load(Ordering::Relaxed) + added;
+        if total <= budget {
+            return;
+        }
+        let target = st.ring.bytes().saturating_sub(total - budget);
+        let ev = st.ring.trim_to(target, st.read_upto);
+        if ev.count > 0 {
+            self.ring_bytes.fetch_sub(ev.bytes, Ordering::Relaxed);
+            metrics::counter!(m::EVENTS_EVICTED_TOTAL, "cause" => "budget").increment(ev.count);
+            if ev.unread > 0 {
+                metrics::counter!(m::EVENTS_EVICTED_UNREAD_TOTAL).increment(ev.unread);
+            }
+        }
+    }
+
+    /// The jittered `retry:` hint: base ±50 %, never above the maximum.
+    pub(crate) fn retry_hint_ms(&self) -> u64 {
+        let base = self.config.reconnect_base.as_millis() as u64;
+        let max = self.config.reconnect_backoff_max.as_millis() as u64;
+        let v = if base == 0 {
+            0
+        } else {
+            rand::rng().random_range(base / 2..=base + base / 2)
+        };
+        v.min(max)
+    }
+
+    fn drain_retry_ms(&self) -> u64 {
+        let window = self.drain_window_ms.load(Ordering::Relaxed);
+        rand::rng().random_range(0..=window)
+    }
+
+    /// Records the end of a connection once: gauge, duration, reason, log.
+    pub(crate) fn finish_connection(&self, conn: &ConnShared, reason: &'static str) {
+        if conn.finished.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let secs = conn.opened.elapsed().as_secs_f64();
+        metrics::gauge!(m::ACTIVE_CONNECTIONS).decrement(1.0);
+        metrics::histogram!(m::CONNECTION_DURATION_SECONDS).record(secs);
+        metrics::counter!(m::DISCONNECTS_TOTAL, "reason" => reason).increment(1);
+        tracing::info!(session = %conn.session, conn = conn.id, reason, duration_s = secs, "SSE disconnect");
+        if self.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    fn timer_insert(&self, deadline: Instant, session: &SessionId, id: &str) -> (Instant, u64) {
+        let key = (deadline, self.deadline_seq.fetch_add(1, Ordering::Relaxed));
+        self.deadlines
+            .lock()
+            .insert(key, (session.clone(), id.to_owned()));
+        self.driver.changed.notify_one();
+        key
+    }
+
+    /// Resolves a pending approval under its session's lock and announces the outcome.
+    pub(crate) fn resolve_locked(
+        &self,
+        session: &Session,
+        st: &mut SessionState,
+        id: &str,
+        status: ApprovalStatus,
+        now: Now,
+        out: &mut Appended,
+    ) -> Option<(ApprovalInfo, PendingApproval)> {
+        let keep = self.config.decided_approvals_kept;
+        let (info, pending) = st.approvals.resolve(id, status, keep)?;
+        self.deadlines.lock().remove(&pending.deadline_key);
+        if st.approvals.announced.remove(id) {
+            // An announcement the tracker refuses is dropped: the decision itself stands.
+            if let Err(e) = st.append_signal(
+                &session.id,
+                &self.config,
+                &Signal::ApprovalResolved(&info),
+                out,
+                now,
+            ) {
+                tracing::warn!(session = %session.id, approval = id, error = %e, "SSE error");
+            }
+        }
+        metrics::counter!(m::APPROVAL_DECISIONS_TOTAL, "outcome" => info.status.as_str())
+            .increment(1);
+        metrics::histogram!(m::APPROVAL_WAIT_SECONDS).record(
+            now.at
+                .saturating_duration_since(pending.created)
+                .as_secs_f64(),
+        );
+        Some((info, pending))
+    }
+
+    /// Fires every approval deadline that is due; returns the next one.
+    pub(crate) fn fire_deadlines(&self) -> Option<Instant> {
+        loop {
+            let now = self.now();
+            let due = {
+                let mut d = self.deadlines.lock();
+                match d.first_key_value() {
+                    Some((k, _)) if k.0 <= now.at => d.pop_first(),
+                    Some((k, _)) => return Some(k.0),
+                    None => return None,
+                }
+            };
+            let Some((key, (sid, id))) = due else {
+                continue;
+            };
+            let Some(session) = self.sessions.get(&sid).map(|s| s.clone()) else {
+                continue;
+            };
+            let mut out = Appended::default();
+            {
+                let mut st = session.state.lock();
+                let matches = st
+                    .approvals
+                    .pending
+                    .get(&id)
+                    .is_some_and(|p| p.deadline_key == key);
+                if matches {
+                    self.resolve_locked(
+                        &session,
+                        &mut st,
+                        &id,
+                        ApprovalStatus::TimedOut,
+                        now,
+                        &mut out,
+                    );
+                    tracing::warn!(session = %sid, approval = %id, "approval timed out");
+                }
+            }
+            self.account(out);
+        }
+    }
+
+    /// Drops stalled connections and expires idle sessions.
+    pub(crate) fn sweep(&self) {
+        let now = self.now();
+        let timeout_ms = self.config.client_timeout.as_millis() as u64;
+        let silent_ms = self
+            .config
+            .keepalive_interval
+            .map(|k| k.as_millis() as u64 + timeout_ms);
+        let ttl = self.config.session_ttl;
+        let sessions: Vec<Arc<Session>> = self.sessions.iter().map(|e| e.value().clone()).collect();
+        for session in sessions {
+            let mut expired = false;
+            let mut stalled = None;
+            {
+                let mut st = session.state.lock();
+                if let Some(conn) = &st.conn {
+                    let last_poll = conn.last_poll_ms.load(Ordering::Acquire);
+                    let pending = conn.pending_since_ms.load(Ordering::Acquire);
+                    let since = |t: u64| now.ms.saturating_sub(t);
+                    let stalled_pending = pending != 0
+                        && since(pending) >= timeout_ms
+                        && since(last_poll) >= timeout_ms;
+                    let stalled_silent = silent_ms.is_some_and(|s| since(last_poll) >= s);
+                    if stalled_pending || stalled_silent {
+                        let conn = st.conn.take();
+                        st.last_activity = now.at;
+                        stalled = conn;
+                    }
+                } else if st.approvals.pending.is_empty()
+                    && now.at.saturating_duration_since(st.last_activity) >= ttl
+                {
+                    st.removed = true;
+                    let bytes = st.ring.clear();
+                    self.ring_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                    expired = true;
+                }
+            }
+            if let Some(conn) = stalled {
+                tracing::warn!(session = %session.id, timeout_s = self.config.client_timeout.as_secs_f64(), "SSE keepalive timeout");
+                if let Some(w) = conn.end(end::TIMEOUT) {
+                    w.wake();
+                }
+                self.finish_connection(&conn, "timeout");
+            }
+            if expired {
+                tracing::debug!(session = %session.id, "session expired");
+                self.forget(&session);
+            }
+        }
+    }
+}
+
+impl Broker {
+    /// A builder with the runbook's defaults.
+    pub fn builder() -> BrokerBuilder {
+        BrokerBuilder::default()
+    }
+
+    /// The broker's configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Publishes one event serialized as JSON; returns its id. Creates the session if needed.
+    /// O(1): appends under a short lock and wakes the session's connection, never waiting for
+    /// it.
+    pub fn publish<T: Serialize + ?Sized>(
+        &self,
+        session: &SessionId,
+        event: &T,
+    ) -> Result<EventId, PublishError> {
+        self.publish_event(session, Event::json(event)?)
+    }
+
+    /// Publishes one prepared event; returns its id.
+    pub fn publish_event(
+        &self,
+        session: &SessionId,
+        event: Event,
+    ) -> Result<EventId, PublishError> {
+        let ids = self.publish_batch(session, std::slice::from_ref(&event))?;
+        Ok(ids[0])
+    }
+
+    /// Publishes events in order under one lock; returns their ids. If the session's tracker
+    /// refuses an event, the ones before it stay stored and the error lists their ids.
+    pub fn publish_batch(
+        &self,
+        session: &SessionId,
+        events: &[Event],
+    ) -> Result<Vec<EventId>, PublishError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.inner.now();
+        let mut out = Appended::default();
+        let result = self.with_session(session, |st| {
+            st.check_rate(&self.inner.config, events.len(), now.at)?;
+            let r = st.append(
+                session,
+                &self.inner.config,
+                &mut events.iter().map(|e| (e.name.as_ref(), e.data.as_str())),
+                &mut out,
+                now,
+            );
+            self.inner.enforce_budget(st, out.added_bytes);
+            r
+        });
+        let ids = out.ids.clone();
+        self.inner.account(out);
+        result.map_err(|e| match e {
+            SessionErr::Limit(max) => PublishError::TooManySessions { max },
+            SessionErr::Inner(e) => e,
+        })?;
+        Ok(ids)
+    }
+
+    /// Stores a frame that was encoded and numbered elsewhere (a backplane's log), at `id`.
+    /// The frame must be a complete SSE frame whose `id:` line is `id`.
+    pub fn append_at(
+        &self,
+        session: &SessionId,
+        id: EventId,
+        frame: Bytes,
+    ) -> Result<(), PublishError> {
+        let now = self.inner.now();
+        let mut out = Appended::default();
+        let result = self.with_session(session, |st| {
+            let r = st.append_at(id, frame.clone(), &mut out, now);
+            self.inner.enforce_budget(st, out.added_bytes);
+            r
+        });
+        self.inner.account(out);
+        result.map_err(|e| match e {
+            SessionErr::Limit(max) => PublishError::TooManySessions { max },
+            SessionErr::Inner(e) => e,
+        })
+    }
+
+    /// Installs a tracker (e.g. a [`SnapshotProvider`](crate::SnapshotProvider)) on a session,
+    /// creating the session if needed.
+    pub fn set_tracker(
+        &self,
+        session: &SessionId,
+        tracker: Box<dyn SessionTracker>,
+    ) -> Result<(), PublishError> {
+        let mut tracker = Some(tracker);
+        self.with_session(session, |st| {
+            st.tracker = tracker.take();
+            Ok::<_, PublishError>(())
+        })
+        .map_err(|e| match e {
+            SessionErr::Limit(max) => PublishError::TooManySessions { max },
+            SessionErr::Inner(e) => e,
+        })
+    }
+
+    /// Runs `f` under the session's lock, with the session created if needed; retries if the
+    /// session was removed meanwhile.
+    fn with_session<R, E>(
+        &self,
+        id: &SessionId,
+        mut f: impl FnMut(&mut SessionState) -> Result<R, E>,
+    ) -> Result<R, SessionErr<E>> {
+        loop {
+            let session = self.inner.session(id).map_err(SessionErr::Limit)?;
+            let mut st = session.state.lock();
+            if st.removed {
+                continue;
+            }
+            return f(&mut st).map_err(SessionErr::Inner);
+        }
+    }
+
+    /// Opens the session's stream: a jittered `retry:` line, then (for a client that cannot
+    /// resume exactly) the resync signal and prelude, then the replay, then live events.
+    pub fn connect(
+        &self,
+        session: &SessionId,
+        opts: ConnectOptions,
+    ) -> Result<EventStream, ConnectError> {
+        let last = match opts.last_event_id.as_deref() {
+            Some(raw) => LastEventId::parse(raw).map_err(ConnectError::InvalidLastEventId)?,
+            None => None,
+        };
+        if self.inner.draining.load(Ordering::Acquire) {
+            return Err(ConnectError::Draining {
+                retry_after: Duration::from_millis(self.inner.drain_retry_ms()),
+            });
+        }
+        let inner = &self.inner;
+        let config = &inner.config;
+        let now = inner.now();
+        loop {
+            let sess = inner
+                .session(session)
+                .map_err(|max| ConnectError::TooManySessions { max })?;
+            let mut st = sess.state.lock();
+            if st.removed {
+                continue;
+            }
+            let grace = config.supersede_grace;
+            st.superseded
+                .retain(|(_, at)| now.at.saturating_duration_since(*at) < grace);
+            if let Some(cid) = opts.client_id.as_deref()
+                && st.superseded.iter().any(|(c, _)| &**c == cid)
+            {
+                return Err(ConnectError::SupersededRecently);
+            }
+            let mut superseded = None;
+            if let Some(old) = st.conn.take() {
+                if config.connection_policy == ConnectionPolicy::Reject {
+                    st.conn = Some(old);
+                    return Err(ConnectError::Conflict);
+                }
+                if let Some(cid) = old.client_id.as_deref()
+                    && opts.client_id.as_deref() != Some(cid)
+                {
+                    st.superseded.push((cid.into(), now.at));
+                    if st.superseded.len() > 16 {
+                        st.superseded.remove(0);
+                    }
+                }
+                superseded = Some(old);
+            }
+
+            let oldest = st.oldest();
+            let resync = match &last {
+                None if oldest > 1 => Some((ResyncReason::Evicted, oldest - 1)),
+                None => None,
+                Some(LastEventId::Foreign(_)) => Some((ResyncReason::Unknown, 0)),
+                Some(LastEventId::Known(id)) if id.epoch != st.epoch => {
+                    Some((ResyncReason::Epoch, 0))
+                }
+                Some(LastEventId::Known(id)) if id.seq > st.head => Some((ResyncReason::Ahead, 0)),
+                Some(LastEventId::Known(id)) if id.seq + 1 < oldest => {
+                    Some((ResyncReason::Evicted, oldest - 1 - id.seq))
+                }
+                Some(LastEventId::Known(_)) => None,
+            };
+            let (has_snapshot, join_prelude) = st
+                .tracker
+                .as_ref()
+                .map_or((false, false), |t| (t.has_snapshot(), t.prelude_on_join()));
+            let prelude =
+                resync.is_some() || opts.prelude_always || (last.is_none() && join_prelude);
+            let mut cursor = match &last {
+                Some(LastEventId::Known(id)) if resync.is_none() => id.seq,
+                _ => oldest - 1,
+            };
+            if prelude && has_snapshot {
+                cursor = st.head;
+            }
+
+            let mut opening = BytesMut::with_capacity(64);
+            frame::put_retry(&mut opening, inner.retry_hint_ms());
+            opening.extend_from_slice(b"\n");
+            let resync_info = resync.map(|(reason, skipped)| Resync {
+                reason,
+                last_event_id: last.as_ref().map(ToString::to_string),
+                resume_from: EventId {
+                    epoch: st.epoch,
+                    seq: cursor + 1,
+                },
+                skipped: (reason == ResyncReason::Evicted && skipped > 0).then_some(skipped),
+            });
+            if prelude {
+                st.put_prelude(resync_info.as_ref(), &mut opening);
+                if cursor > 0 {
+                    opening.extend_from_slice(&frame::encode_id_only(EventId {
+                        epoch: st.epoch,
+                        seq: cursor,
+                    }));
+                }
+            }
+
+            let conn = Arc::new(ConnShared {
+                id: inner.conn_ids.fetch_add(1, Ordering::Relaxed),
+                session: session.clone(),
+                client_id: opts.client_id.as_deref().map(Into::into),
+                waker: Default::default(),
+                end: Default::default(),
+                last_poll_ms: AtomicU64::new(now.ms),
+                pending_since_ms: AtomicU64::new(if cursor < st.head { now.ms } else { 0 }),
+                drain_retry_ms: AtomicU64::new(0),
+                finished: AtomicBool::new(false),
+                opened: now.at,
+            });
+            st.conn = Some(conn.clone());
+            st.last_activity = now.at;
+            drop(st);
+
+            if let Some(old) = superseded {
+                if let Some(w) = old.end(end::SUPERSEDED) {
+                    w.wake();
+                }
+            }
+            inner.connections.fetch_add(1, Ordering::AcqRel);
+            metrics::gauge!(m::ACTIVE_CONNECTIONS).increment(1.0);
+            if let Some(last) = &last {
+                metrics::counter!(m::RECONNECTS_TOTAL).increment(1);
+                tracing::info!(session = %session, last_event_id = %last, "SSE reconnect");
+            }
+            if let Some(r) = &resync_info {
+                metrics::counter!(m::RESYNCS_TOTAL, "reason" => r.reason.as_str()).increment(1);
+                tracing::info!(session = %session, reason = r.reason.as_str(), resume_from = %r.resume_from, "SSE resync");
+            }
+            return Ok(EventStream::new(
+                inner.clone(),
+                sess,
+                conn,
+                cursor,
+                opening.freeze(),
+                now.at,
+            ));
+        }
+    }
+
+    /// Asks a human for a decision. The request is stored in the session, announced in its
+    /// stream (unless [`silent`](ApprovalRequest::silent)), and resolves exactly once.
+    pub fn request_approval(
+        &self,
+        session: &SessionId,
+        req: ApprovalRequest,
+    ) -> Result<ApprovalHandle, ApprovalError> {
+        let id = match req.id {
+            Some(id) if is_valid_id(&id) => id,
+            Some(_) => {
+                return Err(crate::id::InvalidId {
+                    what: "approval id",
+                }
+                .into());
+            }
+            None => format!("apr-{:016x}", rand::random::<u64>()),
+        };
+        let timeout = req.timeout.unwrap_or(self.inner.config.approval_timeout);
+        let now = self.inner.now();
+        let deadline = now.at + timeout;
+        let mut out = Appended::default();
+        let result = self.with_session(session, |st| {
+            if st.approvals.contains(&id) {
+                return Err(ApprovalError::Duplicate);
+            }
+            let info = ApprovalInfo {
+                id: id.clone(),
+                title: req.title.clone(),
+                payload: req.payload.clone(),
+                expires_at: rfc3339_after(timeout),
+                status: ApprovalStatus::Pending,
+            };
+            if req.announce {
+                st.append_signal(
+                    session,
+                    &self.inner.config,
+                    &Signal::ApprovalRequested(&info),
+                    &mut out,
+                    now,
+                )?;
+                st.approvals.announced.insert(id.clone());
+            }
+            let key = self.inner.timer_insert(deadline, session, &id);
+            let (tx, rx) = tokio::sync::watch::channel(ApprovalStatus::Pending);
+            st.approvals.pending.insert(
+                id.clone(),
+                PendingApproval {
+                    info,
+                    deadline_key: key,
+                    created: now.at,
+                    tx,
+                },
+            );
+            Ok(rx)
+        });
+        self.inner.account(out);
+        let rx = result.map_err(|e| match e {
+            SessionErr::Limit(max) => ApprovalError::Publish(PublishError::TooManySessions { max }),
+            SessionErr::Inner(e) => e,
+        })?;
+        metrics::counter!(m::APPROVAL_REQUESTS_TOTAL).increment(1);
+        Ok(ApprovalHandle {
+            id,
+            session: session.clone(),
+            rx,
+        })
+    }
+
+    /// Decides a pending approval, exactly once.
+    pub fn decide(
+        &self,
+        session: &SessionId,
+        approval_id: &str,
+        decision: Decision,
+    ) -> Result<ApprovalInfo, DecideError> {
+        self.resolve(session, approval_id, decision.into_status())
+    }
+
+    /// Cancels a pending approval.
+    pub fn cancel_approval(
+        &self,
+        session: &SessionId,
+        approval_id: &str,
+    ) -> Result<ApprovalInfo, DecideError> {
+        self.resolve(session, approval_id, ApprovalStatus::Cancelled)
+    }
+
+    fn resolve(
+        &self,
+        session: &SessionId,
+        approval_id: &str,
+        status: ApprovalStatus,
+    ) -> Result<ApprovalInfo, DecideError> {
+        let sess = self
+            .inner
+            .sessions
+            .get(session)
+            .map(|s| s.clone())
+            .ok_or(DecideError::Unknown)?;
+        let now = self.inner.now();
+        let mut out = Appended::default();
+        let result = {
+            let mut st = sess.state.lock();
+            let overdue = st
+                .approvals
+                .pending
+                .get(approval_id)
+                .map(|p| p.deadline_key.0 <= now.at);
+            match overdue {
+                Some(true) => {
+                    self.inner.resolve_locked(
+                        &sess,
+                        &mut st,
+                        approval_id,
+                        ApprovalStatus::TimedOut,
+                        now,
+                        &mut out,
+                    );
+                    Err(DecideError::Expired)
+                }
+                Some(false) => Ok(self
+                    .inner
+                    .resolve_locked(&sess, &mut st, approval_id, status, now, &mut out)
+                    .map(|(info, _)| info)
+                    .expect("pending approval present under the lock")),
+                None => Err(match st.approvals.resolved(approval_id) {
+                    Some(a) if a.status == ApprovalStatus::TimedOut => DecideError::Expired,
+                    Some(a) => DecideError::AlreadyDecided(a.status.as_str()),
+                    None => DecideError::Unknown,
+                }),
+            }
+        };
+        self.inner.account(out);
+        result
+    }
+
+    /// The approval as it stands, pending or recently resolved.
+    pub fn approval(&self, session: &SessionId, approval_id: &str) -> Option<ApprovalInfo> {
+        let sess = self.inner.sessions.get(session).map(|s| s.clone())?;
+        let st = sess.state.lock();
+        st.approvals
+            .pending
+            .get(approval_id)
+            .map(|p| p.info.clone())
+            .or_else(|| st.approvals.resolved(approval_id).cloned())
+    }
+
+    /// Waits up to `wait` for a pending approval to be resolved (long-poll), then returns it
+    /// as it stands. `None` for an unknown approval.
+    pub async fn wait_approval(
+        &self,
+        session: &SessionId,
+        approval_id: &str,
+        wait: Duration,
+    ) -> Option<ApprovalInfo> {
+        let rx = {
+            let sess = self.inner.sessions.get(session).map(|s| s.clone())?;
+            let st = sess.state.lock();
+            match st.approvals.pending.get(approval_id) {
+                Some(p) => p.tx.subscribe(),
+                None => return st.approvals.resolved(approval_id).cloned(),
+            }
+        };
+        let mut rx = rx;
+        let _ = tokio::time::timeout(wait, rx.wait_for(ApprovalStatus::is_final)).await;
+        self.approval(session, approval_id)
+    }
+
+    /// Starts draining: every stream ends now with a `retry:` hint spread uniformly over
+    /// `window` (so clients come back through the load balancer at different moments), and
+    /// new connections are refused with [`ConnectError::Draining`].
+    pub fn drain(&self, window: Duration) {
+        let inner = &self.inner;
+        inner
+            .drain_window_ms
+            .store(window.as_millis() as u64, Ordering::Relaxed);
+        inner.draining.store(true, Ordering::Release);
+        tracing::info!(window_s = window.as_secs_f64(), "SSE drain started");
+        let sessions: Vec<Arc<Session>> =
+            inner.sessions.iter().map(|e| e.value().clone()).collect();
+        for s in sessions {
+            let conn = s.state.lock().conn.clone();
+            if let Some(conn) = conn {
+                conn.drain_retry_ms
+                    .store(inner.drain_retry_ms(), Ordering::Relaxed);
+                if let Some(w) = conn.end(end::DRAIN) {
+                    w.wake();
+                }
+            }
+        }
+    }
+
+    /// Whether the broker is draining.
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Acquire)
+    }
+
+    /// A jittered reconnection delay within the drain window (for `Retry-After` and the
+    /// `retry:` of refused event-stream requests).
+    pub fn drain_retry_hint(&self) -> Duration {
+        Duration::from_millis(self.inner.drain_retry_ms())
+    }
+
+    /// Resolves when no connection is open (e.g. after [`drain`](Self::drain)).
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.inner.idle.notified();
+            if self.inner.connections.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Number of open connections.
+    pub fn connection_count(&self) -> usize {
+        self.inner.connections.load(Ordering::Acquire)
+    }
+
+    /// Number of sessions alive.
+    pub fn session_count(&self) -> usize {
+        self.inner.sessions.len()
+    }
+
+    /// Whether a session exists.
+    pub fn has_session(&self, session: &SessionId) -> bool {
+        self.inner.sessions.contains_key(session)
+    }
+
+    /// The id of a session's newest event, if it has one.
+    pub fn head(&self, session: &SessionId) -> Option<EventId> {
+        let sess = self.inner.sessions.get(session).map(|s| s.clone())?;
+        let st = sess.state.lock();
+        (st.head > 0).then_some(EventId {
+            epoch: st.epoch,
+            seq: st.head,
+        })
+    }
+
+    /// Removes a session now: its connection ends, its pending approvals are cancelled.
+    pub fn remove_session(&self, session: &SessionId) -> bool {
+        let Some(sess) = self.inner.sessions.get(session).map(|s| s.clone()) else {
+            return false;
+        };
+        let now = self.inner.now();
+        let mut out = Appended::default();
+        let conn = {
+            let mut st = sess.state.lock();
+            let ids: Vec<String> = st.approvals.pending.keys().cloned().collect();
+            for id in ids {
+                self.inner.resolve_locked(
+                    &sess,
+                    &mut st,
+                    &id,
+                    ApprovalStatus::Cancelled,
+                    now,
+                    &mut out,
+                );
+            }
+            st.removed = true;
+            out.evicted.bytes += st.ring.clear();
+            st.conn.take()
+        };
+        self.inner.account(out);
+        if let Some(conn) = conn
+            && let Some(w) = conn.end(end::CLOSED)
+        {
+            w.wake();
+        }
+        self.inner.forget(&sess);
+        true
+    }
+
+    /// The health snapshot for `/health/sse`.
+    pub fn health(&self) -> Health {
+        let draining = self.is_draining();
+        Health {
+            status: if draining { "draining" } else { "ok" },
+            sessions: self.session_count(),
+            connections: self.connection_count(),
+            draining,
+            ring_bytes: self.inner.ring_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The encoded heartbeat for sessions without a tracker (for tests and adapters).
+    pub fn heartbeat_frame(&self) -> Bytes {
+        crate::stream::heartbeat_frame(&self.inner.config.heartbeat_style, false)
+    }
+}
+
+enum SessionErr<E> {
+    Limit(usize),
+    Inner(E),
+}
+
+/// Validates an SSE event name (helper for adapters' `?event=NAME`).
+pub fn event_name(name: &str) -> Result<EventName, PublishError> {
+    EventName::new(name).map_err(PublishError::from)
+}

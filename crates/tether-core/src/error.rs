@@ -1,0 +1,118 @@
+//! Errors, one enum per failure domain. Each message says what to do.
+
+use std::time::Duration;
+
+use crate::id::{EventId, InvalidId};
+
+/// Why a publish was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The event could not be serialized to JSON.
+    #[error("the event could not be serialized to JSON: {0}")]
+    Serialize(String),
+    /// The encoded event is larger than the configured maximum.
+    #[error(
+        "the event is {size} bytes encoded, more than the maximum of {max}; split it or raise max_event_bytes"
+    )]
+    TooLarge {
+        /// Encoded size.
+        size: usize,
+        /// Configured maximum.
+        max: usize,
+    },
+    /// The SSE event name would break the framing.
+    #[error(transparent)]
+    InvalidEventName(#[from] crate::frame::InvalidEventName),
+    /// The broker already holds its maximum number of sessions.
+    #[error("the broker holds its maximum of {max} sessions; retry later or raise max_sessions")]
+    TooManySessions {
+        /// Configured maximum.
+        max: usize,
+    },
+    /// The session's publish rate limit is exceeded.
+    #[error("the session's publish rate is exceeded; retry after {retry_after:?}")]
+    RateLimited {
+        /// When a token is available again.
+        retry_after: Duration,
+    },
+    /// The session's tracker refused the event because it would make the stream invalid
+    /// (for AG-UI sessions: a schema or sequence violation). Events of the same batch before
+    /// it were stored; their ids are in `stored`.
+    #[error("event {index} was refused: {reason}")]
+    Rejected {
+        /// Position of the refused event in its batch.
+        index: usize,
+        /// What is wrong with it.
+        reason: String,
+        /// Ids of the events of the batch stored before it.
+        stored: Vec<EventId>,
+    },
+    /// An append at an explicit sequence number was not after the session's head.
+    #[error("sequence {seq} is not after the session's head {head}")]
+    OutOfOrder {
+        /// The sequence number given.
+        seq: u64,
+        /// The session's last sequence number.
+        head: u64,
+    },
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// `Last-Event-ID` breaks the id grammar (HTTP 400).
+    #[error("invalid Last-Event-ID: {0}")]
+    InvalidLastEventId(InvalidId),
+    /// The session already has a connection and the policy is `Reject` (HTTP 409).
+    #[error("the session already has a connection; close it first")]
+    Conflict,
+    /// This client instance was superseded by another connection moments ago (HTTP 204, which
+    /// makes EventSource stop instead of taking the session back).
+    #[error("this client was superseded by a newer connection to the session")]
+    SupersededRecently,
+    /// The broker is draining for a restart (HTTP 503, or 200 with a `retry:` hint for event
+    /// streams, so browsers come back through the load balancer).
+    #[error("the server is draining; reconnect in {retry_after:?}")]
+    Draining {
+        /// A jittered reconnection delay within the drain window.
+        retry_after: Duration,
+    },
+    /// The broker already holds its maximum number of sessions (HTTP 503).
+    #[error("the broker holds its maximum of {max} sessions; retry later")]
+    TooManySessions {
+        /// Configured maximum.
+        max: usize,
+    },
+}
+
+/// Why an approval request was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApprovalError {
+    /// The approval id breaks the id grammar.
+    #[error(transparent)]
+    InvalidId(#[from] InvalidId),
+    /// An approval with this id already exists in the session (HTTP 409).
+    #[error("an approval with this id already exists in the session")]
+    Duplicate,
+    /// Announcing the request in the session's stream failed.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
+
+/// Why a decision was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecideError {
+    /// No such approval in the session (HTTP 404).
+    #[error("no such approval in this session")]
+    Unknown,
+    /// The approval was already decided or cancelled (HTTP 409).
+    #[error("the approval was already {0}")]
+    AlreadyDecided(&'static str),
+    /// The approval's deadline passed before the decision arrived (HTTP 410).
+    #[error("the approval expired before the decision arrived")]
+    Expired,
+}

@@ -1,0 +1,175 @@
+//! SSE frame encoding.
+//!
+//! Every stored event is encoded once, at publish time, into the exact bytes a client
+//! receives; delivery and replay only clone the resulting [`Bytes`]. Lines end in LF only
+//! (the AG-UI client fails on CRLF). Data containing line breaks (LF, CRLF or a lone CR) is
+//! split into several `data:` lines, which a conforming parser joins back with LF, so no
+//! event can smuggle a field or a frame boundary into the stream. Event names are validated
+//! instead of escaped: a name is a single line without control characters.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::id::EventId;
+
+/// Longest SSE event name accepted, in bytes.
+pub const MAX_EVENT_NAME_LEN: usize = 128;
+
+/// An SSE event name (`event:` field) that cannot break the framing: 1 to 128 bytes, no
+/// control characters (so no CR, LF or NUL), no leading space (the parser would strip it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EventName(Box<str>);
+
+/// An event name that would break the SSE framing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "event names must be 1 to 128 bytes without control characters (CR, LF, NUL) or a leading space"
+)]
+pub struct InvalidEventName;
+
+impl EventName {
+    /// Validates an event name.
+    pub fn new(name: &str) -> Result<Self, InvalidEventName> {
+        let ok = !name.is_empty()
+            && name.len() <= MAX_EVENT_NAME_LEN
+            && !name.starts_with(' ')
+            && !name.chars().any(char::is_control);
+        if ok {
+            Ok(Self(name.into()))
+        } else {
+            Err(InvalidEventName)
+        }
+    }
+
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Splits `data` on LF, CRLF and lone CR, the three line endings an SSE parser honours.
+pub fn data_lines(data: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(data);
+    std::iter::from_fn(move || {
+        let s = rest?;
+        match s.find(['\r', '\n']) {
+            None => {
+                rest = None;
+                Some(s)
+            }
+            Some(i) => {
+                let skip = if s[i..].starts_with("\r\n") { 2 } else { 1 };
+                rest = Some(&s[i + skip..]);
+                Some(&s[..i])
+            }
+        }
+    })
+}
+
+/// Encodes one SSE frame: optional `id:`, optional `event:`, the data as `data:` lines, and
+/// the blank line that dispatches it.
+pub fn encode_event(id: Option<EventId>, name: Option<&EventName>, data: &str) -> Bytes {
+    let mut buf = BytesMut::with_capacity(data.len() + 48);
+    if let Some(id) = id {
+        put_id(&mut buf, id);
+    }
+    if let Some(name) = name {
+        buf.put_slice(b"event: ");
+        buf.put_slice(name.as_str().as_bytes());
+        buf.put_u8(b'\n');
+    }
+    for line in data_lines(data) {
+        buf.put_slice(b"data: ");
+        buf.put_slice(line.as_bytes());
+        buf.put_u8(b'\n');
+    }
+    buf.put_u8(b'\n');
+    buf.freeze()
+}
+
+/// An id-only frame: moves the client's last event id forward without dispatching an event
+/// (EventSource and the AG-UI client ignore frames without data).
+pub fn encode_id_only(id: EventId) -> Bytes {
+    let mut buf = BytesMut::with_capacity(32);
+    put_id(&mut buf, id);
+    buf.put_u8(b'\n');
+    buf.freeze()
+}
+
+/// A `retry:` field in its own frame: the client's reconnection delay, in milliseconds.
+pub fn encode_retry(millis: u64) -> Bytes {
+    let mut buf = BytesMut::with_capacity(32);
+    put_retry(&mut buf, millis);
+    buf.put_u8(b'\n');
+    buf.freeze()
+}
+
+/// An SSE comment (`: text`), invisible to parsers. Line breaks in `text` are replaced by
+/// spaces.
+pub fn encode_comment(text: &str) -> Bytes {
+    let mut buf = BytesMut::with_capacity(text.len() + 4);
+    buf.put_slice(b": ");
+    for line in data_lines(text).enumerate() {
+        if line.0 > 0 {
+            buf.put_u8(b' ');
+        }
+        buf.put_slice(line.1.as_bytes());
+    }
+    buf.put_slice(b"\n\n");
+    buf.freeze()
+}
+
+pub(crate) fn put_retry(buf: &mut BytesMut, millis: u64) {
+    buf.put_slice(b"retry: ");
+    buf.put_slice(itoa::Buffer::new().format(millis).as_bytes());
+    buf.put_u8(b'\n');
+}
+
+fn put_id(buf: &mut BytesMut, id: EventId) {
+    use std::fmt::Write;
+    buf.put_slice(b"id: ");
+    // Writing into BytesMut cannot fail.
+    let _ = write!(buf, "{id}");
+    buf.put_u8(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::Epoch;
+
+    #[test]
+    fn frame_layout() {
+        let id = EventId {
+            epoch: Epoch::from_u64(0xabc),
+            seq: 7,
+        };
+        let name = EventName::new("progress").unwrap();
+        let f = encode_event(Some(id), Some(&name), "{\"a\":1}");
+        assert_eq!(&f[..], b"id: abc-7\nevent: progress\ndata: {\"a\":1}\n\n");
+    }
+
+    #[test]
+    fn line_breaks_become_data_lines() {
+        let f = encode_event(None, None, "a\nb\r\nc\rd");
+        assert_eq!(&f[..], b"data: a\ndata: b\ndata: c\ndata: d\n\n");
+        let f = encode_event(None, None, "");
+        assert_eq!(&f[..], b"data: \n\n");
+        let f = encode_event(None, None, "x\n");
+        assert_eq!(&f[..], b"data: x\ndata: \n\n");
+        assert!(!encode_event(None, None, "\r\r\n\n").contains(&b'\r'));
+    }
+
+    #[test]
+    fn names_are_single_lines() {
+        for bad in ["", "a\nb", "a\rb", "a\0", " lead", &"n".repeat(129)] {
+            assert!(EventName::new(bad).is_err(), "{bad:?}");
+        }
+        assert!(EventName::new("tether.approval.requested").is_ok());
+    }
+
+    #[test]
+    fn comment_and_retry() {
+        assert_eq!(&encode_comment("keep\nalive")[..], b": keep alive\n\n");
+        assert_eq!(&encode_retry(3000)[..], b"retry: 3000\n\n");
+    }
+}

@@ -1,0 +1,1 @@
+//! The framework-neutral HTTP layer shared by every adapter (feature `http`).

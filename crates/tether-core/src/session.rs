@@ -1,0 +1,385 @@
+//! One session's state and the operations that run under its lock.
+//!
+//! Everything that must be atomic with respect to one session (appending an event, placing a
+//! new connection's cursor and taking its snapshot, resolving an approval) happens while its
+//! `parking_lot::Mutex` is held. The lock is never held across an `.await`; wake-ups are
+//! taken out under the lock and fired after it is released.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::task::Waker;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use crate::approval::Approvals;
+use crate::config::{Config, RateLimit};
+use crate::error::PublishError;
+use crate::frame::{self, EventName};
+use crate::id::{Epoch, EventId, SessionId};
+use crate::ring::{Evicted, Ring};
+use crate::signal::{Resync, SessionTracker, Signal, Terminal};
+
+/// Why a connection's stream ended (or `LIVE` while it has not).
+pub(crate) mod end {
+    pub(crate) const LIVE: u8 = 0;
+    pub(crate) const SUPERSEDED: u8 = 1;
+    pub(crate) const DRAIN: u8 = 2;
+    pub(crate) const TIMEOUT: u8 = 3;
+    pub(crate) const CLOSED: u8 = 4;
+}
+
+/// The part of a connection the broker can reach: its wake-up and its end flag. The cursor
+/// itself lives in the stream.
+pub(crate) struct ConnShared {
+    pub(crate) id: u64,
+    pub(crate) session: SessionId,
+    pub(crate) client_id: Option<Box<str>>,
+    pub(crate) waker: AtomicWaker,
+    pub(crate) end: AtomicU8,
+    /// Broker-relative milliseconds of the last poll of the stream.
+    pub(crate) last_poll_ms: AtomicU64,
+    /// Broker-relative milliseconds since which frames are pending (0 = none).
+    pub(crate) pending_since_ms: AtomicU64,
+    pub(crate) drain_retry_ms: AtomicU64,
+    pub(crate) finished: AtomicBool,
+    pub(crate) opened: Instant,
+}
+
+impl ConnShared {
+    /// Marks the stream as ending for `reason` (first reason wins) and returns its waker.
+    pub(crate) fn end(&self, reason: u8) -> Option<Waker> {
+        let _ = self
+            .end
+            .compare_exchange(end::LIVE, reason, Ordering::AcqRel, Ordering::Acquire);
+        self.waker.take()
+    }
+
+    pub(crate) fn end_reason(&self) -> u8 {
+        self.end.load(Ordering::Acquire)
+    }
+}
+
+/// The current time, as an instant and as broker-relative milliseconds (never 0).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Now {
+    pub(crate) at: Instant,
+    pub(crate) ms: u64,
+}
+
+/// A token bucket for the per-session publish rate.
+pub(crate) struct TokenBucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(limit: RateLimit, now: Instant) -> Self {
+        Self {
+            tokens: f64::from(limit.burst.max(1)),
+            last: now,
+        }
+    }
+
+    fn take(
+        &mut self,
+        limit: RateLimit,
+        n: usize,
+        now: Instant,
+    ) -> Result<(), std::time::Duration> {
+        let burst = f64::from(limit.burst.max(1));
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * limit.per_second).min(burst);
+        self.last = now;
+        let need = n as f64;
+        if self.tokens >= need {
+            self.tokens -= need;
+            Ok(())
+        } else {
+            let missing = need - self.tokens;
+            Err(std::time::Duration::from_secs_f64(
+                missing / limit.per_second.max(f64::MIN_POSITIVE),
+            ))
+        }
+    }
+}
+
+pub(crate) struct Session {
+    pub(crate) id: SessionId,
+    pub(crate) state: Mutex<SessionState>,
+}
+
+pub(crate) struct SessionState {
+    pub(crate) epoch: Epoch,
+    /// Last assigned sequence number (0 before the first event).
+    pub(crate) head: u64,
+    pub(crate) ring: Ring,
+    pub(crate) conn: Option<Arc<ConnShared>>,
+    /// Client instances superseded recently, with when.
+    pub(crate) superseded: Vec<(Box<str>, Instant)>,
+    pub(crate) approvals: Approvals,
+    pub(crate) tracker: Option<Box<dyn SessionTracker>>,
+    pub(crate) last_activity: Instant,
+    /// Highest sequence number any connection has written.
+    pub(crate) read_upto: u64,
+    /// Set when the session was removed from the registry; a caller holding a stale handle
+    /// looks it up again.
+    pub(crate) removed: bool,
+    bucket: Option<TokenBucket>,
+}
+
+/// A published event: SSE name and data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub(crate) name: Option<EventName>,
+    pub(crate) data: String,
+}
+
+impl Event {
+    /// An event whose data is `value` serialized as JSON.
+    pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Self, PublishError> {
+        serde_json::to_string(value)
+            .map(Self::raw)
+            .map_err(|e| PublishError::Serialize(e.to_string()))
+    }
+
+    /// An event whose data is `data` as given (already JSON, or any text). Line breaks are
+    /// split into several `data:` lines.
+    pub fn raw(data: impl Into<String>) -> Self {
+        Self {
+            name: None,
+            data: data.into(),
+        }
+    }
+
+    /// Sets the SSE event name (`event:` line).
+    #[must_use]
+    pub fn named(mut self, name: EventName) -> Self {
+        self.name = Some(name);
+        self
+    }
+
+    /// The event's data.
+    pub fn data(&self) -> &str {
+        &self.data
+    }
+
+    /// The event's SSE name.
+    pub fn name(&self) -> Option<&EventName> {
+        self.name.as_ref()
+    }
+}
+
+/// What one locked publish did, to be accounted for after the lock is released.
+#[derive(Default)]
+pub(crate) struct Appended {
+    pub(crate) ids: Vec<EventId>,
+    pub(crate) added_bytes: usize,
+    pub(crate) evicted: Evicted,
+    pub(crate) waker: Option<Waker>,
+}
+
+impl SessionState {
+    pub(crate) fn new(config: &Config, now: Instant) -> Self {
+        Self {
+            epoch: Epoch::random(),
+            head: 0,
+            ring: Ring::new(config.ring_max_events, config.ring_max_bytes),
+            conn: None,
+            superseded: Vec::new(),
+            approvals: Approvals::default(),
+            tracker: None,
+            last_activity: now,
+            read_upto: 0,
+            removed: false,
+            bucket: config.publish_rate.map(|l| TokenBucket::new(l, now)),
+        }
+    }
+
+    /// Sequence number of the oldest event a cursor can still read after.
+    pub(crate) fn oldest(&self) -> u64 {
+        self.ring.first_seq().unwrap_or(self.head + 1)
+    }
+
+    pub(crate) fn check_rate(
+        &mut self,
+        config: &Config,
+        n: usize,
+        now: Instant,
+    ) -> Result<(), PublishError> {
+        match (config.publish_rate, self.bucket.as_mut()) {
+            (Some(limit), Some(bucket)) => bucket
+                .take(limit, n, now)
+                .map_err(|retry_after| PublishError::RateLimited { retry_after }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Validates, encodes and stores events in order. Stops at the first refused event; the
+    /// ones before it stay stored (their ids are in the error).
+    pub(crate) fn append(
+        &mut self,
+        session: &SessionId,
+        config: &Config,
+        events: &mut dyn Iterator<Item = (Option<&EventName>, &str)>,
+        out: &mut Appended,
+        now: Now,
+    ) -> Result<(), PublishError> {
+        for (index, (name, data)) in events.enumerate() {
+            let id = EventId {
+                epoch: self.epoch,
+                seq: self.head + 1,
+            };
+            let frame = frame::encode_event(Some(id), name, data);
+            let refuse = |reason: PublishError, out: &Appended| match reason {
+                PublishError::Rejected { reason, .. } => PublishError::Rejected {
+                    index,
+                    reason,
+                    stored: out.ids.clone(),
+                },
+                other => other,
+            };
+            if frame.len() > config.max_event_bytes {
+                return Err(refuse(
+                    PublishError::TooLarge {
+                        size: frame.len(),
+                        max: config.max_event_bytes,
+                    },
+                    out,
+                ));
+            }
+            let name_str = name.map(EventName::as_str);
+            if self.tracker.is_none()
+                && let Some(factory) = &config.tracker_factory
+            {
+                self.tracker = factory.track(session, name_str, data);
+            }
+            if let Some(tracker) = self.tracker.as_mut()
+                && let Err(reason) = tracker.on_publish(name_str, data)
+            {
+                return Err(refuse(
+                    PublishError::Rejected {
+                        index,
+                        reason,
+                        stored: Vec::new(),
+                    },
+                    out,
+                ));
+            }
+            self.store(id, frame, out);
+        }
+        self.after_append(out, now);
+        Ok(())
+    }
+
+    /// Stores a frame encoded elsewhere at an explicit id (a backplane's log is the source of
+    /// truth for order). A different epoch starts a new incarnation of the session.
+    pub(crate) fn append_at(
+        &mut self,
+        id: EventId,
+        frame: Bytes,
+        out: &mut Appended,
+        now: Now,
+    ) -> Result<(), PublishError> {
+        if id.epoch != self.epoch {
+            out.evicted.bytes += self.ring.clear();
+            self.epoch = id.epoch;
+            self.head = 0;
+            self.read_upto = 0;
+        }
+        if id.seq <= self.head {
+            return Err(PublishError::OutOfOrder {
+                seq: id.seq,
+                head: self.head,
+            });
+        }
+        self.store(id, frame, out);
+        self.after_append(out, now);
+        Ok(())
+    }
+
+    fn store(&mut self, id: EventId, frame: Bytes, out: &mut Appended) {
+        self.head = id.seq;
+        out.added_bytes += frame.len();
+        let ev = self.ring.push(id.seq, frame, self.read_upto);
+        out.evicted.count += ev.count;
+        out.evicted.bytes += ev.bytes;
+        out.evicted.unread += ev.unread;
+        out.ids.push(id);
+    }
+
+    fn after_append(&mut self, out: &mut Appended, now: Now) {
+        if out.ids.is_empty() {
+            return;
+        }
+        self.last_activity = now.at;
+        if let Some(conn) = &self.conn {
+            // Frames are pending from now unless some already were.
+            let _ = conn.pending_since_ms.compare_exchange(
+                0,
+                now.ms,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+            out.waker = conn.waker.take();
+        }
+    }
+
+    /// Publishes a signal as stored events, rendered by the tracker when there is one.
+    pub(crate) fn append_signal(
+        &mut self,
+        session: &SessionId,
+        config: &Config,
+        signal: &Signal<'_>,
+        out: &mut Appended,
+        now: Now,
+    ) -> Result<(), PublishError> {
+        let mut frames = Vec::new();
+        match &self.tracker {
+            Some(t) => t.stored_signal(signal, &mut frames),
+            None => frames.push(signal.custom_json()),
+        }
+        self.append(
+            session,
+            config,
+            &mut frames.iter().map(|d| (None, d.as_str())),
+            out,
+            now,
+        )
+    }
+
+    /// The prelude (signal, snapshot, pending approvals) as encoded data-only frames.
+    pub(crate) fn put_prelude(&self, resync: Option<&Resync>, buf: &mut BytesMut) {
+        let pending = self.approvals.pending_infos();
+        let mut frames = Vec::new();
+        match &self.tracker {
+            Some(t) => t.prelude(resync, &pending, &mut frames),
+            None => crate::signal::default_prelude(resync, &pending, &mut frames),
+        }
+        for f in &frames {
+            buf.put_slice(&frame::encode_event(None, None, f));
+        }
+    }
+
+    /// A stream's last words for `signal`, followed by a `retry:` hint.
+    pub(crate) fn terminal(&self, signal: &Signal<'_>, retry_ms: u64) -> Bytes {
+        let rendered = match &self.tracker {
+            Some(t) => t.terminal(signal),
+            None => Terminal::Frames(vec![signal.custom_json()]),
+        };
+        let mut buf = BytesMut::new();
+        match rendered {
+            Terminal::Frames(frames) => {
+                for f in &frames {
+                    buf.put_slice(&frame::encode_event(None, None, f));
+                }
+            }
+            Terminal::Comment(text) => buf.put_slice(&frame::encode_comment(&text)),
+        }
+        frame::put_retry(&mut buf, retry_ms);
+        buf.put_u8(b'\n');
+        buf.freeze()
+    }
+}

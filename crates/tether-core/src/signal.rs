@@ -1,0 +1,217 @@
+//! In-band control signals and session trackers.
+//!
+//! A control signal (resync, superseded, drain, approval notices) travels as a data frame
+//! `{"type":"CUSTOM","name":"tether.<what>","value":{...}}`, so a client that parses every
+//! data line as JSON (the AG-UI client does) never meets an invalid frame.
+//!
+//! A [`SessionTracker`] follows a session's events and decides how signals and snapshots are
+//! rendered for it: the AG-UI tracker re-opens the open run, messages and tool calls after a
+//! resync, and places signals where the AG-UI sequence rules allow them. Sessions without a
+//! tracker get the plain CUSTOM frames and no snapshot.
+
+use serde::Serialize;
+
+use crate::approval::ApprovalInfo;
+use crate::id::{EventId, SessionId};
+
+/// Why a client's stream could not continue exactly after its `Last-Event-ID`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResyncReason {
+    /// The events after the client's id were evicted from the ring.
+    Evicted,
+    /// The id belongs to another incarnation of the session (restart, expiry).
+    Epoch,
+    /// The id is ahead of anything the session has published.
+    Ahead,
+    /// The id is well-formed but not one tether issued.
+    Unknown,
+}
+
+impl ResyncReason {
+    /// The metric label / wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Evicted => "evicted",
+            Self::Epoch => "epoch",
+            Self::Ahead => "ahead",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// The resync signal's content: history was lost, and from where the stream continues.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resync {
+    /// Why history was lost.
+    pub reason: ResyncReason,
+    /// The id the client sent, if any.
+    pub last_event_id: Option<String>,
+    /// The id of the first event that follows on this stream.
+    #[serde(serialize_with = "display")]
+    pub resume_from: EventId,
+    /// Number of events the client will never see (known only for evictions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<u64>,
+}
+
+fn display<S: serde::Serializer>(id: &EventId, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(id)
+}
+
+/// A control signal, rendered by the session's tracker or as a plain CUSTOM frame.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Signal<'a> {
+    /// History was lost; see [`Resync`].
+    Resync(&'a Resync),
+    /// A newer connection took the session; this stream ends.
+    Superseded,
+    /// The server is draining; this stream ends and the client should come back after
+    /// `retry_ms`.
+    Drain {
+        /// The reconnection hint sent with the signal.
+        retry_ms: u64,
+    },
+    /// An approval was requested (or is re-announced after a resync).
+    ApprovalRequested(&'a ApprovalInfo),
+    /// An approval was resolved.
+    ApprovalResolved(&'a ApprovalInfo),
+}
+
+impl Signal<'_> {
+    /// The signal's `tether.*` name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Resync(_) => "tether.resync",
+            Self::Superseded => "tether.superseded",
+            Self::Drain { .. } => "tether.drain",
+            Self::ApprovalRequested(_) => "tether.approval.requested",
+            Self::ApprovalResolved(_) => "tether.approval.resolved",
+        }
+    }
+
+    /// The signal's value object.
+    pub fn value(&self) -> serde_json::Value {
+        match self {
+            Self::Resync(r) => serde_json::to_value(r).unwrap_or_default(),
+            Self::Superseded => serde_json::json!({}),
+            Self::Drain { retry_ms } => serde_json::json!({ "retryMs": retry_ms }),
+            Self::ApprovalRequested(a) => serde_json::json!({
+                "id": a.id,
+                "title": a.title,
+                "payload": a.payload,
+                "expiresAt": a.expires_at,
+            }),
+            Self::ApprovalResolved(a) => {
+                let mut v = serde_json::json!({ "id": a.id, "outcome": a.status.as_str() });
+                if let Some(reason) = a.status.reason() {
+                    v["reason"] = reason.into();
+                }
+                v
+            }
+        }
+    }
+
+    /// The signal as a CUSTOM event's JSON: `{"type":"CUSTOM","name":...,"value":...}`.
+    pub fn custom_json(&self) -> String {
+        serde_json::json!({ "type": "CUSTOM", "name": self.name(), "value": self.value() })
+            .to_string()
+    }
+}
+
+/// How a stream's last words are written before it closes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Terminal {
+    /// Data frames (JSON strings), written without ids.
+    Frames(Vec<String>),
+    /// An SSE comment, for states where no data frame would be valid.
+    Comment(String),
+}
+
+/// Follows one session's events to validate them and to render snapshots and signals.
+///
+/// Every method runs under the session's lock: keep them short and never block.
+pub trait SessionTracker: Send + 'static {
+    /// Sees every event before it is stored. An error refuses the event
+    /// ([`PublishError::Rejected`](crate::PublishError::Rejected), HTTP 400) and must leave the
+    /// tracker unchanged.
+    fn on_publish(&mut self, name: Option<&str>, data: &str) -> Result<(), String>;
+
+    /// Whether [`prelude`](Self::prelude) restores the session's state. With a snapshot, a
+    /// resynced stream continues from the head; without one, from the oldest retained event.
+    fn has_snapshot(&self) -> bool {
+        false
+    }
+
+    /// Whether a client that connects without `Last-Event-ID` needs a prelude (e.g. it joins
+    /// in the middle of an AG-UI run).
+    fn prelude_on_join(&self) -> bool {
+        false
+    }
+
+    /// Data frames (JSON) that open a stream which does not continue exactly: the resync
+    /// signal (if any), the snapshot, and the pending approvals.
+    fn prelude(&self, resync: Option<&Resync>, pending: &[ApprovalInfo], out: &mut Vec<String>) {
+        default_prelude(resync, pending, out);
+    }
+
+    /// How a stream's final signal (superseded, drain) is written.
+    fn terminal(&self, signal: &Signal<'_>) -> Terminal {
+        Terminal::Frames(vec![signal.custom_json()])
+    }
+
+    /// The stored events (JSON data) that carry a signal into the session's history, such as
+    /// approval notices. Each is then passed to [`on_publish`](Self::on_publish).
+    fn stored_signal(&self, signal: &Signal<'_>, out: &mut Vec<String>) {
+        out.push(signal.custom_json());
+    }
+}
+
+/// The prelude of sessions without a tracker: the resync signal, then the pending approvals.
+pub fn default_prelude(resync: Option<&Resync>, pending: &[ApprovalInfo], out: &mut Vec<String>) {
+    if let Some(r) = resync {
+        out.push(Signal::Resync(r).custom_json());
+    }
+    for a in pending {
+        out.push(Signal::ApprovalRequested(a).custom_json());
+    }
+}
+
+/// Decides which sessions get a tracker, from their events.
+pub trait TrackerFactory: Send + Sync + 'static {
+    /// Called for each event published to a session that has no tracker yet; returning a
+    /// tracker installs it (it then sees this event through `on_publish`).
+    fn track(
+        &self,
+        session: &SessionId,
+        name: Option<&str>,
+        data: &str,
+    ) -> Option<Box<dyn SessionTracker>>;
+}
+
+/// A tracker that only provides snapshots: after a resync, `snapshot` is called (under the
+/// session's lock) and its frames follow the resync signal.
+pub struct SnapshotProvider<F>(pub F);
+
+impl<F> SessionTracker for SnapshotProvider<F>
+where
+    F: Fn(&mut Vec<String>) + Send + 'static,
+{
+    fn on_publish(&mut self, _: Option<&str>, _: &str) -> Result<(), String> {
+        Ok(())
+    }
+    fn has_snapshot(&self) -> bool {
+        true
+    }
+    fn prelude(&self, resync: Option<&Resync>, pending: &[ApprovalInfo], out: &mut Vec<String>) {
+        if let Some(r) = resync {
+            out.push(Signal::Resync(r).custom_json());
+        }
+        (self.0)(out);
+        for a in pending {
+            out.push(Signal::ApprovalRequested(a).custom_json());
+        }
+    }
+}
