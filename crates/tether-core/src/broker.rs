@@ -232,19 +232,50 @@ impl Inner {
     }
 
     /// Enforces the broker-wide ring budget on the session that just grew, under its lock.
-    fn enforce_budget(&self, st: &mut SessionState, added: usize) {
+    /// The bytes it frees are accounted with the append's.
+    fn enforce_budget(&self, st: &mut SessionState, out: &mut Appended) {
         let budget = self.config.total_ring_bytes;
-        let total = self.ring_bytes.load(Ordering::Relaxed) + added;
+        let total = (self.ring_bytes.load(Ordering::Relaxed) + out.added_bytes)
+            .saturating_sub(out.evicted.bytes);
         if total <= budget {
             return;
         }
         let target = st.ring.bytes().saturating_sub(total - budget);
         let ev = st.ring.trim_to(target, st.read_upto);
         if ev.count > 0 {
-            self.ring_bytes.fetch_sub(ev.bytes, Ordering::Relaxed);
+            out.evicted.bytes += ev.bytes;
             metrics::counter!(m::EVENTS_EVICTED_TOTAL, "cause" => "budget").increment(ev.count);
             if ev.unread > 0 {
                 metrics::counter!(m::EVENTS_EVICTED_UNREAD_TOTAL).increment(ev.unread);
+            }
+        }
+    }
+
+    /// When the rings together still exceed the budget after the publishing session trimmed
+    /// its own, trims every session above its fair share (budget / sessions), oldest events
+    /// first. Runs outside any session lock, only while over budget, and leaves every ring
+    /// under its share, so it does not run again until the rings regrow.
+    fn rebalance(&self) {
+        let budget = self.config.total_ring_bytes;
+        if self.ring_bytes.load(Ordering::Relaxed) <= budget {
+            return;
+        }
+        let sessions: Vec<Arc<Session>> = self.sessions.iter().map(|e| e.value().clone()).collect();
+        let share = budget / sessions.len().max(1);
+        for s in sessions {
+            let mut st = s.state.lock();
+            if st.ring.bytes() <= share {
+                continue;
+            }
+            let read_upto = st.read_upto;
+            let ev = st.ring.trim_to(share, read_upto);
+            drop(st);
+            if ev.count > 0 {
+                self.ring_bytes.fetch_sub(ev.bytes, Ordering::Relaxed);
+                metrics::counter!(m::EVENTS_EVICTED_TOTAL, "cause" => "budget").increment(ev.count);
+                if ev.unread > 0 {
+                    metrics::counter!(m::EVENTS_EVICTED_UNREAD_TOTAL).increment(ev.unread);
+                }
             }
         }
     }
@@ -472,11 +503,12 @@ impl Broker {
                 &mut out,
                 now,
             );
-            self.inner.enforce_budget(st, out.added_bytes);
+            self.inner.enforce_budget(st, &mut out);
             r
         });
         let ids = out.ids.clone();
         self.inner.account(out);
+        self.inner.rebalance();
         result.map_err(|e| match e {
             SessionErr::Limit(max) => PublishError::TooManySessions { max },
             SessionErr::Inner(e) => e,
@@ -496,7 +528,7 @@ impl Broker {
         let mut out = Appended::default();
         let result = self.with_session(session, |st| {
             let r = st.append_at(id, frame.clone(), &mut out, now);
-            self.inner.enforce_budget(st, out.added_bytes);
+            self.inner.enforce_budget(st, &mut out);
             r
         });
         self.inner.account(out);

@@ -169,11 +169,11 @@ mod tests {
         }
         assert_eq!(r.len(), 3);
         assert_eq!(r.first_seq(), Some(3));
-        let ev = r.push(6, frame(90), 4);
-        assert_eq!(r.first_seq(), Some(6));
-        assert_eq!(ev.count, 3);
-        assert_eq!(ev.unread, 1, "seq 5 was never read");
-        assert_eq!(r.bytes(), 90);
+        let ev = r.push(6, frame(90), 3);
+        assert_eq!(r.first_seq(), Some(5));
+        assert_eq!(ev.count, 2);
+        assert_eq!(ev.unread, 1, "seq 4 was never read");
+        assert_eq!(r.bytes(), 100);
         // An entry larger than the byte bound is still kept alone.
         r.push(7, frame(500), 0);
         assert_eq!(r.len(), 1);

@@ -166,6 +166,10 @@ impl EventStream {
 
     fn terminal(&mut self, reason: u8) -> Option<Bytes> {
         self.done = true;
+        // The connection is over for the broker now, even if the body lingers until the
+        // framework drops it.
+        self.inner
+            .finish_connection(&self.conn, reason_label(reason));
         let st = self.session.state.lock();
         match reason {
             end::SUPERSEDED => {
@@ -235,15 +239,20 @@ impl Stream for EventStream {
     }
 }
 
+/// The `reason` label of `sse_disconnects_total` for an end flag.
+fn reason_label(end_flag: u8) -> &'static str {
+    match end_flag {
+        end::SUPERSEDED => "superseded",
+        end::DRAIN => "drain",
+        end::TIMEOUT => "timeout",
+        end::CLOSED => "removed",
+        _ => "client_closed",
+    }
+}
+
 impl Drop for EventStream {
     fn drop(&mut self) {
-        let reason = match self.conn.end_reason() {
-            end::SUPERSEDED => "superseded",
-            end::DRAIN => "drain",
-            end::TIMEOUT => "timeout",
-            end::CLOSED => "removed",
-            _ => "client_closed",
-        };
+        let reason = reason_label(self.conn.end_reason());
         {
             let mut st = self.session.state.lock();
             if st.conn.as_ref().is_some_and(|c| Arc::ptr_eq(c, &self.conn)) {

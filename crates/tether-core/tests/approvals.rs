@@ -1,0 +1,199 @@
+//! Approvals: announced, decided exactly once, timed out by the broker-wide timer,
+//! re-announced after a resync.
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tether_core::{
+    ApprovalError, ApprovalOutcome, ApprovalRequest, ApprovalStatus, Broker, ConnectOptions,
+    DecideError, Decision,
+};
+
+fn request(id: &str, secs: u64) -> ApprovalRequest {
+    ApprovalRequest::new(serde_json::json!({"tool": "delete_account"}))
+        .id(id)
+        .title("Delete account?")
+        .timeout(Duration::from_secs(secs))
+}
+
+#[tokio::test(start_paused = true)]
+async fn approve_resolves_the_waiting_side_once() {
+    let broker = start(Broker::builder());
+    let s = sid("ap");
+    let handle = broker.request_approval(&s, request("a1", 300)).unwrap();
+    assert_eq!(handle.status(), ApprovalStatus::Pending);
+    let waiter = tokio::spawn(handle.into_future_outcome());
+    broker.decide(&s, "a1", Decision::approve()).unwrap();
+    assert_eq!(waiter.await.unwrap(), ApprovalOutcome::Approved(None));
+    assert_eq!(
+        broker
+            .decide(&s, "a1", Decision::reject("late"))
+            .unwrap_err(),
+        DecideError::AlreadyDecided("approved")
+    );
+    assert_eq!(
+        broker.decide(&s, "nope", Decision::approve()).unwrap_err(),
+        DecideError::Unknown
+    );
+}
+
+trait IntoOutcome {
+    fn into_future_outcome(
+        self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ApprovalOutcome> + Send>>;
+}
+impl IntoOutcome for tether_core::ApprovalHandle {
+    fn into_future_outcome(
+        self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ApprovalOutcome> + Send>> {
+        Box::pin(std::future::IntoFuture::into_future(self))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn request_and_outcome_are_published_into_the_stream() {
+    let broker = start(Broker::builder());
+    let s = sid("announce");
+    let mut stream = broker.connect(&s, ConnectOptions::default()).unwrap();
+    let _handle = broker.request_approval(&s, request("a2", 300)).unwrap();
+    broker
+        .decide(&s, "a2", Decision::reject("too risky"))
+        .unwrap();
+    let (frames, _) = drain_frames(&mut stream, QUIET).await;
+    let events = stored(&frames);
+    assert_eq!(events.len(), 2);
+    let (req, res) = (&events[0].1, &events[1].1);
+    assert_eq!(req["name"], "tether.approval.requested");
+    assert_eq!(req["value"]["id"], "a2");
+    assert_eq!(req["value"]["title"], "Delete account?");
+    assert!(req["value"]["expiresAt"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(res["name"], "tether.approval.resolved");
+    assert_eq!(res["value"]["outcome"], "rejected");
+    assert_eq!(res["value"]["reason"], "too risky");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_times_the_request_out() {
+    let broker = start(Broker::builder());
+    let s = sid("timeout");
+    let handle = broker.request_approval(&s, request("a3", 10)).unwrap();
+    let started = tokio::time::Instant::now();
+    assert_eq!(handle.await, ApprovalOutcome::TimedOut);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(10) && took < Duration::from_secs(11),
+        "{took:?}"
+    );
+    assert_eq!(
+        broker.decide(&s, "a3", Decision::approve()).unwrap_err(),
+        DecideError::Expired
+    );
+    assert_eq!(
+        broker.approval(&s, "a3").unwrap().status,
+        ApprovalStatus::TimedOut
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn default_timeout_is_300_seconds_and_many_deadlines_share_one_timer() {
+    let broker = start(Broker::builder());
+    let s = sid("many");
+    let handles: Vec<_> = (0..100)
+        .map(|i| {
+            broker
+                .request_approval(&s, ApprovalRequest::new(serde_json::json!(i)))
+                .unwrap()
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(299)).await;
+    assert!(
+        handles
+            .iter()
+            .all(|h| h.status() == ApprovalStatus::Pending)
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        handles
+            .iter()
+            .all(|h| h.status() == ApprovalStatus::TimedOut)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_resolves_as_cancelled() {
+    let broker = start(Broker::builder());
+    let s = sid("cancel");
+    let handle = broker.request_approval(&s, request("a4", 300)).unwrap();
+    broker.cancel_approval(&s, "a4").unwrap();
+    assert_eq!(handle.await, ApprovalOutcome::Cancelled);
+    assert_eq!(
+        broker.decide(&s, "a4", Decision::approve()).unwrap_err(),
+        DecideError::AlreadyDecided("cancelled")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn duplicate_and_invalid_ids_are_refused() {
+    let broker = start(Broker::builder());
+    let s = sid("dup");
+    let _h = broker.request_approval(&s, request("a5", 300)).unwrap();
+    assert_eq!(
+        broker.request_approval(&s, request("a5", 300)).unwrap_err(),
+        ApprovalError::Duplicate
+    );
+    assert!(matches!(
+        broker.request_approval(&s, request("bad id", 300)),
+        Err(ApprovalError::InvalidId(_))
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn pending_requests_are_announced_again_after_a_resync() {
+    let broker = start(Broker::builder().ring_max_events(3));
+    let s = sid("reannounce");
+    let first = broker.publish(&s, &0).unwrap();
+    let _h = broker.request_approval(&s, request("a6", 300)).unwrap();
+    for i in 1..10u32 {
+        broker.publish(&s, &i).unwrap();
+    }
+    // The request itself was evicted from the ring; the resync re-announces it.
+    let mut stream = broker
+        .connect(&s, ConnectOptions::resume(first.to_string()))
+        .unwrap();
+    let (frames, _) = drain_frames(&mut stream, QUIET).await;
+    let signals: Vec<_> = frames.iter().filter_map(|f| f.signal()).collect();
+    assert_eq!(signals, ["tether.resync", "tether.approval.requested"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn long_poll_returns_on_decision_or_after_the_wait() {
+    let broker = start(Broker::builder());
+    let s = sid("poll");
+    let _h = broker.request_approval(&s, request("a7", 300)).unwrap();
+    let info = broker
+        .wait_approval(&s, "a7", Duration::from_secs(25))
+        .await
+        .unwrap();
+    assert_eq!(info.status, ApprovalStatus::Pending);
+    let b = broker.clone();
+    let s2 = s.clone();
+    let decider = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        b.decide(&s2, "a7", Decision::approve()).unwrap();
+    });
+    let started = tokio::time::Instant::now();
+    let info = broker
+        .wait_approval(&s, "a7", Duration::from_secs(25))
+        .await
+        .unwrap();
+    assert_eq!(info.status.as_str(), "approved");
+    assert!(started.elapsed() < Duration::from_secs(6));
+    decider.await.unwrap();
+    assert!(
+        broker
+            .wait_approval(&s, "zzz", Duration::from_secs(1))
+            .await
+            .is_none()
+    );
+}

@@ -1,0 +1,173 @@
+//! The runbook's metric names, asserted through a local debugging recorder.
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures_util::StreamExt;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use tether_core::{ApprovalRequest, Broker, ConnectOptions, Decision};
+
+/// Totals since the test began: the debugging recorder resets on every snapshot, so each
+/// snapshot's deltas are appended and summed.
+struct Metrics(Vec<(String, Vec<(String, String)>, DebugValue)>);
+
+impl Metrics {
+    fn take(s: &Snapshotter) -> Self {
+        let mut m = Self(Vec::new());
+        m.refresh(s);
+        m
+    }
+    fn refresh(&mut self, s: &Snapshotter) {
+        self.0
+            .extend(s.snapshot().into_vec().into_iter().map(|(k, _, _, v)| {
+                let key = k.key();
+                let labels = key
+                    .labels()
+                    .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                    .collect();
+                (key.name().to_owned(), labels, v)
+            }));
+    }
+    fn counter(&self, name: &str, label: Option<(&str, &str)>) -> u64 {
+        self.0
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name && label.is_none_or(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|(_, _, v)| {
+                if let DebugValue::Counter(c) = v {
+                    *c
+                } else {
+                    0
+                }
+            })
+            .sum()
+    }
+    fn gauge(&self, name: &str) -> f64 {
+        self.0
+            .iter()
+            .filter(|(n, ..)| n == name)
+            .map(|(_, _, v)| {
+                if let DebugValue::Gauge(g) = v {
+                    g.into_inner()
+                } else {
+                    0.0
+                }
+            })
+            .sum()
+    }
+    fn histogram_count(&self, name: &str) -> usize {
+        self.0
+            .iter()
+            .filter(|(n, ..)| n == name)
+            .map(|(_, _, v)| {
+                if let DebugValue::Histogram(h) = v {
+                    h.len()
+                } else {
+                    0
+                }
+            })
+            .sum()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn connection_and_event_metrics_follow_known_traffic() {
+    let recorder = DebuggingRecorder::new();
+    let snap = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+
+    let broker = start(Broker::builder().ring_max_events(2));
+    let s = sid("m");
+    let first = broker.publish(&s, &1).unwrap();
+    broker.publish(&s, &2).unwrap();
+    let mut a = broker.connect(&s, ConnectOptions::default()).unwrap();
+    let (frames, _) = drain_frames(&mut a, QUIET).await;
+    assert_eq!(stored(&frames).len(), 2);
+    let mut m = Metrics::take(&snap);
+    assert_eq!(m.gauge("sse_active_connections"), 1.0);
+    assert_eq!(m.gauge("sse_sessions_active"), 1.0);
+    assert_eq!(m.counter("sse_events_published_total", None), 2);
+    assert_eq!(m.counter("sse_events_delivered_total", None), 2);
+
+    // Superseded by a reconnect carrying an evicted Last-Event-ID.
+    broker.publish(&s, &3).unwrap();
+    broker.publish(&s, &4).unwrap();
+    let mut b = broker
+        .connect(&s, ConnectOptions::resume(first.to_string()))
+        .unwrap();
+    let _ = drain_frames(&mut a, QUIET).await;
+    drop(a);
+    let _ = drain_frames(&mut b, Duration::from_secs(16)).await; // includes one heartbeat
+    drop(b);
+    m.refresh(&snap);
+    assert_eq!(m.counter("sse_reconnects_total", None), 1);
+    assert_eq!(
+        m.counter("sse_resyncs_total", Some(("reason", "evicted"))),
+        1
+    );
+    assert_eq!(
+        m.counter("sse_disconnects_total", Some(("reason", "superseded"))),
+        1
+    );
+    assert_eq!(
+        m.counter("sse_disconnects_total", Some(("reason", "client_closed"))),
+        1
+    );
+    assert_eq!(m.histogram_count("sse_connection_duration_seconds"), 2);
+    assert_eq!(m.gauge("sse_active_connections"), 0.0);
+    assert!(m.counter("sse_heartbeats_total", None) >= 1);
+    assert_eq!(m.counter("sse_events_evicted_total", None), 2);
+    assert_eq!(
+        m.counter("sse_events_evicted_unread_total", None),
+        0,
+        "a and b read all"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn approval_metrics() {
+    let recorder = DebuggingRecorder::new();
+    let snap = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+
+    let broker = start(Broker::builder());
+    let s = sid("am");
+    let req = |id: &str| {
+        ApprovalRequest::new(serde_json::json!({}))
+            .id(id)
+            .timeout(Duration::from_secs(10))
+    };
+    let _a = broker.request_approval(&s, req("x")).unwrap();
+    let b = broker.request_approval(&s, req("y")).unwrap();
+    broker.decide(&s, "x", Decision::approve()).unwrap();
+    b.await;
+    let m = Metrics::take(&snap);
+    assert_eq!(m.counter("approval_requests_total", None), 2);
+    assert_eq!(
+        m.counter("approval_decisions_total", Some(("outcome", "approved"))),
+        1
+    );
+    assert_eq!(
+        m.counter("approval_decisions_total", Some(("outcome", "timed_out"))),
+        1
+    );
+    assert_eq!(m.histogram_count("approval_wait_seconds"), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unread_evictions_are_counted() {
+    let recorder = DebuggingRecorder::new();
+    let snap = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let broker = start(Broker::builder().ring_max_events(3));
+    let s = sid("unread");
+    let mut c = broker.connect(&s, ConnectOptions::default()).unwrap();
+    let _ = c.next().await;
+    for i in 0..10u32 {
+        broker.publish(&s, &i).unwrap();
+    }
+    let m = Metrics::take(&snap);
+    assert_eq!(m.counter("sse_events_evicted_unread_total", None), 7);
+}
