@@ -10,7 +10,9 @@ use tether_core::{ApprovalRequest, Broker, ConnectOptions, Decision};
 
 /// Totals since the test began: the debugging recorder resets on every snapshot, so each
 /// snapshot's deltas are appended and summed.
-struct Metrics(Vec<(String, Vec<(String, String)>, DebugValue)>);
+type Labels = Vec<(String, String)>;
+
+struct Metrics(Vec<(String, Labels, DebugValue)>);
 
 impl Metrics {
     fn take(s: &Snapshotter) -> Self {

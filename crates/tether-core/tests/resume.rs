@@ -26,11 +26,7 @@ async fn exact_resume_continues_right_after_the_id() {
     );
     let got: Vec<_> = stored(&frames).into_iter().map(|(_, v)| v).collect();
     assert_eq!(got, (5..=10).collect::<Vec<_>>());
-    assert_eq!(
-        frames[0].retry.is_some(),
-        true,
-        "the stream opens with retry:"
-    );
+    assert!(frames[0].retry.is_some(), "the stream opens with retry:");
 }
 
 #[tokio::test(start_paused = true)]
