@@ -106,3 +106,8 @@ pub use signal::{
     default_prelude,
 };
 pub use stream::EventStream;
+
+/// The README's examples, compiled and run as doc-tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what the tests need (nginx for the
+# proxy test, the official AG-UI client from npm for the conformance test), then runs every
+# test of the workspace. Servers the tests need are started by the tests themselves, on
+# loopback only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+export PATH="$PATH:/usr/sbin"
+
+for dir in crates/*/tests/conformance; do
+  if [ -f "$dir/package-lock.json" ] && [ ! -d "$dir/node_modules" ]; then
+    echo "installing npm packages in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+done
+
+export PROPTEST_CASES="${PROPTEST_CASES:-1000}"
+export RUST_BACKTRACE=1
+
+# Doc-tests first (nextest does not run them), then every other test; the runner's summary
+# is the last line.
+cargo test --workspace --all-features --doc --quiet
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --all-features --no-fail-fast --failure-output final
+else
+  cargo test --workspace --all-features --no-fail-fast
+fi
