@@ -946,6 +946,20 @@ impl Broker {
         self.inner.sessions.contains_key(session)
     }
 
+    /// The sessions that have a connection right now (a snapshot; O(sessions)). For tools
+    /// that act on connected sessions, such as a load generator publishing to each.
+    pub fn connected_sessions(&self) -> Vec<SessionId> {
+        self.inner
+            .sessions
+            .iter()
+            .map(|e| e.value().clone())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .filter(|s| s.state.lock().conn.is_some())
+            .map(|s| s.id.clone())
+            .collect()
+    }
+
     /// The id of a session's newest event, if it has one.
     pub fn head(&self, session: &SessionId) -> Option<EventId> {
         let sess = self.inner.sessions.get(session).map(|s| s.clone())?;

@@ -1,1 +1,0 @@
-//! The framework-neutral HTTP layer shared by every adapter (feature `http`).

@@ -1,0 +1,349 @@
+//! Every core error as a status code and a JSON body.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, StatusCode};
+
+use super::{Body, Response};
+use crate::error::{ApprovalError, ConnectError, DecideError, PublishError};
+use crate::id::InvalidId;
+
+/// `Retry-After` of a node that holds its maximum of sessions.
+const FULL_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// An error answer: status, a stable machine-readable code, and a message that says what to
+/// do. Rendered as `{"error": code, "message": message, ...}` with `Content-Type:
+/// application/json` (a 204 has no body).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpError {
+    status: StatusCode,
+    code: &'static str,
+    message: Cow<'static, str>,
+    retry_after: Option<Duration>,
+    challenge: Option<Cow<'static, str>>,
+    extra: Vec<(&'static str, serde_json::Value)>,
+}
+
+impl HttpError {
+    /// An error with `status`, machine-readable `code` and a `message` saying what to do.
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+            challenge: None,
+            extra: Vec::new(),
+        }
+    }
+
+    /// A 400 with `code`.
+    pub fn bad_request(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// The 413 for a request body over `limit` bytes, for adapters whose body reader stopped.
+    pub fn body_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is over {limit} bytes; send fewer events per request"),
+        )
+    }
+
+    /// A 404 for a path outside the contract.
+    pub fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such route; see the HTTP contract for the routes this server has",
+        )
+    }
+
+    /// Adds a `Retry-After` header (whole seconds, rounded up, at least 1).
+    #[must_use]
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// Adds a `WWW-Authenticate` challenge (for 401).
+    #[must_use]
+    pub fn with_challenge(mut self, challenge: impl Into<Cow<'static, str>>) -> Self {
+        self.challenge = Some(challenge.into());
+        self
+    }
+
+    /// Adds a field to the JSON body.
+    #[must_use]
+    pub fn with_field(mut self, name: &'static str, value: impl Into<serde_json::Value>) -> Self {
+        self.extra.push((name, value.into()));
+        self
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The machine-readable code (`"error"` in the body).
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The `Retry-After` delay, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// The response.
+    pub fn into_response(self) -> Response {
+        let body = if self.status == StatusCode::NO_CONTENT {
+            Bytes::new()
+        } else {
+            let mut obj = serde_json::Map::with_capacity(2 + self.extra.len());
+            obj.insert("error".into(), self.code.into());
+            obj.insert("message".into(), self.message.as_ref().into());
+            for (k, v) in self.extra {
+                obj.insert(k.into(), v);
+            }
+            Bytes::from(serde_json::Value::Object(obj).to_string())
+        };
+        let mut res = Response::new(Body::Full(body));
+        *res.status_mut() = self.status;
+        let h = res.headers_mut();
+        if self.status != StatusCode::NO_CONTENT {
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        if let Some(after) = self.retry_after {
+            h.insert(RETRY_AFTER, retry_after_value(after));
+        }
+        if let Some(c) = self.challenge
+            && let Ok(v) = HeaderValue::from_str(&c)
+        {
+            h.insert(WWW_AUTHENTICATE, v);
+        }
+        res
+    }
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+/// `Retry-After` in whole seconds, rounded up, at least 1 (0 would invite an instant storm).
+pub(crate) fn retry_after_value(after: Duration) -> HeaderValue {
+    let secs = after.as_millis().div_ceil(1000).max(1) as u64;
+    HeaderValue::from(secs)
+}
+
+impl From<InvalidId> for HttpError {
+    fn from(e: InvalidId) -> Self {
+        let code = match e.what {
+            "session id" => "invalid_session_id",
+            "approval id" => "invalid_approval_id",
+            "Last-Event-ID" => "invalid_last_event_id",
+            "clientId" => "invalid_client_id",
+            _ => "invalid_id",
+        };
+        Self::bad_request(code, e.to_string())
+    }
+}
+
+impl From<PublishError> for HttpError {
+    fn from(e: PublishError) -> Self {
+        let msg = e.to_string();
+        match e {
+            PublishError::Serialize(_) => Self::bad_request("invalid_event", msg),
+            PublishError::TooLarge { size, max } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", msg)
+                    .with_field("size", size)
+                    .with_field("max", max)
+            }
+            PublishError::InvalidEventName(_) => Self::bad_request("invalid_event_name", msg),
+            PublishError::TooManySessions { .. } => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_sessions", msg)
+                    .with_retry_after(FULL_RETRY_AFTER)
+            }
+            PublishError::RateLimited { retry_after } => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", msg)
+                    .with_retry_after(retry_after)
+            }
+            PublishError::Rejected { index, stored, .. } => {
+                let ids: Vec<String> = stored.iter().map(ToString::to_string).collect();
+                Self::bad_request("rejected", msg)
+                    .with_field("index", index)
+                    .with_field("ids", ids)
+            }
+            PublishError::OutOfOrder { .. } => Self::new(StatusCode::CONFLICT, "out_of_order", msg),
+            #[allow(unreachable_patterns)]
+            _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", msg),
+        }
+    }
+}
+
+impl From<ConnectError> for HttpError {
+    fn from(e: ConnectError) -> Self {
+        let msg = e.to_string();
+        match e {
+            ConnectError::InvalidLastEventId(id) => id.into(),
+            ConnectError::Conflict => Self::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the session already has a connection and this server allows one; close the other one first",
+            ),
+            ConnectError::SupersededRecently => {
+                Self::new(StatusCode::NO_CONTENT, "superseded", msg)
+            }
+            ConnectError::Draining { retry_after } => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "draining", msg)
+                    .with_retry_after(retry_after)
+            }
+            ConnectError::TooManySessions { .. } => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_sessions", msg)
+                    .with_retry_after(FULL_RETRY_AFTER)
+            }
+            #[allow(unreachable_patterns)]
+            _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", msg),
+        }
+    }
+}
+
+impl From<ApprovalError> for HttpError {
+    fn from(e: ApprovalError) -> Self {
+        match e {
+            ApprovalError::InvalidId(id) => id.into(),
+            ApprovalError::Duplicate => Self::new(
+                StatusCode::CONFLICT,
+                "duplicate_approval",
+                "an approval with this id already exists in the session; choose another id or omit it",
+            ),
+            ApprovalError::Publish(p) => p.into(),
+            #[allow(unreachable_patterns)]
+            other => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+impl From<DecideError> for HttpError {
+    fn from(e: DecideError) -> Self {
+        match e {
+            DecideError::Unknown => Self::new(
+                StatusCode::NOT_FOUND,
+                "unknown_approval",
+                "no such approval in this session; check the session and approval ids",
+            ),
+            DecideError::AlreadyDecided(status) => Self::new(
+                StatusCode::CONFLICT,
+                "already_decided",
+                format!("the approval was already {status}; nothing to do"),
+            )
+            .with_field("status", status),
+            DecideError::Expired => Self::new(
+                StatusCode::GONE,
+                "expired",
+                "the approval's deadline passed before the decision arrived; ask for a new one",
+            ),
+            #[allow(unreachable_patterns)]
+            other => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(res: &Response) -> serde_json::Value {
+        serde_json::from_slice(res.body().as_full().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn body_and_headers() {
+        let res = HttpError::from(PublishError::RateLimited {
+            retry_after: Duration::from_millis(1200),
+        })
+        .into_response();
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(res.headers()[RETRY_AFTER], "2");
+        assert_eq!(res.headers()[CONTENT_TYPE], "application/json");
+        let v = json(&res);
+        assert_eq!(v["error"], "rate_limited");
+        assert!(v["message"].as_str().unwrap().contains("retry"));
+    }
+
+    #[test]
+    fn statuses() {
+        let cases: Vec<(HttpError, u16)> = vec![
+            (DecideError::Unknown.into(), 404),
+            (DecideError::AlreadyDecided("approved").into(), 409),
+            (DecideError::Expired.into(), 410),
+            (ApprovalError::Duplicate.into(), 409),
+            (ConnectError::Conflict.into(), 409),
+            (ConnectError::SupersededRecently.into(), 204),
+            (ConnectError::TooManySessions { max: 1 }.into(), 503),
+            (PublishError::TooLarge { size: 2, max: 1 }.into(), 413),
+            (InvalidId { what: "session id" }.into(), 400),
+        ];
+        for (e, status) in cases {
+            assert_eq!(e.status().as_u16(), status, "{e}");
+        }
+    }
+
+    #[test]
+    fn no_content_has_no_body() {
+        let res = HttpError::from(ConnectError::SupersededRecently).into_response();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        assert!(res.body().as_full().unwrap().is_empty());
+        assert!(res.headers().get(CONTENT_TYPE).is_none());
+    }
+
+    #[test]
+    fn retry_after_is_at_least_one_second() {
+        assert_eq!(retry_after_value(Duration::ZERO), "1");
+        assert_eq!(retry_after_value(Duration::from_millis(1001)), "2");
+    }
+
+    #[test]
+    fn rejected_lists_stored_ids() {
+        let e: HttpError = PublishError::Rejected {
+            index: 1,
+            reason: "bad".into(),
+            stored: vec![crate::EventId::parse("a-1").unwrap()],
+        }
+        .into();
+        let v = json(&e.into_response());
+        assert_eq!(v["index"], 1);
+        assert_eq!(v["ids"][0], "a-1");
+    }
+}
