@@ -244,8 +244,10 @@ impl Event {
 
     /// The members of `raw` that this event, parsed from it, does not carry,
     /// as JSON Pointers: properties the 1.0 schemas do not describe (the
-    /// official client strips these and warns) and legacy `null`s that read as
-    /// absent. Empty when the event writes back exactly what `raw` holds.
+    /// official client strips these and warns), legacy `null`s that read as
+    /// absent, and members of a JSON Patch operation that RFC 6902 does not
+    /// define (the client keeps those; RFC 6902 says to ignore them). Empty
+    /// when the event writes back exactly what `raw` holds.
     ///
     /// ```
     /// use serde_json::json;
