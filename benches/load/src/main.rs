@@ -1,0 +1,310 @@
+//! Run with: cargo run --release -p tether-load -- --url http://127.0.0.1:8080 --server-pid PID throughput
+
+use std::{io::Write, path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tether_load::{
+    client::Target,
+    report,
+    scenario::{self, Publish, RunConfig, ScenarioResult, StormOptions, StreamOptions},
+};
+
+/// Load generator for SSE servers speaking tether's HTTP contract (loopback targets only).
+///
+/// Each scenario prints a human line and a JSON line on stdout; `--json-out` appends the JSON
+/// line to a file, which `report` turns into tables and a chart.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// Base URL of the server under test.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The server's process id, for RSS and CPU readings from /proc.
+    #[arg(long, global = true)]
+    server_pid: Option<u32>,
+    /// Name of the server in the results.
+    #[arg(long, global = true, default_value = "server")]
+    label: String,
+    /// Round number in the results.
+    #[arg(long, global = true, default_value_t = 1)]
+    round: u32,
+    /// Append the JSON result line to this file.
+    #[arg(long, global = true)]
+    json_out: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long, global = true)]
+    no_progress: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PublishMode {
+    /// The generator posts JSON-array batches to the publish route.
+    Http,
+    /// The server publishes in-process (start it with `--self-publish RATE`).
+    #[value(name = "self")]
+    InProcess,
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// Size of each event's JSON in bytes.
+    #[arg(long, default_value_t = 200)]
+    event_bytes: usize,
+    /// Seconds before the measured window.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Seconds of the measured window.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fan-out throughput: one client per session, events as fast as the server takes them.
+    Throughput {
+        /// Sessions, one SSE client each.
+        #[arg(long, default_value_t = 1000)]
+        sessions: usize,
+        /// Who publishes.
+        #[arg(long, value_enum, default_value = "http")]
+        publish: PublishMode,
+        /// With `--publish http`: events/s to offer (unlimited when absent). With `--publish
+        /// self`: the rate the server was started with, for the record.
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Events per publish request.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Concurrent publishing connections.
+        #[arg(long, default_value_t = 8)]
+        publishers: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Publish-to-receive latency at a fixed rate.
+    Latency {
+        /// Sessions, one SSE client each.
+        #[arg(long, default_value_t = 1000)]
+        sessions: usize,
+        /// Who publishes.
+        #[arg(long, value_enum, default_value = "http")]
+        publish: PublishMode,
+        /// Events per second (with `--publish self`, the rate the server was started with).
+        #[arg(long, default_value_t = 20_000)]
+        rate: u64,
+        /// Events per publish request.
+        #[arg(long, default_value_t = 10)]
+        batch: usize,
+        /// Concurrent publishing connections.
+        #[arg(long, default_value_t = 4)]
+        publishers: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Idle connections: server memory per open SSE connection.
+    Idle {
+        /// Connections to open.
+        #[arg(long, default_value_t = 15_000)]
+        connections: usize,
+        /// Seconds to wait with every connection open before reading the server's RSS.
+        #[arg(long, default_value_t = 2.0)]
+        settle: f64,
+    },
+    /// Reconnect storm: every client drops and reconnects with Last-Event-ID at once.
+    Storm {
+        /// Sessions, one SSE client each.
+        #[arg(long, default_value_t = 5000)]
+        sessions: usize,
+        /// Who publishes during the storm.
+        #[arg(long, value_enum, default_value = "self")]
+        publish: PublishMode,
+        /// Events per second (with `--publish self`, the rate the server was started with).
+        #[arg(long, default_value_t = 20_000)]
+        rate: u64,
+        /// Events per publish request.
+        #[arg(long, default_value_t = 5)]
+        batch: usize,
+        /// Concurrent publishing connections.
+        #[arg(long, default_value_t = 4)]
+        publishers: usize,
+        /// Size of each event's JSON in bytes.
+        #[arg(long, default_value_t = 200)]
+        event_bytes: usize,
+        /// Seconds to wait for every client to catch up.
+        #[arg(long, default_value_t = 30.0)]
+        timeout: f64,
+    },
+    /// Markdown tables (stdout) and an SVG chart from JSON result lines.
+    Report {
+        /// File of JSON result lines.
+        #[arg(long)]
+        input: PathBuf,
+        /// Write the chart here.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// Title of the chart.
+        #[arg(long, default_value = "tether load harness")]
+        title: String,
+    },
+}
+
+fn publish(mode: PublishMode, rate: Option<u64>, batch: usize, publishers: usize) -> Publish {
+    match mode {
+        PublishMode::Http => Publish::Http {
+            rate,
+            batch,
+            connections: publishers,
+        },
+        PublishMode::InProcess => Publish::InProcess { rate },
+    }
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+fn write_report(input: &PathBuf, svg: Option<&PathBuf>, title: &str) -> Result<(), String> {
+    let text = std::fs::read_to_string(input).map_err(|e| format!("{}: {e}", input.display()))?;
+    let mut results = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let result: ScenarioResult = serde_json::from_str(line)
+            .map_err(|e| format!("{}:{}: {e}", input.display(), n + 1))?;
+        results.push(result);
+    }
+    print!("{}", report::markdown(&results));
+    if let Some(path) = svg {
+        std::fs::write(path, report::svg(&results, title))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Report { input, svg, title } = &cli.command {
+        return match write_report(input, svg.as_ref(), title) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tether-load: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let target = match Target::parse(&cli.url) {
+        Ok(target) => target,
+        Err(e) => {
+            eprintln!("tether-load: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("tether-load: could not raise the open-files limit: {e}");
+    }
+    let cfg = RunConfig {
+        target,
+        server_pid: cli.server_pid,
+        label: cli.label.clone(),
+        round: cli.round,
+        progress: !cli.no_progress,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("tether-load: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Throughput {
+                sessions,
+                publish: mode,
+                rate,
+                batch,
+                publishers,
+                common,
+            } => {
+                let opts = StreamOptions {
+                    sessions,
+                    publish: publish(mode, rate, batch, publishers),
+                    event_bytes: common.event_bytes,
+                    warmup: secs(common.warmup),
+                    duration: secs(common.duration),
+                };
+                scenario::run_stream(&cfg, "throughput", &opts).await
+            }
+            Command::Latency {
+                sessions,
+                publish: mode,
+                rate,
+                batch,
+                publishers,
+                common,
+            } => {
+                let opts = StreamOptions {
+                    sessions,
+                    publish: publish(mode, Some(rate), batch, publishers),
+                    event_bytes: common.event_bytes,
+                    warmup: secs(common.warmup),
+                    duration: secs(common.duration),
+                };
+                scenario::run_stream(&cfg, "latency", &opts).await
+            }
+            Command::Idle {
+                connections,
+                settle,
+            } => scenario::run_idle(&cfg, connections, secs(settle)).await,
+            Command::Storm {
+                sessions,
+                publish: mode,
+                rate,
+                batch,
+                publishers,
+                event_bytes,
+                timeout,
+            } => {
+                let opts = StormOptions {
+                    sessions,
+                    publish: publish(mode, Some(rate), batch, publishers),
+                    event_bytes,
+                    timeout: secs(timeout),
+                };
+                scenario::run_storm(&cfg, &opts).await
+            }
+            Command::Report { .. } => unreachable!("handled above"),
+        }
+    });
+    // Connections still closing must not hold the process.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+
+    let json = match serde_json::to_string(&result) {
+        Ok(json) => json,
+        Err(e) => {
+            eprintln!("tether-load: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{}", result.human());
+    println!("{json}");
+    if let Some(path) = &cli.json_out {
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut file| writeln!(file, "{json}"));
+        if let Err(e) = appended {
+            eprintln!("tether-load: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}

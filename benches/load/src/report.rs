@@ -1,0 +1,474 @@
+//! Turns scenario results (JSON lines) into markdown tables and an SVG bar chart.
+//!
+//! Results are grouped by scenario (`throughput-http`, `latency-self`, ...) and server; with
+//! several rounds each number is the median of the rounds. When a server labelled `tether`
+//! is present, each table ends with tether/baseline ratios.
+
+use std::fmt::Write as _;
+
+use crate::scenario::ScenarioResult;
+
+/// Whether a larger value of a metric is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Better {
+    Higher,
+    Lower,
+}
+
+struct Metric {
+    header: &'static str,
+    better: Better,
+    decimals: usize,
+    get: fn(&ScenarioResult) -> Option<f64>,
+}
+
+const fn metric(
+    header: &'static str,
+    better: Better,
+    decimals: usize,
+    get: fn(&ScenarioResult) -> Option<f64>,
+) -> Metric {
+    Metric {
+        header,
+        better,
+        decimals,
+        get,
+    }
+}
+
+fn count(v: u64) -> Option<f64> {
+    Some(v as f64)
+}
+
+const DELIVERED: Metric = metric("delivered events/s", Better::Higher, 0, |r| {
+    r.delivered_per_s
+});
+const CPU_PER_EVENT: Metric = metric("server CPU µs/event", Better::Lower, 2, |r| {
+    r.server_cpu_us_per_event
+});
+const CPU_PCT: Metric = metric("server CPU %", Better::Lower, 0, |r| r.server_cpu_pct);
+const P50: Metric = metric("p50 µs", Better::Lower, 0, |r| {
+    r.latency_us.map(|l| l.p50 as f64)
+});
+const P99: Metric = metric("p99 µs", Better::Lower, 0, |r| {
+    r.latency_us.map(|l| l.p99 as f64)
+});
+const P999: Metric = metric("p99.9 µs", Better::Lower, 0, |r| {
+    r.latency_us.map(|l| l.p999 as f64)
+});
+const LOST: Metric = metric("lost", Better::Lower, 0, |r| count(r.lost));
+const DUP: Metric = metric("duplicated", Better::Lower, 0, |r| count(r.duplicated));
+const CONN_ERRORS: Metric = metric("conn errors", Better::Lower, 0, |r| count(r.conn_errors));
+const CONNECTED: Metric = metric("connected", Better::Higher, 0, |r| count(r.connected));
+const RSS_PER_CONN: Metric = metric("RSS KiB/conn", Better::Lower, 2, |r| {
+    r.rss_per_conn_bytes.map(|b| b / 1024.0)
+});
+const OPEN_ALL: Metric = metric("open all ms", Better::Lower, 0, |r| r.connect_all_ms);
+const RECONNECT_ALL: Metric = metric("all reconnected ms", Better::Lower, 0, |r| {
+    r.reconnect_all_ms
+});
+const CATCHUP_ALL: Metric = metric("all caught up ms", Better::Lower, 0, |r| r.catchup_all_ms);
+const CATCHUP_P50: Metric = metric("catch-up p50 ms", Better::Lower, 0, |r| {
+    r.catchup_ms.map(|l| l.p50 as f64)
+});
+const CATCHUP_P99: Metric = metric("catch-up p99 ms", Better::Lower, 0, |r| {
+    r.catchup_ms.map(|l| l.p99 as f64)
+});
+const RESYNCS: Metric = metric("resyncs", Better::Lower, 0, |r| count(r.resyncs));
+const STORM_CPU: Metric = metric("server CPU ms (storm)", Better::Lower, 0, |r| {
+    r.storm_server_cpu_ms
+});
+
+fn metrics_for(scenario: &str) -> Vec<&'static Metric> {
+    match scenario.split('-').next().unwrap_or_default() {
+        "throughput" => vec![
+            &DELIVERED,
+            &CPU_PER_EVENT,
+            &CPU_PCT,
+            &P50,
+            &P99,
+            &LOST,
+            &DUP,
+            &CONN_ERRORS,
+        ],
+        "latency" => vec![
+            &P50,
+            &P99,
+            &P999,
+            &CPU_PER_EVENT,
+            &DELIVERED,
+            &LOST,
+            &DUP,
+            &CONN_ERRORS,
+        ],
+        "idle" => vec![&CONNECTED, &RSS_PER_CONN, &OPEN_ALL, &CONN_ERRORS],
+        "storm" => vec![
+            &RECONNECT_ALL,
+            &CATCHUP_ALL,
+            &CATCHUP_P50,
+            &CATCHUP_P99,
+            &LOST,
+            &DUP,
+            &RESYNCS,
+            &STORM_CPU,
+            &CONN_ERRORS,
+        ],
+        _ => vec![&DELIVERED, &CPU_PER_EVENT, &LOST, &CONN_ERRORS],
+    }
+}
+
+fn describe(scenario: &str, results: &[&ScenarioResult]) -> String {
+    let first = results.first();
+    let conns = first.map_or(0, |r| r.connections);
+    let rate = first.and_then(|r| r.target_rate);
+    let by = |publish: &str| match publish {
+        "http" => "published over HTTP in JSON-array batches",
+        _ => "published in-process by the server (`--self-publish`)",
+    };
+    let publish = scenario.rsplit('-').next().unwrap_or_default();
+    match scenario.split('-').next().unwrap_or_default() {
+        "throughput" => format!(
+            "{conns} sessions with one SSE client each, ~200-byte events {}{}, as fast as the server takes them.",
+            by(publish),
+            rate.map(|r| format!(" (offered {r} events/s)"))
+                .unwrap_or_default()
+        ),
+        "latency" => format!(
+            "{conns} sessions, {} events/s {}; publish-to-receive latency.",
+            rate.map_or_else(|| "a fixed rate of".to_owned(), |r| r.to_string()),
+            by(publish)
+        ),
+        "idle" => {
+            format!("{conns} idle SSE connections (no events): server memory per connection.")
+        }
+        "storm" => format!(
+            "{conns} clients drop and reconnect with `Last-Event-ID` at once while {} events/s are {}; lost counts events missing without a resync signal.",
+            rate.map_or_else(|| "events".to_owned(), |r| r.to_string()),
+            by(publish)
+        ),
+        _ => String::new(),
+    }
+}
+
+fn scenario_rank(key: &str) -> usize {
+    const ORDER: [&str; 8] = [
+        "throughput-http",
+        "throughput-self",
+        "latency-http",
+        "latency-self",
+        "idle",
+        "storm-self",
+        "storm-http",
+        "",
+    ];
+    ORDER.iter().position(|k| *k == key).unwrap_or(ORDER.len())
+}
+
+fn server_rank(server: &str) -> usize {
+    ["naive", "bare", "tether"]
+        .iter()
+        .position(|s| *s == server)
+        .unwrap_or(3)
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.retain(|v| v.is_finite());
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    })
+}
+
+/// One server's runs of one scenario.
+type ServerRuns<'a> = (String, Vec<&'a ScenarioResult>);
+
+/// Results grouped by scenario then server, both in report order.
+struct Grouped<'a> {
+    scenarios: Vec<(String, Vec<ServerRuns<'a>>)>,
+}
+
+impl<'a> Grouped<'a> {
+    fn new(results: &'a [ScenarioResult]) -> Self {
+        let mut scenarios: Vec<(String, Vec<ServerRuns<'a>>)> = Vec::new();
+        for result in results {
+            let key = result.key();
+            let index = match scenarios.iter().position(|(k, _)| *k == key) {
+                Some(i) => i,
+                None => {
+                    scenarios.push((key, Vec::new()));
+                    scenarios.len() - 1
+                }
+            };
+            let servers = &mut scenarios[index].1;
+            match servers.iter_mut().find(|(s, _)| *s == result.server) {
+                Some((_, runs)) => runs.push(result),
+                None => servers.push((result.server.clone(), vec![result])),
+            }
+        }
+        scenarios.sort_by_key(|(k, _)| scenario_rank(k));
+        for (_, servers) in &mut scenarios {
+            servers.sort_by_key(|(s, _)| server_rank(s));
+        }
+        Self { scenarios }
+    }
+}
+
+fn value(runs: &[&ScenarioResult], metric: &Metric) -> Option<f64> {
+    median(runs.iter().filter_map(|r| (metric.get)(r)).collect())
+}
+
+fn format_value(v: Option<f64>, decimals: usize) -> String {
+    match v {
+        None => "–".to_owned(),
+        Some(v) if decimals == 0 && v.abs() >= 10_000.0 => {
+            // Thousands separated by a thin space keep wide numbers readable.
+            let digits = format!("{:.0}", v.abs());
+            let mut out = String::new();
+            for (i, c) in digits.chars().enumerate() {
+                if i > 0 && (digits.len() - i) % 3 == 0 {
+                    out.push('\u{2009}');
+                }
+                out.push(c);
+            }
+            if v < 0.0 { format!("-{out}") } else { out }
+        }
+        Some(v) => format!("{v:.decimals$}"),
+    }
+}
+
+/// The markdown tables, one per scenario.
+pub fn markdown(results: &[ScenarioResult]) -> String {
+    let grouped = Grouped::new(results);
+    let mut out = String::new();
+    let rounds = results.iter().map(|r| r.round).max().unwrap_or(0);
+    if rounds > 1 {
+        let _ = writeln!(out, "Each number is the median of {rounds} rounds.\n");
+    }
+    for (scenario, servers) in &grouped.scenarios {
+        let metrics = metrics_for(scenario);
+        let all: Vec<&ScenarioResult> = servers
+            .iter()
+            .flat_map(|(_, runs)| runs.iter().copied())
+            .collect();
+        let _ = writeln!(out, "### {scenario}\n\n{}\n", describe(scenario, &all));
+        let _ = write!(out, "| server |");
+        for m in &metrics {
+            let arrow = if m.better == Better::Higher {
+                "↑"
+            } else {
+                "↓"
+            };
+            let _ = write!(out, " {} {arrow} |", m.header);
+        }
+        let _ = write!(out, "\n|---|");
+        for _ in &metrics {
+            let _ = write!(out, "---:|");
+        }
+        out.push('\n');
+        for (server, runs) in servers {
+            let _ = write!(out, "| {server} |");
+            for m in &metrics {
+                let _ = write!(out, " {} |", format_value(value(runs, m), m.decimals));
+            }
+            out.push('\n');
+        }
+        if let Some((_, tether)) = servers.iter().find(|(s, _)| s == "tether") {
+            for (baseline, runs) in servers.iter().filter(|(s, _)| s != "tether") {
+                let _ = write!(out, "| tether / {baseline} |");
+                for m in &metrics {
+                    let ratio = match (value(tether, m), value(runs, m)) {
+                        (Some(t), Some(b)) if b != 0.0 => format!("{:.2}×", t / b),
+                        _ => "–".to_owned(),
+                    };
+                    let _ = write!(out, " {ratio} |");
+                }
+                out.push('\n');
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The charted metrics: (scenario, metric).
+fn chart_panels() -> Vec<(&'static str, &'static Metric)> {
+    vec![
+        ("throughput-http", &DELIVERED),
+        ("throughput-http", &CPU_PER_EVENT),
+        ("throughput-self", &DELIVERED),
+        ("throughput-self", &CPU_PER_EVENT),
+        ("latency-http", &P99),
+        ("latency-self", &P99),
+        ("latency-self", &CPU_PER_EVENT),
+        ("idle", &RSS_PER_CONN),
+        ("storm-self", &CATCHUP_ALL),
+        ("storm-self", &LOST),
+        ("storm-http", &CATCHUP_ALL),
+        ("storm-http", &LOST),
+    ]
+}
+
+fn color(server: &str) -> &'static str {
+    match server {
+        "naive" => "#d95f02",
+        "bare" => "#7570b3",
+        "tether" => "#1b9e77",
+        _ => "#666666",
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A horizontal bar chart: one panel per charted metric, one bar per server.
+pub fn svg(results: &[ScenarioResult], title: &str) -> String {
+    const WIDTH: f64 = 760.0;
+    const LABEL: f64 = 80.0;
+    const BAR_AREA: f64 = 520.0;
+    const BAR: f64 = 16.0;
+    const GAP: f64 = 5.0;
+    let grouped = Grouped::new(results);
+    let mut body = String::new();
+    let mut y = 44.0;
+    for (scenario, metric) in chart_panels() {
+        let Some((_, servers)) = grouped.scenarios.iter().find(|(k, _)| k == scenario) else {
+            continue;
+        };
+        let values: Vec<(&str, Option<f64>)> = servers
+            .iter()
+            .map(|(s, runs)| (s.as_str(), value(runs, metric)))
+            .collect();
+        if values.iter().all(|(_, v)| v.is_none()) {
+            continue;
+        }
+        let max = values.iter().filter_map(|(_, v)| *v).fold(0.0f64, f64::max);
+        let hint = if metric.better == Better::Higher {
+            "higher is better"
+        } else {
+            "lower is better"
+        };
+        let _ = writeln!(
+            body,
+            r##"<text x="10" y="{:.0}" font-weight="bold">{} — {} <tspan font-weight="normal" fill="#666">({hint})</tspan></text>"##,
+            y + 12.0,
+            escape(scenario),
+            escape(metric.header)
+        );
+        y += 20.0;
+        for (server, v) in values {
+            let _ = writeln!(
+                body,
+                r#"<text x="{:.0}" y="{:.0}" text-anchor="end">{}</text>"#,
+                LABEL - 6.0,
+                y + BAR - 4.0,
+                escape(server)
+            );
+            let text = format_value(v, metric.decimals);
+            let len = match v {
+                Some(v) if max > 0.0 => (v / max * BAR_AREA).max(1.0),
+                _ => 0.0,
+            };
+            let _ = writeln!(
+                body,
+                r#"<rect x="{LABEL:.0}" y="{y:.0}" width="{len:.1}" height="{BAR:.0}" fill="{}"/><text x="{:.1}" y="{:.0}">{}</text>"#,
+                color(server),
+                LABEL + len + 6.0,
+                y + BAR - 4.0,
+                escape(&text)
+            );
+            y += BAR + GAP;
+        }
+        y += 12.0;
+    }
+    let height = y + 10.0;
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH:.0}" height="{height:.0}" viewBox="0 0 {WIDTH:.0} {height:.0}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="10" y="24" font-size="16" font-weight="bold">{}</text>
+{body}</svg>
+"#,
+        escape(title)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::track::Summary;
+
+    fn result(
+        scenario: &str,
+        publish: Option<&str>,
+        server: &str,
+        round: u32,
+        rate: f64,
+        cpu: f64,
+    ) -> ScenarioResult {
+        ScenarioResult {
+            scenario: scenario.into(),
+            publish: publish.map(Into::into),
+            server: server.into(),
+            round,
+            connections: 1000,
+            connected: 1000,
+            delivered_per_s: Some(rate),
+            server_cpu_us_per_event: Some(cpu),
+            latency_us: Some(Summary {
+                count: 10,
+                p50: 100,
+                p99: 900,
+                p999: 2000,
+                max: 3000,
+            }),
+            ..ScenarioResult::default()
+        }
+    }
+
+    #[test]
+    fn tables_take_medians_and_ratios() {
+        let results = vec![
+            result("throughput", Some("self"), "tether", 1, 300_000.0, 1.0),
+            result("throughput", Some("self"), "naive", 1, 100_000.0, 4.0),
+            result("throughput", Some("self"), "naive", 2, 120_000.0, 6.0),
+            result("throughput", Some("self"), "naive", 3, 500_000.0, 5.0),
+            result("throughput", Some("http"), "bare", 1, 50_000.0, 2.0),
+        ];
+        let md = markdown(&results);
+        assert!(md.contains("median of 3 rounds"), "{md}");
+        let http = md.find("### throughput-http").unwrap();
+        let selfp = md.find("### throughput-self").unwrap();
+        assert!(http < selfp, "{md}");
+        assert!(md.contains("| naive | 120\u{2009}000 | 5.00 |"), "{md}");
+        assert!(md.contains("| tether / naive | 2.50× | 0.20× |"), "{md}");
+        assert!(!md[http..selfp].contains("tether /"), "{md}");
+    }
+
+    #[test]
+    fn chart_has_a_bar_per_server() {
+        let results = vec![
+            result("throughput", Some("self"), "naive", 1, 100_000.0, 4.0),
+            result("throughput", Some("self"), "bare", 1, 400_000.0, 1.0),
+        ];
+        let chart = svg(&results, "a <title>");
+        assert!(chart.starts_with("<svg"));
+        assert!(chart.contains("a &lt;title&gt;"));
+        assert_eq!(chart.matches("<rect x=").count(), 4);
+        assert!(chart.contains(r#"width="520.0""#));
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0]), Some(2.5));
+    }
+}

@@ -1,0 +1,1018 @@
+//! The load scenarios: fan-out throughput, latency at a fixed rate, idle connections and a
+//! reconnect storm. Each returns one [`ScenarioResult`].
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use tokio::{
+    sync::{Semaphore, watch},
+    task::JoinSet,
+    time::{Instant, sleep, sleep_until, timeout},
+};
+
+use crate::{
+    client::{Publisher, SseStream, Target, open_sse},
+    procfs,
+    sse::{ChunkedDecoder, Frame, SseParser, ts_of},
+    track::{FrameKind, SessionTracker, SharedHistogram, Summary, Totals, new_histogram},
+};
+
+/// Microseconds since the Unix epoch.
+pub fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// What every scenario needs to know.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The server under test.
+    pub target: Target,
+    /// The server's process id, for memory and CPU readings.
+    pub server_pid: Option<u32>,
+    /// Name of the server in the results.
+    pub label: String,
+    /// Round number in the results (for repeated runs).
+    pub round: u32,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// Who publishes the events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publish {
+    /// The generator posts batches to the publish route.
+    Http {
+        /// Events per second, or as fast as the server answers when `None`.
+        rate: Option<u64>,
+        /// Events per request.
+        batch: usize,
+        /// Concurrent keep-alive publishing connections.
+        connections: usize,
+    },
+    /// The server publishes in-process (its `--self-publish RATE`); `rate` is for the record.
+    InProcess {
+        /// The rate the server was started with, if known.
+        rate: Option<u64>,
+    },
+}
+
+impl Publish {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Http { .. } => "http",
+            Self::InProcess { .. } => "self",
+        }
+    }
+
+    fn rate(&self) -> Option<u64> {
+        match *self {
+            Self::Http { rate, .. } | Self::InProcess { rate } => rate,
+        }
+    }
+}
+
+/// Settings of the throughput and latency scenarios.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// Sessions, one SSE client each.
+    pub sessions: usize,
+    /// Who publishes.
+    pub publish: Publish,
+    /// Size of each generated event's JSON.
+    pub event_bytes: usize,
+    /// Time before the measured window.
+    pub warmup: Duration,
+    /// The measured window.
+    pub duration: Duration,
+}
+
+/// Settings of the storm scenario.
+#[derive(Debug, Clone)]
+pub struct StormOptions {
+    /// Sessions, one SSE client each; all of them drop and reconnect at once.
+    pub sessions: usize,
+    /// Who publishes (publishing goes on through the storm).
+    pub publish: Publish,
+    /// Size of each generated event's JSON.
+    pub event_bytes: usize,
+    /// Give up waiting for every client to catch up after this long.
+    pub timeout: Duration,
+}
+
+/// One scenario's measurements, written as one JSON line.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScenarioResult {
+    /// `throughput`, `latency`, `idle` or `storm`.
+    pub scenario: String,
+    /// `http` or `self`, for scenarios that publish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<String>,
+    /// The server's label.
+    pub server: String,
+    /// Round number.
+    #[serde(default)]
+    pub round: u32,
+    /// SSE connections asked for.
+    pub connections: u64,
+    /// SSE connections that were established at least once.
+    pub connected: u64,
+    /// Target publish rate, events/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_rate: Option<u64>,
+    /// Length of the measured window, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_s: Option<f64>,
+    /// Events the generator published per second in the window (HTTP publishing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_per_s: Option<f64>,
+    /// Events delivered per second in the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_per_s: Option<f64>,
+    /// Publish-to-receive latency in the window, microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_us: Option<Summary>,
+    /// Server CPU time (user + system) per delivered event in the window, microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_cpu_us_per_event: Option<f64>,
+    /// Server CPU use in the window, percent of one core.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_cpu_pct: Option<f64>,
+    /// Generator CPU use in the window, percent of one core.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_cpu_pct: Option<f64>,
+    /// Server RSS before the connections were opened, KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_before_kib: Option<u64>,
+    /// Server RSS with every connection open, KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_after_kib: Option<u64>,
+    /// Server RSS growth per open connection, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_per_conn_bytes: Option<f64>,
+    /// Time to open every connection, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_all_ms: Option<f64>,
+    /// Storm: time from the drop until every client had its new stream, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect_all_ms: Option<f64>,
+    /// Storm: time from the drop until every client received a live event, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catchup_all_ms: Option<f64>,
+    /// Storm: per-client time from the drop to its first live event, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catchup_ms: Option<Summary>,
+    /// Storm: clients that caught up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caught_up: Option<u64>,
+    /// Storm: server CPU time from the drop until every client caught up, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storm_server_cpu_ms: Option<f64>,
+    /// Events received (whole run, every session).
+    pub delivered: u64,
+    /// Events silently missing (gaps in the ids, or published but never received).
+    pub lost: u64,
+    /// Events received twice.
+    pub duplicated: u64,
+    /// Resync signals received.
+    pub resyncs: u64,
+    /// Events skipped after a resync signal (announced gaps).
+    pub resync_skipped: u64,
+    /// Failed connection attempts (refused, timed out, or not 200).
+    pub conn_errors: u64,
+    /// Streams that ended while the scenario still ran.
+    pub disconnects: u64,
+    /// Failed publish requests.
+    pub publish_errors: u64,
+}
+
+impl ScenarioResult {
+    /// `scenario` or `scenario-publish`, the key results are grouped by.
+    pub fn key(&self) -> String {
+        match &self.publish {
+            Some(p) => format!("{}-{p}", self.scenario),
+            None => self.scenario.clone(),
+        }
+    }
+
+    /// One human-readable line.
+    pub fn human(&self) -> String {
+        let mut s = format!("{} [{}]", self.key(), self.server);
+        let mut push = |text: String| {
+            s.push_str("  ");
+            s.push_str(&text);
+        };
+        push(format!("conns {}/{}", self.connected, self.connections));
+        if let Some(v) = self.delivered_per_s {
+            push(format!("delivered {v:.0}/s"));
+        }
+        if let Some(v) = self.published_per_s {
+            push(format!("published {v:.0}/s"));
+        }
+        if let Some(v) = self.server_cpu_us_per_event {
+            push(format!("server cpu {v:.2} µs/event"));
+        }
+        if let Some(v) = self.server_cpu_pct {
+            push(format!("server cpu {v:.0}%"));
+        }
+        if let Some(l) = &self.latency_us {
+            push(format!(
+                "latency p50 {} p99 {} p99.9 {} µs",
+                l.p50, l.p99, l.p999
+            ));
+        }
+        if let Some(v) = self.rss_per_conn_bytes {
+            push(format!("rss {:.1} KiB/conn", v / 1024.0));
+        }
+        if let Some(v) = self.connect_all_ms {
+            push(format!("opened in {v:.0} ms"));
+        }
+        if let Some(v) = self.reconnect_all_ms {
+            push(format!("all reconnected {v:.0} ms"));
+        }
+        if let Some(v) = self.catchup_all_ms {
+            push(format!("all caught up {v:.0} ms"));
+        }
+        push(format!(
+            "lost {} dup {} resyncs {} conn errors {} disconnects {} publish errors {}",
+            self.lost,
+            self.duplicated,
+            self.resyncs,
+            self.conn_errors,
+            self.disconnects,
+            self.publish_errors
+        ));
+        s
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Run,
+    Storm,
+    Stop,
+}
+
+/// State shared by the driver, the clients and the publishers.
+struct Shared {
+    target: Target,
+    run_id: String,
+    read_buf: usize,
+    connect_permits: Semaphore,
+    /// Events delivered (all sessions, whole run).
+    delivered: AtomicU64,
+    connected: AtomicUsize,
+    gave_up: AtomicUsize,
+    with_event: AtomicUsize,
+    caught_up: AtomicUsize,
+    reconnected: AtomicUsize,
+    measuring: AtomicBool,
+    latency: SharedHistogram,
+    storm_at_us: AtomicU64,
+    received_max: Vec<AtomicU64>,
+    published_max: Vec<AtomicU64>,
+    publishing: AtomicBool,
+    published: AtomicU64,
+    publish_errors: AtomicU64,
+}
+
+impl Shared {
+    fn new(target: Target, sessions: usize, read_buf: usize) -> Arc<Self> {
+        Arc::new(Self {
+            target,
+            run_id: format!("load{:x}", unix_micros() & 0xff_ffff_ffff),
+            read_buf,
+            connect_permits: Semaphore::new(256),
+            delivered: AtomicU64::new(0),
+            connected: AtomicUsize::new(0),
+            gave_up: AtomicUsize::new(0),
+            with_event: AtomicUsize::new(0),
+            caught_up: AtomicUsize::new(0),
+            reconnected: AtomicUsize::new(0),
+            measuring: AtomicBool::new(false),
+            latency: SharedHistogram::default(),
+            storm_at_us: AtomicU64::new(0),
+            received_max: (0..sessions).map(|_| AtomicU64::new(0)).collect(),
+            published_max: (0..sessions).map(|_| AtomicU64::new(0)).collect(),
+            publishing: AtomicBool::new(true),
+            published: AtomicU64::new(0),
+            publish_errors: AtomicU64::new(0),
+        })
+    }
+
+    fn session(&self, index: usize) -> String {
+        format!("{}-{index}", self.run_id)
+    }
+}
+
+/// What one client task reports when it ends.
+#[derive(Debug, Default)]
+struct ClientOutcome {
+    index: usize,
+    tracker: SessionTracker,
+    connected: bool,
+    conn_errors: u64,
+    disconnects: u64,
+    reconnect_us: Option<u64>,
+    catchup_us: Option<u64>,
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_FAILED_ATTEMPTS: u32 = 5;
+
+/// The stream a client is reading.
+struct StreamState {
+    parser: SseParser,
+    chunked: Option<ChunkedDecoder>,
+    /// After a storm: when the new stream opened; an event published later means caught up.
+    reconnected_at: Option<u64>,
+}
+
+/// Decodes, parses and accounts bytes of a client's stream; false when the stream is over
+/// (broken framing, or the last chunk of a chunked body).
+fn ingest(
+    shared: &Shared,
+    out: &mut ClientOutcome,
+    stream: &mut StreamState,
+    latencies: &mut Vec<u64>,
+    bytes: &[u8],
+) -> bool {
+    let now = unix_micros();
+    let measuring = shared.measuring.load(Relaxed);
+    let had_events = out.tracker.delivered > 0;
+    let mut delivered = 0u64;
+    let mut live = false;
+    let tracker = &mut out.tracker;
+    let reconnected_at = stream.reconnected_at;
+    let mut on_frame = |frame: Frame<'_>| {
+        if let FrameKind::Delivered(_) = tracker.on_frame(frame) {
+            delivered += 1;
+            if let Some(ts) = frame.data.and_then(ts_of) {
+                if measuring {
+                    latencies.push(now.saturating_sub(ts));
+                }
+                if reconnected_at.is_some_and(|at| ts >= at) {
+                    live = true;
+                }
+            }
+        }
+    };
+    let parser = &mut stream.parser;
+    let ok = match stream.chunked.as_mut() {
+        Some(decoder) => {
+            decoder
+                .feed(bytes, &mut |b| parser.feed(b, &mut on_frame))
+                .is_ok()
+                && !decoder.is_done()
+        }
+        None => {
+            parser.feed(bytes, &mut on_frame);
+            true
+        }
+    };
+    if delivered > 0 {
+        shared.delivered.fetch_add(delivered, Relaxed);
+        if let Some(seq) = out.tracker.last_seq {
+            shared.received_max[out.index].store(seq, Relaxed);
+        }
+        if !had_events {
+            shared.with_event.fetch_add(1, Relaxed);
+        }
+    }
+    if live {
+        stream.reconnected_at = None;
+        out.catchup_us = Some(now.saturating_sub(shared.storm_at_us.load(Relaxed)));
+        shared.caught_up.fetch_add(1, Relaxed);
+    }
+    if latencies.len() >= 512 {
+        shared.latency.flush(latencies);
+    }
+    ok
+}
+
+/// One SSE client: connects, reads and accounts until told to stop; reconnects with
+/// `Last-Event-ID` when its stream ends or a storm is called.
+async fn client(
+    shared: Arc<Shared>,
+    index: usize,
+    mut phase: watch::Receiver<Phase>,
+) -> ClientOutcome {
+    let session = shared.session(index);
+    let mut out = ClientOutcome {
+        index,
+        ..ClientOutcome::default()
+    };
+    let mut failed_attempts = 0;
+    let mut storm_pending = false;
+    let mut latencies: Vec<u64> = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    'connect: loop {
+        if *phase.borrow() == Phase::Stop {
+            break;
+        }
+        let permit = if out.connected {
+            None
+        } else {
+            shared.connect_permits.acquire().await.ok()
+        };
+        let last_id = (!out.tracker.last_id.is_empty()).then_some(&out.tracker.last_id[..]);
+        let opened = timeout(CONNECT_TIMEOUT, open_sse(&shared.target, &session, last_id)).await;
+        drop(permit);
+        let Ok(Ok(sse)) = opened else {
+            out.conn_errors += 1;
+            failed_attempts += 1;
+            if failed_attempts >= MAX_FAILED_ATTEMPTS {
+                shared.gave_up.fetch_add(1, Relaxed);
+                break;
+            }
+            tokio::select! {
+                _ = sleep(Duration::from_millis(200 * u64::from(failed_attempts))) => continue 'connect,
+                _ = phase.changed() => continue 'connect,
+            }
+        };
+        failed_attempts = 0;
+        if !out.connected {
+            out.connected = true;
+            shared.connected.fetch_add(1, Relaxed);
+        }
+        let SseStream {
+            stream,
+            pending,
+            chunked,
+        } = sse;
+        let mut state = StreamState {
+            parser: SseParser::default(),
+            chunked,
+            reconnected_at: None,
+        };
+        if storm_pending && out.catchup_us.is_none() {
+            let now = unix_micros();
+            state.reconnected_at = Some(now);
+            if out.reconnect_us.is_none() {
+                out.reconnect_us = Some(now.saturating_sub(shared.storm_at_us.load(Relaxed)));
+                shared.reconnected.fetch_add(1, Relaxed);
+            }
+        }
+        if !pending.is_empty() && !ingest(&shared, &mut out, &mut state, &mut latencies, &pending) {
+            out.disconnects += 1;
+            continue 'connect;
+        }
+        drop(pending);
+        loop {
+            tokio::select! {
+                biased;
+                changed = phase.changed() => {
+                    match changed.map(|()| *phase.borrow_and_update()) {
+                        Ok(Phase::Storm) => {
+                            storm_pending = true;
+                            drop(stream);
+                            continue 'connect;
+                        }
+                        Ok(Phase::Run) => {}
+                        Ok(Phase::Stop) | Err(_) => break 'connect,
+                    }
+                }
+                ready = stream.readable() => {
+                    if ready.is_err() {
+                        out.disconnects += 1;
+                        continue 'connect;
+                    }
+                    if buf.len() < shared.read_buf {
+                        buf.resize(shared.read_buf, 0);
+                    }
+                    match stream.try_read(&mut buf) {
+                        Ok(0) => {
+                            out.disconnects += 1;
+                            // A server that ends the stream is reconnected to, as EventSource does.
+                            tokio::select! {
+                                _ = sleep(Duration::from_millis(100)) => {}
+                                _ = phase.changed() => {}
+                            }
+                            continue 'connect;
+                        }
+                        Ok(n) => {
+                            if !ingest(&shared, &mut out, &mut state, &mut latencies, &buf[..n]) {
+                                out.disconnects += 1;
+                                continue 'connect;
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => {
+                            out.disconnects += 1;
+                            continue 'connect;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    shared.latency.flush(&mut latencies);
+    out
+}
+
+/// The generated event: JSON of about `bytes` bytes carrying its publish time in `ts`.
+pub fn bench_event(out: &mut Vec<u8>, ts: u64, n: u64, bytes: usize) {
+    let mut buffer = itoa::Buffer::new();
+    let start = out.len();
+    out.extend_from_slice(b"{\"ts\":");
+    out.extend_from_slice(buffer.format(ts).as_bytes());
+    out.extend_from_slice(b",\"n\":");
+    out.extend_from_slice(buffer.format(n).as_bytes());
+    out.extend_from_slice(b",\"pad\":\"");
+    let used = out.len() - start + 2;
+    out.resize(out.len() + bytes.saturating_sub(used), b'x');
+    out.extend_from_slice(b"\"}");
+}
+
+/// How late tokio's millisecond timer may wake a paced publisher.
+const TIMER_SLACK_US: u64 = 2_000;
+
+/// One publishing connection: posts batches round-robin over its share of the sessions,
+/// paced to `rate` (events/s over all publishers) or as fast as the server answers.
+async fn publisher(
+    shared: Arc<Shared>,
+    worker: usize,
+    workers: usize,
+    sessions: usize,
+    rate: Option<u64>,
+    batch: usize,
+    event_bytes: usize,
+) {
+    let mine: Vec<usize> = (worker..sessions).step_by(workers).collect();
+    if mine.is_empty() {
+        return;
+    }
+    let mut publisher = Publisher::new(shared.target.clone());
+    let interval_us = rate.map(|r| (batch * workers) as f64 * 1e6 / r.max(1) as f64);
+    let start = Instant::now();
+    let start_us = unix_micros();
+    let mut body = Vec::with_capacity(batch * (event_bytes + 1) + 2);
+    let mut n = (worker as u64) << 40;
+    let mut k: u64 = 0;
+    while shared.publishing.load(Relaxed) {
+        let ts = match interval_us {
+            Some(interval) => {
+                // Open loop. A request sent late (the server held the publisher up) keeps its
+                // scheduled time, beyond the timer's own slack, so a slow server cannot hide
+                // its delay by slowing the publisher down.
+                let offset = (k as f64 * interval) as u64;
+                sleep_until(start + Duration::from_micros(offset)).await;
+                unix_micros().min(start_us + offset + TIMER_SLACK_US)
+            }
+            None => unix_micros(),
+        };
+        let index = mine[k as usize % mine.len()];
+        k += 1;
+        body.clear();
+        body.push(b'[');
+        for i in 0..batch {
+            if i > 0 {
+                body.push(b',');
+            }
+            n += 1;
+            bench_event(&mut body, ts, n, event_bytes);
+        }
+        body.push(b']');
+        match publisher.post(&shared.session(index), &body).await {
+            Ok(answer) => {
+                shared.published.fetch_add(answer.ids as u64, Relaxed);
+                if let Some(seq) = answer.last_seq {
+                    shared.published_max[index].fetch_max(seq, Relaxed);
+                }
+            }
+            Err(_) => {
+                shared.publish_errors.fetch_add(1, Relaxed);
+                sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// A progress bar on stderr, or nothing.
+struct Progress {
+    bar: ProgressBar,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Self {
+        let bar = if enabled {
+            ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+        } else {
+            ProgressBar::hidden()
+        };
+        Self { bar }
+    }
+
+    fn stage(&self, message: String, len: u64) {
+        let style = ProgressStyle::with_template(
+            "{prefix:>10} {wide_msg} [{bar:30}] {pos}/{len} {elapsed}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        self.bar.set_style(style);
+        self.bar.set_length(len);
+        self.bar.set_position(0);
+        self.bar.set_message(message);
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// Readings of the server and the generator at one moment.
+#[derive(Debug, Clone, Copy)]
+struct Snapshot {
+    at: Instant,
+    delivered: u64,
+    published: u64,
+    server_cpu_us: Option<u64>,
+    own_cpu_us: Option<u64>,
+}
+
+impl Snapshot {
+    fn take(shared: &Shared, pid: Option<u32>) -> Self {
+        Self {
+            at: Instant::now(),
+            delivered: shared.delivered.load(Relaxed),
+            published: shared.published.load(Relaxed),
+            server_cpu_us: pid.and_then(procfs::cpu_micros),
+            own_cpu_us: procfs::cpu_micros(std::process::id()),
+        }
+    }
+}
+
+fn rss(pid: Option<u32>) -> Option<u64> {
+    pid.and_then(procfs::rss_kib)
+}
+
+fn per_conn(before: Option<u64>, after: Option<u64>, conns: usize) -> Option<f64> {
+    let (before, after) = (before?, after?);
+    (conns > 0).then(|| (after as f64 - before as f64) * 1024.0 / conns as f64)
+}
+
+struct Clients {
+    shared: Arc<Shared>,
+    phase: watch::Sender<Phase>,
+    tasks: JoinSet<ClientOutcome>,
+    count: usize,
+}
+
+impl Clients {
+    fn spawn(shared: &Arc<Shared>, count: usize) -> Self {
+        let (phase, rx) = watch::channel(Phase::Run);
+        let mut tasks = JoinSet::new();
+        for index in 0..count {
+            tasks.spawn(client(Arc::clone(shared), index, rx.clone()));
+        }
+        Self {
+            shared: Arc::clone(shared),
+            phase,
+            tasks,
+            count,
+        }
+    }
+
+    /// Waits until every client connected or gave up; returns how long that took.
+    async fn wait_connected(&self, progress: &Progress) -> Duration {
+        let start = Instant::now();
+        progress.stage("connecting".into(), self.count as u64);
+        loop {
+            let connected = self.shared.connected.load(Relaxed);
+            let gave_up = self.shared.gave_up.load(Relaxed);
+            progress.bar.set_position(connected as u64);
+            if connected + gave_up >= self.count || start.elapsed() > Duration::from_secs(120) {
+                return start.elapsed();
+            }
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stop(mut self) -> Vec<ClientOutcome> {
+        let _ = self.phase.send(Phase::Stop);
+        let mut outcomes = Vec::with_capacity(self.count);
+        while let Some(outcome) = self.tasks.join_next().await {
+            if let Ok(outcome) = outcome {
+                outcomes.push(outcome);
+            }
+        }
+        outcomes.sort_by_key(|o| o.index);
+        outcomes
+    }
+}
+
+/// Waits `length`, showing the delivery rate.
+async fn timed_stage(progress: &Progress, shared: &Shared, name: &str, length: Duration) {
+    let start = Instant::now();
+    let tenths = (length.as_millis() / 100) as u64;
+    progress.stage(name.to_owned(), tenths);
+    let mut last = (start, shared.delivered.load(Relaxed));
+    while start.elapsed() < length {
+        sleep(Duration::from_millis(100).min(length.saturating_sub(start.elapsed()))).await;
+        let now = Instant::now();
+        let delivered = shared.delivered.load(Relaxed);
+        if now.duration_since(last.0) >= Duration::from_millis(500) {
+            let rate = (delivered - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
+            progress
+                .bar
+                .set_message(format!("{name}: {rate:.0} events/s"));
+            last = (now, delivered);
+        }
+        progress
+            .bar
+            .set_position((start.elapsed().as_millis() / 100) as u64);
+    }
+}
+
+fn spawn_publishers(
+    shared: &Arc<Shared>,
+    publish: Publish,
+    sessions: usize,
+    event_bytes: usize,
+) -> JoinSet<()> {
+    let mut set = JoinSet::new();
+    if let Publish::Http {
+        rate,
+        batch,
+        connections,
+    } = publish
+    {
+        let connections = connections.max(1);
+        for worker in 0..connections {
+            set.spawn(publisher(
+                Arc::clone(shared),
+                worker,
+                connections,
+                sessions,
+                rate,
+                batch.max(1),
+                event_bytes,
+            ));
+        }
+    }
+    set
+}
+
+/// Stops the publishers; with HTTP publishing, waits (up to `limit`) until every session has
+/// received what was published to it.
+async fn stop_publishers(
+    shared: &Shared,
+    mut publishers: JoinSet<()>,
+    http: bool,
+    limit: Duration,
+) {
+    shared.publishing.store(false, Relaxed);
+    while publishers.join_next().await.is_some() {}
+    let start = Instant::now();
+    while http && start.elapsed() < limit {
+        let behind = shared
+            .published_max
+            .iter()
+            .zip(&shared.received_max)
+            .any(|(published, received)| received.load(Relaxed) < published.load(Relaxed));
+        if !behind {
+            break;
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+    if !http {
+        sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn totals(shared: &Shared, outcomes: &mut [ClientOutcome], http: bool) -> (Totals, u64, u64) {
+    let mut totals = Totals::default();
+    let (mut conn_errors, mut disconnects) = (0, 0);
+    for outcome in outcomes.iter_mut() {
+        if http {
+            outcome
+                .tracker
+                .settle_tail(shared.published_max[outcome.index].load(Relaxed));
+        }
+        totals.add(&outcome.tracker);
+        conn_errors += outcome.conn_errors;
+        disconnects += outcome.disconnects;
+    }
+    (totals, conn_errors, disconnects)
+}
+
+fn base_result(
+    cfg: &RunConfig,
+    scenario: &str,
+    publish: Option<&Publish>,
+    connections: usize,
+    shared: &Shared,
+) -> ScenarioResult {
+    ScenarioResult {
+        scenario: scenario.to_owned(),
+        publish: publish.map(|p| p.name().to_owned()),
+        server: cfg.label.clone(),
+        round: cfg.round,
+        connections: connections as u64,
+        connected: shared.connected.load(Relaxed) as u64,
+        target_rate: publish.and_then(Publish::rate),
+        ..ScenarioResult::default()
+    }
+}
+
+fn fill_totals(
+    result: &mut ScenarioResult,
+    totals: Totals,
+    conn_errors: u64,
+    disconnects: u64,
+    shared: &Shared,
+) {
+    result.delivered = totals.delivered;
+    result.lost = totals.lost;
+    result.duplicated = totals.duplicated;
+    result.resyncs = totals.resyncs;
+    result.resync_skipped = totals.resync_skipped;
+    result.conn_errors = conn_errors;
+    result.disconnects = disconnects;
+    result.publish_errors = shared.publish_errors.load(Relaxed);
+}
+
+/// Throughput or latency: `sessions` SSE clients, events published by the generator or the
+/// server, measured over a window after a warmup.
+pub async fn run_stream(cfg: &RunConfig, scenario: &str, opts: &StreamOptions) -> ScenarioResult {
+    let shared = Shared::new(cfg.target.clone(), opts.sessions, 16 * 1024);
+    let progress = Progress::new(cfg.progress);
+    progress.bar.set_prefix(scenario.to_owned());
+    let rss_before = rss(cfg.server_pid);
+    let clients = Clients::spawn(&shared, opts.sessions);
+    let connect_time = clients.wait_connected(&progress).await;
+    sleep(Duration::from_millis(500)).await;
+    let rss_after = rss(cfg.server_pid);
+
+    let publishers = spawn_publishers(&shared, opts.publish, opts.sessions, opts.event_bytes);
+    timed_stage(&progress, &shared, "warmup", opts.warmup).await;
+    let begin = Snapshot::take(&shared, cfg.server_pid);
+    shared.measuring.store(true, Relaxed);
+    timed_stage(&progress, &shared, "measuring", opts.duration).await;
+    shared.measuring.store(false, Relaxed);
+    let end = Snapshot::take(&shared, cfg.server_pid);
+
+    let http = matches!(opts.publish, Publish::Http { .. });
+    progress.stage("draining".into(), 1);
+    stop_publishers(&shared, publishers, http, Duration::from_secs(3)).await;
+    let mut outcomes = clients.stop().await;
+    progress.finish();
+
+    let window = end.at.duration_since(begin.at).as_secs_f64();
+    let delivered = end.delivered - begin.delivered;
+    let mut result = base_result(cfg, scenario, Some(&opts.publish), opts.sessions, &shared);
+    result.window_s = Some(window);
+    result.delivered_per_s = Some(delivered as f64 / window);
+    if http {
+        result.published_per_s = Some((end.published - begin.published) as f64 / window);
+    }
+    result.latency_us = Some(shared.latency.summary());
+    if let (Some(a), Some(b)) = (begin.server_cpu_us, end.server_cpu_us) {
+        let cpu = b.saturating_sub(a) as f64;
+        result.server_cpu_pct = Some(cpu / 1e6 / window * 100.0);
+        if delivered > 0 {
+            result.server_cpu_us_per_event = Some(cpu / delivered as f64);
+        }
+    }
+    if let (Some(a), Some(b)) = (begin.own_cpu_us, end.own_cpu_us) {
+        result.generator_cpu_pct = Some(b.saturating_sub(a) as f64 / 1e6 / window * 100.0);
+    }
+    result.rss_before_kib = rss_before;
+    result.rss_after_kib = rss_after;
+    result.rss_per_conn_bytes = per_conn(rss_before, rss_after, shared.connected.load(Relaxed));
+    result.connect_all_ms = Some(connect_time.as_secs_f64() * 1e3);
+    let (totals, conn_errors, disconnects) = totals(&shared, &mut outcomes, http);
+    fill_totals(&mut result, totals, conn_errors, disconnects, &shared);
+    result
+}
+
+/// Idle connections: opens `connections` SSE streams that receive nothing and reports the
+/// server's memory per connection.
+pub async fn run_idle(cfg: &RunConfig, connections: usize, settle: Duration) -> ScenarioResult {
+    let shared = Shared::new(cfg.target.clone(), connections, 4096);
+    let progress = Progress::new(cfg.progress);
+    progress.bar.set_prefix("idle");
+    let rss_before = rss(cfg.server_pid);
+    let clients = Clients::spawn(&shared, connections);
+    let connect_time = clients.wait_connected(&progress).await;
+    timed_stage(&progress, &shared, "settling", settle).await;
+    let rss_after = rss(cfg.server_pid);
+    let mut outcomes = clients.stop().await;
+    progress.finish();
+
+    let mut result = base_result(cfg, "idle", None, connections, &shared);
+    result.rss_before_kib = rss_before;
+    result.rss_after_kib = rss_after;
+    result.rss_per_conn_bytes = per_conn(rss_before, rss_after, shared.connected.load(Relaxed));
+    result.connect_all_ms = Some(connect_time.as_secs_f64() * 1e3);
+    let (totals, conn_errors, disconnects) = totals(&shared, &mut outcomes, false);
+    fill_totals(&mut result, totals, conn_errors, disconnects, &shared);
+    result
+}
+
+/// Reconnect storm: every client drops its stream at the same moment and reconnects with
+/// `Last-Event-ID` while publishing goes on; reports the time until all have caught up (each
+/// received an event published after its new stream opened) and what was lost or duplicated.
+pub async fn run_storm(cfg: &RunConfig, opts: &StormOptions) -> ScenarioResult {
+    let shared = Shared::new(cfg.target.clone(), opts.sessions, 8 * 1024);
+    let progress = Progress::new(cfg.progress);
+    progress.bar.set_prefix("storm");
+    let rss_before = rss(cfg.server_pid);
+    let clients = Clients::spawn(&shared, opts.sessions);
+    let connect_time = clients.wait_connected(&progress).await;
+    let rss_after = rss(cfg.server_pid);
+    let publishers = spawn_publishers(&shared, opts.publish, opts.sessions, opts.event_bytes);
+
+    // Every client should hold a position (a last id) before the storm.
+    let connected = shared.connected.load(Relaxed);
+    progress.stage("first events".into(), connected as u64);
+    let start = Instant::now();
+    while shared.with_event.load(Relaxed) < connected && start.elapsed() < Duration::from_secs(15) {
+        progress
+            .bar
+            .set_position(shared.with_event.load(Relaxed) as u64);
+        sleep(Duration::from_millis(50)).await;
+    }
+    timed_stage(&progress, &shared, "steady", Duration::from_secs(1)).await;
+
+    let gave_up_before = shared.gave_up.load(Relaxed);
+    let alive = connected.saturating_sub(gave_up_before);
+    let cpu_before = cfg.server_pid.and_then(procfs::cpu_micros);
+    shared.storm_at_us.store(unix_micros(), Relaxed);
+    let storm_at = Instant::now();
+    let _ = clients.phase.send(Phase::Storm);
+    progress.stage("catching up".into(), alive as u64);
+    while shared.caught_up.load(Relaxed)
+        < alive.saturating_sub(shared.gave_up.load(Relaxed) - gave_up_before)
+        && storm_at.elapsed() < opts.timeout
+    {
+        progress
+            .bar
+            .set_position(shared.caught_up.load(Relaxed) as u64);
+        sleep(Duration::from_millis(10)).await;
+    }
+    let cpu_after = cfg.server_pid.and_then(procfs::cpu_micros);
+    timed_stage(&progress, &shared, "after", Duration::from_secs(1)).await;
+
+    let http = matches!(opts.publish, Publish::Http { .. });
+    stop_publishers(&shared, publishers, http, Duration::from_secs(3)).await;
+    let mut outcomes = clients.stop().await;
+    progress.finish();
+
+    let mut result = base_result(cfg, "storm", Some(&opts.publish), opts.sessions, &shared);
+    result.rss_before_kib = rss_before;
+    result.rss_after_kib = rss_after;
+    result.rss_per_conn_bytes = per_conn(rss_before, rss_after, connected);
+    result.connect_all_ms = Some(connect_time.as_secs_f64() * 1e3);
+    let mut catchup = new_histogram();
+    let mut reconnect_max = None::<u64>;
+    let mut catchup_max = None::<u64>;
+    for outcome in &outcomes {
+        if let Some(us) = outcome.reconnect_us {
+            reconnect_max = Some(reconnect_max.unwrap_or(0).max(us));
+        }
+        if let Some(us) = outcome.catchup_us {
+            catchup_max = Some(catchup_max.unwrap_or(0).max(us));
+            catchup.saturating_record((us / 1000).max(1));
+        }
+    }
+    let all_caught_up = shared.caught_up.load(Relaxed) >= alive;
+    result.reconnect_all_ms = reconnect_max.map(|us| us as f64 / 1e3);
+    // Only a storm that every client came through has an "all caught up" time.
+    result.catchup_all_ms = catchup_max
+        .filter(|_| all_caught_up)
+        .map(|us| us as f64 / 1e3);
+    result.catchup_ms = Some(Summary::of(&catchup));
+    result.caught_up = Some(shared.caught_up.load(Relaxed) as u64);
+    if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
+        result.storm_server_cpu_ms = Some(b.saturating_sub(a) as f64 / 1e3);
+    }
+    let (totals, conn_errors, disconnects) = totals(&shared, &mut outcomes, http);
+    fill_totals(&mut result, totals, conn_errors, disconnects, &shared);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_events_have_the_asked_size() {
+        for size in [60, 200, 1000] {
+            let mut out = Vec::new();
+            bench_event(&mut out, unix_micros(), 12_345, size);
+            assert_eq!(out.len(), size);
+            let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(value["n"], 12_345);
+            assert_eq!(ts_of(&out), value["ts"].as_u64());
+        }
+    }
+}

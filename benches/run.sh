@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# Runs the load scenarios against baseline-naive, baseline-bare and, when its binary builds,
+# tether's hub (`tether serve`), one server after the other for each scenario, and writes
+# benches/results/<date>.md (tables), <date>.svg (chart) and <date>.jsonl (raw results).
+#
+# Every server listens on 127.0.0.1 and the generator only targets loopback.
+#
+# Settings (environment):
+#   ROUNDS=1           rounds of every scenario; with more, tables show medians and the
+#                      server order rotates each round
+#   DURATION=10        measured window of throughput and latency, seconds
+#   WARMUP=2           warmup before each window, seconds
+#   SELF_RATE=1000000  --self-publish rate of throughput-self (high enough to saturate)
+#   LATENCY_RATE=20000 events/s of the latency scenarios
+#   STORM_RATE=20000   events/s published during the storm
+#   SESSIONS=1000      sessions of throughput and latency
+#   IDLE_CONNS=15000   connections of the idle scenario
+#   STORM_SESSIONS=5000
+#   SERVERS="naive bare tether"
+#   SCENARIOS="throughput-http throughput-self latency-http latency-self idle storm-self"
+#                      (storm-http is available too)
+#   OUT=benches/results/<date>   output path without extension
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-1}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+SELF_RATE=${SELF_RATE:-1000000}
+LATENCY_RATE=${LATENCY_RATE:-20000}
+STORM_RATE=${STORM_RATE:-20000}
+SESSIONS=${SESSIONS:-1000}
+IDLE_CONNS=${IDLE_CONNS:-15000}
+STORM_SESSIONS=${STORM_SESSIONS:-5000}
+SERVERS=${SERVERS:-"naive bare tether"}
+SCENARIOS=${SCENARIOS:-"throughput-http throughput-self latency-http latency-self idle storm-self"}
+DATE=$(date -u +%Y-%m-%d)
+OUT=${OUT:-benches/results/$DATE}
+
+started=$(date +%s)
+log() { printf '[%4ds] %s\n' "$(($(date +%s) - started))" "$*" >&2; }
+
+# 15,000 connections need 15,000 descriptors in the server and in the generator.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+log "building baselines and generator (release)"
+cargo build --release -p baseline-naive -p baseline-bare -p tether-load
+
+tether_bin=""
+if [[ " $SERVERS " == *" tether "* ]]; then
+    log "building tether's hub (release)"
+    if cargo build --release --bin tether >/dev/null 2>&1 && [[ -x target/release/tether ]]; then
+        tether_bin=target/release/tether
+    else
+        log "target/release/tether does not build: tether is skipped"
+    fi
+fi
+
+servers=()
+for s in $SERVERS; do
+    if [[ $s == tether && -z $tether_bin ]]; then continue; fi
+    servers+=("$s")
+done
+
+mkdir -p "$(dirname "$OUT")"
+jsonl=$(mktemp)
+server_log=$(mktemp)
+SERVER_PID=""
+cleanup() {
+    if [[ -n $SERVER_PID ]]; then kill "$SERVER_PID" 2>/dev/null || true; fi
+    rm -f "$jsonl" "$server_log"
+}
+trap cleanup EXIT
+
+# Ports below the ephemeral range, so they never collide with the generator's own sockets.
+next_port=$((21000 + RANDOM % 4000))
+free_port() {
+    while ss -Hltn "sport = :$next_port" | grep -q .; do next_port=$((next_port + 1)); done
+    echo "$next_port"
+    next_port=$((next_port + 1))
+}
+
+# start_server NAME RATE: starts it on 127.0.0.1, sets SERVER_PID and PORT, waits until it accepts.
+start_server() {
+    local name=$1 rate=$2 cmd
+    case $name in
+        naive) cmd=(target/release/baseline-naive) ;;
+        bare) cmd=(target/release/baseline-bare) ;;
+        tether) cmd=("$tether_bin" serve) ;;
+        *) log "unknown server $name"; return 1 ;;
+    esac
+    PORT=$(free_port)
+    cmd+=(--addr "127.0.0.1:$PORT")
+    if ((rate > 0)); then cmd+=(--self-publish "$rate"); fi
+    "${cmd[@]}" >"$server_log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 200); do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            log "$name exited at start: $(tail -n 3 "$server_log")"
+            SERVER_PID=""
+            return 1
+        fi
+        if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    log "$name did not listen on 127.0.0.1:$PORT"
+    stop_server
+    return 1
+}
+
+stop_server() {
+    if [[ -n $SERVER_PID ]]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=""
+    fi
+}
+
+# run_one SCENARIO SERVER ROUND
+run_one() {
+    local scenario=$1 server=$2 round=$3 rate=0 gen
+    local window=(--warmup "$WARMUP" --duration "$DURATION")
+    case $scenario in
+        throughput-http) gen=(throughput --publish http --sessions "$SESSIONS" "${window[@]}") ;;
+        throughput-self) rate=$SELF_RATE; gen=(throughput --publish self --rate "$SELF_RATE" --sessions "$SESSIONS" "${window[@]}") ;;
+        latency-http) gen=(latency --publish http --rate "$LATENCY_RATE" --sessions "$SESSIONS" "${window[@]}") ;;
+        latency-self) rate=$LATENCY_RATE; gen=(latency --publish self --rate "$LATENCY_RATE" --sessions "$SESSIONS" "${window[@]}") ;;
+        idle) gen=(idle --connections "$IDLE_CONNS") ;;
+        storm-self) rate=$STORM_RATE; gen=(storm --publish self --rate "$STORM_RATE" --sessions "$STORM_SESSIONS") ;;
+        storm-http) gen=(storm --publish http --rate "$STORM_RATE" --sessions "$STORM_SESSIONS") ;;
+        *) log "unknown scenario $scenario"; return 0 ;;
+    esac
+    log "round $round: $scenario on $server"
+    start_server "$server" "$rate" || return 0
+    target/release/tether-load --url "http://127.0.0.1:$PORT" --server-pid "$SERVER_PID" \
+        --label "$server" --round "$round" --json-out "$jsonl" "${gen[@]}" |
+        grep -v '^{' >&2 || log "$scenario on $server failed"
+    stop_server
+}
+
+for round in $(seq "$ROUNDS"); do
+    # Alternate: each round starts with a different server.
+    order=()
+    n=${#servers[@]}
+    for i in $(seq 0 $((n - 1))); do order+=("${servers[$(((i + round - 1) % n))]}"); done
+    for scenario in $SCENARIOS; do
+        for server in "${order[@]}"; do
+            run_one "$scenario" "$server" "$round"
+        done
+    done
+done
+
+cp "$jsonl" "$OUT.jsonl"
+name=$(basename "$OUT")
+target/release/tether-load report --input "$OUT.jsonl" --svg "$OUT.svg" \
+    --title "tether load harness, $DATE ($(nproc) cores, loopback)" >"$OUT.tables.md"
+{
+    echo "# Load harness results, $DATE"
+    echo
+    echo "Servers: ${servers[*]}$([[ -z $tether_bin && " $SERVERS " == *" tether "* ]] && echo " (tether's hub did not build and is absent)")."
+    echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), Linux $(uname -r); $(rustc --version)."
+    echo "Commit: $(git rev-parse --short HEAD 2>/dev/null || echo none). Rounds: $ROUNDS; measured window ${DURATION} s after ${WARMUP} s warmup."
+    echo "Generator and server share the machine's cores, so events/s depends on what else runs;"
+    echo "server CPU µs/event (utime+stime of the server over the window / delivered events) is the steadier comparison."
+    echo "Latency is publish-to-receive (the event's \`ts\`) on loopback. ↑ higher is better, ↓ lower is better."
+    echo
+    echo "![chart]($name.svg)"
+    echo
+    cat "$OUT.tables.md"
+    echo "Raw results: [$name.jsonl]($name.jsonl). Produced by \`benches/run.sh\` in $(($(date +%s) - started)) s."
+} >"$OUT.md"
+rm -f "$OUT.tables.md"
+log "wrote $OUT.md, $OUT.svg and $OUT.jsonl"
