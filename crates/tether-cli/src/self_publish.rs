@@ -1,0 +1,74 @@
+//! `--self-publish RATE`: an in-process publisher for load tests, so the hub's delivery can
+//! be measured without HTTP publishing in the way.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tether_core::{Broker, Event, SessionId};
+use tokio::time::Instant;
+
+const PAD: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+
+fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// About 200 bytes of JSON whose `"ts"` is the publish time in unix microseconds (the load
+/// harness reads it for latency without parsing the event).
+pub(crate) fn bench_event(ts: u64, n: u64) -> String {
+    format!(r#"{{"ts":{ts},"n":{n},"pad":"{PAD}"}}"#)
+}
+
+/// Publishes `rate` events per second, round-robin over the sessions that have a connection
+/// (refreshed every 100 ms), paced by a 1 ms tick; at most 10 ms worth per tick, so a
+/// saturated hub does not burst later.
+pub(crate) async fn run(broker: Broker, rate: u64) {
+    let max_round = (rate / 100).max(1);
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let start = Instant::now();
+    let mut targets: Vec<SessionId> = Vec::new();
+    let mut refreshed: Option<Instant> = None;
+    let (mut sent, mut next, mut n) = (0u64, 0usize, 0u64);
+    loop {
+        tick.tick().await;
+        if refreshed.is_none_or(|at| at.elapsed() >= Duration::from_millis(100)) {
+            targets = broker.connected_sessions();
+            refreshed = Some(Instant::now());
+        }
+        let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
+        if targets.is_empty() {
+            sent = due;
+            continue;
+        }
+        sent = sent.max(due.saturating_sub(rate));
+        let round = due.saturating_sub(sent).min(max_round);
+        for i in 0..round {
+            let session = &targets[next % targets.len()];
+            next = next.wrapping_add(1);
+            n += 1;
+            if let Err(e) = broker.publish_event(session, Event::raw(bench_event(unix_micros(), n)))
+            {
+                tracing::debug!(%session, error = %e, "self-publish refused");
+            }
+            if i % 256 == 255 {
+                tokio::task::yield_now().await;
+            }
+        }
+        sent += round;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn about_200_bytes_with_ts() {
+        let e = bench_event(unix_micros(), 1_234_567);
+        assert!((190..=210).contains(&e.len()), "{}", e.len());
+        assert!(e.starts_with("{\"ts\":1"));
+    }
+}

@@ -1,0 +1,333 @@
+//! `tether serve`: the standalone hub.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, HeaderName};
+use axum::routing::get;
+use clap::{Args, ValueEnum};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tether_axum::{
+    Access, Cors, Hooks, PublisherAuth, SessionOwnerHeader, SocketOptions, SseListener,
+};
+use tether_core::{Broker, ConnectionPolicy, SessionId};
+use tracing_subscriber::EnvFilter;
+
+/// One connection per session: what a second connection does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Policy {
+    /// The newer connection wins; the older stream ends with `tether.superseded`.
+    Replace,
+    /// The newer connection gets 409.
+    Reject,
+}
+
+/// Flags of `tether serve`; each has an environment variable.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (printed as `listening on http://ADDR`).
+    #[arg(long, env = "TETHER_ADDR", default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Bearer token publishers must send. Without one, publishing is open on a loopback
+    /// address and refused (401) on any other.
+    #[arg(long, env = "TETHER_PUBLISH_TOKEN", hide_env_values = true)]
+    publish_token: Option<String>,
+    /// Header naming the signed-in user, set by an authenticating proxy in front: a session
+    /// belongs to user U when its id is U or starts with `U:`. Without it, anyone may
+    /// subscribe to any session.
+    #[arg(long, env = "TETHER_USER_HEADER", value_name = "NAME")]
+    user_header: Option<HeaderName>,
+    /// Seconds without a write before a stream writes a heartbeat (0 turns them off).
+    #[arg(long, env = "TETHER_KEEPALIVE_SECS", default_value_t = 15)]
+    keepalive_secs: u64,
+    /// Seconds a client may stop reading before it is dropped and its session freed.
+    #[arg(long, env = "TETHER_CLIENT_TIMEOUT_SECS", default_value_t = 60)]
+    client_timeout_secs: u64,
+    /// Events each session keeps for resuming clients.
+    #[arg(long, env = "TETHER_RING_EVENTS", default_value_t = 1024)]
+    ring_events: usize,
+    /// Bytes each session keeps for resuming clients.
+    #[arg(long, env = "TETHER_RING_BYTES", default_value_t = 1024 * 1024)]
+    ring_bytes: usize,
+    /// Largest event accepted, encoded (413 past it).
+    #[arg(long, env = "TETHER_MAX_EVENT_BYTES", default_value_t = 256 * 1024)]
+    max_event_bytes: usize,
+    /// Largest request body accepted (413 past it).
+    #[arg(long, env = "TETHER_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    max_body_bytes: usize,
+    /// What a second connection to a session does.
+    #[arg(long, env = "TETHER_POLICY", value_enum, default_value_t = Policy::Replace)]
+    policy: Policy,
+    /// Drain window on SIGTERM or Ctrl-C: streams are told to come back at moments spread
+    /// over it, and new requests get the draining answers until it ends.
+    #[arg(long, env = "TETHER_DRAIN_SECS", default_value_t = 10)]
+    drain_secs: u64,
+    /// Origin allowed to use the routes from a browser (repeat it, or comma-separate in the
+    /// environment variable; `*` allows any origin without credentials).
+    #[arg(
+        long = "cors-origin",
+        env = "TETHER_CORS_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    cors_origins: Vec<String>,
+    /// Publish RATE events per second in-process, spread over every session that has a
+    /// connection (about 200 bytes of JSON each, with `"ts"` = publish time in unix
+    /// microseconds), for load tests.
+    #[arg(long, value_name = "RATE")]
+    self_publish: Option<u64>,
+    /// Leave out `X-Accel-Buffering: no`, so a buffering proxy in front holds events back
+    /// (for the proxy tests).
+    #[arg(long, hide = true)]
+    no_accel_buffering_header: bool,
+}
+
+/// Refuses every publish: a hub on a non-loopback address without a token.
+struct Closed;
+
+impl PublisherAuth for Closed {
+    fn authenticate(&self, _: &SessionId, _: &HeaderMap) -> Access {
+        Access::unauthorized(
+            "publishing is closed: this hub listens beyond loopback without a publish token; start it with --publish-token",
+        )
+    }
+}
+
+/// Who may publish: the token's holders; without a token, anyone on a loopback bind and no
+/// one on any other.
+fn publisher_auth(addr: SocketAddr, token: Option<&str>) -> Option<Arc<dyn PublisherAuth>> {
+    match token {
+        Some(t) => Some(Arc::new(tether_axum::BearerToken::new(t))),
+        None if addr.ip().is_loopback() => None,
+        None => Some(Arc::new(Closed)),
+    }
+}
+
+fn broker(args: &ServeArgs) -> tether_core::BrokerBuilder {
+    Broker::builder()
+        .keepalive_interval(Some(Duration::from_secs(args.keepalive_secs)))
+        .client_timeout(Duration::from_secs(args.client_timeout_secs.max(1)))
+        .ring_max_events(args.ring_events)
+        .ring_max_bytes(args.ring_bytes)
+        .max_event_bytes(args.max_event_bytes)
+        .connection_policy(match args.policy {
+            Policy::Replace => ConnectionPolicy::Replace,
+            Policy::Reject => ConnectionPolicy::Reject,
+        })
+}
+
+/// Installs the Prometheus recorder with explicit buckets (a summary would leave the
+/// runbook's `histogram_quantile(..._bucket)` with nothing to read).
+fn metrics_recorder() -> Result<PrometheusHandle, String> {
+    let mut builder = PrometheusBuilder::new();
+    for (name, buckets) in tether_core::metrics::HISTOGRAMS {
+        builder = builder
+            .set_buckets_for_metric(Matcher::Full((*name).to_owned()), buckets)
+            .map_err(|e| e.to_string())?;
+    }
+    let handle = builder.install_recorder().map_err(|e| e.to_string())?;
+    tether_core::metrics::describe();
+    Ok(handle)
+}
+
+/// Resolves at the first SIGTERM or Ctrl-C; a second one ends the process at once.
+async fn shutdown_signal() {
+    wait_signal().await;
+    tracing::info!("shutdown signal: draining (send it again to exit at once)");
+    tokio::spawn(async {
+        wait_signal().await;
+        tracing::warn!("second shutdown signal: exiting without finishing the drain");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub(crate) fn main(args: ServeArgs) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "could not raise the open-files limit");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tether: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tether: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: ServeArgs) -> Result<(), String> {
+    let metrics = metrics_recorder()?;
+    let broker = broker(&args).start();
+    let publisher = publisher_auth(args.addr, args.publish_token.as_deref());
+    let mut hooks = Hooks::new()
+        .publisher_auth(publisher)
+        .max_body_bytes(args.max_body_bytes)
+        .accel_buffering_header(!args.no_accel_buffering_header);
+    if let Some(h) = &args.user_header {
+        hooks = hooks.authorizer(SessionOwnerHeader::new(h.clone()));
+    }
+
+    let render = metrics.clone();
+    let app = tether_axum::router(broker.clone(), hooks)
+        .route(
+            "/metrics",
+            get(move || {
+                let handle = render.clone();
+                async move {
+                    (
+                        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                        handle.render(),
+                    )
+                }
+            }),
+        )
+        .fallback(tether_axum::not_found);
+    let app = tether_axum::with_cors(app, Cors::new(&args.cors_origins));
+
+    let options =
+        SocketOptions::for_client_timeout(Duration::from_secs(args.client_timeout_secs.max(1)));
+    let listener = SseListener::bind(args.addr, options)
+        .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on http://{local}")
+            .and_then(|()| out.flush())
+            .map_err(|e| e.to_string())?;
+    }
+    match (&args.publish_token, local.ip().is_loopback()) {
+        (Some(_), _) => tracing::info!("publishing needs the bearer token"),
+        (None, true) => tracing::info!(
+            "publishing is open to anyone on this machine: no publish token, loopback address"
+        ),
+        (None, false) => tracing::warn!(
+            "publishing is refused (401): no publish token on a non-loopback address; set --publish-token"
+        ),
+    }
+    tracing::info!(
+        addr = %local,
+        keepalive_s = args.keepalive_secs,
+        client_timeout_s = args.client_timeout_secs,
+        ring_events = args.ring_events,
+        ring_bytes = args.ring_bytes,
+        policy = ?args.policy,
+        drain_s = args.drain_secs,
+        "tether hub ready"
+    );
+
+    tokio::spawn(async move {
+        // The exporter needs periodic upkeep to fold histogram samples.
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            metrics.run_upkeep();
+        }
+    });
+    if let Some(rate) = args.self_publish.filter(|r| *r > 0) {
+        tokio::spawn(crate::self_publish::run(broker.clone(), rate));
+    }
+
+    tether_axum::serve(
+        listener,
+        app,
+        broker,
+        shutdown_signal(),
+        Duration::from_secs(args.drain_secs),
+    )
+    .await
+    .map_err(|e| format!("server error: {e}"))?;
+    tracing::info!("drained; bye");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publishing_without_token_is_open_only_on_loopback() {
+        let s = SessionId::new("s").unwrap();
+        let h = HeaderMap::new();
+        assert!(publisher_auth("127.0.0.1:0".parse().unwrap(), None).is_none());
+        assert!(publisher_auth("[::1]:0".parse().unwrap(), None).is_none());
+        let closed = publisher_auth("0.0.0.0:0".parse().unwrap(), None).unwrap();
+        assert!(matches!(
+            closed.authenticate(&s, &h),
+            Access::Unauthorized { .. }
+        ));
+        let token = publisher_auth("0.0.0.0:0".parse().unwrap(), Some("t")).unwrap();
+        let mut ok = HeaderMap::new();
+        ok.insert("authorization", "Bearer t".parse().unwrap());
+        assert!(token.authenticate(&s, &ok).is_allowed());
+    }
+
+    #[test]
+    fn flags_parse() {
+        use clap::Parser;
+        let cli = crate::Cli::try_parse_from([
+            "tether",
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--policy",
+            "reject",
+            "--cors-origin",
+            "https://a",
+            "--cors-origin",
+            "https://b",
+            "--self-publish",
+            "100",
+            "--user-header",
+            "x-user",
+        ])
+        .unwrap();
+        let crate::Command::Serve(a) = cli.command;
+        assert_eq!(a.policy, Policy::Reject);
+        assert_eq!(a.cors_origins, vec!["https://a", "https://b"]);
+        assert_eq!(a.self_publish, Some(100));
+        assert_eq!(a.user_header.unwrap().as_str(), "x-user");
+    }
+}

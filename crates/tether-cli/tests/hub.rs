@@ -1,0 +1,110 @@
+//! Hub features outside the contract: in-process load publishing and CORS.
+
+use std::time::Duration;
+
+use tether_conformance::client::{SseConn, StreamOptions, Target, send};
+use tether_conformance::hub::Hub;
+
+const EXE: &str = env!("CARGO_BIN_EXE_tether");
+
+fn args(extra: &[&str]) -> Vec<String> {
+    extra.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[tokio::test]
+async fn self_publish_spreads_events_over_connected_sessions() {
+    let hub = Hub::spawn(EXE, &args(&["--self-publish", "200"]))
+        .await
+        .unwrap();
+    let target = Target::parse(&hub.base_url()).unwrap();
+    let mut conns = Vec::new();
+    for s in ["load-a", "load-b"] {
+        let c = SseConn::open(
+            &target,
+            &format!("/api/sse/session/{s}"),
+            StreamOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(c.status(), 200);
+        conns.push(c);
+    }
+    for c in &mut conns {
+        for _ in 0..3 {
+            let f = c.next_event(Duration::from_secs(10)).await.unwrap();
+            let v = f.json().unwrap();
+            let data = f.data.as_deref().unwrap();
+            assert!(v["ts"].as_u64().unwrap() > 1_600_000_000_000_000, "{data}");
+            assert!((190..=210).contains(&data.len()), "{} bytes", data.len());
+            assert!(f.id.is_some());
+        }
+    }
+}
+
+#[tokio::test]
+async fn cors_origins() {
+    let hub = Hub::spawn(EXE, &args(&["--cors-origin", "https://app.example"]))
+        .await
+        .unwrap();
+    let target = Target::parse(&hub.base_url()).unwrap();
+    let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let limit = Duration::from_secs(10);
+    let pre = send(
+        &target,
+        "OPTIONS",
+        "/api/sessions/s/events",
+        &h(&[
+            ("Origin", "https://app.example"),
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "content-type"),
+        ]),
+        b"",
+        limit,
+    )
+    .await
+    .unwrap();
+    assert_eq!(pre.status, 204);
+    assert_eq!(
+        pre.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert!(
+        pre.header("access-control-allow-methods")
+            .unwrap()
+            .contains("POST")
+    );
+
+    let get = send(
+        &target,
+        "GET",
+        "/health/sse",
+        &h(&[("Origin", "https://app.example")]),
+        b"",
+        limit,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        get.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(get.header("access-control-allow-credentials"), Some("true"));
+
+    let other = send(
+        &target,
+        "GET",
+        "/health/sse",
+        &h(&[("Origin", "https://evil.example")]),
+        b"",
+        limit,
+    )
+    .await
+    .unwrap();
+    assert_eq!(other.status, 200);
+    assert_eq!(other.header("access-control-allow-origin"), None);
+}
