@@ -1,0 +1,175 @@
+//! `tether replay`: replays a transcript file and prints a report.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::driver::{Http, HttpOptions};
+use crate::transcript::Transcript;
+
+const USAGE: &str = "\
+usage: tether replay FILE [--url URL] [--token TOKEN] [--time-scale F] [--slack-ms MS]
+
+Replays the transcript FILE (JSON Lines, see TRANSCRIPTS.md) and checks the invariants.
+  --url URL         the service (http://host:port[/prefix]) exposing tether's HTTP routes;
+                    without it, the transcript runs against an in-process broker built from
+                    its config line, on a paused clock
+  --token TOKEN     sent as `Authorization: Bearer TOKEN`
+  --time-scale F    real time per transcript time over HTTP (0.1: ten times faster; the
+                    server's keepalive, client timeout and deadlines must be scaled alike);
+                    default 1
+  --slack-ms MS     added to every wait and to the silence tolerance over HTTP; default 1000
+
+Exit status: 0 when every expectation and invariant holds, 1 on a violation, 2 when the
+command line or the transcript cannot be read.";
+
+#[derive(Debug, Default, PartialEq)]
+struct Args {
+    file: String,
+    url: Option<String>,
+    options: HttpOptions,
+}
+
+fn parse(args: &[String]) -> Result<Option<Args>, String> {
+    let mut it = args.iter().map(String::as_str).peekable();
+    if it.peek() == Some(&"replay") {
+        it.next();
+    }
+    let mut out = Args::default();
+    let mut file = None;
+    while let Some(a) = it.next() {
+        let mut value = |flag: &str| {
+            it.next()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match a {
+            "-h" | "--help" => return Ok(None),
+            "--url" => out.url = Some(value(a)?),
+            "--token" => out.options.token = Some(value(a)?),
+            "--time-scale" => {
+                let v = value(a)?;
+                out.options.time_scale = v
+                    .parse()
+                    .ok()
+                    .filter(|f: &f64| *f > 0.0 && f.is_finite())
+                    .ok_or_else(|| format!("--time-scale {v}: not a positive number"))?;
+            }
+            "--slack-ms" => {
+                let v = value(a)?;
+                out.options.slack = Duration::from_millis(
+                    v.parse()
+                        .map_err(|_| format!("--slack-ms {v}: not a number of milliseconds"))?,
+                );
+            }
+            flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
+            f if file.is_none() => file = Some(f.to_owned()),
+            extra => return Err(format!("unexpected argument {extra}")),
+        }
+    }
+    out.file = file.ok_or("no transcript FILE given")?;
+    Ok(Some(out))
+}
+
+/// The `tether replay` command: `replay FILE [--url URL] [--token T] [--time-scale F]
+/// [--slack-ms MS]` (the leading `replay` is optional). Prints the report (steps, clients,
+/// events, violations) to stdout; returns exit status 1 when a rule was broken, 2 when the
+/// arguments or the transcript cannot be read.
+///
+/// Without `--url` the transcript runs in process on a thread of its own, so this may be
+/// awaited on any runtime.
+pub async fn run_cli(args: &[String]) -> ExitCode {
+    let args = match parse(args) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("tether replay: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let text = match std::fs::read_to_string(&args.file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("tether replay: {}: {e}", args.file);
+            return ExitCode::from(2);
+        }
+    };
+    let transcript = match Transcript::parse(&text) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("tether replay: {}:{}: {}", args.file, e.line, e.message);
+            return ExitCode::from(2);
+        }
+    };
+    let report = match &args.url {
+        Some(url) => {
+            let mut driver = match Http::new(url, args.options.clone()) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("tether replay: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            println!(
+                "replaying {} ({} steps) against {url}",
+                args.file,
+                transcript.steps.len()
+            );
+            driver.run(&transcript).await
+        }
+        None => {
+            println!(
+                "replaying {} ({} steps) in process",
+                args.file,
+                transcript.steps.len()
+            );
+            let t = transcript.clone();
+            match std::thread::spawn(move || crate::replay_in_process(&t)).join() {
+                Ok(r) => r,
+                Err(_) => {
+                    eprintln!("tether replay: the in-process replay panicked");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    print!("{report}");
+    if report.is_ok() {
+        println!("OK");
+        ExitCode::SUCCESS
+    } else {
+        println!("FAILED");
+        ExitCode::from(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn arguments() {
+        let a = parse(&args(
+            "replay f.jsonl --url http://127.0.0.1:1 --token t --time-scale 0.5",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(a.file, "f.jsonl");
+        assert_eq!(a.url.as_deref(), Some("http://127.0.0.1:1"));
+        assert_eq!(a.options.token.as_deref(), Some("t"));
+        assert_eq!(a.options.time_scale, 0.5);
+        assert!(parse(&args("f.jsonl")).unwrap().is_some());
+        assert!(parse(&args("--help")).unwrap().is_none());
+        assert!(parse(&args("replay")).is_err());
+        assert!(parse(&args("f --url")).is_err());
+        assert!(parse(&args("f --time-scale 0")).is_err());
+        assert!(parse(&args("f --bogus")).is_err());
+        assert!(parse(&args("f g")).is_err());
+    }
+}
