@@ -35,10 +35,9 @@
 //! | drain window | 3 s, on a server of its own for [`drain`] | `--drain-secs 3` |
 //! | `/metrics` | Prometheus text with the core's histogram buckets | (the hub has it) |
 //!
-//! An application's own test server (an adapter's router with a custom [`Authorizer`]) passes
-//! when it applies the same rule: `x-test-user` missing is 401, naming another user is 403.
-//!
-//! [`Authorizer`]: https://docs.rs/tether-core
+//! An application's own test server (an adapter's router with a custom
+//! `tether_core::http::Authorizer`) passes when it applies the same rule: `x-test-user`
+//! missing is 401, naming another user is 403.
 //!
 //! ## Checks
 //!
