@@ -16,6 +16,9 @@ use tokio::time::Instant;
 
 use crate::id::SessionId;
 
+/// Longest approval timeout; longer ones are shortened to it.
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// Where an approval stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
@@ -117,7 +120,8 @@ impl ApprovalRequest {
         self.title = Some(title.into());
         self
     }
-    /// The deadline, from now. Default is the broker's approval timeout (300 s).
+    /// The deadline, from now, at most a year. Default is the broker's
+    /// approval timeout (300 s).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self

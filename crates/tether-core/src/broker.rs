@@ -734,7 +734,11 @@ impl Broker {
             }
             None => format!("apr-{:016x}", rand::random::<u64>()),
         };
-        let timeout = req.timeout.unwrap_or(self.inner.config.approval_timeout);
+        // A deadline past what an Instant or a calendar date can hold would panic on addition.
+        let timeout = req
+            .timeout
+            .unwrap_or(self.inner.config.approval_timeout)
+            .min(crate::approval::MAX_TIMEOUT);
         let now = self.inner.now();
         let deadline = now.at + timeout;
         let mut out = Appended::default();

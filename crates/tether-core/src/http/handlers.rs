@@ -763,6 +763,19 @@ mod tests {
         assert!(v["backplane"].is_null());
     }
 
+    #[tokio::test]
+    async fn huge_approval_timeouts_do_not_panic() {
+        let broker = Broker::builder().start();
+        let s = SessionId::new("s").unwrap();
+        let h = broker
+            .request_approval(
+                &s,
+                ApprovalRequest::new(serde_json::Value::Null).timeout(Duration::MAX),
+            )
+            .unwrap();
+        assert!(!broker.approval(&s, h.id()).unwrap().expires_at.is_empty());
+    }
+
     #[test]
     fn accel_buffering_can_be_left_out() {
         let h = sse_headers(&Hooks::new().accel_buffering_header(false));
