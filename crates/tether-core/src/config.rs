@@ -203,9 +203,12 @@ impl BrokerBuilder {
         self
     }
     /// Interval without a write after which a connection writes a heartbeat (runbook:
-    /// `keepalive_interval: 15`); `None` turns heartbeats off. Default is 15 seconds.
+    /// `keepalive_interval: 15`); `None` turns heartbeats off. Values above a day are capped
+    /// at a day. Default is 15 seconds.
     pub fn keepalive_interval(mut self, interval: Option<Duration>) -> Self {
-        self.config.keepalive_interval = interval.filter(|d| !d.is_zero());
+        self.config.keepalive_interval = interval
+            .filter(|d| !d.is_zero())
+            .map(|d| d.min(Duration::from_secs(86_400)));
         self
     }
     /// How a heartbeat looks. Default is an SSE comment.
@@ -214,9 +217,11 @@ impl BrokerBuilder {
         self
     }
     /// A client that stops reading is dropped once its stream has had frames pending for this
-    /// long without being polled (runbook: `client_timeout: 60`). Default is 60 seconds.
+    /// long without being polled (runbook: `client_timeout: 60`). Kept between 1 ms and a
+    /// day. Default is 60 seconds.
     pub fn client_timeout(mut self, timeout: Duration) -> Self {
-        self.config.client_timeout = timeout.max(Duration::from_millis(1));
+        self.config.client_timeout =
+            timeout.clamp(Duration::from_millis(1), Duration::from_secs(86_400));
         self
     }
     /// One connection per session: replace the older one or reject the newer one (runbook:

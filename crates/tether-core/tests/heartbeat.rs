@@ -79,3 +79,24 @@ async fn heartbeats_can_be_turned_off() {
             .is_none()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn huge_intervals_are_capped_instead_of_overflowing() {
+    let broker = start(
+        Broker::builder()
+            .keepalive_interval(Some(Duration::MAX))
+            .client_timeout(Duration::MAX),
+    );
+    let s = sid("huge");
+    let mut stream = broker.connect(&s, ConnectOptions::default()).unwrap();
+    let _ = stream.next().await.unwrap();
+    assert!(
+        next_within(&mut stream, Duration::from_secs(3600))
+            .await
+            .is_none()
+    );
+    assert_eq!(
+        broker.config().keepalive_interval(),
+        Some(Duration::from_secs(86_400))
+    );
+}
