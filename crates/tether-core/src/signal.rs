@@ -157,6 +157,14 @@ pub trait SessionTracker: Send + 'static {
         default_prelude(resync, pending, out);
     }
 
+    /// Whether a connection that falls out of the ring (or meets a new epoch) ends, so that its
+    /// client reconnects and gets the resync on a fresh response, rather than receiving the
+    /// resync and prelude in the middle of its stream. For consumers that check each response
+    /// as one stream: in AG-UI a prelude there would re-open a run the client still has open.
+    fn resync_ends_stream(&self) -> bool {
+        false
+    }
+
     /// How a stream's final signal (superseded, drain) is written.
     fn terminal(&self, signal: &Signal<'_>) -> Terminal {
         Terminal::Frames(vec![signal.custom_json()])

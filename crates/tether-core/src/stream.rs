@@ -111,6 +111,10 @@ impl EventStream {
         let oldest = st.oldest();
         let lost_epoch = st.epoch != self.epoch;
         if lost_epoch || self.cursor + 1 < oldest {
+            if st.tracker.as_ref().is_some_and(|t| t.resync_ends_stream()) {
+                drop(st);
+                return Some(self.end_lagged());
+            }
             let has_snapshot = st.tracker.as_ref().is_some_and(|t| t.has_snapshot());
             let new_cursor = if has_snapshot { st.head } else { oldest - 1 };
             let (reason, skipped) = if lost_epoch {
@@ -162,6 +166,18 @@ impl EventStream {
                 Some(p.freeze())
             }
         }
+    }
+
+    /// Ends a stream whose session wants resyncs on a fresh response: a `retry:` hint, then
+    /// the end. The client reconnects with its last id and gets the resync there.
+    fn end_lagged(&mut self) -> Bytes {
+        self.done = true;
+        self.inner.finish_connection(&self.conn, "lagged");
+        tracing::info!(session = %self.session.id, "SSE resync on reconnect: the connection fell behind the ring");
+        let mut buf = BytesMut::new();
+        frame::put_retry(&mut buf, self.inner.retry_hint_ms());
+        buf.extend_from_slice(b"\n");
+        buf.freeze()
     }
 
     fn terminal(&mut self, reason: u8) -> Option<Bytes> {
