@@ -41,7 +41,9 @@ pub use self::messages::{
     FileSource, FunctionCall, MediaPart, Message, PartSource, ReasoningMessage, SystemMessage,
     TextPart, ToolCall, ToolCallKind, ToolMessage, UrlSource, UserMessage,
 };
-pub use self::patch::{InvalidPointer, JsonPatch, JsonPatchOperation, JsonPointer};
+pub use self::patch::{
+    InvalidPointer, JsonPatch, JsonPatchOperation, JsonPointer, PatchError, apply_patch,
+};
 pub use self::run::{
     Context, Interrupt, ResumeEntry, ResumeStatus, RunAgentInput, RunFinishedOutcome,
     SubagentFinishedOutcome, TokenUsage, Tool,
