@@ -151,7 +151,7 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 
-cp "$jsonl" "$OUT.jsonl"
+install -m 644 "$jsonl" "$OUT.jsonl"
 name=$(basename "$OUT")
 target/release/tether-load report --input "$OUT.jsonl" --svg "$OUT.svg" \
     --title "tether load harness, $DATE ($(nproc) cores, loopback)" >"$OUT.tables.md"

@@ -13,7 +13,9 @@
 //! Each event is encoded once into a [`Bytes`] frame; the frame goes into a bounded ring per
 //! session (for resume) and is cloned into each subscriber's bounded queue. A connection's
 //! writer takes everything queued at once and writes it in one `write`. A subscriber whose
-//! queue is full loses the newest frames rather than slowing the publisher.
+//! queue is full loses the newest frames rather than slowing the publisher. Every stream
+//! writes a heartbeat comment (`:`) every 15 seconds, so a client that went away is noticed by
+//! a failed write within that time.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
@@ -58,6 +60,8 @@ pub struct Config {
     pub ring_capacity: usize,
     /// Frames queued per subscriber before it loses new ones. Default is 1024.
     pub queue_capacity: usize,
+    /// Interval of the heartbeat comment on every stream. Default is 15 seconds.
+    pub heartbeat: Duration,
 }
 
 impl Default for Config {
@@ -65,6 +69,7 @@ impl Default for Config {
         Self {
             ring_capacity: 256,
             queue_capacity: 1024,
+            heartbeat: Duration::from_secs(15),
         }
     }
 }
@@ -393,7 +398,7 @@ async fn connection(mut stream: TcpStream, hub: Arc<Hub>) -> io::Result<()> {
                 } else {
                     let rx = hub.subscribe(id, head.last_event_id);
                     drop(buf);
-                    return stream_events(stream, rx).await;
+                    return stream_events(stream, rx, hub.config.heartbeat).await;
                 }
             }
             Some(Route::Publish(id)) if head.method_post => {
@@ -442,11 +447,21 @@ async fn connection(mut stream: TcpStream, hub: Arc<Hub>) -> io::Result<()> {
 
 const SSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nx-accel-buffering: no\r\nconnection: close\r\n\r\n";
 
-async fn stream_events(mut stream: TcpStream, mut rx: mpsc::Receiver<Bytes>) -> io::Result<()> {
+async fn stream_events(
+    mut stream: TcpStream,
+    mut rx: mpsc::Receiver<Bytes>,
+    heartbeat: Duration,
+) -> io::Result<()> {
     stream.write_all(SSE_HEAD).await?;
     let mut batch: Vec<u8> = Vec::new();
+    // Polling a pinned timer again is nearly free, unlike registering read interest on the
+    // socket for every frame; a peer that went away is noticed when a write fails, and the
+    // heartbeat makes sure an idle stream writes.
+    let tick = tokio::time::sleep(heartbeat);
+    tokio::pin!(tick);
     loop {
         tokio::select! {
+            biased;
             frame = rx.recv() => {
                 let Some(frame) = frame else { return Ok(()) };
                 if rx.is_empty() {
@@ -463,16 +478,9 @@ async fn stream_events(mut stream: TcpStream, mut rx: mpsc::Receiver<Bytes>) -> 
                 stream.write_all(&batch).await?;
                 batch.clear();
             }
-            readable = stream.readable() => {
-                readable?;
-                // The client sends nothing after its request: data is ignored, EOF ends the stream.
-                let mut scratch = [0u8; 64];
-                match stream.try_read(&mut scratch) {
-                    Ok(0) => return Ok(()),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e),
-                }
+            () = &mut tick => {
+                stream.write_all(b":\n\n").await?;
+                tick.as_mut().reset(Instant::now() + heartbeat);
             }
         }
     }
@@ -599,6 +607,7 @@ mod tests {
         let hub = Hub::new(Config {
             ring_capacity: 3,
             queue_capacity: 8,
+            ..Config::default()
         });
         hub.publish("s", [&b"1"[..], b"2", b"3", b"4"]);
         let mut rx = hub.subscribe("s", Some(2));
@@ -606,5 +615,32 @@ mod tests {
         assert_eq!(&rx.recv().await.unwrap()[..], b"id: 4\ndata: 4\n\n");
         hub.publish("s", [&b"5"[..]]);
         assert_eq!(&rx.recv().await.unwrap()[..], b"id: 5\ndata: 5\n\n");
+    }
+
+    #[tokio::test]
+    async fn idle_streams_write_heartbeats() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hub = Hub::new(Config {
+            heartbeat: Duration::from_millis(50),
+            ..Config::default()
+        });
+        tokio::spawn(serve(listener, hub));
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"GET /api/sse/session/hb HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut received = Vec::new();
+        let mut chunk = [0u8; 512];
+        while !received.ends_with(b"\r\n\r\n:\n\n") {
+            let n = tokio::time::timeout(Duration::from_secs(10), client.read(&mut chunk))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0);
+            received.extend_from_slice(&chunk[..n]);
+        }
+        assert!(received.starts_with(b"HTTP/1.1 200 OK\r\n"));
     }
 }

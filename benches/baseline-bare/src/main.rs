@@ -38,6 +38,7 @@ fn main() -> std::io::Result<()> {
             let hub = baseline_bare::Hub::new(baseline_bare::Config {
                 ring_capacity: args.ring.max(1),
                 queue_capacity: args.queue.max(1),
+                ..baseline_bare::Config::default()
             });
             if let Some(rate) = args.self_publish.filter(|rate| *rate > 0) {
                 baseline_bare::spawn_self_publisher(hub.clone(), rate);
