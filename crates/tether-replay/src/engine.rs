@@ -195,6 +195,8 @@ struct Engine<'a, D> {
     violations: Vec<Violation>,
     notes: Vec<StepNote>,
     clock_ms: u64,
+    /// When each client's latest stall ends.
+    stalls: HashMap<String, Instant>,
 }
 
 /// Replays `transcript` against `driver` and checks the invariants.
@@ -220,6 +222,7 @@ pub async fn run<D: Driver>(driver: &mut D, transcript: &Transcript, timing: Tim
         violations: Vec::new(),
         notes: Vec::new(),
         clock_ms: 0,
+        stalls: HashMap::new(),
     };
     for (i, step) in transcript.steps.iter().enumerate() {
         shared.step.store(i, Ordering::Release);
@@ -374,7 +377,13 @@ impl<D: Driver> Engine<'_, D> {
             } => self.read(i, client, *events, *within_ms).await,
             Action::Stall { client, ms } => match self.live.get(client.as_str()) {
                 Some(live) => {
-                    let _ = live.ctl.send(Ctl::Stall(self.timing.span(*ms)));
+                    let d = self.timing.span(*ms);
+                    let _ = live.ctl.send(Ctl::Stall(d));
+                    let until = self
+                        .stalls
+                        .entry(client.clone())
+                        .or_insert_with(Instant::now);
+                    *until = (*until).max(Instant::now() + d);
                     format!("{client} stops reading for {ms} ms")
                 }
                 None => {
@@ -898,7 +907,15 @@ impl<D: Driver> Engine<'_, D> {
             .map(|s| (s.client.clone(), s.connection))
             .collect();
         if !pending.is_empty() {
-            let within = self.timing.wait(DEFAULT_WITHIN_MS);
+            // A displaced client that is not reading sees its stream end when it reads again.
+            let now = Instant::now();
+            let stalled = pending
+                .iter()
+                .filter_map(|(c, _)| self.stalls.get(c))
+                .map(|until| until.saturating_duration_since(now))
+                .max()
+                .unwrap_or_default();
+            let within = stalled + self.timing.wait(DEFAULT_WITHIN_MS);
             self.wait_for(within, |log| {
                 pending
                     .iter()

@@ -232,11 +232,15 @@ where
             Err(TestCaseError::fail(report.violations_text()))
         }
     });
+    let file = failure_dir().join(format!("{name}.jsonl"));
     match result {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            // A failure written by an earlier run is fixed now.
+            let _ = std::fs::remove_file(&file);
+            Ok(())
+        }
         Err(TestError::Fail(reason, transcript)) => {
             let dir = failure_dir();
-            let file = dir.join(format!("{name}.jsonl"));
             let mut text = format!(
                 "# Minimal transcript for the failing property {name:?}; replay it to see:\n"
             );
