@@ -90,7 +90,8 @@ pub use hooks::{
     SessionOwnerHeader,
 };
 pub use request::{
-    connect_options, last_event_id, query_param, session_id, wait_duration, wants_event_stream,
+    connect_options, last_event_id, percent_decode, query_param, session_id, wait_duration,
+    wants_event_stream,
 };
 
 /// A response of the HTTP layer, for an adapter to convert into its framework's type.

@@ -19,6 +19,13 @@ pub fn query_param<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
     })
 }
 
+/// Percent-decodes a path segment or query component, for routers that hand over path
+/// parameters still encoded (warp). `+` becomes a space as in forms; no id contains either.
+/// Invalid UTF-8 is replaced, which then fails any id grammar check.
+pub fn percent_decode(s: &str) -> Cow<'_, str> {
+    decode(s)
+}
+
 fn decode(s: &str) -> Cow<'_, str> {
     if !s.bytes().any(|b| b == b'%' || b == b'+') {
         return Cow::Borrowed(s);
@@ -159,6 +166,8 @@ mod tests {
         assert_eq!(query_param("a=%zz", "a").as_deref(), Some("%zz"));
         assert_eq!(query_param("a=%4", "a").as_deref(), Some("%4"));
         assert_eq!(query_param("a=%41", "a").as_deref(), Some("A"));
+        assert_eq!(percent_decode("user%3A1"), "user:1");
+        assert!(matches!(percent_decode("plain"), Cow::Borrowed("plain")));
     }
 
     #[test]
