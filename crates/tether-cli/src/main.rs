@@ -2,12 +2,15 @@
 //!
 //! `tether serve` runs the standalone hub: an in-memory broker behind every route of the HTTP
 //! contract, with `/metrics` for Prometheus, graceful drain on SIGTERM or Ctrl-C, and the
-//! socket settings long-lived streams need.
+//! socket settings long-lived streams need. `tether replay` runs a transcript of the replay
+//! harness against a service and reports every broken guarantee.
 //!
 //! ```text
 //! tether serve --addr 127.0.0.1:8080 --publish-token s3cret
 //! ```
 
+mod http1;
+mod hub;
 mod self_publish;
 mod serve;
 
@@ -25,11 +28,29 @@ struct Cli {
 enum Command {
     /// Run the standalone hub: publish over HTTP, subscribe with EventSource.
     Serve(serve::ServeArgs),
+    /// Replay a transcript against a service (`--url URL`) or in process, and check every
+    /// guarantee: order, no duplicates, no silent gap, heartbeats, approvals decided once.
+    /// Usage: `tether replay FILE [--url URL] [--token T] [--time-scale F] [--slack-ms MS]`.
+    Replay {
+        /// The transcript file and the options above.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::main(args),
+        Command::Replay { args } => match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(tether_replay::run_cli(&args)),
+            Err(e) => {
+                eprintln!("tether: cannot start the runtime: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        },
     }
 }

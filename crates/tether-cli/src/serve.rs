@@ -6,16 +6,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, HeaderName};
-use axum::routing::get;
 use clap::{Args, ValueEnum};
+use http::{HeaderMap, HeaderName};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tether_axum::{
-    Access, Cors, Hooks, PublisherAuth, SessionOwnerHeader, SocketOptions, SseListener,
-};
+use tether_core::http::{Access, BearerToken, Cors, Hooks, PublisherAuth, SessionOwnerHeader};
+use tether_core::net::SocketOptions;
 use tether_core::{Broker, ConnectionPolicy, SessionId};
 use tracing_subscriber::EnvFilter;
+
+use crate::hub::Hub;
 
 /// One connection per session: what a second connection does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -101,7 +100,7 @@ impl PublisherAuth for Closed {
 /// one on any other.
 fn publisher_auth(addr: SocketAddr, token: Option<&str>) -> Option<Arc<dyn PublisherAuth>> {
     match token {
-        Some(t) => Some(Arc::new(tether_axum::BearerToken::new(t))),
+        Some(t) => Some(Arc::new(BearerToken::new(t))),
         None if addr.ip().is_loopback() => None,
         None => Some(Arc::new(Closed)),
     }
@@ -210,26 +209,9 @@ async fn run(args: ServeArgs) -> Result<(), String> {
         hooks = hooks.authorizer(SessionOwnerHeader::new(h.clone()));
     }
 
-    let render = metrics.clone();
-    let app = tether_axum::router(broker.clone(), hooks)
-        .route(
-            "/metrics",
-            get(move || {
-                let handle = render.clone();
-                async move {
-                    (
-                        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-                        handle.render(),
-                    )
-                }
-            }),
-        )
-        .fallback(tether_axum::not_found);
-    let app = tether_axum::with_cors(app, Cors::new(&args.cors_origins));
-
     let options =
         SocketOptions::for_client_timeout(Duration::from_secs(args.client_timeout_secs.max(1)));
-    let listener = SseListener::bind(args.addr, options)
+    let listener = tether_core::net::bind(args.addr)
         .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     {
@@ -258,27 +240,33 @@ async fn run(args: ServeArgs) -> Result<(), String> {
         "tether hub ready"
     );
 
+    let upkeep = metrics.clone();
     tokio::spawn(async move {
         // The exporter needs periodic upkeep to fold histogram samples.
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tick.tick().await;
-            metrics.run_upkeep();
+            upkeep.run_upkeep();
         }
     });
     if let Some(rate) = args.self_publish.filter(|r| *r > 0) {
         tokio::spawn(crate::self_publish::run(broker.clone(), rate));
     }
 
-    tether_axum::serve(
-        listener,
-        app,
+    let hub = Arc::new(Hub {
         broker,
+        hooks,
+        cors: Cors::new(&args.cors_origins),
+        metrics: Some(metrics),
+    });
+    crate::http1::serve(
+        listener,
+        options,
+        hub,
         shutdown_signal(),
         Duration::from_secs(args.drain_secs),
     )
-    .await
-    .map_err(|e| format!("server error: {e}"))?;
+    .await;
     tracing::info!("drained; bye");
     Ok(())
 }
@@ -324,7 +312,9 @@ mod tests {
             "x-user",
         ])
         .unwrap();
-        let crate::Command::Serve(a) = cli.command;
+        let crate::Command::Serve(a) = cli.command else {
+            panic!("parsed as serve")
+        };
         assert_eq!(a.policy, Policy::Reject);
         assert_eq!(a.cors_origins, vec!["https://a", "https://b"]);
         assert_eq!(a.self_publish, Some(100));

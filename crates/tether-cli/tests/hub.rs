@@ -108,3 +108,31 @@ async fn cors_origins() {
     assert_eq!(other.status, 200);
     assert_eq!(other.header("access-control-allow-origin"), None);
 }
+
+#[test]
+fn replay_subcommand_checks_a_shipped_transcript_in_process() {
+    let transcript = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tether-replay/transcripts/flapping_network.jsonl"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["replay", transcript])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.is_empty(), "a report is printed");
+}
+
+#[test]
+fn replay_subcommand_fails_on_an_unreadable_transcript() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["replay", "/nonexistent/transcript.jsonl"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}

@@ -50,7 +50,10 @@ fn check(path: &str) {
             .iter()
             .find_map(|s| t.strip_suffix(s))
             .unwrap_or(&t);
-        assert!(NAMES.contains(&base), "{path} names {t}, which tether does not export");
+        assert!(
+            NAMES.contains(&base),
+            "{path} names {t}, which tether does not export"
+        );
     }
 }
 

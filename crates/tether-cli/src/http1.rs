@@ -1,0 +1,498 @@
+//! The hub's HTTP/1.1 server: a small connection loop written for long-lived event streams.
+//!
+//! A general-purpose server keeps two 8 KiB buffers per connection for its whole life; an idle
+//! SSE connection needs neither once its request is read. Here the request buffer starts
+//! small and is freed when the response becomes a stream, so an idle stream holds only its
+//! socket, the broker's cursor and a few hundred bytes of task state. Each stream chunk
+//! (usually several coalesced events) leaves in one write. A stream watches its socket for
+//! the client's close, so a departed client frees its session at once instead of at the
+//! next heartbeat.
+//!
+//! HTTP/1.1 keep-alive and pipelining, HTTP/1.0 (`Connection: close`, close-delimited
+//! streams, as nginx speaks to upstreams by default), `Expect: 100-continue` and `HEAD` are
+//! handled; request bodies must carry `Content-Length` (411 otherwise).
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::StreamExt;
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use tether_core::http::{Body, HttpError};
+use tether_core::net::SocketOptions;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::hub::{Hub, Request};
+
+/// Accepts connections until `shutdown` resolves, then drains: every stream ends with a
+/// spread-out `retry:`, and for the drain window new requests still get the draining
+/// answers (so clients are told to come back rather than refused); then it waits a few
+/// seconds for the last connections and returns.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    options: SocketOptions,
+    hub: Arc<Hub>,
+    shutdown: impl Future<Output = ()>,
+    drain_window: Duration,
+) {
+    let accept = |accepted: io::Result<(TcpStream, std::net::SocketAddr)>| match accepted {
+        Ok((stream, _)) => {
+            if let Err(e) = options.apply(&stream) {
+                tracing::debug!(error = %e, "cannot set socket options");
+            }
+            tokio::spawn(serve_connection(stream, hub.clone()));
+            None
+        }
+        // Out of file descriptors or a similar resource error: back off briefly.
+        Err(e) => {
+            tracing::error!(error = %e, "SSE error: accept failed");
+            Some(tokio::time::sleep(Duration::from_millis(50)))
+        }
+    };
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => if let Some(pause) = accept(accepted) { pause.await },
+            () = &mut shutdown => break,
+        }
+    }
+    hub.broker.drain(drain_window);
+    let until = tokio::time::Instant::now() + drain_window;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => if let Some(pause) = accept(accepted) { pause.await },
+            () = tokio::time::sleep_until(until) => break,
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, hub.broker.idle()).await;
+}
+
+/// How long [`serve`] waits after the drain window for the last connections.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Longest request head accepted (431 past it).
+const MAX_HEAD: usize = 16 * 1024;
+/// Most headers in a request.
+const MAX_HEADERS: usize = 64;
+/// Idle time allowed between requests on a kept-alive connection, and for a request to
+/// arrive in full.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Serves one accepted connection until the client leaves or the server closes it.
+pub(crate) async fn serve_connection(mut stream: TcpStream, hub: Arc<Hub>) {
+    let mut buf = BytesMut::with_capacity(1024);
+    loop {
+        let head =
+            match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream, &mut buf)).await {
+                Ok(Ok(Some(head))) => head,
+                Ok(Ok(None)) | Err(_) => return,
+                Ok(Err(HeadError::Io)) => return,
+                Ok(Err(HeadError::Answer(res, _))) => {
+                    let _ = write_full(&mut stream, *res, Version::Http10, false).await;
+                    return;
+                }
+            };
+        let keep_alive = head.keep_alive();
+        let is_head = head.method == Method::HEAD;
+        let version = head.version;
+        let body = match read_body(&mut stream, &mut buf, &head, hub.hooks.body_limit()).await {
+            Ok(body) => body,
+            Err(HeadError::Io) => return,
+            Err(HeadError::Answer(res, close)) => {
+                if write_full(&mut stream, *res, version, !close && keep_alive)
+                    .await
+                    .is_err()
+                    || close
+                {
+                    return;
+                }
+                continue;
+            }
+        };
+        let (path, query) = head.target.split_once('?').unwrap_or((&head.target, ""));
+        let req = Request {
+            method: if is_head {
+                Method::GET
+            } else {
+                head.method.clone()
+            },
+            path,
+            query,
+            headers: head.headers,
+            body,
+        };
+        let res = hub.handle(&req).await;
+        drop(req);
+        let (parts, body) = res.into_parts();
+        let closes = parts
+            .headers
+            .get(CONNECTION)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        let keep_alive = keep_alive && !closes;
+        match body {
+            Body::Full(bytes) => {
+                let res =
+                    http::Response::from_parts(parts, if is_head { Bytes::new() } else { bytes });
+                if write_full(&mut stream, res, version, keep_alive)
+                    .await
+                    .is_err()
+                    || !keep_alive
+                {
+                    return;
+                }
+            }
+            Body::Stream(events) => {
+                // Nothing is read from a streaming connection: free the request buffer for
+                // the stream's whole life.
+                drop(std::mem::take(&mut buf));
+                let _ = stream_body(&mut stream, parts, events, version).await;
+                return;
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Version {
+    Http10,
+    Http11,
+}
+
+struct Head {
+    method: Method,
+    target: String,
+    version: Version,
+    headers: HeaderMap,
+}
+
+impl Head {
+    fn keep_alive(&self) -> bool {
+        let conn = self
+            .headers
+            .get(CONNECTION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        match self.version {
+            Version::Http11 => !conn.split(',').any(|t| t.trim() == "close"),
+            Version::Http10 => conn.split(',').any(|t| t.trim() == "keep-alive"),
+        }
+    }
+}
+
+enum HeadError {
+    Io,
+    /// Answer this and, if the flag says so, close.
+    Answer(Box<http::Response<Bytes>>, bool),
+}
+
+fn answer(
+    status: StatusCode,
+    code: &'static str,
+    message: &'static str,
+) -> Box<http::Response<Bytes>> {
+    full(HttpError::new(status, code, message))
+}
+
+fn full(error: HttpError) -> Box<http::Response<Bytes>> {
+    let (parts, body) = error.into_response().into_parts();
+    Box::new(http::Response::from_parts(
+        parts,
+        body.as_full().cloned().unwrap_or_default(),
+    ))
+}
+
+/// Reads until a complete request head is buffered and parses it. `None` when the client
+/// closed the connection between requests.
+async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Option<Head>, HeadError> {
+    loop {
+        if !buf.is_empty() {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut req = httparse::Request::new(&mut headers);
+            match req.parse(buf) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let head = to_head(&req)?;
+                    let _ = buf.split_to(len);
+                    return Ok(Some(head));
+                }
+                Ok(httparse::Status::Partial) => {}
+                Err(httparse::Error::TooManyHeaders) => {
+                    return Err(HeadError::Answer(
+                        answer(
+                            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                            "headers_too_large",
+                            "the request has too many headers",
+                        ),
+                        true,
+                    ));
+                }
+                Err(_) => {
+                    return Err(HeadError::Answer(
+                        answer(
+                            StatusCode::BAD_REQUEST,
+                            "bad_request",
+                            "the request is not valid HTTP/1.1",
+                        ),
+                        true,
+                    ));
+                }
+            }
+            if buf.len() >= MAX_HEAD {
+                return Err(HeadError::Answer(
+                    answer(
+                        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        "headers_too_large",
+                        "the request head is larger than 16 KiB",
+                    ),
+                    true,
+                ));
+            }
+        }
+        buf.reserve(1024);
+        match stream.read_buf(buf).await {
+            Ok(0) if buf.is_empty() => return Ok(None),
+            Ok(0) | Err(_) => return Err(HeadError::Io),
+            Ok(_) => {}
+        }
+    }
+}
+
+fn to_head(req: &httparse::Request<'_, '_>) -> Result<Head, HeadError> {
+    let bad = |message: &'static str| {
+        HeadError::Answer(
+            answer(StatusCode::BAD_REQUEST, "bad_request", message),
+            true,
+        )
+    };
+    let method = req
+        .method
+        .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+        .ok_or_else(|| bad("unknown method"))?;
+    let target = req.path.ok_or_else(|| bad("no request target"))?.to_owned();
+    let version = match req.version {
+        Some(0) => Version::Http10,
+        _ => Version::Http11,
+    };
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let name =
+            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad("invalid header name"))?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| bad("invalid header value"))?;
+        headers.append(name, value);
+    }
+    Ok(Head {
+        method,
+        target,
+        version,
+        headers,
+    })
+}
+
+/// Reads the request body announced by `Content-Length` (already-buffered bytes first).
+async fn read_body(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    head: &Head,
+    limit: usize,
+) -> Result<Bytes, HeadError> {
+    if head.headers.contains_key(TRANSFER_ENCODING) {
+        return Err(HeadError::Answer(
+            answer(
+                StatusCode::LENGTH_REQUIRED,
+                "length_required",
+                "send the request body with Content-Length",
+            ),
+            true,
+        ));
+    }
+    let len = match head.headers.get(CONTENT_LENGTH) {
+        None => return Ok(Bytes::new()),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .ok_or_else(|| {
+                HeadError::Answer(
+                    answer(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        "invalid Content-Length",
+                    ),
+                    true,
+                )
+            })?,
+    };
+    if len > limit {
+        return Err(HeadError::Answer(
+            full(HttpError::body_too_large(limit)),
+            true,
+        ));
+    }
+    let expects_continue = head
+        .headers
+        .get(EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue && buf.len() < len {
+        stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .map_err(|_| HeadError::Io)?;
+    }
+    while buf.len() < len {
+        buf.reserve(len - buf.len());
+        match stream.read_buf(buf).await {
+            Ok(0) | Err(_) => return Err(HeadError::Io),
+            Ok(_) => {}
+        }
+    }
+    Ok(buf.split_to(len).freeze())
+}
+
+fn put_head(out: &mut BytesMut, parts: &http::response::Parts, version: Version) {
+    out.put_slice(match version {
+        Version::Http10 => b"HTTP/1.0 ",
+        Version::Http11 => b"HTTP/1.1 ",
+    });
+    out.put_slice(parts.status.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    out.put_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+}
+
+async fn write_full(
+    stream: &mut TcpStream,
+    res: http::Response<Bytes>,
+    version: Version,
+    keep_alive: bool,
+) -> io::Result<()> {
+    let (mut parts, body) = res.into_parts();
+    parts.headers.remove(CONNECTION);
+    let mut out = BytesMut::with_capacity(256 + body.len());
+    put_head(&mut out, &parts, version);
+    let no_body =
+        parts.status == StatusCode::NO_CONTENT || parts.status == StatusCode::NOT_MODIFIED;
+    if !no_body {
+        out.put_slice(b"content-length: ");
+        out.put_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    match (version, keep_alive) {
+        (Version::Http11, false) => out.put_slice(b"connection: close\r\n"),
+        (Version::Http10, true) => out.put_slice(b"connection: keep-alive\r\n"),
+        _ => {}
+    }
+    out.put_slice(b"\r\n");
+    out.put_slice(&body);
+    stream.write_all(&out).await
+}
+
+/// Writes a streaming response: chunked on HTTP/1.1, close-delimited on HTTP/1.0. Ends when
+/// the stream ends, the client closes its side, or a write fails.
+async fn stream_body(
+    stream: &mut TcpStream,
+    mut parts: http::response::Parts,
+    mut events: tether_core::EventStream,
+    version: Version,
+) -> io::Result<()> {
+    parts.headers.remove(CONNECTION);
+    let chunked = version == Version::Http11;
+    let mut head = BytesMut::with_capacity(256);
+    put_head(&mut head, &parts, version);
+    if chunked {
+        head.put_slice(b"transfer-encoding: chunked\r\n");
+    } else {
+        head.put_slice(b"connection: close\r\n");
+    }
+    head.put_slice(b"\r\n");
+    stream.write_all(&head).await?;
+    drop(head);
+
+    let (mut rd, mut wr) = stream.split();
+    let mut probe = [0u8; 16];
+    loop {
+        tokio::select! {
+            biased;
+            chunk = events.next() => match chunk {
+                Some(data) => {
+                    if chunked {
+                        use std::fmt::Write as _;
+                        let mut out = BytesMut::with_capacity(data.len() + 12);
+                        // Writing into a BytesMut cannot fail.
+                        let _ = write!(out, "{:x}\r\n", data.len());
+                        out.put_slice(&data);
+                        out.put_slice(b"\r\n");
+                        wr.write_all(&out).await?;
+                    } else {
+                        wr.write_all(&data).await?;
+                    }
+                }
+                None => {
+                    if chunked {
+                        wr.write_all(b"0\r\n\r\n").await?;
+                    }
+                    let _ = wr.shutdown().await;
+                    return Ok(());
+                }
+            },
+            // A streaming response reads nothing more; a read of 0 means the client left.
+            read = rd.read(&mut probe) => match read {
+                Ok(0) | Err(_) => return Ok(()),
+                Ok(_) => {}
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(version: Version, connection: Option<&str>) -> Head {
+        let mut headers = HeaderMap::new();
+        if let Some(c) = connection {
+            headers.insert(CONNECTION, HeaderValue::from_str(c).unwrap());
+        }
+        Head {
+            method: Method::GET,
+            target: "/".into(),
+            version,
+            headers,
+        }
+    }
+
+    #[test]
+    fn keep_alive_follows_the_version_and_the_connection_header() {
+        assert!(head(Version::Http11, None).keep_alive());
+        assert!(!head(Version::Http11, Some("close")).keep_alive());
+        assert!(!head(Version::Http11, Some("Upgrade, Close")).keep_alive());
+        assert!(!head(Version::Http10, None).keep_alive());
+        assert!(head(Version::Http10, Some("Keep-Alive")).keep_alive());
+    }
+
+    #[test]
+    fn response_heads_are_crlf_framed() {
+        let res = http::Response::builder()
+            .status(202)
+            .header("content-type", "application/json")
+            .body(())
+            .unwrap();
+        let (parts, ()) = res.into_parts();
+        let mut out = BytesMut::new();
+        put_head(&mut out, &parts, Version::Http11);
+        assert_eq!(
+            &out[..],
+            b"HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\n"
+        );
+    }
+}
