@@ -1,0 +1,91 @@
+//! An in-process actix-web server configured as the conformance suite expects.
+#![allow(dead_code)] // each test binary uses part of it
+
+use std::time::Duration;
+
+use actix_web::{App, web};
+use http::HeaderMap;
+use tether_actix::{Access, Hooks, SocketOptions, SseListener};
+use tether_conformance::SuiteConfig;
+use tether_core::{Broker, ConnectionPolicy, SessionId};
+
+/// The application's own authorizer, with the suite's rule: the `x-test-user` header names
+/// the session's owner (`alice` owns `alice:...`).
+fn owner_of(session: &SessionId, headers: &HeaderMap) -> Access {
+    match headers.get("x-test-user").and_then(|v| v.to_str().ok()) {
+        None => Access::unauthorized("sign in: no x-test-user header"),
+        Some(user) if session.as_str().split(':').next() == Some(user) => Access::Allow,
+        Some(_) => Access::forbidden("not your session"),
+    }
+}
+
+/// A running server: its base URL, broker, and the sender that starts its shutdown.
+pub(crate) struct Server {
+    pub(crate) base_url: String,
+    pub(crate) broker: Broker,
+    pub(crate) shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    pub(crate) task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// The broker with the suite's settings.
+pub(crate) fn broker(cfg: &SuiteConfig, policy: ConnectionPolicy) -> Broker {
+    Broker::builder()
+        .keepalive_interval(Some(cfg.keepalive))
+        .client_timeout(cfg.client_timeout)
+        .ring_max_events(cfg.ring_events)
+        .ring_max_bytes(1024 * 1024)
+        .max_event_bytes(cfg.max_event_bytes)
+        .connection_policy(policy)
+        .start()
+}
+
+/// Starts a server on 127.0.0.1:0 with the suite's settings and `extra` routes.
+pub(crate) async fn start<E>(cfg: &SuiteConfig, policy: ConnectionPolicy, extra: E) -> Server
+where
+    E: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
+    let broker = broker(cfg, policy);
+    let hooks = Hooks::new()
+        .publish_token(cfg.publish_token.clone().unwrap_or_default())
+        .authorizer(owner_of)
+        .max_body_bytes(cfg.max_body_bytes);
+    let tether = tether_actix::router(broker.clone(), hooks);
+    let app = move || {
+        let extra = extra.clone();
+        App::new()
+            .service(tether.clone())
+            .configure(move |c| extra(c))
+            .default_service(web::to(tether_actix::not_found))
+    };
+    let listener = SseListener::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        SocketOptions::for_client_timeout(cfg.client_timeout),
+    )
+    .unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        let _ = rx.await;
+    };
+    let task = tokio::spawn(tether_actix::serve(
+        listener,
+        app,
+        broker.clone(),
+        signal,
+        cfg.drain_window,
+    ));
+    Server {
+        base_url,
+        broker,
+        shutdown: Some(tx),
+        task,
+    }
+}
+
+/// No extra routes.
+pub(crate) fn none(_: &mut web::ServiceConfig) {}
+
+/// Bound for a server to finish after its shutdown signal.
+pub(crate) fn shutdown_bound(cfg: &SuiteConfig) -> Duration {
+    cfg.drain_window + tether_actix::SHUTDOWN_GRACE * 2 + Duration::from_secs(5)
+}
