@@ -1,0 +1,90 @@
+//! An in-process warp server configured as the conformance suite expects.
+#![allow(dead_code)] // each test binary uses part of it
+
+use std::time::Duration;
+
+use http::HeaderMap;
+use tether_conformance::SuiteConfig;
+use tether_core::{Broker, ConnectionPolicy, SessionId};
+use tether_warp::{Access, Hooks, SocketOptions, SseListener};
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+
+/// The application's own authorizer, with the suite's rule: the `x-test-user` header names
+/// the session's owner (`alice` owns `alice:...`).
+fn owner_of(session: &SessionId, headers: &HeaderMap) -> Access {
+    match headers.get("x-test-user").and_then(|v| v.to_str().ok()) {
+        None => Access::unauthorized("sign in: no x-test-user header"),
+        Some(user) if session.as_str().split(':').next() == Some(user) => Access::Allow,
+        Some(_) => Access::forbidden("not your session"),
+    }
+}
+
+/// A running server: its base URL, broker, and the sender that starts its shutdown.
+pub(crate) struct Server {
+    pub(crate) base_url: String,
+    pub(crate) broker: Broker,
+    pub(crate) shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    pub(crate) task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// No extra routes.
+pub(crate) fn none() -> BoxedFilter<(Response,)> {
+    warp::any()
+        .and_then(|| async { Err::<Response, _>(warp::reject::not_found()) })
+        .boxed()
+}
+
+/// Starts a server on 127.0.0.1:0 with the suite's settings and `extra` routes.
+pub(crate) async fn start(
+    cfg: &SuiteConfig,
+    policy: ConnectionPolicy,
+    extra: BoxedFilter<(Response,)>,
+) -> Server {
+    let broker = Broker::builder()
+        .keepalive_interval(Some(cfg.keepalive))
+        .client_timeout(cfg.client_timeout)
+        .ring_max_events(cfg.ring_events)
+        .ring_max_bytes(1024 * 1024)
+        .max_event_bytes(cfg.max_event_bytes)
+        .connection_policy(policy)
+        .start();
+    let hooks = Hooks::new()
+        .publish_token(cfg.publish_token.clone().unwrap_or_default())
+        .authorizer(owner_of)
+        .max_body_bytes(cfg.max_body_bytes);
+    let app = tether_warp::router(broker.clone(), hooks)
+        .or(extra)
+        .unify()
+        .or(tether_warp::not_found())
+        .unify();
+    let listener = SseListener::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        SocketOptions::for_client_timeout(cfg.client_timeout),
+    )
+    .unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        let _ = rx.await;
+    };
+    let task = tokio::spawn(tether_warp::serve(
+        listener,
+        app,
+        broker.clone(),
+        signal,
+        cfg.drain_window,
+    ));
+    Server {
+        base_url,
+        broker,
+        shutdown: Some(tx),
+        task,
+    }
+}
+
+/// Bound for a server to finish after its shutdown signal.
+pub(crate) fn shutdown_bound(cfg: &SuiteConfig) -> Duration {
+    cfg.drain_window + tether_warp::SHUTDOWN_GRACE * 2 + Duration::from_secs(5)
+}
