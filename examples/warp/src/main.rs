@@ -1,0 +1,174 @@
+//! Run with: cargo run -p example-warp
+//!
+//! A small job service that embeds tether in a warp application. `POST /jobs` starts a
+//! simulated job that reports its progress into a session of its own every 100 ms, then
+//! finishes; a browser follows it on the session's event stream and, should its connection
+//! drop, resumes exactly where it left off.
+//!
+//! ```text
+//! $ curl -s -X POST 'localhost:3000/jobs?steps=5'
+//! {"events":"/api/sse/session/job-1","job":"job-1"}
+//! $ curl -sN localhost:3000/api/sse/session/job-1
+//! retry: 2817
+//!
+//! id: 5e1c0a2f9b31-1
+//! data: {"job":"job-1","step":1,"steps":5,"type":"progress"}
+//! ...
+//! id: 5e1c0a2f9b31-6
+//! data: {"job":"job-1","steps":5,"type":"finished"}
+//! ```
+//!
+//! Every route of tether's HTTP contract is mounted too (`/api/sse/session/{id}`,
+//! `/api/sessions/{id}/events`, approvals, `/health/sse`), and `/metrics` serves the
+//! runbook's metrics to Prometheus. Ctrl-C or SIGTERM drains the streams before exiting.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use clap::Parser;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde::Deserialize;
+use serde_json::json;
+use tether_core::{Broker, SessionId};
+use tether_warp::{Hooks, SocketOptions, SseListener};
+use warp::Filter;
+use warp::http::StatusCode;
+
+/// A job service on warp with tether's event streams.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    addr: SocketAddr,
+    /// Seconds over which open streams are sent away on shutdown.
+    #[arg(long, default_value_t = 5)]
+    drain_secs: u64,
+    /// Bearer token the publish and approval routes require; without one they are open to
+    /// anyone who can reach the server.
+    #[arg(long)]
+    publish_token: Option<String>,
+}
+
+struct Jobs {
+    broker: Broker,
+    next_job: AtomicU64,
+}
+
+#[derive(Debug, Deserialize)]
+struct JobQuery {
+    steps: Option<u32>,
+}
+
+/// `POST /jobs?steps=N`: starts a job of `N` steps (default 10, at most 100) and answers with
+/// the stream to follow it on.
+fn start_job(jobs: &Jobs, q: JobQuery) -> impl warp::Reply + use<> {
+    let steps = q.steps.unwrap_or(10).clamp(1, 100);
+    let job = format!("job-{}", jobs.next_job.fetch_add(1, Ordering::Relaxed) + 1);
+    let session = SessionId::new(&job).expect("job ids are valid session ids");
+    tokio::spawn(run_job(jobs.broker.clone(), session, steps));
+    let events = format!("/api/sse/session/{job}");
+    warp::reply::with_status(
+        warp::reply::json(&json!({ "job": job, "events": events })),
+        StatusCode::ACCEPTED,
+    )
+}
+
+/// The simulated job: one progress event every 100 ms, then `finished`. Publishing never
+/// waits for the browser; whoever connects later gets the events from the session's ring.
+async fn run_job(broker: Broker, session: SessionId, steps: u32) {
+    let job = session.as_str().to_owned();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.tick().await;
+    for step in 1..=steps {
+        tick.tick().await;
+        let progress = json!({ "type": "progress", "job": job, "step": step, "steps": steps });
+        if let Err(e) = broker.publish(&session, &progress) {
+            tracing::warn!(%job, error = %e, "job stopped: cannot publish");
+            return;
+        }
+    }
+    let finished = json!({ "type": "finished", "job": job, "steps": steps });
+    if let Err(e) = broker.publish(&session, &finished) {
+        tracing::warn!(%job, error = %e, "cannot publish the end of the job");
+    }
+}
+
+fn prometheus() -> PrometheusHandle {
+    let mut builder = PrometheusBuilder::new();
+    for (name, buckets) in tether_core::metrics::HISTOGRAMS {
+        builder = builder
+            .set_buckets_for_metric(Matcher::Full((*name).to_owned()), buckets)
+            .expect("buckets are not empty");
+    }
+    let handle = builder
+        .install_recorder()
+        .expect("no other metrics recorder is installed");
+    tether_core::metrics::describe();
+    handle
+}
+
+/// Resolves at the first Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down: draining the streams");
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let metrics = prometheus();
+
+    let broker = Broker::builder().start();
+    let hooks = match args.publish_token {
+        Some(token) => Hooks::new().publish_token(token),
+        None => Hooks::new(),
+    };
+    let jobs = Arc::new(Jobs {
+        broker: broker.clone(),
+        next_job: AtomicU64::new(0),
+    });
+    let start = warp::post()
+        .and(warp::path!("jobs"))
+        .and(warp::query::<JobQuery>())
+        .map(move |q: JobQuery| start_job(&jobs, q));
+    let metrics = warp::get()
+        .and(warp::path!("metrics"))
+        .map(move || metrics.render());
+    let app = start
+        .or(metrics)
+        // The lines that mount tether: every route of its HTTP contract.
+        .or(tether_warp::router(broker.clone(), hooks))
+        .or(tether_warp::not_found());
+
+    let options = SocketOptions::for_client_timeout(broker.config().client_timeout());
+    let listener = SseListener::bind(args.addr, options)?;
+    println!("listening on http://{}", listener.local_addr()?);
+    tether_warp::serve(
+        listener,
+        app,
+        broker,
+        shutdown_signal(),
+        Duration::from_secs(args.drain_secs),
+    )
+    .await
+}
