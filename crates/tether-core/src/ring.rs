@@ -120,10 +120,29 @@ impl Ring {
         }
     }
 
+    /// Index of the first entry after `cursor`. Sequence numbers are contiguous unless an
+    /// outside log appended with gaps, so the position is computed directly and checked; a
+    /// binary search (which touches a cache line per probe in a large ring) is the fallback.
+    fn index_after(&self, cursor: u64) -> usize {
+        if let Some(first) = self.entries.front() {
+            let guess = (cursor + 1).saturating_sub(first.seq);
+            if let Ok(i) = usize::try_from(guess)
+                && self.entries.get(i).is_some_and(|e| e.seq == cursor + 1)
+            {
+                return i;
+            }
+        }
+        self.entries.partition_point(|e| e.seq <= cursor)
+    }
+
     /// The frames after `cursor`, coalesced into one chunk of at most `cap` bytes (but always
     /// at least one frame). `None` when nothing follows the cursor.
     pub(crate) fn read_after(&self, cursor: u64, cap: usize) -> Option<Chunk> {
-        let start = self.entries.partition_point(|e| e.seq <= cursor);
+        // Most reads find nothing new: answer from the newest entry alone.
+        if self.entries.back()?.seq <= cursor {
+            return None;
+        }
+        let start = self.index_after(cursor);
         let first = self.entries.get(start)?;
         let mut end = start + 1;
         let mut total = first.frame.len();
