@@ -2,41 +2,17 @@
 //! session's event stream: every progress event arrives once and in order, then `finished`;
 //! SIGTERM then drains the stream and the process exits.
 
-use std::process::Stdio;
+mod common;
+
 use std::time::Duration;
 
 use tether_conformance::client::{SseConn, StreamOptions, Target, send};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
-/// Starts the binary with `--addr 127.0.0.1:0` and returns it with its base URL.
-async fn start() -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_example-warp"))
-        .args(["--addr", "127.0.0.1:0", "--drain-secs", "1"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the example starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.strip_prefix("listening on ") {
-                return url.to_owned();
-            }
-        }
-        panic!("the example exited before listening");
-    })
-    .await
-    .expect("the example prints its address");
-    (child, url)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_reports_its_progress_in_order_then_finishes() {
-    let (mut child, url) = start().await;
+    let (mut child, url) = common::start().await;
     let target = Target::parse(&url).unwrap();
 
     let started = send(&target, "POST", "/jobs?steps=5", &[], b"", LIMIT)
