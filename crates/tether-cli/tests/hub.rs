@@ -136,3 +136,24 @@ fn replay_subcommand_fails_on_an_unreadable_transcript() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[tokio::test]
+async fn replay_subcommand_checks_a_running_hub_over_http() {
+    let hub = Hub::spawn(EXE, &args(&[])).await.unwrap();
+    let transcript = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tether-replay/transcripts/reconnect_storm.jsonl"
+    );
+    let out = tokio::process::Command::new(EXE)
+        .args(["replay", transcript, "--url", &hub.base_url()])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("violations: none"), "{stdout}");
+}
