@@ -19,7 +19,7 @@ use crate::events::{
     SystemMessage, TextMessageContent, TextMessageRole, TextMessageStart, ToolCall, ToolCallArgs,
     ToolCallKind, ToolCallStart, ToolMessage, UserMessage, apply_patch, is_agui_type,
 };
-use crate::verify::Verifier;
+use crate::verify::{Verifier, message_owner};
 
 /// Event types of the drafts before 1.0 that the official client still
 /// rewrites into `REASONING_*` events. Refused: the tracker would not see the
@@ -233,6 +233,8 @@ pub struct RunTracker {
     state_bytes: usize,
     /// The interrupts of the last `RUN_FINISHED`.
     interrupts: Vec<Interrupt>,
+    /// The completed message the last event added or changed.
+    touched: Option<String>,
 }
 
 fn json_len<T: serde::Serialize>(value: &T) -> usize {
@@ -288,6 +290,7 @@ impl RunTracker {
             state: None,
             state_bytes: 0,
             interrupts: Vec::new(),
+            touched: None,
         }
     }
 
@@ -330,11 +333,19 @@ impl RunTracker {
         self.joined
             .check(event)
             .map_err(|e| format!("{e} (for a client that joins through a snapshot)"))?;
+        self.touched = None;
         self.model(event, data_len)?;
         self.exact.apply(event);
         self.joined.apply(event);
+        // A prelude seeds owners from the completed messages; so does the
+        // joined view, at each run start and for each message completed since.
         if matches!(event, Event::RunStarted(_)) {
             self.joined.seed_owners(&self.messages, true);
+        } else if let Some(id) = self.touched.take()
+            && let Some(i) = self.message_index(&id)
+        {
+            self.joined
+                .seed_owners(std::slice::from_ref(&self.messages[i]), true);
         }
         Ok(())
     }
@@ -498,6 +509,7 @@ impl RunTracker {
                 self.trim_messages();
             }
             Event::MessagesSnapshot(e) => {
+                self.check_snapshot_owners(&e.messages)?;
                 self.messages.clear();
                 self.message_sizes.clear();
                 self.message_bytes = 0;
@@ -601,6 +613,39 @@ impl RunTracker {
         Ok(())
     }
 
+    /// A snapshot must not give another owner to an open tool call attributed
+    /// to a subagent, or to the message that carries it: a client that joins
+    /// later would see the call's continuations contradict its owner.
+    fn check_snapshot_owners(&self, messages: &[Message]) -> Result<(), String> {
+        for open in &self.open {
+            let Open::Tool { start, .. } = open else {
+                continue;
+            };
+            let Some(Some(owner)) = self.joined.tool_call_owner(&start.tool_call_id) else {
+                continue;
+            };
+            for m in messages {
+                let carries = match m {
+                    Message::Assistant(a) => a
+                        .tool_calls
+                        .iter()
+                        .flatten()
+                        .any(|c| c.id == start.tool_call_id),
+                    _ => false,
+                };
+                let parent = start.parent_message_id.as_deref() == Some(m.id());
+                if (carries || parent) && message_owner(m) != Some(owner.as_str()) {
+                    return Err(format!(
+                        "this MESSAGES_SNAPSHOT gives message '{}' another owner than subagent '{owner}', which owns the open tool call '{}'; finish the tool call first",
+                        m.id(),
+                        start.tool_call_id
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn delta(
         &mut self,
         patch: &[crate::events::JsonPatchOperation],
@@ -682,9 +727,20 @@ impl RunTracker {
         }
     }
 
+    /// The owner of a message the tracker adds: the one already recorded for
+    /// its id, so a snapshot never contradicts what clients were told, or the
+    /// tag of the event that made it.
+    fn owner_of(&self, id: &str, tag: Option<&String>) -> Option<String> {
+        match self.joined.message_owner(id) {
+            Some(recorded) => recorded.clone(),
+            None => tag.cloned(),
+        }
+    }
+
     /// A text message ended: its text joins the message with its id, or
     /// becomes a new message.
     fn end_text(&mut self, start: &TextMessageStart, text: &str) {
+        self.touched = Some(start.message_id.clone());
         if let Some(i) = self.message_index(&start.message_id) {
             if !text.is_empty() {
                 append_text(&mut self.messages[i], text);
@@ -694,7 +750,7 @@ impl RunTracker {
         }
         let id = start.message_id.clone();
         let name = start.name.clone();
-        let subagent_run_id = start.subagent_run_id.clone();
+        let subagent_run_id = self.owner_of(&id, start.subagent_run_id.as_ref());
         let content = text.to_owned();
         let message = match start.role.unwrap_or_default() {
             TextMessageRole::Assistant => Message::Assistant(AssistantMessage {
@@ -744,6 +800,7 @@ impl RunTracker {
                 call.function.arguments.push_str(args);
             }
             self.resize(i);
+            self.touched = Some(self.messages[i].id().to_owned());
             return;
         }
         let call = ToolCall {
@@ -756,27 +813,35 @@ impl RunTracker {
             encrypted_value: None,
             metadata: None,
         };
+        // Where the client put the call: an assistant message with the parent
+        // id, a text message still open under that id (which the client
+        // created at its start), or a new assistant message.
+        // A message the call creates belongs to the call's subagent, or keeps
+        // the owner already recorded for its id.
+        let created = |id: String| {
+            let owner = self.owner_of(&id, start.subagent_run_id.as_ref());
+            (id, owner, None)
+        };
         let target = match start.parent_message_id.as_deref() {
             Some(parent) => match self.message_index(parent) {
                 Some(i) if matches!(self.messages[i], Message::Assistant(_)) => Ok(i),
-                Some(_) => Err(start.tool_call_id.clone()),
-                None => {
-                    // A text message still open under that id exists on the
-                    // client already; the call joins it only if it is the
-                    // assistant's.
-                    let open_role = self.open_text(parent).and_then(|i| match &self.open[i] {
-                        Open::Text { start, .. } => Some(start.role.unwrap_or_default()),
-                        _ => None,
-                    });
-                    match open_role {
-                        Some(role) if role != TextMessageRole::Assistant => {
-                            Err(start.tool_call_id.clone())
+                Some(_) => Err(created(start.tool_call_id.clone())),
+                None => match self.open_text(parent).map(|i| &self.open[i]) {
+                    Some(Open::Text { start: text, .. }) => {
+                        if text.role.unwrap_or_default() == TextMessageRole::Assistant {
+                            Err((
+                                parent.to_owned(),
+                                self.owner_of(parent, text.subagent_run_id.as_ref()),
+                                text.name.clone(),
+                            ))
+                        } else {
+                            Err(created(start.tool_call_id.clone()))
                         }
-                        _ => Err(parent.to_owned()),
                     }
-                }
+                    _ => Err(created(parent.to_owned())),
+                },
             },
-            None => Err(start.tool_call_id.clone()),
+            None => Err(created(start.tool_call_id.clone())),
         };
         match target {
             Ok(i) => {
@@ -784,19 +849,25 @@ impl RunTracker {
                     a.tool_calls.get_or_insert_with(Vec::new).push(call);
                 }
                 self.resize(i);
+                self.touched = Some(self.messages[i].id().to_owned());
             }
-            Err(id) => self.push_message(Message::Assistant(AssistantMessage {
-                subagent_run_id: start.subagent_run_id.clone(),
-                id,
-                tool_calls: Some(vec![call]),
-                ..Default::default()
-            })),
+            Err((id, subagent_run_id, name)) => {
+                self.touched = Some(id.clone());
+                self.push_message(Message::Assistant(AssistantMessage {
+                    subagent_run_id,
+                    id,
+                    name,
+                    tool_calls: Some(vec![call]),
+                    ..Default::default()
+                }));
+            }
         }
     }
 
     /// A tool result goes right after the assistant message that made the call
     /// (after the results already there), as the client places it.
     fn add_tool_result(&mut self, message: Message) {
+        self.touched = Some(message.id().to_owned());
         if let Some(i) = self.message_index(message.id()) {
             self.messages[i] = message;
             self.resize(i);
@@ -889,6 +960,14 @@ impl RunTracker {
                     }
                 }
                 Open::Text { start, text } => {
+                    // The snapshot names the message and its owner, or the
+                    // opener carries the owner recorded for it.
+                    let mut start = start.clone();
+                    start.subagent_run_id = if self.message_index(&start.message_id).is_some() {
+                        None
+                    } else {
+                        self.owner_of(&start.message_id, start.subagent_run_id.as_ref())
+                    };
                     out.push(event_json(start.clone()));
                     if !text.is_empty() {
                         out.push(event_json(TextMessageContent {
@@ -899,6 +978,15 @@ impl RunTracker {
                     }
                 }
                 Open::Tool { start, args } => {
+                    let mut start = start.clone();
+                    if let Some(i) = self.tool_call_owner(&start.tool_call_id) {
+                        // The snapshot already holds the call, in this message.
+                        start.subagent_run_id = None;
+                        start.parent_message_id = Some(self.messages[i].id().to_owned());
+                    } else if let Some(recorded) = self.joined.tool_call_owner(&start.tool_call_id)
+                    {
+                        start.subagent_run_id = recorded.clone();
+                    }
                     out.push(event_json(start.clone()));
                     if !args.is_empty() {
                         out.push(event_json(ToolCallArgs {

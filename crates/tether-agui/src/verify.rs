@@ -184,6 +184,16 @@ impl Verifier {
         self.run_started && !self.run_finished && !self.run_error
     }
 
+    /// The owner recorded for a message, if any.
+    pub(crate) fn message_owner(&self, id: &str) -> Option<&Owner> {
+        self.owners.message.get(id)
+    }
+
+    /// The owner recorded for a tool call, if any.
+    pub(crate) fn tool_call_owner(&self, id: &str) -> Option<&Owner> {
+        self.owners.tool_call.get(id)
+    }
+
     /// Records the owners of `messages` as a `MESSAGES_SNAPSHOT` (authoritative)
     /// or the `RUN_STARTED` input echo (only ids nothing else claimed) does.
     pub(crate) fn seed_owners<'a>(
