@@ -43,6 +43,9 @@
 //! paths should not sit at the root.
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(feature = "agui")]
+pub mod agui;
+
 use std::fmt::Debug;
 use std::future::{Future, IntoFuture};
 use std::io;

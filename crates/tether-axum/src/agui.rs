@@ -1,0 +1,316 @@
+//! Durable AG-UI runs (feature `agui`).
+//!
+//! [`router`] adds `POST /api/agui/run`: the body is a `RunAgentInput` (what
+//! `HttpAgent` of `@ag-ui/client` sends to its URL), the answer is the run as
+//! an event stream. The agent function runs as a task of its own, so a dropped
+//! request does not stop the run:
+//!
+//! - The response is the thread's session connection (session id = `threadId`),
+//!   opened at the run's first event. It ends after the run's `RUN_FINISHED` or
+//!   `RUN_ERROR`, which is where `HttpAgent` expects a run's body to end.
+//! - A later `GET /api/sse/session/{threadId}` (with `Last-Event-ID`) takes the
+//!   session over: the run's response ends with `tether.superseded` and the
+//!   new stream carries the rest of the run exactly, or a valid prelude.
+//! - A second run on a thread while one is in progress gets 409
+//!   `{"error":"run_in_progress"}`.
+//! - A `resume` entry answers the tether approval with the interrupt's id (see
+//!   [`AguiRuns::answer`]); a thread whose agent waits for that answer
+//!   ([`RunPublisher::next_run`]) continues in this run, and the agent
+//!   function is not called. A `resolved` answer after the approval's deadline
+//!   gets a run that ends with `RUN_ERROR` at once.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tether_agui::{AguiRuns, AguiTrackerFactory, RunAgentInput, RunPublisher};
+//! use tether_axum::Hooks;
+//! use tether_core::Broker;
+//!
+//! async fn agent(input: RunAgentInput, mut run: RunPublisher) {
+//!     let reply = format!("You said {} things.", input.messages.len());
+//!     if run.text("reply-1", &reply).is_ok() {
+//!         let _ = run.finish(None);
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let broker = Broker::builder().tracker_factory(Arc::new(AguiTrackerFactory::new())).start();
+//! let runs = AguiRuns::new(broker.clone());
+//! let app = tether_axum::router(broker, Hooks::new())
+//!     .merge(tether_axum::agui::router(runs, Hooks::new(), agent));
+//! # let _ = app;
+//! # }
+//! ```
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::post;
+use futures_core::Stream;
+use tether_agui::{AguiError, AguiRuns, ClientRun, RunAgentInput, RunEnd};
+use tether_core::http::{self as th, HttpError};
+use tether_core::{ConnectOptions, EventId, EventStream};
+
+pub use tether_agui::RunPublisher;
+
+/// The path of the run route.
+pub const RUN: &str = "/api/agui/run";
+
+type AgentFn =
+    dyn Fn(RunAgentInput, RunPublisher) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync;
+
+#[derive(Clone)]
+struct RunState {
+    runs: AguiRuns,
+    hooks: th::Hooks,
+    agent: Arc<AgentFn>,
+}
+
+/// `POST /api/agui/run` on `runs`, calling `agent` for each new run (see the
+/// [module docs](self)). `hooks` authorize the request as a subscription to the
+/// thread's session and limit the body size.
+pub fn router<F, Fut>(runs: AguiRuns, hooks: th::Hooks, agent: F) -> Router
+where
+    F: Fn(RunAgentInput, RunPublisher) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let limit = hooks.body_limit();
+    let agent: Arc<AgentFn> = Arc::new(move |input, publisher| Box::pin(agent(input, publisher)));
+    Router::new()
+        .route(RUN, post(run))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(RunState { runs, hooks, agent })
+}
+
+fn error(e: HttpError) -> Response {
+    crate::into_response(e.into_response())
+}
+
+fn agui_error(e: AguiError) -> HttpError {
+    match e {
+        AguiError::Busy(thread) => HttpError::new(
+            StatusCode::CONFLICT,
+            "run_in_progress",
+            format!(
+                "thread `{thread}` already has a run in progress; reattach to it with GET /api/sse/session/{thread}, or wait until it finishes"
+            ),
+        ),
+        AguiError::InvalidThread(e) => e.into(),
+        AguiError::Publish(e) => e.into(),
+        AguiError::Approval(e) => e.into(),
+        other => HttpError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "run_failed",
+            other.to_string(),
+        ),
+    }
+}
+
+/// The answer to a request the authorizer did not allow.
+fn refusal(access: th::Access) -> Option<HttpError> {
+    match access {
+        th::Access::Allow => None,
+        th::Access::Unauthorized { message, challenge } => {
+            let e = HttpError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
+            Some(match challenge {
+                Some(c) => e.with_challenge(c),
+                None => e,
+            })
+        }
+        th::Access::Forbidden { message } => {
+            Some(HttpError::new(StatusCode::FORBIDDEN, "forbidden", message))
+        }
+        _ => Some(HttpError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this thread is not yours",
+        )),
+    }
+}
+
+async fn run(
+    State(s): State<RunState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(HttpError::body_too_large(s.hooks.body_limit()));
+        }
+        Err(r) => return error(HttpError::bad_request("invalid_body", r.body_text())),
+    };
+    let input: RunAgentInput = match serde_json::from_slice(&body) {
+        Ok(input) => input,
+        Err(e) => {
+            return error(HttpError::bad_request(
+                "invalid_run_input",
+                format!("the body must be an AG-UI RunAgentInput: {e}"),
+            ));
+        }
+    };
+    let session = match th::session_id(&input.thread_id) {
+        Ok(s) => s,
+        Err(e) => return error(e),
+    };
+    if let Some(e) = refusal(s.hooks.authorize(&session, &headers)) {
+        return error(e);
+    }
+    let broker = s.runs.broker().clone();
+    if broker.is_draining() {
+        return error(HttpError::from(tether_core::ConnectError::Draining {
+            retry_after: broker.drain_retry_hint(),
+        }));
+    }
+    let reservation = match s.runs.reserve(&input) {
+        Ok(r) => r,
+        Err(e) => return error(agui_error(e)),
+    };
+    // The response starts at the run's first event: right after the head.
+    let opts = match broker.head(&session) {
+        Some(head) => ConnectOptions::resume(head.to_string()),
+        None => ConnectOptions::default(),
+    };
+    let stream = match broker.connect(&session, opts) {
+        Ok(stream) => stream,
+        Err(e) => return error(e.into()),
+    };
+    let started = match reservation.start(input.clone()) {
+        Ok(started) => started,
+        Err(e) => return error(agui_error(e)),
+    };
+    let end = started.end();
+    if let ClientRun::New { publisher, .. } = started {
+        tokio::spawn((s.agent)(input, publisher));
+    }
+    let mut res = Response::new(Body::from_stream(RunStream::new(stream, end)));
+    *res.headers_mut() = th::sse_headers(&s.hooks);
+    res
+}
+
+/// A session's stream that ends after the frame of its run's last event.
+struct RunStream {
+    stream: EventStream,
+    end: RunEnd,
+    end_id: Option<EventId>,
+    ended: Pin<Box<dyn Future<Output = Option<EventId>> + Send>>,
+    end_known: bool,
+    done: bool,
+}
+
+impl RunStream {
+    fn new(stream: EventStream, end: RunEnd) -> Self {
+        let mut waiter = end.clone();
+        Self {
+            stream,
+            end,
+            end_id: None,
+            ended: Box::pin(async move { waiter.wait().await }),
+            end_known: false,
+            done: false,
+        }
+    }
+
+    /// Whether the stream already wrote the run's last event.
+    fn past_end(&self) -> bool {
+        match (self.end_id, self.stream.last_event_id()) {
+            (Some(end), Some(at)) => at.epoch != end.epoch || at.seq >= end.seq,
+            _ => false,
+        }
+    }
+}
+
+/// The bytes of `chunk` up to the end of the frame whose id is `id`, if the
+/// chunk holds it.
+fn cut_after(chunk: &Bytes, id: EventId) -> Option<Bytes> {
+    let needle = format!("id: {id}\n");
+    let text = chunk.as_ref();
+    let mut from = 0;
+    while let Some(pos) = find(&text[from..], needle.as_bytes()).map(|p| p + from) {
+        if pos == 0 || text[..pos].ends_with(b"\n") {
+            let end = find(&text[pos..], b"\n\n").map(|p| pos + p + 2)?;
+            return Some(chunk.slice(..end));
+        }
+        from = pos + 1;
+    }
+    None
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+impl Stream for RunStream {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            if !this.end_known {
+                if let Some(id) = this.end.get() {
+                    this.end_id = Some(id);
+                    this.end_known = true;
+                } else if let Poll::Ready(id) = this.ended.as_mut().poll(cx) {
+                    // `None`: the run's publisher vanished without an ending.
+                    this.end_id = id;
+                    this.end_known = true;
+                    if id.is_none() {
+                        this.done = true;
+                        continue;
+                    }
+                }
+            }
+            if this.past_end() {
+                this.done = true;
+                continue;
+            }
+            return match Pin::new(&mut this.stream).poll_next(cx) {
+                Poll::Ready(Some(chunk)) => {
+                    if let Some(cut) = this.end_id.and_then(|id| cut_after(&chunk, id)) {
+                        this.done = true;
+                        return Poll::Ready(Some(Ok(cut)));
+                    }
+                    Poll::Ready(Some(Ok(chunk)))
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    Poll::Ready(None)
+                }
+                Poll::Pending => Poll::Pending,
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_is_cut_after_the_frame_with_the_id() {
+        let id = EventId::parse("ab12-3").unwrap();
+        let chunk = Bytes::from_static(
+            b"id: ab12-2\ndata: {}\n\nid: ab12-3\ndata: {\"type\":\"RUN_FINISHED\"}\n\nid: ab12-4\ndata: {}\n\n",
+        );
+        assert_eq!(
+            cut_after(&chunk, id).unwrap(),
+            Bytes::from_static(
+                b"id: ab12-2\ndata: {}\n\nid: ab12-3\ndata: {\"type\":\"RUN_FINISHED\"}\n\n"
+            )
+        );
+        let other = EventId::parse("ab12-30").unwrap();
+        assert!(cut_after(&chunk, other).is_none());
+    }
+}
