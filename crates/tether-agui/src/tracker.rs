@@ -105,8 +105,9 @@ impl TrackerLimits {
     }
 }
 
-/// Installs a [`RunTracker`] on every session whose first AG-UI event is
-/// published; sessions that never carry one stay untracked.
+/// Installs a [`RunTracker`] on every session from its first published event
+/// whose `type` is an AG-UI 1.0 type (tether's own `tether.*` signals do not
+/// count); sessions that never carry one stay untracked.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -141,6 +142,8 @@ impl AguiTrackerFactory {
 struct TypeOnly<'a> {
     #[serde(borrow, rename = "type")]
     ty: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
 }
 
 impl TrackerFactory for AguiTrackerFactory {
@@ -151,7 +154,11 @@ impl TrackerFactory for AguiTrackerFactory {
         data: &str,
     ) -> Option<Box<dyn SessionTracker>> {
         let typed: TypeOnly<'_> = serde_json::from_str(data).ok()?;
-        if is_agui_type(typed.ty?.as_ref()) {
+        let ty = typed.ty?;
+        // tether's own signals (`tether.*` CUSTOM events, such as the notices of
+        // an approval) do not make a session an AG-UI session.
+        let signal = ty == "CUSTOM" && typed.name.is_some_and(|n| n.starts_with("tether."));
+        if is_agui_type(&ty) && !signal {
             Some(Box::new(RunTracker::new(self.limits)))
         } else {
             None

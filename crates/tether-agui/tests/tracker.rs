@@ -610,3 +610,27 @@ async fn limits_refuse_what_the_tracker_cannot_keep() {
     );
     assert_eq!(messages.last().unwrap()["id"], "n4");
 }
+
+#[tokio::test(start_paused = true)]
+async fn tethers_own_signals_do_not_make_a_session_an_agui_session() {
+    let broker = tracked(Broker::builder());
+    let s = sid("t-plain");
+    let approval = broker
+        .request_approval(&s, ApprovalRequest::new(json!({"x": 1})))
+        .unwrap();
+    broker
+        .decide(&s, approval.id(), tether_core::Decision::approve())
+        .unwrap();
+    // Still untracked: a plain event and a CUSTOM before any run are fine.
+    publish_all(
+        &broker,
+        &s,
+        &[
+            json!({"type": "progress"}),
+            json!({"type": "CUSTOM", "name": "tether.x", "value": 1}),
+        ],
+    );
+    // The first AG-UI event of the application makes it an AG-UI session.
+    let r = refused(&broker, &s, text_start("m1"));
+    assert!(r.contains("First event must be 'RUN_STARTED'"), "{r}");
+}
