@@ -108,6 +108,7 @@ fn publisher_auth(addr: SocketAddr, token: Option<&str>) -> Option<Arc<dyn Publi
 
 fn broker(args: &ServeArgs) -> tether_core::BrokerBuilder {
     Broker::builder()
+        .tracker_factory(Arc::new(tether_agui::AguiTrackerFactory::new()))
         .keepalive_interval(Some(Duration::from_secs(args.keepalive_secs)))
         .client_timeout(Duration::from_secs(args.client_timeout_secs.max(1)))
         .ring_max_events(args.ring_events)
