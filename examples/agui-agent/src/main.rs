@@ -1,0 +1,250 @@
+//! Run with: cargo run -p example-agui-agent
+//!
+//! A simulated AG-UI agent on axum with tether. It streams an assistant message token by
+//! token, proposes a tool call that needs a human's approval (an AG-UI interrupt), waits for
+//! the decision and finishes. Open the printed URL: the page follows the thread on its event
+//! stream, can drop its connection and come back without losing a token, and approves or
+//! rejects the tool call through tether's decision route.
+//!
+//! ```text
+//! $ cargo run -p example-agui-agent
+//! listening on http://127.0.0.1:3000
+//! open http://127.0.0.1:3000/ in a browser
+//! ```
+//!
+//! Routes:
+//!
+//! | route | |
+//! |---|---|
+//! | `GET /` | the page |
+//! | `POST /api/demo/start` | `{"threadId": ...}`: starts the agent on a thread |
+//! | `POST /api/agui/run` | durable AG-UI runs (`HttpAgent` of `@ag-ui/client` posts here) |
+//! | `GET /api/sse/session/{threadId}` | the thread's event stream (`lastEventId` query parameter for manual reconnects) |
+//! | `POST /api/sessions/{threadId}/approvals/{id}/decision` | approve or reject (`{"approved": bool}`) |
+//!
+//! and the rest of tether's HTTP contract. Ctrl-C or SIGTERM drains the streams.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse};
+use axum::routing::{get, post};
+use clap::Parser;
+use serde::Deserialize;
+use serde_json::json;
+use tether_agui::{AguiRuns, AguiTrackerFactory, RunAgentInput, RunPublisher};
+use tether_axum::{Hooks, SocketOptions, SseListener};
+use tether_core::{ApprovalOutcome, Broker, SessionId};
+
+const PAGE: &str = include_str!("page.html");
+
+/// A simulated AG-UI agent with approvals, on tether.
+#[derive(Debug, Clone, Parser)]
+struct Args {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    addr: SocketAddr,
+    /// Milliseconds between two streamed tokens.
+    #[arg(long, default_value_t = 150)]
+    token_delay_ms: u64,
+    /// Seconds a human has to approve the tool call.
+    #[arg(long, default_value_t = 300)]
+    approval_secs: u64,
+    /// Seconds over which open streams are sent away on shutdown.
+    #[arg(long, default_value_t = 2)]
+    drain_secs: u64,
+}
+
+/// How the simulated agent paces itself.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    token: Duration,
+    approval: Duration,
+}
+
+const INTRO: &str = "I looked at your workspace. The build cache in /tmp/build-cache takes 4.2 GB \
+                     and has not been used for a month, so I would like to delete it.";
+
+fn tokens(text: &str) -> impl Iterator<Item = &str> {
+    text.split_inclusive(' ')
+}
+
+async fn stream_text(run: &RunPublisher, id: &str, text: &str, pace: Pace) -> bool {
+    if run.text_start(id).is_err() {
+        return false;
+    }
+    for token in tokens(text) {
+        tokio::time::sleep(pace.token).await;
+        if run.text_content(id, token).is_err() {
+            return false;
+        }
+    }
+    run.text_end(id).is_ok()
+}
+
+/// The simulated agent: a message token by token, a tool call that needs approval, then the
+/// outcome in the run that continues the thread.
+async fn agent(pace: Pace, mut run: RunPublisher) {
+    let run_id = run.run_id().to_owned();
+    let message = format!("{run_id}-intro");
+    if !stream_text(&run, &message, INTRO, pace).await {
+        return;
+    }
+    let call = format!("{run_id}-delete");
+    let _ = run.tool_call_start(&call, "delete_path", Some(&message));
+    for part in [
+        r#"{"path":"#,
+        r#""/tmp/build-cache","#,
+        r#""recursive":true}"#,
+    ] {
+        tokio::time::sleep(pace.token).await;
+        let _ = run.tool_call_args(&call, part);
+    }
+    let _ = run.tool_call_end(&call);
+    let payload = json!({"tool": "delete_path", "path": "/tmp/build-cache"});
+    let Ok(approval) = run.request_tool_approval(&call, "approval", payload, pace.approval) else {
+        tracing::warn!(thread = run.thread_id(), "could not ask for approval");
+        return;
+    };
+    let outcome = approval.await;
+    // Decided through the decision route, the agent goes on in a run of its own; answered by
+    // a client's `resume`, it goes on in that client's run.
+    if let Err(e) = run.next_run(Duration::ZERO).await {
+        tracing::warn!(thread = run.thread_id(), error = %e, "could not continue the thread");
+        return;
+    }
+    let (result, reply) = match outcome {
+        ApprovalOutcome::Approved(_) => (
+            "deleted /tmp/build-cache (4.2 GB freed)",
+            "Done: the build cache is gone and 4.2 GB are free again.",
+        ),
+        ApprovalOutcome::Rejected(_) => (
+            "not run: rejected",
+            "Understood, I left the build cache where it is.",
+        ),
+        ApprovalOutcome::TimedOut => (
+            "not run: the approval timed out",
+            "Nobody answered in time, so I left the build cache alone.",
+        ),
+        ApprovalOutcome::Cancelled => (
+            "not run: cancelled",
+            "The request was cancelled; nothing was deleted.",
+        ),
+    };
+    let run_id = run.run_id().to_owned();
+    let _ = run.tool_call_result(&format!("{run_id}-result"), &call, result);
+    if stream_text(&run, &format!("{run_id}-reply"), reply, pace).await {
+        let _ = run.finish(None);
+    }
+}
+
+#[derive(Clone)]
+struct App {
+    runs: AguiRuns,
+    pace: Pace,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Start {
+    thread_id: String,
+}
+
+/// `POST /api/demo/start`: starts the agent on the page's thread.
+async fn start(State(app): State<App>, Json(start): Json<Start>) -> impl IntoResponse {
+    if SessionId::new(&start.thread_id).is_err() {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(
+                json!({"error": "invalid_thread_id", "message": "use 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-'"}),
+            ),
+        );
+    }
+    match app.runs.start_run(&start.thread_id, "run-1") {
+        Ok(run) => {
+            tokio::spawn(agent(app.pace, run));
+            let events = format!("/api/sse/session/{}", start.thread_id);
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({"threadId": start.thread_id, "events": events})),
+            )
+        }
+        Err(e) => (
+            StatusCode::CONFLICT,
+            Json(json!({"error": "run_in_progress", "message": e.to_string()})),
+        ),
+    }
+}
+
+async fn page() -> impl IntoResponse {
+    ([(header::CACHE_CONTROL, "no-cache")], Html(PAGE))
+}
+
+/// Resolves at the first Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down: draining the streams");
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+
+    // Sessions that carry AG-UI events are tracked: every stream stays valid for AG-UI
+    // clients across drops and resyncs.
+    let broker = Broker::builder()
+        .tracker_factory(Arc::new(AguiTrackerFactory::new()))
+        .start();
+    let runs = AguiRuns::new(broker.clone());
+    let pace = Pace {
+        token: Duration::from_millis(args.token_delay_ms),
+        approval: Duration::from_secs(args.approval_secs),
+    };
+    let app = App {
+        runs: runs.clone(),
+        pace,
+    };
+    let run_agent = move |_input: RunAgentInput, run: RunPublisher| agent(pace, run);
+    let router = axum::Router::new()
+        .route("/", get(page))
+        .route("/api/demo/start", post(start))
+        .with_state(app)
+        .merge(tether_axum::agui::router(runs, Hooks::new(), run_agent))
+        .merge(tether_axum::router(broker.clone(), Hooks::new()))
+        .fallback(tether_axum::not_found);
+
+    let options = SocketOptions::for_client_timeout(broker.config().client_timeout());
+    let listener = SseListener::bind(args.addr, options)?;
+    let addr = listener.local_addr()?;
+    println!("listening on http://{addr}\nopen http://{addr}/ in a browser");
+    tether_axum::serve(
+        listener,
+        router,
+        broker,
+        shutdown_signal(),
+        Duration::from_secs(args.drain_secs),
+    )
+    .await
+}

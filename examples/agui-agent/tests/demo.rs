@@ -1,0 +1,204 @@
+//! Starts the example on a free port and runs its agent over HTTP: the stream passes the AG-UI
+//! client's checks, the approval arrives through the decision route, and a connection dropped
+//! in the middle of the message resumes without losing a token.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tether_conformance::client::{SseConn, StreamOptions, Target, send};
+use tether_conformance::sse::Frame;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const LIMIT: Duration = Duration::from_secs(20);
+const INTRO: &str = "I looked at your workspace. The build cache in /tmp/build-cache takes 4.2 GB \
+                     and has not been used for a month, so I would like to delete it.";
+
+async fn start(token_delay_ms: u64) -> (Child, Target) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_example-agui-agent"))
+        .args(["--addr", "127.0.0.1:0", "--approval-secs", "60"])
+        .args(["--token-delay-ms", &token_delay_ms.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the example starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(url) = line.strip_prefix("listening on ") {
+                return url.to_owned();
+            }
+        }
+        panic!("the example exited before listening");
+    })
+    .await
+    .expect("the example prints its address");
+    // Keep reading what the example prints, so its stdout never hits a closed pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, Target::parse(&url).unwrap())
+}
+
+fn json_headers() -> Vec<(String, String)> {
+    vec![("Content-Type".into(), "application/json".into())]
+}
+
+async fn open(target: &Target, thread: &str, last_id: Option<&str>) -> SseConn {
+    let mut path = format!("/api/sse/session/{thread}");
+    if let Some(id) = last_id {
+        path.push_str(&format!("?lastEventId={id}"));
+    }
+    let conn = SseConn::open(target, &path, StreamOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(conn.status(), 200);
+    conn
+}
+
+async fn start_agent(target: &Target, thread: &str) {
+    let body = json!({"threadId": thread}).to_string();
+    let reply = send(
+        target,
+        "POST",
+        "/api/demo/start",
+        &json_headers(),
+        body.as_bytes(),
+        LIMIT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 202, "{}", reply.text());
+}
+
+/// Reads until a data frame satisfies `stop` (included).
+async fn read_until(conn: &mut SseConn, stop: impl Fn(&Value) -> bool) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    loop {
+        let f = conn.next_event(LIMIT).await.unwrap();
+        let done = f.json().is_some_and(|v| stop(&v));
+        frames.push(f);
+        if done {
+            return frames;
+        }
+    }
+}
+
+fn is_interrupt(v: &Value) -> bool {
+    v["type"] == "RUN_FINISHED" && v["outcome"]["type"] == "interrupt"
+}
+
+fn body(frames: &[Frame]) -> String {
+    frames
+        .iter()
+        .filter_map(|f| f.data.as_ref())
+        .map(|d| format!("data: {d}\n\n"))
+        .collect()
+}
+
+fn text_of(frames: &[Frame], message: &str) -> String {
+    frames
+        .iter()
+        .filter_map(Frame::json)
+        .filter(|v| v["type"] == "TEXT_MESSAGE_CONTENT" && v["messageId"] == message)
+        .map(|v| v["delta"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_streams_asks_for_approval_and_finishes() {
+    let (_child, target) = start(2).await;
+    let thread = "demo-approve";
+    let mut conn = open(&target, thread, None).await;
+    start_agent(&target, thread).await;
+
+    let mut frames = read_until(&mut conn, is_interrupt).await;
+    assert_eq!(text_of(&frames, "run-1-intro"), INTRO);
+    let interrupt = frames.last().unwrap().json().unwrap()["outcome"]["interrupts"][0].clone();
+    assert_eq!(interrupt["toolCallId"], "run-1-delete");
+    assert_eq!(interrupt["metadata"]["payload"]["path"], "/tmp/build-cache");
+
+    let decision = format!(
+        "/api/sessions/{thread}/approvals/{}/decision",
+        interrupt["id"].as_str().unwrap()
+    );
+    let reply = send(
+        &target,
+        "POST",
+        &decision,
+        &json_headers(),
+        br#"{"approved":true}"#,
+        LIMIT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    frames.extend(read_until(&mut conn, |v| v["type"] == "RUN_FINISHED").await);
+    let all = body(&frames);
+    tether_agui::verify_sse(all.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{all}"));
+    let events: Vec<Value> = frames.iter().filter_map(Frame::json).collect();
+    let result = events
+        .iter()
+        .find(|v| v["type"] == "TOOL_CALL_RESULT")
+        .unwrap();
+    assert_eq!(result["content"], "deleted /tmp/build-cache (4.2 GB freed)");
+    let second_run = events
+        .iter()
+        .filter(|v| v["type"] == "RUN_STARTED")
+        .nth(1)
+        .unwrap();
+    assert_eq!(second_run["parentRunId"], "run-1");
+    let reply_id = format!("{}-reply", second_run["runId"].as_str().unwrap());
+    assert_eq!(
+        text_of(&frames, &reply_id),
+        "Done: the build cache is gone and 4.2 GB are free again."
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_resumes_without_losing_a_token() {
+    let (_child, target) = start(40).await;
+    let thread = "demo-drop";
+    let mut conn = open(&target, thread, None).await;
+    start_agent(&target, thread).await;
+    let first = read_until(&mut conn, |v| {
+        v["type"] == "TEXT_MESSAGE_CONTENT" && v["delta"] == "cache "
+    })
+    .await;
+    let last_id = first.iter().rev().find_map(|f| f.id.clone()).unwrap();
+    drop(conn);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let mut again = open(&target, thread, Some(&last_id)).await;
+    let rest = read_until(&mut again, is_interrupt).await;
+    assert!(
+        rest.iter()
+            .all(|f| f.signal().as_deref() != Some("tether.resync")),
+        "an exact resume needs no resync"
+    );
+    let whole = [first.clone(), rest.clone()].concat();
+    assert_eq!(
+        text_of(&whole, "run-1-intro"),
+        INTRO,
+        "no token lost or repeated"
+    );
+    let all = body(&whole);
+    tether_agui::verify_sse(all.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{all}"));
+    assert!(!text_of(&first, "run-1-intro").is_empty());
+    assert!(
+        !text_of(&rest, "run-1-intro").is_empty(),
+        "tokens came while the page was away"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_is_served() {
+    let (_child, target) = start(2).await;
+    let page = send(&target, "GET", "/", &[], b"", LIMIT).await.unwrap();
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(html.contains("new EventSource(url)"));
+    assert!(html.contains("lastEventId="));
+    assert!(html.contains("/decision"));
+}
