@@ -107,7 +107,7 @@ fn a_planted_bug_is_shrunk_to_a_minimal_transcript_that_replays_it() {
         replayed
             .violations
             .iter()
-            .all(|v| matches!(v.rule, Rule::Gap | Rule::Resync)),
+            .all(|v| matches!(v.rule, Rule::Gap | Rule::Resync | Rule::Expectation)),
         "{replayed}"
     );
     // Without the bug, the same transcript passes: the broker is not to blame.
