@@ -175,6 +175,15 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Serving runs
+//!
+//! `tether-axum` with its `agui` feature mounts `POST /api/agui/run`: a
+//! `RunAgentInput` in, the run's stream out, with the agent running as a task
+//! of its own so a dropped request does not stop it ([`AguiRuns::reserve`] and
+//! [`Reservation::start`] are the pieces it is made of, for other frameworks).
+//! `tether serve` registers [`AguiTrackerFactory`], so its sessions that carry
+//! AG-UI events are tracked with no flag.
+//!
 //! The crate's tests check all of this against `@ag-ui/core` and
 //! `@ag-ui/client` 1.0.0 themselves: `tests/conformance/` holds Node scripts
 //! that validate events with the official schemas and run raw SSE bodies
