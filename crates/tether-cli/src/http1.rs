@@ -146,6 +146,13 @@ pub(crate) async fn serve_connection(mut stream: TcpStream, hub: Arc<Hub>) {
                     return;
                 }
             }
+            Body::Stream(events) if is_head => {
+                // A HEAD request gets the stream's headers and no stream.
+                drop(events);
+                let res = http::Response::from_parts(parts, Bytes::new());
+                let _ = write_full(&mut stream, res, version, false).await;
+                return;
+            }
             Body::Stream(events) => {
                 // Nothing is read from a streaming connection: free the request buffer for
                 // the stream's whole life.

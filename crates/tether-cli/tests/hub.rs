@@ -157,3 +157,33 @@ async fn replay_subcommand_checks_a_running_hub_over_http() {
     );
     assert!(stdout.contains("violations: none"), "{stdout}");
 }
+
+#[tokio::test]
+async fn head_on_the_stream_route_answers_headers_without_holding_the_session() {
+    let hub = Hub::spawn(EXE, &args(&[])).await.unwrap();
+    let target = Target::parse(&hub.base_url()).unwrap();
+    let res = send(
+        &target,
+        "HEAD",
+        "/api/sse/session/head-check",
+        &[],
+        b"",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("content-type"), Some("text/event-stream"));
+    let health = send(
+        &target,
+        "GET",
+        "/health/sse",
+        &[],
+        b"",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&health.body).unwrap();
+    assert_eq!(v["connections"], 0, "{v}");
+}
