@@ -21,8 +21,22 @@ impl Hub {
     /// `listening on http://ADDR` line. Its log goes to this process's stderr, at `warn` unless
     /// `RUST_LOG` says otherwise.
     pub async fn spawn(exe: impl AsRef<Path>, args: &[String]) -> std::io::Result<Self> {
-        let mut cmd = Command::new(exe.as_ref());
-        cmd.arg("serve")
+        Self::spawn_inner(exe.as_ref(), Some("serve"), args).await
+    }
+
+    /// Starts a service binary that takes `--addr` itself (an example application) on
+    /// `127.0.0.1:0` with `args`, and waits for its `listening on http://ADDR` line.
+    pub async fn spawn_service(exe: impl AsRef<Path>, args: &[String]) -> std::io::Result<Self> {
+        Self::spawn_inner(exe.as_ref(), None, args).await
+    }
+
+    async fn spawn_inner(
+        exe: &Path,
+        subcommand: Option<&str>,
+        args: &[String],
+    ) -> std::io::Result<Self> {
+        let mut cmd = Command::new(exe);
+        cmd.args(subcommand)
             .args(["--addr", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())
