@@ -56,6 +56,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 pub mod client;
+pub mod cors;
 pub mod examples;
 pub mod hub;
 pub mod sse;
