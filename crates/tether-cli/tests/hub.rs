@@ -127,3 +127,19 @@ async fn head_on_the_stream_route_answers_headers_without_holding_the_session() 
     let v: serde_json::Value = serde_json::from_slice(&health.body).unwrap();
     assert_eq!(v["connections"], 0, "{v}");
 }
+
+#[tokio::test]
+async fn closed_clients_free_their_connections() {
+    let hub = Hub::spawn(
+        EXE,
+        &args(&["--keepalive-secs", "60", "--policy", "reject"]),
+    )
+    .await
+    .unwrap();
+    tether_conformance::disconnect::assert_closed_clients_free_their_connections(
+        &hub.base_url(),
+        "",
+        "",
+    )
+    .await;
+}

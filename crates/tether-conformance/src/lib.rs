@@ -57,6 +57,7 @@ use tokio::time::Instant;
 
 pub mod client;
 pub mod cors;
+pub mod disconnect;
 pub mod examples;
 pub mod hub;
 pub mod sse;
