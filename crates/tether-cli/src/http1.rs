@@ -432,16 +432,22 @@ async fn stream_body(
             biased;
             chunk = events.next() => match chunk {
                 Some(data) => {
-                    if chunked {
+                    let written = if chunked {
                         use std::fmt::Write as _;
                         let mut out = BytesMut::with_capacity(data.len() + 12);
                         // Writing into a BytesMut cannot fail.
                         let _ = write!(out, "{:x}\r\n", data.len());
                         out.put_slice(&data);
                         out.put_slice(b"\r\n");
-                        wr.write_all(&out).await?;
+                        wr.write_all(&out).await
                     } else {
-                        wr.write_all(&data).await?;
+                        wr.write_all(&data).await
+                    };
+                    if let Err(e) = written {
+                        if !is_client_gone(&e) {
+                            events.fail(&e);
+                        }
+                        return Err(e);
                     }
                 }
                 None => {
@@ -459,6 +465,17 @@ async fn stream_body(
             },
         }
     }
+}
+
+/// Whether a write error means the client went away, rather than a server-side failure.
+fn is_client_gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::TimedOut
+    )
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@
 pub const ACTIVE_CONNECTIONS: &str = "sse_active_connections";
 /// Histogram: how long connections lasted, in seconds.
 pub const CONNECTION_DURATION_SECONDS: &str = "sse_connection_duration_seconds";
-/// Counter: ended connections by `reason` (client_closed, superseded, timeout, drain, error).
+/// Counter: ended connections by `reason`: the runbook's client_closed, superseded, timeout,
+/// drain and error, plus removed (the session was removed) and lagged (an AG-UI stream fell
+/// behind its ring and ends so its client resyncs on a fresh response).
 pub const DISCONNECTS_TOTAL: &str = "sse_disconnects_total";
 /// Counter: connects that carried a `Last-Event-ID`.
 pub const RECONNECTS_TOTAL: &str = "sse_reconnects_total";

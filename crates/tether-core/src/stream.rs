@@ -102,6 +102,14 @@ impl EventStream {
         })
     }
 
+    /// Marks the connection as ended by an error the server met while writing (anything but
+    /// the client going away), so it is counted as `sse_disconnects_total{reason="error"}` and
+    /// logged as "SSE error" when the stream is dropped.
+    pub fn fail(&mut self, error: &dyn std::fmt::Display) {
+        tracing::warn!(session = %self.session.id, error = %error, "SSE error");
+        let _ = self.conn.end(end::ERROR);
+    }
+
     /// Takes every frame after the cursor, with a resync first if the cursor fell out of the
     /// ring (the client was too slow) or the session started a new epoch.
     fn read(&mut self) -> Option<Bytes> {
@@ -262,6 +270,7 @@ fn reason_label(end_flag: u8) -> &'static str {
         end::DRAIN => "drain",
         end::TIMEOUT => "timeout",
         end::CLOSED => "removed",
+        end::ERROR => "error",
         _ => "client_closed",
     }
 }

@@ -173,3 +173,27 @@ async fn unread_evictions_are_counted() {
     let m = Metrics::take(&snap);
     assert_eq!(m.counter("sse_events_evicted_unread_total", None), 7);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_write_counts_as_an_error_disconnect() {
+    let recorder = DebuggingRecorder::new();
+    let snap = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let broker = start(Broker::builder());
+    let mut stream = broker
+        .connect(&sid("err"), ConnectOptions::default())
+        .unwrap();
+    let _ = stream.next().await;
+    stream.fail(&"disk on fire");
+    drop(stream);
+    let m = Metrics::take(&snap);
+    assert_eq!(
+        m.counter("sse_disconnects_total", Some(("reason", "error"))),
+        1
+    );
+    assert_eq!(
+        m.counter("sse_disconnects_total", Some(("reason", "client_closed"))),
+        0
+    );
+    assert_eq!(broker.connection_count(), 0);
+}
