@@ -100,10 +100,16 @@ pub(crate) async fn serve_connection(mut stream: TcpStream, hub: Arc<Hub>) {
         let keep_alive = head.keep_alive();
         let is_head = head.method == Method::HEAD;
         let version = head.version;
-        let body = match read_body(&mut stream, &mut buf, &head, hub.hooks.body_limit()).await {
-            Ok(body) => body,
-            Err(HeadError::Io) => return,
-            Err(HeadError::Answer(res, close)) => {
+        let limit = hub.hooks.body_limit();
+        let body = match tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            read_body(&mut stream, &mut buf, &head, limit),
+        )
+        .await
+        {
+            Ok(Ok(body)) => body,
+            Ok(Err(HeadError::Io)) | Err(_) => return,
+            Ok(Err(HeadError::Answer(res, close))) => {
                 if write_full(&mut stream, *res, version, !close && keep_alive)
                     .await
                     .is_err()
