@@ -49,6 +49,13 @@ impl ConnectOptions {
             ..Self::default()
         }
     }
+
+    /// Asks for the prelude on this connect even when it resumes exactly (`prelude=always`).
+    #[must_use]
+    pub fn with_prelude(mut self) -> Self {
+        self.prelude_always = true;
+        self
+    }
 }
 
 /// A snapshot for `/health/sse`.
@@ -207,8 +214,9 @@ impl Inner {
         }
     }
 
-    /// Accounts for an append after the session's lock is released.
-    pub(crate) fn account(&self, a: Appended) {
+    /// Accounts for an append after the session's lock is released; hands back the ids it
+    /// stored.
+    pub(crate) fn account(&self, a: Appended) -> Vec<EventId> {
         if a.added_bytes > 0 {
             self.ring_bytes.fetch_add(a.added_bytes, Ordering::Relaxed);
         }
@@ -229,6 +237,7 @@ impl Inner {
         if let Some(w) = a.waker {
             w.wake();
         }
+        a.ids
     }
 
     /// Enforces the broker-wide ring budget on the session that just grew, under its lock.
@@ -506,8 +515,7 @@ impl Broker {
             self.inner.enforce_budget(st, &mut out);
             r
         });
-        let ids = out.ids.clone();
-        self.inner.account(out);
+        let ids = self.inner.account(out);
         self.inner.rebalance();
         result.map_err(|e| match e {
             SessionErr::Limit(max) => PublishError::TooManySessions { max },
