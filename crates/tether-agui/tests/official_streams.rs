@@ -53,13 +53,6 @@ async fn read(stream: &mut EventStream) -> Vec<u8> {
     capture(stream, QUIET).await.0
 }
 
-fn always(opts: ConnectOptions) -> ConnectOptions {
-    ConnectOptions {
-        prelude_always: true,
-        ..opts
-    }
-}
-
 /// A run up to the middle of its second message, then the rest.
 fn first_half() -> Vec<serde_json::Value> {
     vec![
@@ -164,7 +157,7 @@ async fn exact_resumes(c: &mut Captures) {
     );
     c.fail("broken-exact-resume-mid-message-alone", resumed_body);
 
-    let mut resumed = connect(&broker, &s, always(ConnectOptions::resume(&last)));
+    let mut resumed = connect(&broker, &s, ConnectOptions::resume(&last).with_prelude());
     c.pass(
         "exact-resume-mid-message-prelude-always",
         read(&mut resumed).await,
@@ -366,7 +359,7 @@ async fn between_runs(c: &mut Captures) {
     );
     drop(evicted);
     let head = broker.head(&s).unwrap().to_string();
-    let mut always_stream = connect(&broker, &s, always(ConnectOptions::resume(&head)));
+    let mut always_stream = connect(&broker, &s, ConnectOptions::resume(&head).with_prelude());
     let mut body = read(&mut always_stream).await;
 
     // The client answers in its next run; the agent continues there.

@@ -381,18 +381,12 @@ fn check_case(
                 ),
                 3 => (
                     "prelude=always",
-                    ConnectOptions {
-                        prelude_always: true,
-                        ..ConnectOptions::resume(last)
-                    },
+                    ConnectOptions::resume(last).with_prelude(),
                     None,
                 ),
                 _ => (
                     "prelude=always, no id",
-                    ConnectOptions {
-                        prelude_always: true,
-                        ..ConnectOptions::default()
-                    },
+                    ConnectOptions::default().with_prelude(),
                     None,
                 ),
             };
@@ -436,10 +430,7 @@ fn check_case(
             ));
             tries.push((
                 format!("id{}-always", i + 1),
-                ConnectOptions {
-                    prelude_always: true,
-                    ..ConnectOptions::resume(id.to_string())
-                },
+                ConnectOptions::resume(id.to_string()).with_prelude(),
                 None,
             ));
         }

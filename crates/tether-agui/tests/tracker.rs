@@ -231,13 +231,7 @@ async fn completed_messages_are_kept_as_the_client_builds_them() {
         ],
     );
     let mut stream = broker
-        .connect(
-            &s,
-            ConnectOptions {
-                prelude_always: true,
-                ..Default::default()
-            },
-        )
+        .connect(&s, ConnectOptions::default().with_prelude())
         .unwrap();
     let (body, _) = capture(&mut stream, QUIET).await;
     assert_valid(&body);
@@ -282,13 +276,7 @@ async fn state_deltas_are_applied_and_a_failing_one_leaves_the_state() {
         ],
     );
     let mut stream = broker
-        .connect(
-            &s,
-            ConnectOptions {
-                prelude_always: true,
-                ..Default::default()
-            },
-        )
+        .connect(&s, ConnectOptions::default().with_prelude())
         .unwrap();
     let (body, _) = capture(&mut stream, QUIET).await;
     let docs = data(&body);
@@ -519,10 +507,7 @@ async fn prelude_always_gives_the_prelude_on_an_exact_resume() {
     let mut stream = broker
         .connect(
             &s,
-            ConnectOptions {
-                prelude_always: true,
-                ..ConnectOptions::resume(ids[1].to_string())
-            },
+            ConnectOptions::resume(ids[1].to_string()).with_prelude(),
         )
         .unwrap();
     let (mut body, _) = capture(&mut stream, QUIET).await;
@@ -594,13 +579,7 @@ async fn limits_refuse_what_the_tracker_cannot_keep() {
         );
     }
     let mut stream = broker
-        .connect(
-            &s,
-            ConnectOptions {
-                prelude_always: true,
-                ..Default::default()
-            },
-        )
+        .connect(&s, ConnectOptions::default().with_prelude())
         .unwrap();
     let (body, _) = capture(&mut stream, QUIET).await;
     let messages = data(&body)[1]["messages"].as_array().unwrap().clone();
