@@ -5,20 +5,12 @@
 mod common;
 
 use actix_web::web;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use tether_conformance::{SuiteConfig, run_all};
 use tether_core::ConnectionPolicy;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actix_adapter_passes_the_conformance_suite() {
-    let mut builder = PrometheusBuilder::new();
-    for (name, buckets) in tether_core::metrics::HISTOGRAMS {
-        builder = builder
-            .set_buckets_for_metric(Matcher::Full((*name).to_owned()), buckets)
-            .unwrap();
-    }
-    let handle = builder.install_recorder().unwrap();
-    tether_core::metrics::describe();
+    let handle = tether_core::metrics::install_prometheus().unwrap();
     let metrics = move |c: &mut web::ServiceConfig| {
         let h = handle.clone();
         c.route(

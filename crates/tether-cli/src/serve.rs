@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use http::{HeaderMap, HeaderName};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use tether_core::http::{Access, BearerToken, Cors, Hooks, PublisherAuth, SessionOwnerHeader};
 use tether_core::net::SocketOptions;
 use tether_core::{Broker, ConnectionPolicy, SessionId};
@@ -123,15 +123,7 @@ fn broker(args: &ServeArgs) -> tether_core::BrokerBuilder {
 /// Installs the Prometheus recorder with explicit buckets (a summary would leave the
 /// runbook's `histogram_quantile(..._bucket)` with nothing to read).
 fn metrics_recorder() -> Result<PrometheusHandle, String> {
-    let mut builder = PrometheusBuilder::new();
-    for (name, buckets) in tether_core::metrics::HISTOGRAMS {
-        builder = builder
-            .set_buckets_for_metric(Matcher::Full((*name).to_owned()), buckets)
-            .map_err(|e| e.to_string())?;
-    }
-    let handle = builder.install_recorder().map_err(|e| e.to_string())?;
-    tether_core::metrics::describe();
-    Ok(handle)
+    tether_core::metrics::install_prometheus().map_err(|e| e.to_string())
 }
 
 /// Resolves at the first SIGTERM or Ctrl-C; a second one ends the process at once.

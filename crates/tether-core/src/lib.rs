@@ -73,6 +73,7 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `http` | [`http`](mod@crate::http): the framework-neutral HTTP layer every adapter shares |
+//! | `prometheus` | [`metrics::install_prometheus`]: the Prometheus recorder with the runbook's histogram buckets |
 #![doc(test(attr(deny(warnings))))]
 
 mod approval;

@@ -86,3 +86,23 @@ pub fn describe() {
         "Time from approval request to resolution."
     );
 }
+
+/// Installs the Prometheus recorder as the global one, with the explicit buckets of
+/// [`HISTOGRAMS`] (without them the exporter renders summaries, and the runbook's
+/// `histogram_quantile(..._bucket)` finds nothing), and describes every metric. Serve
+/// [`PrometheusHandle::render`](metrics_exporter_prometheus::PrometheusHandle::render) on a
+/// route of your own, e.g. `/metrics`; call
+/// [`run_upkeep`](metrics_exporter_prometheus::PrometheusHandle::run_upkeep) every few
+/// seconds. Feature `prometheus`.
+#[cfg(feature = "prometheus")]
+pub fn install_prometheus()
+-> Result<metrics_exporter_prometheus::PrometheusHandle, metrics_exporter_prometheus::BuildError> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let mut builder = PrometheusBuilder::new();
+    for (name, buckets) in HISTOGRAMS {
+        builder = builder.set_buckets_for_metric(Matcher::Full((*name).to_owned()), buckets)?;
+    }
+    let handle = builder.install_recorder()?;
+    describe();
+    Ok(handle)
+}

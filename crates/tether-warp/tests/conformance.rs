@@ -4,21 +4,13 @@
 
 mod common;
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use tether_conformance::{SuiteConfig, run_all};
 use tether_core::ConnectionPolicy;
 use warp::{Filter, Reply};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warp_adapter_passes_the_conformance_suite() {
-    let mut builder = PrometheusBuilder::new();
-    for (name, buckets) in tether_core::metrics::HISTOGRAMS {
-        builder = builder
-            .set_buckets_for_metric(Matcher::Full((*name).to_owned()), buckets)
-            .unwrap();
-    }
-    let handle = builder.install_recorder().unwrap();
-    tether_core::metrics::describe();
+    let handle = tether_core::metrics::install_prometheus().unwrap();
     let metrics = warp::get()
         .and(warp::path!("metrics"))
         .map(move || handle.render().into_response())

@@ -32,7 +32,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use clap::Parser;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::json;
 use tether_axum::{Hooks, SocketOptions, SseListener};
@@ -99,17 +99,7 @@ async fn run_job(broker: Broker, session: SessionId, steps: u32) {
 }
 
 fn prometheus() -> PrometheusHandle {
-    let mut builder = PrometheusBuilder::new();
-    for (name, buckets) in tether_core::metrics::HISTOGRAMS {
-        builder = builder
-            .set_buckets_for_metric(Matcher::Full((*name).to_owned()), buckets)
-            .expect("buckets are not empty");
-    }
-    let handle = builder
-        .install_recorder()
-        .expect("no other metrics recorder is installed");
-    tether_core::metrics::describe();
-    handle
+    tether_core::metrics::install_prometheus().expect("no other metrics recorder is installed")
 }
 
 /// Resolves at the first Ctrl-C or SIGTERM.

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::json;
 use tether_core::{Broker, SessionId};
@@ -96,17 +96,7 @@ async fn run_job(broker: Broker, session: SessionId, steps: u32) {
 }
 
 fn prometheus() -> PrometheusHandle {
-    let mut builder = PrometheusBuilder::new();
-    for (name, buckets) in tether_core::metrics::HISTOGRAMS {
-        builder = builder
-            .set_buckets_for_metric(Matcher::Full((*name).to_owned()), buckets)
-            .expect("buckets are not empty");
-    }
-    let handle = builder
-        .install_recorder()
-        .expect("no other metrics recorder is installed");
-    tether_core::metrics::describe();
-    handle
+    tether_core::metrics::install_prometheus().expect("no other metrics recorder is installed")
 }
 
 /// Resolves at the first Ctrl-C or SIGTERM.
