@@ -31,6 +31,10 @@ pub(crate) struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (printed as `listening on http://ADDR`).
     #[arg(long, env = "TETHER_ADDR", default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
+    /// Development mode: every route is open to anyone who can reach the hub, and only
+    /// loopback addresses may be bound. `--publish-token` still guards publishing.
+    #[arg(long, env = "TETHER_DEV")]
+    dev: bool,
     /// Bearer token publishers must send. Without one, publishing is open on a loopback
     /// address and refused (401) on any other.
     #[arg(long, env = "TETHER_PUBLISH_TOKEN", hide_env_values = true)]
@@ -191,6 +195,12 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
 }
 
 async fn run(args: ServeArgs) -> Result<(), String> {
+    if args.dev && !args.addr.ip().is_loopback() {
+        return Err(format!(
+            "--dev opens every route, so it binds loopback addresses only (127.0.0.1, ::1), not {}",
+            args.addr
+        ));
+    }
     let metrics = metrics_recorder()?;
     let broker = broker(&args).start();
     let publisher = publisher_auth(args.addr, args.publish_token.as_deref());
@@ -212,6 +222,9 @@ async fn run(args: ServeArgs) -> Result<(), String> {
         writeln!(out, "listening on http://{local}")
             .and_then(|()| out.flush())
             .map_err(|e| e.to_string())?;
+    }
+    if args.dev {
+        tracing::warn!("development mode (--dev): every route is open to this machine");
     }
     match (&args.publish_token, local.ip().is_loopback()) {
         (Some(_), _) => tracing::info!("publishing needs the bearer token"),
