@@ -1,37 +1,33 @@
 //! # tether-actix
 //!
-//! The [actix-web] adapter for tether: every route of the HTTP contract, built on the
-//! framework-neutral layer in [`tether_core::http`], plus what a server of long-lived streams
-//! needs around it:
+//! The [actix-web] adapter for tether: tether's HTTP contract, one
+//! [`Service`], registered with an actix-web `App`, plus what a
+//! server of long-lived streams needs around it:
 //!
-//! - [`router`]: the routes, with the application's [`Hooks`] (who may subscribe, who may
-//!   publish, the body limit), registered with `App::service` or under a `web::scope`. The
-//!   stream body is the core's pre-encoded bytes, sent as they are (actix-web-lab's SSE type
-//!   would encode every event again).
-//! - [`SseListener`]: a listener with a backlog of 4096 (a reconnect storm overflows the usual
-//!   1024, and the kernel retries a dropped SYN only after a second).
+//! - [`router`]: the service on the paths tether claims (`/api/sse/`, `/api/sessions/`,
+//!   `/api/agui/`, `/health/sse`, and `/metrics` when the service mounts it), as resources of
+//!   their own, so every other path still reaches the application's routes and its
+//!   `default_service`. The stream body is the core's pre-encoded bytes, sent as they are.
 //! - [`configure_server`]: the `HttpServer` settings an SSE server needs: it notices clients
 //!   that closed their connection (actix-web by default keeps writing to a half-closed
 //!   connection, so a closed tab would hold its session's slot until a write fails), and it
-//!   applies [`SocketOptions`] (TCP keepalive, `TCP_USER_TIMEOUT`) to every accepted socket, so
-//!   the kernel gives up on a vanished peer within the client timeout.
-//! - [`with_cors`]: CORS for pages on other origins.
-//! - [`serve`]: all of the above with the broker's drain hooked into graceful shutdown: on the
-//!   signal every stream ends with a `retry:` spread over the drain window, new requests get
-//!   the draining answers for that window, then the server stops. [`run_with_drain`] does the
-//!   same for an `HttpServer` built by the application.
+//!   applies [`SocketOptions`] (TCP keepalive, `TCP_USER_TIMEOUT`) to every accepted socket.
+//! - [`serve`]: all of the above with [`Broker::shutdown`] hooked into graceful shutdown;
+//!   [`run_with_drain`] does the same for an `HttpServer` built by the application.
+//!
+//! Routing, credentials, CORS, body limits and every answer live in
+//! [`tether_core::http`]; this crate only converts between the two.
 //!
 //! ```
 //! use std::time::Duration;
 //! use actix_web::{App, web};
-//! use tether_actix::{Hooks, SocketOptions, SseListener};
+//! use tether_actix::{Hooks, Service, SocketOptions, SseListener};
 //! use tether_core::Broker;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
 //! let broker = Broker::builder().start();
-//! let hooks = Hooks::new().publish_token("s3cret");
-//! let tether = tether_actix::router(broker.clone(), hooks);
+//! let tether = tether_actix::router(Service::new(broker.clone(), Hooks::allow_all()));
 //! let app = move || {
 //!     App::new()
 //!         .route("/", web::get().to(|| async { "my app" }))
@@ -48,37 +44,14 @@
 //! # }
 //! ```
 //!
-//! Register the router under a prefix with `web::scope("/prefix").service(router)` if the
-//! contract's paths should not sit at the root.
-//!
 //! ## Building your own `HttpServer`
 //!
 //! Pass it through [`configure_server`] before binding, or set at least
 //! `HttpServer::h1_allow_half_closed(false)`: without it actix-web does not notice a client
 //! that closed its connection while its stream is idle, and under the Reject policy the
-//! client's next connect to the session gets 409 until a heartbeat write fails.
-//!
-//! ```no_run
-//! use std::time::Duration;
-//! use actix_web::{App, HttpServer};
-//! use tether_actix::{Hooks, SocketOptions};
-//! use tether_core::Broker;
-//!
-//! # #[tokio::main]
-//! # async fn main() -> std::io::Result<()> {
-//! let broker = Broker::builder().start();
-//! let tether = tether_actix::router(broker.clone(), Hooks::new());
-//! let server = HttpServer::new(move || App::new().service(tether.clone())).workers(4);
-//! let server = tether_actix::configure_server(server, SocketOptions::default())
-//!     .disable_signals()
-//!     .listen(tether_core::net::bind_std("0.0.0.0:8080".parse().unwrap())?)?
-//!     .run();
-//! let shutdown = async {
-//!     let _ = tokio::signal::ctrl_c().await;
-//! };
-//! tether_actix::run_with_drain(server, broker, shutdown, Duration::from_secs(10)).await
-//! # }
-//! ```
+//! client's next connect to the session gets 409 until a heartbeat write fails. Then run it
+//! with [`run_with_drain`]. actix-web runs its own accept loop (it pauses accepting when the
+//! process is out of file descriptors).
 //!
 //! actix-web speaks the `http` 0.2 types and the core the `http` 1 types: methods, status codes
 //! and header maps are converted at this crate's edge, so neither side sees the other's.
@@ -88,9 +61,7 @@ use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -101,118 +72,76 @@ use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse, HttpServer};
 use http as http1;
 use tether_core::Broker;
-use tether_core::http::{self as th, HttpError, routes};
+use tether_core::http::{self as th, PREFIXES};
 
+pub use tether_core::SHUTDOWN_GRACE;
 pub use tether_core::http::{
-    Access, AllowAll, Authorizer, BearerToken, Cors, Hooks, PublisherAuth, SessionOwnerHeader,
+    Access, AllowAll, Authorizer, BearerToken, Cors, Hooks, PublisherAuth, Service,
+    SessionOwnerHeader,
 };
 pub use tether_core::net::SocketOptions;
+pub use tether_core::server::SseListener;
 
-/// How long [`serve`] waits, after the drain window, for streams whose clients were not
-/// reading and for requests in flight, before it returns anyway.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-struct State {
-    broker: Broker,
-    hooks: Hooks,
-    cors: Option<Cors>,
+/// `service` as an actix-web service factory, on the paths tether claims; register it with
+/// `App::service` (or `Scope::service`). Cheap to clone, once per worker in the application
+/// factory.
+pub fn router(service: Service) -> Router {
+    Router { service }
 }
 
-/// Every route of the HTTP contract, on `broker`, with the application's `hooks`:
-///
-/// | route | |
-/// |---|---|
-/// | `GET /api/sse/session/{session_id}` | the session's event stream |
-/// | `POST /api/sessions/{session_id}/events` | publish one event or an array |
-/// | `POST /api/sessions/{session_id}/approvals` | create an approval request |
-/// | `GET /api/sessions/{session_id}/approvals/{approval_id}?waitMs=` | status (long-poll) |
-/// | `DELETE /api/sessions/{session_id}/approvals/{approval_id}` | cancel |
-/// | `POST /api/sessions/{session_id}/approvals/{approval_id}/decision` | decide |
-/// | `GET /health/sse` | health for probes |
-///
-/// Request bodies are limited to [`Hooks::max_body_bytes`] (413 past it). Register the
-/// returned [`Router`] with `App::service` or `Scope::service`; it is cheap to clone, once per
-/// worker in the application factory.
-pub fn router(broker: Broker, hooks: Hooks) -> Router {
-    Router {
-        state: Arc::new(State {
-            broker,
-            hooks,
-            cors: None,
-        }),
-    }
-}
-
-/// The contract's routes as an actix-web service factory; see [`router`].
-#[derive(Clone)]
+/// tether's paths as actix-web resources; see [`router`].
+#[derive(Clone, Debug)]
 #[must_use = "a router does nothing until registered with `App::service`"]
 pub struct Router {
-    state: Arc<State>,
-}
-
-impl fmt::Debug for Router {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Router")
-            .field("hooks", &self.state.hooks)
-            .field("cors", &self.state.cors)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Answers CORS preflights on the contract's routes and adds the CORS headers for allowed
-/// origins to their responses. Without it, the routes send no CORS headers (same-origin pages
-/// only). The application's own routes are not covered; actix-web's CORS middleware crates
-/// handle those.
-pub fn with_cors(router: Router, cors: Cors) -> Router {
-    let State { broker, hooks, .. } = &*router.state;
-    Router {
-        state: Arc::new(State {
-            broker: broker.clone(),
-            hooks: hooks.clone(),
-            cors: (!cors.is_empty()).then_some(cors),
-        }),
-    }
+    service: Service,
 }
 
 impl HttpServiceFactory for Router {
     fn register(self, config: &mut actix_web::dev::AppService) {
-        let with_preflight = self.state.cors.is_some();
-        let data = web::Data::from(self.state);
-        let resources = [
-            web::resource(routes::SUBSCRIBE).route(web::get().to(subscribe)),
-            web::resource(routes::EVENTS).route(web::post().to(publish)),
-            web::resource(routes::APPROVALS).route(web::post().to(create_approval)),
-            web::resource(routes::APPROVAL)
-                .route(web::get().to(approval_status))
-                .route(web::delete().to(cancel_approval)),
-            web::resource(routes::DECISION).route(web::post().to(decide)),
-            web::resource(routes::HEALTH).route(web::get().to(health)),
-        ];
-        for resource in resources {
-            let resource = if with_preflight {
-                resource.route(web::method(actix_web::http::Method::OPTIONS).to(preflight))
-            } else {
-                resource
-            };
-            resource.app_data(data.clone()).register(config);
+        let mut paths: Vec<String> = PREFIXES.iter().map(|p| format!("{p}{{tail:.*}}")).collect();
+        paths.push("/health/sse".into());
+        if self.service.has_metrics() {
+            paths.push("/metrics".into());
+        }
+        let data = web::Data::new(self.service);
+        for path in paths {
+            web::resource(path)
+                .app_data(data.clone())
+                .route(web::route().to(handle))
+                .register(config);
         }
     }
 }
 
-/// The request's headers as the `http` 1 map the core reads. Names and values are copied as
+/// The request's head as the `http` 1 parts the core reads. Names and values are copied as
 /// bytes: both crates accept the same grammar.
-fn headers_of(req: &HttpRequest) -> http1::HeaderMap {
-    let src = req.headers();
-    let mut out = http1::HeaderMap::with_capacity(src.len());
-    for (name, value) in src {
+fn parts_of(req: &HttpRequest) -> http1::request::Parts {
+    let mut out = http1::Request::new(());
+    *out.method_mut() =
+        http1::Method::from_bytes(req.method().as_str().as_bytes()).unwrap_or_default();
+    if let Some(pq) = req.uri().path_and_query()
+        && let Ok(uri) = pq.as_str().parse()
+    {
+        *out.uri_mut() = uri;
+    }
+    *out.version_mut() = match req.version() {
+        actix_web::http::Version::HTTP_10 => http1::Version::HTTP_10,
+        _ => http1::Version::HTTP_11,
+    };
+    let headers = out.headers_mut();
+    for (name, value) in req.headers() {
         if let (Ok(n), Ok(v)) = (
             http1::HeaderName::from_bytes(name.as_str().as_bytes()),
             http1::HeaderValue::from_bytes(value.as_bytes()),
         ) {
-            out.append(n, v);
+            headers.append(n, v);
         }
     }
-    out
+    out.into_parts().0
+}
+
+async fn handle(service: web::Data<Service>, req: HttpRequest, body: web::Payload) -> HttpResponse {
+    into_response(service.respond(parts_of(&req), body).await)
 }
 
 /// A response body that passes the core's bytes to actix-web as they are: complete bytes with
@@ -231,7 +160,7 @@ impl MessageBody for SseBody {
     fn size(&self) -> BodySize {
         match &self.0 {
             th::Body::Full(b) => BodySize::Sized(b.len() as u64),
-            th::Body::Stream(_) => BodySize::Stream,
+            _ => BodySize::Stream,
         }
     }
 
@@ -260,181 +189,6 @@ pub fn into_response(res: th::Response) -> HttpResponse {
         }
     }
     out.map_into_boxed_body()
-}
-
-/// Adds the CORS headers, if configured, and converts.
-fn finish(state: &State, headers: &http1::HeaderMap, mut res: th::Response) -> HttpResponse {
-    if let Some(cors) = &state.cors {
-        cors.decorate(headers, res.headers_mut());
-    }
-    into_response(res)
-}
-
-fn query(req: &HttpRequest) -> &str {
-    req.uri().query().unwrap_or("")
-}
-
-fn param<'a>(req: &'a HttpRequest, name: &str) -> &'a str {
-    req.match_info().query(name)
-}
-
-/// Reads the request body up to the hooks' limit; 413 past it.
-async fn read_body(state: &State, payload: web::Payload) -> Result<Bytes, th::Response> {
-    let limit = state.hooks.body_limit();
-    match payload.to_bytes_limited(limit).await {
-        Ok(Ok(body)) => Ok(body),
-        Ok(Err(e)) => Err(HttpError::bad_request("invalid_body", e.to_string()).into_response()),
-        Err(_) => Err(HttpError::body_too_large(limit).into_response()),
-    }
-}
-
-async fn subscribe(state: web::Data<State>, req: HttpRequest) -> HttpResponse {
-    let headers = headers_of(&req);
-    let res = th::subscribe(
-        &state.broker,
-        &state.hooks,
-        param(&req, "session_id"),
-        &headers,
-        query(&req),
-    );
-    finish(&state, &headers, res)
-}
-
-async fn publish(state: web::Data<State>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let headers = headers_of(&req);
-    let res = match read_body(&state, payload).await {
-        Ok(body) => th::publish(
-            &state.broker,
-            &state.hooks,
-            param(&req, "session_id"),
-            &headers,
-            query(&req),
-            &body,
-        ),
-        Err(res) => res,
-    };
-    finish(&state, &headers, res)
-}
-
-async fn create_approval(
-    state: web::Data<State>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
-    let headers = headers_of(&req);
-    let res = match read_body(&state, payload).await {
-        Ok(body) => th::create_approval(
-            &state.broker,
-            &state.hooks,
-            param(&req, "session_id"),
-            &headers,
-            &body,
-        ),
-        Err(res) => res,
-    };
-    finish(&state, &headers, res)
-}
-
-async fn approval_status(state: web::Data<State>, req: HttpRequest) -> HttpResponse {
-    let headers = headers_of(&req);
-    let res = th::approval_status(
-        &state.broker,
-        &state.hooks,
-        param(&req, "session_id"),
-        param(&req, "approval_id"),
-        &headers,
-        query(&req),
-    )
-    .await;
-    finish(&state, &headers, res)
-}
-
-async fn cancel_approval(state: web::Data<State>, req: HttpRequest) -> HttpResponse {
-    let headers = headers_of(&req);
-    let res = th::cancel_approval(
-        &state.broker,
-        &state.hooks,
-        param(&req, "session_id"),
-        param(&req, "approval_id"),
-        &headers,
-    );
-    finish(&state, &headers, res)
-}
-
-async fn decide(state: web::Data<State>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let headers = headers_of(&req);
-    let res = match read_body(&state, payload).await {
-        Ok(body) => th::decide(
-            &state.broker,
-            &state.hooks,
-            param(&req, "session_id"),
-            param(&req, "approval_id"),
-            &headers,
-            &body,
-        ),
-        Err(res) => res,
-    };
-    finish(&state, &headers, res)
-}
-
-async fn health(state: web::Data<State>, req: HttpRequest) -> HttpResponse {
-    let headers = headers_of(&req);
-    let res = th::health(&state.broker);
-    finish(&state, &headers, res)
-}
-
-async fn preflight(state: web::Data<State>, req: HttpRequest) -> HttpResponse {
-    let headers = headers_of(&req);
-    match &state.cors {
-        Some(cors) if Cors::is_preflight(&http1::Method::OPTIONS, &headers) => {
-            into_response(cors.preflight(&headers))
-        }
-        _ => HttpResponse::MethodNotAllowed().finish(),
-    }
-}
-
-/// A JSON 404 for paths outside the contract, for `App::default_service`.
-pub async fn not_found() -> HttpResponse {
-    into_response(HttpError::not_found().into_response())
-}
-
-/// A TCP listener for SSE servers, bound with a backlog of
-/// [`LISTEN_BACKLOG`](tether_core::net::LISTEN_BACKLOG), with the [`SocketOptions`] that
-/// [`serve`] applies to every connection it accepts.
-#[derive(Debug)]
-pub struct SseListener {
-    inner: std::net::TcpListener,
-    options: SocketOptions,
-}
-
-impl SseListener {
-    /// Binds `addr` (port 0 picks a free port) with a backlog of 4096.
-    pub fn bind(addr: SocketAddr, options: SocketOptions) -> io::Result<Self> {
-        Ok(Self {
-            inner: tether_core::net::bind_std(addr)?,
-            options,
-        })
-    }
-
-    /// Wraps a listener bound elsewhere (it should be in non-blocking mode).
-    pub fn from_listener(inner: std::net::TcpListener, options: SocketOptions) -> Self {
-        Self { inner, options }
-    }
-
-    /// The bound address.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
-    }
-
-    /// The socket options.
-    pub fn options(&self) -> SocketOptions {
-        self.options
-    }
-
-    /// The std listener, for `HttpServer::listen`.
-    pub fn into_std(self) -> std::net::TcpListener {
-        self.inner
-    }
 }
 
 /// Applies the settings an SSE server needs to an `HttpServer`; call it before `bind` or
@@ -498,20 +252,15 @@ where
     let server = configure_server(HttpServer::new(factory), options)
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
-        .listen(listener.into_std())?
+        .listen(listener.into_std()?)?
         .run();
     run_with_drain(server, broker, shutdown, drain_window).await
 }
 
-/// Runs a started actix-web `server` until `shutdown` resolves, then drains:
-///
-/// 1. [`Broker::drain`]: every stream ends now with a `retry:` spread uniformly over
-///    `drain_window`, so clients come back through the load balancer at different moments;
-/// 2. for `drain_window` the server keeps answering, with the draining answers (200 +
-///    `retry:` for event-stream requests, 503 + `Retry-After` otherwise) while the load
-///    balancer takes the node out;
-/// 3. it waits up to [`SHUTDOWN_GRACE`] for the broker to be idle, then stops the server
-///    gracefully (requests in flight get actix-web's shutdown timeout) and returns.
+/// Runs a started actix-web `server` until `shutdown` resolves, then runs
+/// [`Broker::shutdown`] with `drain_window` (the server answers with the draining answers
+/// meanwhile) and stops the server gracefully (requests in flight get actix-web's shutdown
+/// timeout).
 ///
 /// Build the server with `disable_signals()`, or actix-web stops it on Ctrl-C by itself,
 /// without the drain.
@@ -527,21 +276,9 @@ pub async fn run_with_drain(
         r = &mut server => return r,
         () = shutdown => {}
     }
-    broker.drain(drain_window);
     tokio::select! {
         r = &mut server => return r,
-        () = tokio::time::sleep(drain_window) => {}
-    }
-    tokio::select! {
-        r = &mut server => return r,
-        idle = tokio::time::timeout(SHUTDOWN_GRACE, broker.idle()) => {
-            if idle.is_err() {
-                tracing::warn!(
-                    connections = broker.connection_count(),
-                    "streams still open after the drain window; closing them"
-                );
-            }
-        }
+        _ = broker.shutdown(drain_window) => {}
     }
     let (_, result) = tokio::join!(handle.stop(true), &mut server);
     result

@@ -3,15 +3,14 @@
 use std::time::Duration;
 
 use actix_web::App;
-use tether_actix::{Cors, Hooks, SocketOptions, SseListener};
+use tether_actix::{Cors, Hooks, Service, SocketOptions, SseListener};
 use tether_core::Broker;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preflights_and_allowed_origins() {
     let broker = Broker::builder().start();
-    let tether = tether_actix::with_cors(
-        tether_actix::router(broker.clone(), Hooks::new()),
-        Cors::new(["https://app.example"]),
+    let tether = tether_actix::router(
+        Service::new(broker.clone(), Hooks::allow_all()).cors(Cors::new(["https://app.example"])),
     );
     let listener =
         SseListener::bind("127.0.0.1:0".parse().unwrap(), SocketOptions::default()).unwrap();

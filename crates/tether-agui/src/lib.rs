@@ -194,6 +194,8 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod events;
+#[cfg(feature = "http")]
+pub mod http;
 mod runs;
 mod tracker;
 mod verify;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tether_agui::{AguiRuns, AguiTrackerFactory, RunAgentInput, RunPublisher};
-use tether_axum::{Hooks, SocketOptions, SseListener};
+use tether_axum::{Hooks, Service, SocketOptions, SseListener};
 use tether_core::{ApprovalOutcome, Broker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -77,11 +77,9 @@ async fn start() -> Server {
         .keepalive_interval(Some(Duration::from_secs(5)))
         .start();
     let runs = AguiRuns::new(broker.clone());
-    let app = tether_axum::router(broker.clone(), Hooks::new()).merge(tether_axum::agui::router(
-        runs,
-        Hooks::new(),
-        agent,
-    ));
+    let service = Service::new(broker.clone(), Hooks::allow_all())
+        .extension(tether_axum::agui::RunRoute::new(runs, agent));
+    let app = tether_axum::router(service);
     let listener = SseListener::bind(
         "127.0.0.1:0".parse().unwrap(),
         SocketOptions::for_client_timeout(broker.config().client_timeout()),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tether_axum::{Hooks, SocketOptions, SseListener};
+use tether_axum::{Hooks, Service, SocketOptions, SseListener};
 use tether_conformance::{CheckError, SuiteConfig};
 use tether_core::Broker;
 
@@ -10,7 +10,7 @@ async fn serve(broker: Broker, hooks: Hooks) -> String {
     let listener =
         SseListener::bind("127.0.0.1:0".parse().unwrap(), SocketOptions::default()).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = tether_axum::router(broker.clone(), hooks);
+    let app = tether_axum::router(Service::new(broker.clone(), hooks));
     tokio::spawn(tether_axum::serve(
         listener,
         app,
@@ -33,7 +33,7 @@ fn open() -> SuiteConfig {
 async fn missing_accel_header_fails_the_headers_check() {
     let url = serve(
         Broker::builder().start(),
-        Hooks::new().accel_buffering_header(false),
+        Hooks::allow_all().accel_buffering_header(false),
     )
     .await;
     let r = tether_conformance::headers(&url, &open()).await;
@@ -47,7 +47,7 @@ async fn missing_accel_header_fails_the_headers_check() {
 async fn no_heartbeats_fail_the_heartbeat_check() {
     let url = serve(
         Broker::builder().keepalive_interval(None).start(),
-        Hooks::new(),
+        Hooks::allow_all(),
     )
     .await;
     let r = tether_conformance::heartbeats(&url, &open()).await;
@@ -57,7 +57,7 @@ async fn no_heartbeats_fail_the_heartbeat_check() {
 #[tokio::test]
 async fn a_ring_of_another_size_fails_the_eviction_check() {
     let broker = Broker::builder().ring_max_events(32).start();
-    let url = serve(broker, Hooks::new()).await;
+    let url = serve(broker, Hooks::allow_all()).await;
     let r = tether_conformance::resync_evicted(&url, &open()).await;
     assert!(matches!(r, Err(CheckError::Fail(_))), "{r:?}");
 }

@@ -9,8 +9,6 @@
 //! tether serve --addr 127.0.0.1:8080 --publish-token s3cret
 //! ```
 
-mod http1;
-mod hub;
 mod self_publish;
 mod serve;
 

@@ -9,12 +9,13 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use http::{HeaderMap, HeaderName};
 use metrics_exporter_prometheus::PrometheusHandle;
-use tether_core::http::{Access, BearerToken, Cors, Hooks, PublisherAuth, SessionOwnerHeader};
+use tether_core::http::{
+    Access, BearerToken, Cors, Hooks, PublisherAuth, Service, SessionOwnerHeader,
+};
 use tether_core::net::SocketOptions;
+use tether_core::server::SseListener;
 use tether_core::{Broker, ConnectionPolicy, SessionId};
 use tracing_subscriber::EnvFilter;
-
-use crate::hub::Hub;
 
 /// One connection per session: what a second connection does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -83,6 +84,10 @@ pub(crate) struct ServeArgs {
     /// microseconds), for load tests.
     #[arg(long, value_name = "RATE")]
     self_publish: Option<u64>,
+    /// Turn AG-UI tracking off: sessions are plain event streams, never validated or given
+    /// AG-UI preludes. Also `TETHER_AGUI=off`. Tracking is on by default.
+    #[arg(long)]
+    no_agui: bool,
     /// Leave out `X-Accel-Buffering: no`, so a buffering proxy in front holds events back
     /// (for the proxy tests).
     #[arg(long, hide = true)]
@@ -110,9 +115,25 @@ fn publisher_auth(addr: SocketAddr, token: Option<&str>) -> Option<Arc<dyn Publi
     }
 }
 
-fn broker(args: &ServeArgs) -> tether_core::BrokerBuilder {
-    Broker::builder()
-        .tracker_factory(Arc::new(tether_agui::AguiTrackerFactory::new()))
+/// Whether AG-UI sessions are tracked: on unless `--no-agui` or `TETHER_AGUI` says off.
+fn agui_tracking(args: &ServeArgs, env: Option<&str>) -> Result<bool, String> {
+    let from_env = match env.map(|v| v.trim().to_ascii_lowercase()) {
+        None => true,
+        Some(v) if ["on", "1", "true", "yes"].contains(&v.as_str()) => true,
+        Some(v) if ["off", "0", "false", "no"].contains(&v.as_str()) => false,
+        Some(v) => return Err(format!("TETHER_AGUI must be `on` or `off`, not `{v}`")),
+    };
+    Ok(from_env && !args.no_agui)
+}
+
+fn broker(args: &ServeArgs, agui: bool) -> tether_core::BrokerBuilder {
+    let builder = Broker::builder();
+    let builder = if agui {
+        builder.tracker_factory(Arc::new(tether_agui::AguiTrackerFactory::new()))
+    } else {
+        builder
+    };
+    builder
         .keepalive_interval(Some(Duration::from_secs(args.keepalive_secs)))
         .client_timeout(Duration::from_secs(args.client_timeout_secs.max(1)))
         .ring_max_events(args.ring_events)
@@ -202,9 +223,10 @@ async fn run(args: ServeArgs) -> Result<(), String> {
         ));
     }
     let metrics = metrics_recorder()?;
-    let broker = broker(&args).start();
+    let agui = agui_tracking(&args, std::env::var("TETHER_AGUI").ok().as_deref())?;
+    let broker = broker(&args, agui).start();
     let publisher = publisher_auth(args.addr, args.publish_token.as_deref());
-    let mut hooks = Hooks::new()
+    let mut hooks = Hooks::allow_all()
         .publisher_auth(publisher)
         .max_body_bytes(args.max_body_bytes)
         .accel_buffering_header(!args.no_accel_buffering_header);
@@ -214,7 +236,7 @@ async fn run(args: ServeArgs) -> Result<(), String> {
 
     let options =
         SocketOptions::for_client_timeout(Duration::from_secs(args.client_timeout_secs.max(1)));
-    let listener = tether_core::net::bind(args.addr)
+    let listener = SseListener::bind(args.addr, options)
         .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     {
@@ -243,6 +265,7 @@ async fn run(args: ServeArgs) -> Result<(), String> {
         ring_bytes = args.ring_bytes,
         policy = ?args.policy,
         drain_s = args.drain_secs,
+        agui,
         "tether hub ready"
     );
 
@@ -259,20 +282,20 @@ async fn run(args: ServeArgs) -> Result<(), String> {
         tokio::spawn(crate::self_publish::run(broker.clone(), rate));
     }
 
-    let hub = Arc::new(Hub {
-        broker,
-        hooks,
-        cors: Cors::new(&args.cors_origins),
-        metrics: Some(metrics),
-    });
-    crate::http1::serve(
+    let render = metrics.clone();
+    let service = Service::new(broker, hooks)
+        .cors(Cors::new(&args.cors_origins))
+        .metrics(move || render.render());
+    let left = tether_core::server::serve(
         listener,
-        options,
-        hub,
+        service,
         shutdown_signal(),
         Duration::from_secs(args.drain_secs),
     )
     .await;
+    if left > 0 {
+        tracing::warn!(streams = left, "streams left open at exit");
+    }
     tracing::info!("drained; bye");
     Ok(())
 }
@@ -324,6 +347,14 @@ mod tests {
         assert_eq!(a.policy, Policy::Reject);
         assert_eq!(a.cors_origins, vec!["https://a", "https://b"]);
         assert_eq!(a.self_publish, Some(100));
-        assert_eq!(a.user_header.unwrap().as_str(), "x-user");
+        assert_eq!(a.user_header.as_ref().unwrap().as_str(), "x-user");
+        assert!(agui_tracking(&a, None).unwrap(), "tracking is the default");
+        assert!(!agui_tracking(&a, Some("off")).unwrap());
+        assert!(agui_tracking(&a, Some("maybe")).is_err());
+        let cli = crate::Cli::try_parse_from(["tether", "serve", "--no-agui"]).unwrap();
+        let crate::Command::Serve(a) = cli.command else {
+            panic!("parsed as serve")
+        };
+        assert!(!agui_tracking(&a, Some("on")).unwrap());
     }
 }

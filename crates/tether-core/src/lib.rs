@@ -73,6 +73,7 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `http` | [`http`](mod@crate::http): the framework-neutral HTTP layer every adapter shares |
+//! | `server` | [`server`](mod@crate::server): the server shell (listener, accept policy, the HTTP/1.1 connection loop); implies `http` |
 //! | `prometheus` | [`metrics::install_prometheus`]: the Prometheus recorder with the runbook's histogram buckets |
 #![doc(test(attr(deny(warnings))))]
 
@@ -87,11 +88,14 @@ pub mod metrics;
 pub mod net;
 mod ring;
 mod session;
+mod shutdown;
 mod signal;
 mod stream;
 
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "server")]
+pub mod server;
 
 pub use approval::{
     ApprovalHandle, ApprovalInfo, ApprovalOutcome, ApprovalRequest, ApprovalStatus, Decision,
@@ -102,6 +106,7 @@ pub use driver::BrokerDriver;
 pub use error::{ApprovalError, ConnectError, DecideError, PublishError};
 pub use id::{Epoch, EventId, InvalidId, LastEventId, MAX_ID_LEN, SessionId, is_valid_id};
 pub use session::Event;
+pub use shutdown::SHUTDOWN_GRACE;
 pub use signal::{
     Resync, ResyncReason, SessionTracker, Signal, SnapshotProvider, Terminal, TrackerFactory,
     default_prelude,

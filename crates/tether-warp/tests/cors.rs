@@ -3,14 +3,13 @@
 use std::time::Duration;
 
 use tether_core::Broker;
-use tether_warp::{Cors, Hooks, SocketOptions, SseListener};
+use tether_warp::{Cors, Hooks, Service, SocketOptions, SseListener};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preflights_and_allowed_origins() {
     let broker = Broker::builder().start();
-    let app = tether_warp::with_cors(
-        tether_warp::router(broker.clone(), Hooks::new()),
-        Cors::new(["https://app.example"]),
+    let app = tether_warp::router(
+        Service::new(broker.clone(), Hooks::allow_all()).cors(Cors::new(["https://app.example"])),
     );
     let listener =
         SseListener::bind("127.0.0.1:0".parse().unwrap(), SocketOptions::default()).unwrap();

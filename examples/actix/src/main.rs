@@ -31,7 +31,7 @@ use clap::Parser;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::json;
-use tether_actix::{Hooks, SocketOptions, SseListener};
+use tether_actix::{Hooks, Service, SocketOptions, SseListener};
 use tether_core::{Broker, SessionId};
 
 /// A job service on actix-web with tether's event streams.
@@ -128,30 +128,22 @@ async fn main() -> std::io::Result<()> {
 
     let broker = Broker::builder().start();
     let hooks = match args.publish_token {
-        Some(token) => Hooks::new().publish_token(token),
-        None => Hooks::new(),
+        Some(token) => Hooks::allow_all().publish_token(token),
+        None => Hooks::allow_all(),
     };
     let jobs = web::Data::new(Jobs {
         broker: broker.clone(),
         next_job: AtomicU64::new(0),
         runtime: tokio::runtime::Handle::current(),
     });
-    // The lines that mount tether: every route of its HTTP contract.
-    let tether = tether_actix::router(broker.clone(), hooks);
+    // The lines that mount tether: every route of its HTTP contract, and /metrics.
+    let service = Service::new(broker.clone(), hooks).metrics(move || metrics.render());
+    let tether = tether_actix::router(service);
     let app = move || {
-        let metrics = metrics.clone();
         actix_web::App::new()
             .app_data(jobs.clone())
             .route("/jobs", web::post().to(start_job))
-            .route(
-                "/metrics",
-                web::get().to(move || {
-                    let body = metrics.render();
-                    async move { body }
-                }),
-            )
             .service(tether.clone())
-            .default_service(web::to(tether_actix::not_found))
     };
 
     let options = SocketOptions::for_client_timeout(broker.config().client_timeout());

@@ -37,7 +37,7 @@ use clap::Parser;
 use serde::Deserialize;
 use serde_json::json;
 use tether_agui::{AguiRuns, AguiTrackerFactory, RunAgentInput, RunPublisher};
-use tether_axum::{Hooks, SocketOptions, SseListener};
+use tether_axum::{Hooks, Service, SocketOptions, SseListener};
 use tether_core::{ApprovalOutcome, Broker, SessionId};
 
 const PAGE: &str = include_str!("page.html");
@@ -231,9 +231,10 @@ async fn main() -> std::io::Result<()> {
         .route("/", get(page))
         .route("/api/demo/start", post(start))
         .with_state(app)
-        .merge(tether_axum::agui::router(runs, Hooks::new(), run_agent))
-        .merge(tether_axum::router(broker.clone(), Hooks::new()))
-        .fallback(tether_axum::not_found);
+        .merge(tether_axum::router(
+            Service::new(broker.clone(), Hooks::allow_all())
+                .extension(tether_axum::agui::RunRoute::new(runs, run_agent)),
+        ));
 
     let options = SocketOptions::for_client_timeout(broker.config().client_timeout());
     let listener = SseListener::bind(args.addr, options)?;

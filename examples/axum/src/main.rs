@@ -30,12 +30,12 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::post;
 use clap::Parser;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::json;
-use tether_axum::{Hooks, SocketOptions, SseListener};
+use tether_axum::{Hooks, Service, SocketOptions, SseListener};
 use tether_core::{Broker, SessionId};
 
 /// A job service on axum with tether's event streams.
@@ -133,8 +133,8 @@ async fn main() -> std::io::Result<()> {
 
     let broker = Broker::builder().start();
     let hooks = match args.publish_token {
-        Some(token) => Hooks::new().publish_token(token),
-        None => Hooks::new(),
+        Some(token) => Hooks::allow_all().publish_token(token),
+        None => Hooks::allow_all(),
     };
     let app = App {
         broker: broker.clone(),
@@ -143,10 +143,10 @@ async fn main() -> std::io::Result<()> {
     let router = axum::Router::new()
         .route("/jobs", post(start_job))
         .with_state(app)
-        .route("/metrics", get(move || async move { metrics.render() }))
-        // The lines that mount tether: every route of its HTTP contract.
-        .merge(tether_axum::router(broker.clone(), hooks))
-        .fallback(tether_axum::not_found);
+        // The lines that mount tether: every route of its HTTP contract, and /metrics.
+        .merge(tether_axum::router(
+            Service::new(broker.clone(), hooks).metrics(move || metrics.render()),
+        ));
 
     let options = SocketOptions::for_client_timeout(broker.config().client_timeout());
     let listener = SseListener::bind(args.addr, options)?;

@@ -32,7 +32,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::json;
 use tether_core::{Broker, SessionId};
-use tether_warp::{Hooks, SocketOptions, SseListener};
+use tether_warp::{Hooks, Service, SocketOptions, SseListener};
 use warp::Filter;
 use warp::http::StatusCode;
 
@@ -130,8 +130,8 @@ async fn main() -> std::io::Result<()> {
 
     let broker = Broker::builder().start();
     let hooks = match args.publish_token {
-        Some(token) => Hooks::new().publish_token(token),
-        None => Hooks::new(),
+        Some(token) => Hooks::allow_all().publish_token(token),
+        None => Hooks::allow_all(),
     };
     let jobs = Arc::new(Jobs {
         broker: broker.clone(),
@@ -141,14 +141,9 @@ async fn main() -> std::io::Result<()> {
         .and(warp::path!("jobs"))
         .and(warp::query::<JobQuery>())
         .map(move |q: JobQuery| start_job(&jobs, q));
-    let metrics = warp::get()
-        .and(warp::path!("metrics"))
-        .map(move || metrics.render());
-    let app = start
-        .or(metrics)
-        // The lines that mount tether: every route of its HTTP contract.
-        .or(tether_warp::router(broker.clone(), hooks))
-        .or(tether_warp::not_found());
+    // The lines that mount tether: every route of its HTTP contract, and /metrics.
+    let service = Service::new(broker.clone(), hooks).metrics(move || metrics.render());
+    let app = start.or(tether_warp::router(service));
 
     let options = SocketOptions::for_client_timeout(broker.config().client_timeout());
     let listener = SseListener::bind(args.addr, options)?;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use actix_web::{App, web};
 use http::HeaderMap;
-use tether_actix::{Access, Hooks, SocketOptions, SseListener};
+use tether_actix::{Access, Hooks, Service, SocketOptions, SseListener};
 use tether_conformance::SuiteConfig;
 use tether_core::{Broker, ConnectionPolicy, SessionId};
 
@@ -45,17 +45,16 @@ where
     E: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
 {
     let broker = broker(cfg, policy);
-    let hooks = Hooks::new()
+    let hooks = Hooks::allow_all()
         .publish_token(cfg.publish_token.clone().unwrap_or_default())
         .authorizer(owner_of)
         .max_body_bytes(cfg.max_body_bytes);
-    let tether = tether_actix::router(broker.clone(), hooks);
+    let tether = tether_actix::router(Service::new(broker.clone(), hooks));
     let app = move || {
         let extra = extra.clone();
         App::new()
             .service(tether.clone())
             .configure(move |c| extra(c))
-            .default_service(web::to(tether_actix::not_found))
     };
     let listener = SseListener::bind(
         "127.0.0.1:0".parse().unwrap(),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use axum::http::HeaderMap;
-use tether_axum::{Access, Hooks, SocketOptions, SseListener};
+use tether_axum::{Access, Hooks, Service, SocketOptions, SseListener};
 use tether_conformance::SuiteConfig;
 use tether_core::{Broker, ConnectionPolicy, SessionId};
 
@@ -40,11 +40,11 @@ pub(crate) async fn start(
         .max_event_bytes(cfg.max_event_bytes)
         .connection_policy(policy)
         .start();
-    let hooks = Hooks::new()
+    let hooks = Hooks::allow_all()
         .publish_token(cfg.publish_token.clone().unwrap_or_default())
         .authorizer(owner_of)
         .max_body_bytes(cfg.max_body_bytes);
-    let app = tether_axum::router(broker.clone(), hooks).merge(extra);
+    let app = tether_axum::router(Service::new(broker.clone(), hooks)).merge(extra);
     let listener = SseListener::bind(
         "127.0.0.1:0".parse().unwrap(),
         SocketOptions::for_client_timeout(cfg.client_timeout),

@@ -10,18 +10,33 @@ use http_body::{Frame, SizeHint};
 
 use crate::stream::EventStream;
 
+/// A stream of chunks for [`Body::Chunks`]: a session's stream shaped by a route extension
+/// (the AG-UI run route ends it after the run's last event).
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Bytes> + Send + 'static>>;
+
 /// A response body of the HTTP layer.
 ///
 /// It implements both [`http_body::Body`] (for hyper-based frameworks: axum's
 /// `Body::new(body)`, warp) and [`Stream`] of [`Bytes`] (for actix-web's `streaming`). A live
 /// stream's bytes are the core's pre-encoded frames, passed through as they are: a framework's
 /// own SSE type would encode them again.
-#[derive(Debug)]
 pub enum Body {
     /// A complete body (JSON, or the short answer of a draining server). Empty for 204.
     Full(Bytes),
     /// A session's live SSE stream.
     Stream(EventStream),
+    /// Another stream of pre-encoded chunks, from a route extension.
+    Chunks(ChunkStream),
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Full(b) => f.debug_tuple("Full").field(b).finish(),
+            Self::Stream(s) => f.debug_tuple("Stream").field(s).finish(),
+            Self::Chunks(_) => f.write_str("Chunks(..)"),
+        }
+    }
 }
 
 impl Body {
@@ -34,7 +49,20 @@ impl Body {
     pub fn as_full(&self) -> Option<&Bytes> {
         match self {
             Self::Full(b) => Some(b),
-            Self::Stream(_) => None,
+            Self::Stream(_) | Self::Chunks(_) => None,
+        }
+    }
+
+    /// Whether this is a live stream (of either kind): a server streams it chunk by chunk.
+    pub fn is_stream(&self) -> bool {
+        !matches!(self, Self::Full(_))
+    }
+
+    /// Tells a session's stream that writing to its client failed on the server's side, so
+    /// its end is counted as an error rather than a client leaving.
+    pub fn fail(&mut self, error: &std::io::Error) {
+        if let Self::Stream(s) = self {
+            s.fail(error);
         }
     }
 }
@@ -59,6 +87,7 @@ impl Stream for Body {
             Self::Full(b) if b.is_empty() => Poll::Ready(None),
             Self::Full(b) => Poll::Ready(Some(std::mem::take(b))),
             Self::Stream(s) => Pin::new(s).poll_next(cx),
+            Self::Chunks(s) => s.as_mut().poll_next(cx),
         }
     }
 
@@ -66,7 +95,7 @@ impl Stream for Body {
         match self {
             Self::Full(b) if b.is_empty() => (0, Some(0)),
             Self::Full(_) => (1, Some(1)),
-            Self::Stream(_) => (0, None),
+            Self::Stream(_) | Self::Chunks(_) => (0, None),
         }
     }
 }
@@ -89,7 +118,7 @@ impl http_body::Body for Body {
     fn size_hint(&self) -> SizeHint {
         match self {
             Self::Full(b) => SizeHint::with_exact(b.len() as u64),
-            Self::Stream(_) => SizeHint::default(),
+            Self::Stream(_) | Self::Chunks(_) => SizeHint::default(),
         }
     }
 }

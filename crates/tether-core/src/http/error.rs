@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue, StatusCode};
 
 use super::{Body, Response};
 use crate::error::{ApprovalError, ConnectError, DecideError, PublishError};
@@ -23,7 +23,7 @@ pub struct HttpError {
     code: &'static str,
     message: Cow<'static, str>,
     retry_after: Option<Duration>,
-    challenge: Option<Cow<'static, str>>,
+    headers: Vec<(HeaderName, HeaderValue)>,
     extra: Vec<(&'static str, serde_json::Value)>,
 }
 
@@ -39,7 +39,7 @@ impl HttpError {
             code,
             message: message.into(),
             retry_after: None,
-            challenge: None,
+            headers: Vec::new(),
             extra: Vec::new(),
         }
     }
@@ -76,8 +76,17 @@ impl HttpError {
 
     /// Adds a `WWW-Authenticate` challenge (for 401).
     #[must_use]
-    pub fn with_challenge(mut self, challenge: impl Into<Cow<'static, str>>) -> Self {
-        self.challenge = Some(challenge.into());
+    pub fn with_challenge(self, challenge: impl Into<Cow<'static, str>>) -> Self {
+        match HeaderValue::from_str(&challenge.into()) {
+            Ok(v) => self.with_header(WWW_AUTHENTICATE, v),
+            Err(_) => self,
+        }
+    }
+
+    /// Adds a response header (such as `Allow` on a 405).
+    #[must_use]
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
         self
     }
 
@@ -130,10 +139,8 @@ impl HttpError {
         if let Some(after) = self.retry_after {
             h.insert(RETRY_AFTER, retry_after_value(after));
         }
-        if let Some(c) = self.challenge
-            && let Ok(v) = HeaderValue::from_str(&c)
-        {
-            h.insert(WWW_AUTHENTICATE, v);
+        for (name, value) in self.headers {
+            h.insert(name, value);
         }
         res
     }

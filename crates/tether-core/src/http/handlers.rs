@@ -1,4 +1,5 @@
-//! One function per route of the HTTP contract.
+//! The answer of each route of the HTTP contract, once its request was admitted on the head
+//! (see [`Service`](super::Service)).
 
 use std::time::Duration;
 
@@ -9,13 +10,13 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::error::retry_after_value;
-use super::request::{connect_options, session_id, wait_duration, wants_event_stream};
-use super::{Access, Body, Hooks, HttpError, Response, query_param};
+use super::request::wants_event_stream;
+use super::{Body, Hooks, HttpError, Response};
 use crate::approval::{ApprovalRequest, Decision};
-use crate::broker::{Broker, event_name};
+use crate::broker::{Broker, ConnectOptions};
 use crate::error::ConnectError;
 use crate::frame::EventName;
-use crate::id::{InvalidId, SessionId, is_valid_id};
+use crate::id::SessionId;
 use crate::session::Event;
 
 /// Long-poll of the approval status route when the request names no `waitMs`: 25 seconds,
@@ -27,6 +28,13 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 const MAX_APPROVAL_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 
 const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+
+/// What every handler reads besides its route's parameters.
+pub(super) struct Call<'a> {
+    pub(super) broker: &'a Broker,
+    pub(super) hooks: &'a Hooks,
+    pub(super) headers: &'a HeaderMap,
+}
 
 /// The headers of an event stream: `Content-Type: text/event-stream`, `Cache-Control:
 /// no-cache, no-transform` (no cache or compressing proxy may hold events back) and, unless
@@ -62,10 +70,11 @@ fn json_value(status: StatusCode, value: &impl serde::Serialize) -> Response {
 
 /// The 503 of a draining node, for everything but event-stream subscribes. `Connection:
 /// close` lets the client's next request reach another node through the load balancer.
-fn draining(broker: &Broker) -> HttpError {
+pub(super) fn draining(broker: &Broker) -> HttpError {
     HttpError::from(ConnectError::Draining {
         retry_after: broker.drain_retry_hint(),
     })
+    .with_header(CONNECTION, HeaderValue::from_static("close"))
 }
 
 fn closing(mut res: Response) -> Response {
@@ -74,53 +83,37 @@ fn closing(mut res: Response) -> Response {
     res
 }
 
-fn approval_id(raw: &str) -> Result<&str, HttpError> {
-    if is_valid_id(raw) {
-        Ok(raw)
-    } else {
-        Err(InvalidId {
-            what: "approval id",
-        }
-        .into())
-    }
-}
-
 /// `GET /api/sse/session/{session_id}`: the session's event stream.
 ///
-/// 200 with the [SSE headers](sse_headers) and the live stream; 400 for a session id or
-/// `Last-Event-ID` outside the id grammar (a well-formed foreign id gets an in-band resync
-/// instead); 401/403 from the authorizer; 409 under the Reject policy; 204 for a client
-/// instance superseded moments ago. While draining: 200 with a `retry:` spread over the drain
-/// window and an immediate end for event-stream requests, 503 with `Retry-After` otherwise.
-pub fn subscribe(
-    broker: &Broker,
-    hooks: &Hooks,
-    session: &str,
-    headers: &HeaderMap,
-    query: &str,
-) -> Response {
-    respond((|| {
-        let sid = session_id(session)?;
-        hooks.authorize(&sid, headers).into_result()?;
-        let opts = connect_options(headers, query)?;
-        match broker.connect(&sid, opts) {
-            Ok(stream) => {
-                let mut res = Response::new(Body::Stream(stream));
-                *res.headers_mut() = sse_headers(hooks);
-                Ok(res)
-            }
-            Err(ConnectError::Draining { retry_after }) if wants_event_stream(headers) => {
-                let retry = format!("retry: {}\n\n", retry_after.as_millis());
-                let mut res = Response::new(Body::Full(Bytes::from(retry)));
-                *res.headers_mut() = sse_headers(hooks);
-                Ok(closing(res))
-            }
-            Err(e @ ConnectError::Draining { .. }) => {
-                Ok(closing(HttpError::from(e).into_response()))
-            }
-            Err(e) => Err(e.into()),
+/// 200 with the [SSE headers](sse_headers) and the live stream; 409 under the Reject policy;
+/// 204 for a client instance superseded moments ago. While draining: 200 with a `retry:`
+/// spread over the drain window and an immediate end for event-stream requests, 503 with
+/// `Retry-After` otherwise.
+pub(super) fn stream(call: &Call<'_>, sid: &SessionId, opts: ConnectOptions) -> Response {
+    respond(match call.broker.connect(sid, opts) {
+        Ok(stream) => {
+            let mut res = Response::new(Body::Stream(stream));
+            *res.headers_mut() = sse_headers(call.hooks);
+            Ok(res)
         }
-    })())
+        Err(ConnectError::Draining { retry_after }) if wants_event_stream(call.headers) => {
+            let retry = format!("retry: {}\n\n", retry_after.as_millis());
+            let mut res = Response::new(Body::Full(Bytes::from(retry)));
+            *res.headers_mut() = sse_headers(call.hooks);
+            Ok(closing(res))
+        }
+        Err(e @ ConnectError::Draining { .. }) => Ok(closing(HttpError::from(e).into_response())),
+        Err(e) => Err(e.into()),
+    })
+}
+
+/// `HEAD /api/sse/session/{session_id}`: what a `GET` would answer on its head (the id and
+/// credential checks ran in admission), without connecting: it creates no session, supersedes
+/// nobody and counts as no reconnect, so an uptime check cannot end a user's stream.
+pub(super) fn stream_head(call: &Call<'_>) -> Response {
+    let mut res = Response::new(Body::empty());
+    *res.headers_mut() = sse_headers(call.hooks);
+    res
 }
 
 /// Splits a publish body into events: one JSON object, or an array of objects. The data of
@@ -187,32 +180,17 @@ fn ids_body(ids: &[crate::id::EventId]) -> Bytes {
 /// `POST /api/sessions/{session_id}/events`: publish one event (a JSON object) or a batch (an
 /// array of objects); `?event=NAME` sets the SSE event name of all of them.
 ///
-/// 202 `{"ids":[...]}`; 400 for invalid JSON, an event that is not an object or a bad name;
-/// 401/403 from the publisher authentication; 413 for an event over the broker's maximum or a
-/// body over [`Hooks::max_body_bytes`]; 429 over the session's rate; 503 while draining.
-pub fn publish(
-    broker: &Broker,
-    hooks: &Hooks,
-    session: &str,
-    headers: &HeaderMap,
-    query: &str,
+/// 202 `{"ids":[...]}`; 400 for invalid JSON or an event that is not an object; 413 for an
+/// event over the broker's maximum; 429 over the session's rate.
+pub(super) fn publish(
+    call: &Call<'_>,
+    sid: &SessionId,
+    name: Option<&EventName>,
     body: &[u8],
 ) -> Response {
     respond((|| {
-        let sid = session_id(session)?;
-        hooks.authenticate_publisher(&sid, headers).into_result()?;
-        if body.len() > hooks.max_body_bytes {
-            return Err(HttpError::body_too_large(hooks.max_body_bytes));
-        }
-        if broker.is_draining() {
-            return Ok(closing(draining(broker).into_response()));
-        }
-        let name = match query_param(query, "event") {
-            Some(n) => Some(event_name(&n).map_err(HttpError::from)?),
-            None => None,
-        };
-        let events = parse_events(body, name.as_ref())?;
-        let ids = broker.publish_batch(&sid, &events)?;
+        let events = parse_events(body, name)?;
+        let ids = call.broker.publish_batch(sid, &events)?;
         Ok(json(StatusCode::ACCEPTED, ids_body(&ids)))
     })())
 }
@@ -246,24 +224,9 @@ fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8], shape: &str) -> Result<T, 
 /// `POST /api/sessions/{session_id}/approvals`: ask a human for a decision. Body `{"id"?,
 /// "title"?, "payload", "timeoutMs"?}`; the request is announced in the session's stream.
 ///
-/// 201 `{"id":...,"expiresAt":...}`; 400 for a bad body or id; 401/403 from the publisher
-/// authentication; 409 when the id is taken; 503 while draining.
-pub fn create_approval(
-    broker: &Broker,
-    hooks: &Hooks,
-    session: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Response {
+/// 201 `{"id":...,"expiresAt":...}`; 400 for a bad body or id; 409 when the id is taken.
+pub(super) fn create_approval(call: &Call<'_>, sid: &SessionId, body: &[u8]) -> Response {
     respond((|| {
-        let sid = session_id(session)?;
-        hooks.authenticate_publisher(&sid, headers).into_result()?;
-        if body.len() > hooks.max_body_bytes {
-            return Err(HttpError::body_too_large(hooks.max_body_bytes));
-        }
-        if broker.is_draining() {
-            return Ok(closing(draining(broker).into_response()));
-        }
         let shape = r#"{"id"?: string, "title"?: string, "payload": any, "timeoutMs"?: number}"#;
         let new: NewApproval = parse_json(body, shape)?;
         let mut req = ApprovalRequest::new(new.payload);
@@ -283,9 +246,10 @@ pub fn create_approval(
             }
             req = req.timeout(timeout);
         }
-        let handle = broker.request_approval(&sid, req)?;
-        let expires_at = broker
-            .approval(&sid, handle.id())
+        let handle = call.broker.request_approval(sid, req)?;
+        let expires_at = call
+            .broker
+            .approval(sid, handle.id())
             .map(|a| a.expires_at)
             .unwrap_or_default();
         Ok(json_value(
@@ -295,104 +259,58 @@ pub fn create_approval(
     })())
 }
 
-/// The status route is for the publisher waiting on a decision and for the session's own
-/// browser: a request passes if the authorizer admits it to the session, or if publisher
-/// authentication is configured and accepts it.
-fn status_access(hooks: &Hooks, sid: &SessionId, headers: &HeaderMap) -> Result<(), HttpError> {
-    let browser = hooks.authorize(sid, headers);
-    if browser.is_allowed() {
-        return Ok(());
-    }
-    if hooks.publisher.is_some() && hooks.authenticate_publisher(sid, headers) == Access::Allow {
-        return Ok(());
-    }
-    browser.into_result()
-}
-
 /// `GET /api/sessions/{session_id}/approvals/{approval_id}?waitMs=`: the approval as it stands,
 /// after waiting up to `waitMs` (default 25 s, at most 60 s) for a pending one to be resolved.
 ///
 /// 200 `{"id","title"?,"payload","expiresAt","status","reason"?}` with `status` one of
-/// `pending`, `approved`, `rejected`, `timed_out`, `cancelled`; 400 for bad ids or `waitMs`;
-/// 401/403 (see the crate docs: authorizer or publisher); 404 for an unknown approval.
-pub async fn approval_status(
-    broker: &Broker,
-    hooks: &Hooks,
-    session: &str,
-    approval: &str,
-    headers: &HeaderMap,
-    query: &str,
+/// `pending`, `approved`, `rejected`, `timed_out`, `cancelled`; 404 for an unknown approval.
+pub(super) async fn approval_status(
+    call: &Call<'_>,
+    sid: &SessionId,
+    id: &str,
+    wait: Duration,
 ) -> Response {
-    let checked = (|| {
-        let sid = session_id(session)?;
-        let id = approval_id(approval)?;
-        status_access(hooks, &sid, headers)?;
-        Ok::<_, HttpError>((sid, id, wait_duration(query)?))
-    })();
-    let (sid, id, wait) = match checked {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
-    match broker.wait_approval(&sid, id, wait).await {
+    match call.broker.wait_approval(sid, id, wait).await {
         Some(info) => json_value(StatusCode::OK, &info),
         None => HttpError::from(crate::error::DecideError::Unknown).into_response(),
     }
 }
 
 /// `POST /api/sessions/{session_id}/approvals/{approval_id}/decision`: a human's decision,
-/// body `{"approved": bool, "reason"?: string}`. Goes through the authorizer.
+/// body `{"approved": bool, "reason"?: string}`.
 ///
-/// 200 with the resolved approval; 400 for a bad body or id; 401/403; 404 unknown; 409
-/// already decided or cancelled; 410 expired.
-pub fn decide(
-    broker: &Broker,
-    hooks: &Hooks,
-    session: &str,
-    approval: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Response {
+/// 200 with the resolved approval; 400 for a bad body; 404 unknown; 409 already decided or
+/// cancelled; 410 expired.
+pub(super) fn decide(call: &Call<'_>, sid: &SessionId, id: &str, body: &[u8]) -> Response {
     respond((|| {
-        let sid = session_id(session)?;
-        let id = approval_id(approval)?;
-        hooks.authorize(&sid, headers).into_result()?;
         let d: DecisionBody = parse_json(body, r#"{"approved": bool, "reason"?: string}"#)?;
-        let info = broker.decide(
-            &sid,
-            id,
-            Decision {
-                approved: d.approved,
-                reason: d.reason,
-            },
-        )?;
-        Ok(json_value(StatusCode::OK, &info))
+        let decision = Decision {
+            approved: d.approved,
+            reason: d.reason,
+        };
+        Ok(json_value(
+            StatusCode::OK,
+            &call.broker.decide(sid, id, decision)?,
+        ))
     })())
 }
 
 /// `DELETE /api/sessions/{session_id}/approvals/{approval_id}`: cancels a pending approval.
 ///
-/// 200 with the cancelled approval; 401/403 from the publisher authentication; 404 unknown;
-/// 409 already decided; 410 expired.
-pub fn cancel_approval(
-    broker: &Broker,
-    hooks: &Hooks,
-    session: &str,
-    approval: &str,
-    headers: &HeaderMap,
-) -> Response {
-    respond((|| {
-        let sid = session_id(session)?;
-        let id = approval_id(approval)?;
-        hooks.authenticate_publisher(&sid, headers).into_result()?;
-        let info = broker.cancel_approval(&sid, id)?;
-        Ok(json_value(StatusCode::OK, &info))
-    })())
+/// 200 with the cancelled approval; 404 unknown; 409 already decided; 410 expired.
+pub(super) fn cancel_approval(call: &Call<'_>, sid: &SessionId, id: &str) -> Response {
+    respond(
+        call.broker
+            .cancel_approval(sid, id)
+            .map(|info| json_value(StatusCode::OK, &info))
+            .map_err(HttpError::from),
+    )
 }
 
 /// `GET /health/sse`: `{"status","sessions","connections","draining","ring_bytes",
 /// "backplane"}`, 200 when healthy and 503 (with `Retry-After`) while draining. `backplane`
 /// is `null` for the in-memory broker.
-pub fn health(broker: &Broker) -> Response {
+pub(super) fn health(broker: &Broker) -> Response {
     let h = broker.health();
     let mut value = serde_json::to_value(&h).unwrap_or_default();
     value["backplane"] = serde_json::Value::Null;
@@ -406,6 +324,16 @@ pub fn health(broker: &Broker) -> Response {
     }
 }
 
+/// `GET /metrics`: Prometheus text exposition.
+pub(super) fn metrics(text: String) -> Response {
+    let mut res = Response::new(Body::Full(Bytes::from(text)));
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    res
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -413,15 +341,37 @@ mod tests {
     use futures_util::StreamExt;
     use http::header::WWW_AUTHENTICATE;
 
+    use super::super::{Service, SessionOwnerHeader};
     use super::*;
     use crate::ConnectionPolicy;
 
-    fn hdr(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.append(*k, v.parse().unwrap());
+    /// One request through the service's three steps.
+    async fn call(
+        svc: &Service,
+        method: &str,
+        uri: &str,
+        headers: &[(&'static str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let mut req = http::Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
         }
-        m
+        svc.call(req.body(Bytes::copy_from_slice(body)).unwrap())
+            .await
+    }
+
+    async fn get(svc: &Service, uri: &str, headers: &[(&'static str, &str)]) -> Response {
+        call(svc, "GET", uri, headers, b"").await
+    }
+
+    async fn post(
+        svc: &Service,
+        uri: &str,
+        headers: &[(&'static str, &str)],
+        body: &[u8],
+    ) -> Response {
+        call(svc, "POST", uri, headers, body).await
     }
 
     fn body_json(res: &Response) -> serde_json::Value {
@@ -443,22 +393,24 @@ mod tests {
         out
     }
 
+    fn open(broker: Broker) -> Service {
+        Service::new(broker, Hooks::allow_all())
+    }
+
     #[tokio::test]
     async fn publish_then_subscribe() {
-        let broker = Broker::builder().start();
-        let hooks = Hooks::new();
-        let res = publish(
-            &broker,
-            &hooks,
-            "s",
-            &HeaderMap::new(),
-            "event=note",
+        let svc = open(Broker::builder().start());
+        let res = post(
+            &svc,
+            "/api/sessions/s/events?event=note",
+            &[],
             br#"[{"a":1},{"b":2}]"#,
-        );
+        )
+        .await;
         assert_eq!(res.status(), StatusCode::ACCEPTED);
         let ids = body_json(&res)["ids"].as_array().unwrap().clone();
         assert_eq!(ids.len(), 2);
-        let res = subscribe(&broker, &hooks, "s", &HeaderMap::new(), "");
+        let res = get(&svc, "/api/sse/session/s", &[]).await;
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.headers()[CONTENT_TYPE], "text/event-stream");
         assert_eq!(res.headers()[CACHE_CONTROL], "no-cache, no-transform");
@@ -477,114 +429,114 @@ mod tests {
     #[tokio::test]
     async fn publish_bodies() {
         let broker = Broker::builder().max_event_bytes(64).start();
-        let hooks = Hooks::new().max_body_bytes(256);
-        let h = HeaderMap::new();
-        let status =
-            |body: &[u8], q: &str| publish(&broker, &hooks, "s", &h, q, body).status().as_u16();
-        assert_eq!(status(b"{\"a\":\n 1}", ""), 202);
-        assert_eq!(status(b"{", ""), 400);
-        assert_eq!(status(b"42", ""), 400);
-        assert_eq!(status(b"[1]", ""), 400);
-        assert_eq!(status(b"[]", ""), 202);
-        assert_eq!(status(b"{}", "event=a%0Ab"), 400);
-        assert_eq!(
-            status(format!("{{\"a\":\"{}\"}}", "x".repeat(100)).as_bytes(), ""),
-            413
-        );
-        assert_eq!(status(&[b' '; 300], ""), 413);
-        assert_eq!(
-            publish(&broker, &hooks, "a b", &h, "", b"{}").status(),
-            StatusCode::BAD_REQUEST
-        );
+        let svc = Service::new(broker, Hooks::allow_all().max_body_bytes(256));
+        let mut statuses = Vec::new();
+        for (body, q) in [
+            (&b"{\"a\":\n 1}"[..], ""),
+            (b"{", ""),
+            (b"42", ""),
+            (b"[1]", ""),
+            (b"[]", ""),
+            (b"{}", "?event=a%0Ab"),
+        ] {
+            let uri = format!("/api/sessions/s/events{q}");
+            statuses.push(post(&svc, &uri, &[], body).await.status().as_u16());
+        }
+        assert_eq!(statuses, [202, 400, 400, 400, 202, 400]);
+        let big = format!("{{\"a\":\"{}\"}}", "x".repeat(100));
+        let res = post(&svc, "/api/sessions/s/events", &[], big.as_bytes()).await;
+        assert_eq!(res.status(), 413);
+        let res = post(&svc, "/api/sessions/s/events", &[], &[b' '; 300]).await;
+        assert_eq!(res.status(), 413);
+        let res = post(&svc, "/api/sessions/a%20b/events", &[], b"{}").await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
         // Multi-line JSON is compacted, so each event is one data line.
-        let res = subscribe(&broker, &hooks, "s", &h, "");
-        let t = text(res, 2).await;
+        let t = text(get(&svc, "/api/sse/session/s", &[]).await, 2).await;
         assert!(t.contains("data: {\"a\":1}\n"), "{t}");
     }
 
     #[tokio::test]
+    async fn a_declared_length_over_the_limit_is_refused_on_the_head() {
+        let svc = Service::new(
+            Broker::builder().start(),
+            Hooks::allow_all().max_body_bytes(8),
+        );
+        let req = http::Request::post("/api/sessions/s/events")
+            .header("content-length", "9")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let refused = svc.admit(&parts).expect_err("refused before the body");
+        assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test]
     async fn publisher_token() {
-        let broker = Broker::builder().start();
-        let hooks = Hooks::new().publish_token("tok");
-        let res = publish(&broker, &hooks, "s", &HeaderMap::new(), "", b"{}");
+        let svc = Service::new(
+            Broker::builder().start(),
+            Hooks::allow_all().publish_token("tok"),
+        );
+        let res = post(&svc, "/api/sessions/s/events", &[], b"{}").await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(res.headers()[WWW_AUTHENTICATE], "Bearer");
         assert_eq!(body_json(&res)["error"], "unauthorized");
-        let ok = hdr(&[("authorization", "Bearer tok")]);
-        assert_eq!(
-            publish(&broker, &hooks, "s", &ok, "", b"{}").status(),
-            StatusCode::ACCEPTED
-        );
+        let ok = [("authorization", "Bearer tok")];
+        let res = post(&svc, "/api/sessions/s/events", &ok, b"{}").await;
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
     }
 
     #[tokio::test]
     async fn authorizer_guards_subscribe_decide_and_status() {
         let broker = Broker::builder().start();
-        let hooks =
-            Hooks::new()
-                .publish_token("tok")
-                .authorizer(super::super::SessionOwnerHeader::new(
-                    HeaderName::from_static("x-user"),
-                ));
-        let s = "alice:1";
+        let hooks = Hooks::allow_all()
+            .publish_token("tok")
+            .authorizer(SessionOwnerHeader::new(HeaderName::from_static("x-user")));
+        let svc = Service::new(broker.clone(), hooks);
+        let stream = "/api/sse/session/alice:1";
         assert_eq!(
-            subscribe(&broker, &hooks, s, &HeaderMap::new(), "").status(),
+            get(&svc, stream, &[]).await.status(),
             StatusCode::UNAUTHORIZED
         );
         assert_eq!(
-            subscribe(&broker, &hooks, s, &hdr(&[("x-user", "bob")]), "").status(),
+            get(&svc, stream, &[("x-user", "bob")]).await.status(),
             StatusCode::FORBIDDEN
         );
         assert!(
-            !broker.has_session(&SessionId::new(s).unwrap()),
+            !broker.has_session(&SessionId::new("alice:1").unwrap()),
             "a refused connect creates nothing"
         );
-        let publisher = hdr(&[("authorization", "Bearer tok")]);
-        let res = create_approval(
-            &broker,
-            &hooks,
-            s,
+        let publisher = [("authorization", "Bearer tok")];
+        let res = post(
+            &svc,
+            "/api/sessions/alice:1/approvals",
             &publisher,
             br#"{"id":"a1","payload":{}}"#,
-        );
+        )
+        .await;
         assert_eq!(res.status(), StatusCode::CREATED);
-        let bob = hdr(&[("x-user", "bob")]);
-        assert_eq!(
-            decide(&broker, &hooks, s, "a1", &bob, br#"{"approved":true}"#).status(),
-            StatusCode::FORBIDDEN
-        );
-        assert_eq!(
-            approval_status(&broker, &hooks, s, "a1", &bob, "waitMs=0")
-                .await
-                .status(),
-            StatusCode::FORBIDDEN
-        );
+        let bob = [("x-user", "bob")];
+        let decision = "/api/sessions/alice:1/approvals/a1/decision";
+        let status = "/api/sessions/alice:1/approvals/a1?waitMs=0";
+        let approve = br#"{"approved":true}"#;
+        assert_eq!(post(&svc, decision, &bob, approve).await.status(), 403);
+        assert_eq!(get(&svc, status, &bob).await.status(), 403);
         // The publisher's token reads the status too.
-        assert_eq!(
-            approval_status(&broker, &hooks, s, "a1", &publisher, "waitMs=0")
-                .await
-                .status(),
-            StatusCode::OK
-        );
-        let alice = hdr(&[("x-user", "alice")]);
-        assert_eq!(
-            decide(&broker, &hooks, s, "a1", &alice, br#"{"approved":true}"#).status(),
-            StatusCode::OK
-        );
+        assert_eq!(get(&svc, status, &publisher).await.status(), 200);
+        let alice = [("x-user", "alice")];
+        assert_eq!(post(&svc, decision, &alice, approve).await.status(), 200);
     }
 
     #[tokio::test]
     async fn approvals() {
-        let broker = Broker::builder().start();
-        let hooks = Hooks::new();
-        let h = HeaderMap::new();
-        let res = create_approval(
-            &broker,
-            &hooks,
-            "s",
-            &h,
+        let svc = open(Broker::builder().start());
+        let create = "/api/sessions/s/approvals";
+        let res = post(
+            &svc,
+            create,
+            &[],
             br#"{"id":"a1","title":"Deploy?","payload":{"x":1},"timeoutMs":60000}"#,
-        );
+        )
+        .await;
         assert_eq!(res.status(), StatusCode::CREATED);
         assert_eq!(body_json(&res)["id"], "a1");
         assert!(
@@ -593,122 +545,106 @@ mod tests {
                 .unwrap()
                 .ends_with('Z')
         );
-        let dup = create_approval(&broker, &hooks, "s", &h, br#"{"id":"a1","payload":null}"#);
+        let dup = post(&svc, create, &[], br#"{"id":"a1","payload":null}"#).await;
         assert_eq!(dup.status(), StatusCode::CONFLICT);
-        assert_eq!(
-            create_approval(&broker, &hooks, "s", &h, br#"{"id":"a1"}"#).status(),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            create_approval(&broker, &hooks, "s", &h, br#"{"payload":1,"timeoutMs":0}"#).status(),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            create_approval(&broker, &hooks, "s", &h, br#"{"id":"a b","payload":1}"#).status(),
-            StatusCode::BAD_REQUEST
-        );
+        for bad in [
+            &br#"{"id":"a1"}"#[..],
+            br#"{"payload":1,"timeoutMs":0}"#,
+            br#"{"id":"a b","payload":1}"#,
+        ] {
+            assert_eq!(post(&svc, create, &[], bad).await.status(), 400);
+        }
 
-        let res = approval_status(&broker, &hooks, "s", "a1", &h, "waitMs=1").await;
+        let res = get(&svc, "/api/sessions/s/approvals/a1?waitMs=1", &[]).await;
         assert_eq!(body_json(&res)["status"], "pending");
 
-        let (b2, h2) = (broker.clone(), hooks.clone());
+        let svc2 = svc.clone();
         let poll = tokio::spawn(async move {
-            approval_status(&b2, &h2, "s", "a1", &HeaderMap::new(), "waitMs=5000").await
+            get(&svc2, "/api/sessions/s/approvals/a1?waitMs=5000", &[]).await
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let res = decide(
-            &broker,
-            &hooks,
-            "s",
-            "a1",
-            &h,
-            br#"{"approved":false,"reason":"no"}"#,
-        );
+        let decision = "/api/sessions/s/approvals/a1/decision";
+        let res = post(&svc, decision, &[], br#"{"approved":false,"reason":"no"}"#).await;
         assert_eq!(res.status(), StatusCode::OK);
         let res = poll.await.unwrap();
         assert_eq!(body_json(&res)["status"], "rejected");
         assert_eq!(body_json(&res)["reason"], "no");
-        let again = decide(&broker, &hooks, "s", "a1", &h, br#"{"approved":true}"#);
+        let again = post(&svc, decision, &[], br#"{"approved":true}"#).await;
         assert_eq!(again.status(), StatusCode::CONFLICT);
         assert_eq!(body_json(&again)["error"], "already_decided");
+        assert_eq!(post(&svc, decision, &[], b"{}").await.status(), 400);
+        let unknown = "/api/sessions/s/approvals/zz/decision";
         assert_eq!(
-            decide(&broker, &hooks, "s", "a1", &h, b"{}").status(),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            decide(&broker, &hooks, "s", "zz", &h, br#"{"approved":true}"#).status(),
-            StatusCode::NOT_FOUND
-        );
-        assert_eq!(
-            approval_status(&broker, &hooks, "s", "zz", &h, "waitMs=0")
+            post(&svc, unknown, &[], br#"{"approved":true}"#)
                 .await
                 .status(),
-            StatusCode::NOT_FOUND
+            404
         );
+        let status = |q: &'static str| get(&svc, q, &[]);
         assert_eq!(
-            approval_status(&broker, &hooks, "s", "a1", &h, "waitMs=x")
+            status("/api/sessions/s/approvals/zz?waitMs=0")
                 .await
                 .status(),
-            StatusCode::BAD_REQUEST
+            404
+        );
+        assert_eq!(
+            status("/api/sessions/s/approvals/a1?waitMs=x")
+                .await
+                .status(),
+            400
         );
 
-        let res = create_approval(&broker, &hooks, "s", &h, br#"{"payload":1,"timeoutMs":30}"#);
+        let res = post(&svc, create, &[], br#"{"payload":1,"timeoutMs":30}"#).await;
         let id = body_json(&res)["id"].as_str().unwrap().to_owned();
         tokio::time::sleep(Duration::from_millis(200)).await;
+        let late = format!("/api/sessions/s/approvals/{id}/decision");
         assert_eq!(
-            decide(&broker, &hooks, "s", &id, &h, br#"{"approved":true}"#).status(),
-            StatusCode::GONE
+            post(&svc, &late, &[], br#"{"approved":true}"#)
+                .await
+                .status(),
+            410
         );
 
-        let res = create_approval(&broker, &hooks, "s", &h, br#"{"id":"c","payload":1}"#);
+        let res = post(&svc, create, &[], br#"{"id":"c","payload":1}"#).await;
         assert_eq!(res.status(), StatusCode::CREATED);
-        let res = cancel_approval(&broker, &hooks, "s", "c", &h);
+        let cancel = "/api/sessions/s/approvals/c";
+        let res = call(&svc, "DELETE", cancel, &[], b"").await;
         assert_eq!(body_json(&res)["status"], "cancelled");
-        assert_eq!(
-            cancel_approval(&broker, &hooks, "s", "c", &h).status(),
-            StatusCode::CONFLICT
-        );
+        assert_eq!(call(&svc, "DELETE", cancel, &[], b"").await.status(), 409);
     }
 
     #[tokio::test]
     async fn reject_policy_and_supersede_grace() {
-        let broker = Broker::builder()
-            .connection_policy(ConnectionPolicy::Reject)
-            .start();
-        let hooks = Hooks::new();
-        let h = HeaderMap::new();
-        let first = subscribe(&broker, &hooks, "s", &h, "");
+        let svc = open(
+            Broker::builder()
+                .connection_policy(ConnectionPolicy::Reject)
+                .start(),
+        );
+        let first = get(&svc, "/api/sse/session/s", &[]).await;
         assert_eq!(first.status(), StatusCode::OK);
-        let second = subscribe(&broker, &hooks, "s", &h, "");
+        let second = get(&svc, "/api/sse/session/s", &[]).await;
         assert_eq!(second.status(), StatusCode::CONFLICT);
         assert_eq!(body_json(&second)["error"], "conflict");
 
-        let broker = Broker::builder().start();
-        let a = subscribe(&broker, &hooks, "s", &h, "clientId=a");
-        let _b = subscribe(&broker, &hooks, "s", &h, "clientId=b");
+        let svc = open(Broker::builder().start());
+        let a = get(&svc, "/api/sse/session/s?clientId=a", &[]).await;
+        let _b = get(&svc, "/api/sse/session/s?clientId=b", &[]).await;
         drop(a);
-        let again = subscribe(&broker, &hooks, "s", &h, "clientId=a");
+        let again = get(&svc, "/api/sse/session/s?clientId=a", &[]).await;
         assert_eq!(again.status(), StatusCode::NO_CONTENT);
     }
 
     #[tokio::test]
     async fn bad_ids() {
-        let broker = Broker::builder().start();
-        let hooks = Hooks::new();
+        let svc = open(Broker::builder().start());
         let long = "1".repeat(129);
-        let res = subscribe(&broker, &hooks, "s", &hdr(&[("last-event-id", &long)]), "");
+        let res = get(&svc, "/api/sse/session/s", &[("last-event-id", &long)]).await;
         assert_eq!(res.status(), StatusCode::BAD_REQUEST);
         assert_eq!(body_json(&res)["error"], "invalid_last_event_id");
-        let res = subscribe(&broker, &hooks, &long, &HeaderMap::new(), "");
+        let res = get(&svc, &format!("/api/sse/session/{long}"), &[]).await;
         assert_eq!(body_json(&res)["error"], "invalid_session_id");
         // Well-formed but foreign: a stream that opens with a resync.
-        let res = subscribe(
-            &broker,
-            &hooks,
-            "s",
-            &HeaderMap::new(),
-            "lastEventId=msg_17",
-        );
+        let res = get(&svc, "/api/sse/session/s?lastEventId=msg_17", &[]).await;
         assert_eq!(res.status(), StatusCode::OK);
         let t = text(res, 1).await;
         assert!(
@@ -718,16 +654,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn head_answers_the_stream_head_without_connecting() {
+        let broker = Broker::builder().start();
+        let svc = open(broker.clone());
+        let live = get(&svc, "/api/sse/session/s", &[]).await;
+        let res = call(&svc, "HEAD", "/api/sse/session/s", &[], b"").await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()[CONTENT_TYPE], "text/event-stream");
+        assert!(res.body().as_full().unwrap().is_empty());
+        assert_eq!(broker.connection_count(), 1, "the live stream is untouched");
+        let res = call(&svc, "HEAD", "/api/sse/session/other", &[], b"").await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(!broker.has_session(&SessionId::new("other").unwrap()));
+        drop(live);
+    }
+
+    #[tokio::test]
     async fn draining_answers() {
         let broker = Broker::builder().start();
-        let hooks = Hooks::new();
-        let live = subscribe(&broker, &hooks, "s", &HeaderMap::new(), "");
+        let svc = open(broker.clone());
+        let live = get(&svc, "/api/sse/session/s", &[]).await;
         broker.drain(Duration::from_secs(4));
         let t = text(live, 2).await;
         assert!(t.contains("tether.drain"), "{t}");
 
-        let es = hdr(&[("accept", "text/event-stream")]);
-        let res = subscribe(&broker, &hooks, "s", &es, "");
+        let es = [("accept", "text/event-stream")];
+        let res = get(&svc, "/api/sse/session/s", &es).await;
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.headers()[CONTENT_TYPE], "text/event-stream");
         assert_eq!(res.headers()[CONNECTION], "close");
@@ -742,25 +694,48 @@ mod tests {
             .unwrap();
         assert!(ms <= 4000, "{body}");
 
-        let res = subscribe(&broker, &hooks, "s", &HeaderMap::new(), "");
+        let res = get(&svc, "/api/sse/session/s", &[]).await;
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(res.headers().contains_key(RETRY_AFTER));
-        let res = publish(&broker, &hooks, "s", &HeaderMap::new(), "", b"{}");
+        let res = post(&svc, "/api/sessions/s/events", &[], b"{}").await;
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let res = health(&broker);
+        assert_eq!(res.headers()[CONNECTION], "close");
+        let res = get(&svc, "/health/sse", &[]).await;
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body_json(&res)["draining"], true);
     }
 
     #[tokio::test]
     async fn health_json() {
-        let broker = Broker::builder().start();
-        let res = health(&broker);
+        let svc = open(Broker::builder().start());
+        let res = get(&svc, "/health/sse", &[]).await;
         assert_eq!(res.status(), StatusCode::OK);
         let v = body_json(&res);
         assert_eq!(v["status"], "ok");
         assert_eq!(v["connections"], 0);
         assert!(v["backplane"].is_null());
+    }
+
+    #[tokio::test]
+    async fn metrics_only_where_mounted() {
+        let svc = open(Broker::builder().start());
+        assert_eq!(get(&svc, "/metrics", &[]).await.status(), 404);
+        let svc = svc.metrics(|| "up 1\n".to_owned());
+        let res = get(&svc, "/metrics", &[]).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.body().as_full().unwrap(), "up 1\n");
+    }
+
+    #[tokio::test]
+    async fn routing_errors_are_json() {
+        let svc = open(Broker::builder().start());
+        let res = post(&svc, "/api/sse/session/s", &[], b"").await;
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(res.headers()["allow"], "GET, HEAD");
+        assert_eq!(body_json(&res)["error"], "method_not_allowed");
+        let res = get(&svc, "/nowhere", &[]).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+        assert_eq!(body_json(&res)["error"], "not_found");
     }
 
     #[tokio::test]
@@ -778,7 +753,7 @@ mod tests {
 
     #[test]
     fn accel_buffering_can_be_left_out() {
-        let h = sse_headers(&Hooks::new().accel_buffering_header(false));
+        let h = sse_headers(&Hooks::allow_all().accel_buffering_header(false));
         assert!(h.get("x-accel-buffering").is_none());
     }
 }

@@ -53,7 +53,9 @@ impl Access {
         matches!(self, Self::Allow)
     }
 
-    pub(crate) fn into_result(self) -> Result<(), super::HttpError> {
+    /// `Ok` to go ahead, or the error answer: 401 `unauthorized` (with the challenge) or 403
+    /// `forbidden`.
+    pub fn into_result(self) -> Result<(), super::HttpError> {
         use http::StatusCode;
         match self {
             Self::Allow => Ok(()),
@@ -215,7 +217,7 @@ impl Authorizer for SessionOwnerHeader {
 /// ```
 /// use tether_core::http::{Access, Hooks};
 ///
-/// let hooks = Hooks::new()
+/// let hooks = Hooks::allow_all()
 ///     .publish_token("s3cret")
 ///     .authorizer(|session: &tether_core::SessionId, headers: &http::HeaderMap| {
 ///         match headers.get("x-user").and_then(|v| v.to_str().ok()) {
@@ -235,17 +237,6 @@ pub struct Hooks {
     pub(crate) accel_buffering_header: bool,
 }
 
-impl Default for Hooks {
-    fn default() -> Self {
-        Self {
-            authorizer: Arc::new(AllowAll),
-            publisher: None,
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            accel_buffering_header: true,
-        }
-    }
-}
-
 impl std::fmt::Debug for Hooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hooks")
@@ -257,9 +248,18 @@ impl std::fmt::Debug for Hooks {
 }
 
 impl Hooks {
-    /// Hooks with every default: [`AllowAll`] subscribers and open publishing.
-    pub fn new() -> Self {
-        Self::default()
+    /// Every session to everyone, and open publishing: for development, and for services
+    /// whose session ids are unguessable capabilities or that sit behind an authenticating
+    /// proxy. Narrow it with [`authorizer`](Self::authorizer) and
+    /// [`publish_token`](Self::publish_token). There is no `Default`: a service names its
+    /// policy.
+    pub fn allow_all() -> Self {
+        Self {
+            authorizer: Arc::new(AllowAll),
+            publisher: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            accel_buffering_header: true,
+        }
     }
 
     /// Decides who may subscribe to a session, decide its approvals and read their status.

@@ -6,39 +6,49 @@
 //! approval routes, the draining answers, and the mapping of every core error to a status code
 //! and a JSON body `{"error": "<code>", "message": "<what to do>"}`.
 //!
-//! Each route of the contract is one plain function taking the [`Broker`](crate::Broker), the
-//! application's [`Hooks`], the raw path parameters, the request headers, the raw query string
-//! (`""` when there is none) and, where the route has one, the body as `&[u8]`. Each returns a
-//! [`Response`] whose [`Body`] is either complete bytes or the live [`EventStream`](crate::EventStream). An adapter
-//! only routes, buffers request bodies up to [`Hooks::max_body_bytes`] and converts the
-//! response into its framework's type:
+//! One [`Service`] holds the [`Broker`](crate::Broker), the application's [`Hooks`], CORS,
+//! `/metrics` and any [`RouteExtension`]s. Every server answers a request in the same three
+//! steps, so every rule of the contract lives here once:
 //!
-//! | route | function |
+//! 1. [`Service::admit`] on the request's head: CORS preflight, [`Route::parse`] (404, 405
+//!    with `Allow`), ids, credentials, body size by `Content-Length`, draining;
+//! 2. the server reads the body, at most [`Admitted::body_limit`] bytes, and only for an
+//!    admitted request;
+//! 3. [`Admitted::handle`] with the body gives the [`Response`], whose [`Body`] is either
+//!    complete bytes or the live [`EventStream`](crate::EventStream).
+//!
+//! An adapter mounts the service on the paths tether [`claims`] and converts the response into
+//! its framework's type; the hub's own connection loop calls the same three steps.
+//!
+//! | route | |
 //! |---|---|
-//! | `GET /api/sse/session/{session_id}` | [`subscribe`] |
-//! | `POST /api/sessions/{session_id}/events` | [`publish`] |
-//! | `POST /api/sessions/{session_id}/approvals` | [`create_approval`] |
-//! | `GET /api/sessions/{session_id}/approvals/{approval_id}?waitMs=` | [`approval_status`] (async: long-poll) |
-//! | `DELETE /api/sessions/{session_id}/approvals/{approval_id}` | [`cancel_approval`] |
-//! | `POST /api/sessions/{session_id}/approvals/{approval_id}/decision` | [`decide`] |
-//! | `GET /health/sse` | [`health`] |
+//! | `GET /api/sse/session/{session_id}` | the session's event stream (`HEAD`: its head only) |
+//! | `POST /api/sessions/{session_id}/events` | publish one event or a batch |
+//! | `POST /api/sessions/{session_id}/approvals` | create an approval request |
+//! | `GET /api/sessions/{session_id}/approvals/{approval_id}?waitMs=` | its status (long-poll) |
+//! | `DELETE /api/sessions/{session_id}/approvals/{approval_id}` | cancel it |
+//! | `POST /api/sessions/{session_id}/approvals/{approval_id}/decision` | a human's decision |
+//! | `GET /health/sse` | health for probes |
+//! | `GET /metrics` | Prometheus text, where [`Service::metrics`] mounts it |
 //!
 //! ```
-//! use http::{HeaderMap, StatusCode};
+//! use bytes::Bytes;
 //! use tether_core::Broker;
-//! use tether_core::http::{self as th, Body, Hooks};
+//! use tether_core::http::{Body, Hooks, Service};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let broker = Broker::builder().start();
-//! let hooks = Hooks::new().publish_token("s3cret");
+//! let service = Service::new(Broker::builder().start(), Hooks::allow_all().publish_token("s3cret"));
 //!
-//! let mut publisher = HeaderMap::new();
-//! publisher.insert("authorization", "Bearer s3cret".parse().unwrap());
-//! let answer = th::publish(&broker, &hooks, "chat-1", &publisher, "", br#"{"text":"hi"}"#);
-//! assert_eq!(answer.status(), StatusCode::ACCEPTED);
+//! let publish = http::Request::post("/api/sessions/chat-1/events")
+//!     .header("authorization", "Bearer s3cret")
+//!     .header("content-type", "application/json")
+//!     .body(Bytes::from_static(br#"{"text":"hi"}"#))
+//!     .unwrap();
+//! assert_eq!(service.call(publish).await.status(), 202);
 //!
-//! let answer = th::subscribe(&broker, &hooks, "chat-1", &HeaderMap::new(), "");
+//! let subscribe = http::Request::get("/api/sse/session/chat-1").body(Bytes::new()).unwrap();
+//! let answer = service.call(subscribe).await;
 //! assert_eq!(answer.headers()["content-type"], "text/event-stream");
 //! assert!(matches!(answer.body(), Body::Stream(_)));
 //! # }
@@ -51,7 +61,8 @@
 //! | 400 | `invalid_session_id`, `invalid_last_event_id`, `invalid_client_id`, `invalid_approval_id`, `invalid_json`, `invalid_body`, `invalid_event`, `invalid_event_name`, `invalid_query`, `rejected` | the request breaks the contract; nothing was stored |
 //! | 401 | `unauthorized` | no or wrong credentials (publisher token, or the authorizer said so) |
 //! | 403 | `forbidden` | the authorizer refused this session to this caller |
-//! | 404 | `unknown_approval`, `not_found` | no such approval in the session |
+//! | 404 | `unknown_approval`, `not_found` | no such approval in the session; no such route |
+//! | 405 | `method_not_allowed` | the route does not answer this method; `Allow` names those it does |
 //! | 409 | `conflict`, `duplicate_approval`, `already_decided` | Reject policy; approval id taken; second decision |
 //! | 410 | `expired` | the approval's deadline passed first |
 //! | 413 | `too_large`, `body_too_large` | one event or the whole body is over its limit |
@@ -69,7 +80,7 @@
 //! is the only way to send it back through the load balancer to another node at a moment of its
 //! own. Other subscribe requests, publishes and new approvals get 503 with `Retry-After`;
 //! decisions, status polls and cancellations of approvals already on this node are still
-//! served; [`health`] answers 503.
+//! served; `/health/sse` answers 503.
 
 mod body;
 mod cors;
@@ -77,14 +88,13 @@ mod error;
 mod handlers;
 mod hooks;
 mod request;
+mod route;
+mod service;
 
-pub use body::Body;
+pub use body::{Body, ChunkStream};
 pub use cors::Cors;
 pub use error::HttpError;
-pub use handlers::{
-    DEFAULT_WAIT, MAX_WAIT, approval_status, cancel_approval, create_approval, decide, health,
-    publish, sse_headers, subscribe,
-};
+pub use handlers::{DEFAULT_WAIT, MAX_WAIT, sse_headers};
 pub use hooks::{
     Access, AllowAll, Authorizer, BearerToken, DEFAULT_MAX_BODY_BYTES, Hooks, PublisherAuth,
     SessionOwnerHeader,
@@ -93,6 +103,8 @@ pub use request::{
     connect_options, last_event_id, percent_decode, query_param, session_id, wait_duration,
     wants_event_stream,
 };
+pub use route::{PREFIXES, Route, RouteError, claims};
+pub use service::{Admitted, ExtensionRequest, ResponseFuture, RouteExtension, Service};
 
 /// A response of the HTTP layer, for an adapter to convert into its framework's type.
 pub type Response = ::http::Response<Body>;

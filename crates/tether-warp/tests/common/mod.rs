@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::HeaderMap;
 use tether_conformance::SuiteConfig;
 use tether_core::{Broker, ConnectionPolicy, SessionId};
-use tether_warp::{Access, Hooks, SocketOptions, SseListener};
+use tether_warp::{Access, Hooks, Service, SocketOptions, SseListener};
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
@@ -50,14 +50,12 @@ pub(crate) async fn start(
         .max_event_bytes(cfg.max_event_bytes)
         .connection_policy(policy)
         .start();
-    let hooks = Hooks::new()
+    let hooks = Hooks::allow_all()
         .publish_token(cfg.publish_token.clone().unwrap_or_default())
         .authorizer(owner_of)
         .max_body_bytes(cfg.max_body_bytes);
-    let app = tether_warp::router(broker.clone(), hooks)
+    let app = tether_warp::router(Service::new(broker.clone(), hooks))
         .or(extra)
-        .unify()
-        .or(tether_warp::not_found())
         .unify();
     let listener = SseListener::bind(
         "127.0.0.1:0".parse().unwrap(),

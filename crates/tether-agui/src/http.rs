@@ -1,6 +1,8 @@
-//! Durable AG-UI runs (feature `agui`).
+//! Durable AG-UI runs over HTTP (feature `http`): the run route as a
+//! [`RouteExtension`] of tether's [`Service`](tether_core::http::Service), so the
+//! hub and every adapter serve it the same way.
 //!
-//! [`router`] adds `POST /api/agui/run`: the body is a `RunAgentInput` (what
+//! [`RunRoute`] adds `POST /api/agui/run`: the body is a `RunAgentInput` (what
 //! `HttpAgent` of `@ag-ui/client` sends to its URL), the answer is the run as
 //! an event stream. The agent function runs as a task of its own, so a dropped
 //! request does not stop the run:
@@ -19,11 +21,15 @@
 //!   function is not called. A `resolved` answer after the approval's deadline
 //!   gets a run that ends with `RUN_ERROR` at once.
 //!
+//! Starting a run on thread T is subscribing to session T: the request goes
+//! through the [`Hooks`](tether_core::http::Hooks)' authorizer for T.
+//!
 //! ```
 //! use std::sync::Arc;
+//! use tether_agui::http::RunRoute;
 //! use tether_agui::{AguiRuns, AguiTrackerFactory, RunAgentInput, RunPublisher};
-//! use tether_axum::Hooks;
 //! use tether_core::Broker;
+//! use tether_core::http::{Hooks, Service};
 //!
 //! async fn agent(input: RunAgentInput, mut run: RunPublisher) {
 //!     let reply = format!("You said {} things.", input.messages.len());
@@ -36,31 +42,26 @@
 //! # async fn main() {
 //! let broker = Broker::builder().tracker_factory(Arc::new(AguiTrackerFactory::new())).start();
 //! let runs = AguiRuns::new(broker.clone());
-//! let app = tether_axum::router(broker, Hooks::new())
-//!     .merge(tether_axum::agui::router(runs, Hooks::new(), agent));
-//! # let _ = app;
+//! let service = Service::new(broker, Hooks::allow_all()).extension(RunRoute::new(runs, agent));
+//! # drop(service);
 //! # }
 //! ```
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
-use axum::routing::post;
+use bytes::Bytes;
 use futures_core::Stream;
-use tether_agui::{AguiError, AguiRuns, ClientRun, RunAgentInput, RunEnd};
-use tether_core::http::{self as th, HttpError};
+use http::{Method, StatusCode};
+use tether_core::http::{
+    self as th, Body, ExtensionRequest, HttpError, Response, ResponseFuture, RouteError,
+    RouteExtension,
+};
 use tether_core::{ConnectOptions, EventId, EventStream};
 
-pub use tether_agui::RunPublisher;
+use crate::{AguiError, AguiRuns, ClientRun, RunAgentInput, RunEnd, RunPublisher};
 
 /// The path of the run route.
 pub const RUN: &str = "/api/agui/run";
@@ -68,31 +69,85 @@ pub const RUN: &str = "/api/agui/run";
 type AgentFn =
     dyn Fn(RunAgentInput, RunPublisher) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync;
 
+/// `POST /api/agui/run` on a broker's [`AguiRuns`], calling an agent function for each new
+/// run (see the [module docs](self)).
 #[derive(Clone)]
-struct RunState {
+pub struct RunRoute {
     runs: AguiRuns,
-    hooks: th::Hooks,
     agent: Arc<AgentFn>,
 }
 
-/// `POST /api/agui/run` on `runs`, calling `agent` for each new run (see the
-/// [module docs](self)). `hooks` authorize the request as a subscription to the
-/// thread's session and limit the body size.
-pub fn router<F, Fut>(runs: AguiRuns, hooks: th::Hooks, agent: F) -> Router
-where
-    F: Fn(RunAgentInput, RunPublisher) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let limit = hooks.body_limit();
-    let agent: Arc<AgentFn> = Arc::new(move |input, publisher| Box::pin(agent(input, publisher)));
-    Router::new()
-        .route(RUN, post(run))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(RunState { runs, hooks, agent })
+impl std::fmt::Debug for RunRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunRoute").finish_non_exhaustive()
+    }
 }
 
-fn error(e: HttpError) -> Response {
-    crate::into_response(e.into_response())
+impl RunRoute {
+    /// The run route on `runs`, calling `agent` for each new run.
+    pub fn new<F, Fut>(runs: AguiRuns, agent: F) -> Self
+    where
+        F: Fn(RunAgentInput, RunPublisher) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let agent: Arc<AgentFn> =
+            Arc::new(move |input, publisher| Box::pin(agent(input, publisher)));
+        Self { runs, agent }
+    }
+
+    fn run(&self, request: &ExtensionRequest<'_>, body: &[u8]) -> Result<Response, HttpError> {
+        let input: RunAgentInput = serde_json::from_slice(body).map_err(|e| {
+            HttpError::bad_request(
+                "invalid_run_input",
+                format!("the body must be an AG-UI RunAgentInput: {e}"),
+            )
+        })?;
+        let session = th::session_id(&input.thread_id)?;
+        request
+            .hooks()
+            .authorize(&session, request.headers())
+            .into_result()?;
+        let broker = self.runs.broker().clone();
+        if broker.is_draining() {
+            return Err(HttpError::from(tether_core::ConnectError::Draining {
+                retry_after: broker.drain_retry_hint(),
+            }));
+        }
+        let reservation = self.runs.reserve(&input).map_err(agui_error)?;
+        // The response starts at the run's first event: right after the head.
+        let opts = match broker.head(&session) {
+            Some(head) => ConnectOptions::resume(head.to_string()),
+            None => ConnectOptions::default(),
+        };
+        let stream = broker.connect(&session, opts)?;
+        let started = reservation.start(input.clone()).map_err(agui_error)?;
+        let end = started.end();
+        if let ClientRun::New { publisher, .. } = started {
+            tokio::spawn((self.agent)(input, publisher));
+        }
+        let mut res = Response::new(Body::Chunks(Box::pin(RunStream::new(stream, end))));
+        *res.headers_mut() = th::sse_headers(request.hooks());
+        Ok(res)
+    }
+}
+
+impl RouteExtension for RunRoute {
+    fn route(&self, method: &Method, path: &str) -> Option<Result<(), RouteError>> {
+        (path == RUN).then(|| {
+            if *method == Method::POST {
+                Ok(())
+            } else {
+                Err(RouteError::MethodNotAllowed { allow: "POST" })
+            }
+        })
+    }
+
+    fn handle<'a>(&'a self, request: ExtensionRequest<'a>, body: Bytes) -> ResponseFuture<'a> {
+        let res = self
+            .run(&request, &body)
+            .unwrap_or_else(HttpError::into_response);
+        Box::pin(std::future::ready(res))
+    }
 }
 
 fn agui_error(e: AguiError) -> HttpError {
@@ -113,88 +168,6 @@ fn agui_error(e: AguiError) -> HttpError {
             other.to_string(),
         ),
     }
-}
-
-/// The answer to a request the authorizer did not allow.
-fn refusal(access: th::Access) -> Option<HttpError> {
-    match access {
-        th::Access::Allow => None,
-        th::Access::Unauthorized { message, challenge } => {
-            let e = HttpError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
-            Some(match challenge {
-                Some(c) => e.with_challenge(c),
-                None => e,
-            })
-        }
-        th::Access::Forbidden { message } => {
-            Some(HttpError::new(StatusCode::FORBIDDEN, "forbidden", message))
-        }
-        _ => Some(HttpError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "this thread is not yours",
-        )),
-    }
-}
-
-async fn run(
-    State(s): State<RunState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(HttpError::body_too_large(s.hooks.body_limit()));
-        }
-        Err(r) => return error(HttpError::bad_request("invalid_body", r.body_text())),
-    };
-    let input: RunAgentInput = match serde_json::from_slice(&body) {
-        Ok(input) => input,
-        Err(e) => {
-            return error(HttpError::bad_request(
-                "invalid_run_input",
-                format!("the body must be an AG-UI RunAgentInput: {e}"),
-            ));
-        }
-    };
-    let session = match th::session_id(&input.thread_id) {
-        Ok(s) => s,
-        Err(e) => return error(e),
-    };
-    if let Some(e) = refusal(s.hooks.authorize(&session, &headers)) {
-        return error(e);
-    }
-    let broker = s.runs.broker().clone();
-    if broker.is_draining() {
-        return error(HttpError::from(tether_core::ConnectError::Draining {
-            retry_after: broker.drain_retry_hint(),
-        }));
-    }
-    let reservation = match s.runs.reserve(&input) {
-        Ok(r) => r,
-        Err(e) => return error(agui_error(e)),
-    };
-    // The response starts at the run's first event: right after the head.
-    let opts = match broker.head(&session) {
-        Some(head) => ConnectOptions::resume(head.to_string()),
-        None => ConnectOptions::default(),
-    };
-    let stream = match broker.connect(&session, opts) {
-        Ok(stream) => stream,
-        Err(e) => return error(e.into()),
-    };
-    let started = match reservation.start(input.clone()) {
-        Ok(started) => started,
-        Err(e) => return error(agui_error(e)),
-    };
-    let end = started.end();
-    if let ClientRun::New { publisher, .. } = started {
-        tokio::spawn((s.agent)(input, publisher));
-    }
-    let mut res = Response::new(Body::from_stream(RunStream::new(stream, end)));
-    *res.headers_mut() = th::sse_headers(&s.hooks);
-    res
 }
 
 /// A session's stream that ends after the frame of its run's last event.
@@ -250,7 +223,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 impl Stream for RunStream {
-    type Item = Result<Bytes, Infallible>;
+    type Item = Bytes;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
@@ -280,9 +253,9 @@ impl Stream for RunStream {
                 Poll::Ready(Some(chunk)) => {
                     if let Some(cut) = this.end_id.and_then(|id| cut_after(&chunk, id)) {
                         this.done = true;
-                        return Poll::Ready(Some(Ok(cut)));
+                        return Poll::Ready(Some(cut));
                     }
-                    Poll::Ready(Some(Ok(chunk)))
+                    Poll::Ready(Some(chunk))
                 }
                 Poll::Ready(None) => {
                     this.done = true;

@@ -1,4 +1,4 @@
-//! The hub's HTTP/1.1 server: a small connection loop written for long-lived event streams.
+//! An HTTP/1.1 server: a small connection loop written for long-lived event streams.
 //!
 //! A general-purpose server keeps two 8 KiB buffers per connection for its whole life; an idle
 //! SSE connection needs neither once its request is read. Here the request buffer starts
@@ -10,70 +10,56 @@
 //!
 //! HTTP/1.1 keep-alive and pipelining, HTTP/1.0 (`Connection: close`, close-delimited
 //! streams, as nginx speaks to upstreams by default), `Expect: 100-continue` and `HEAD` are
-//! handled; request bodies must carry `Content-Length` (411 otherwise).
+//! handled; request bodies must carry `Content-Length` (411 otherwise). Each request goes
+//! through [`Service::admit`] on its head: a refused request's body is never read (the
+//! connection closes after the answer instead), and `100 Continue` is sent only to an admitted
+//! one.
 
 use std::future::Future;
 use std::io;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use tether_core::http::{Body, HttpError};
-use tether_core::net::SocketOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-use crate::hub::{Hub, Request};
+use super::SseListener;
+use crate::http::{Body, HttpError, Service};
 
-/// Accepts connections until `shutdown` resolves, then drains: every stream ends with a
-/// spread-out `retry:`, and for the drain window new requests still get the draining
-/// answers (so clients are told to come back rather than refused); then it waits a few
-/// seconds for the last connections and returns.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    options: SocketOptions,
-    hub: Arc<Hub>,
+/// Accepts connections on `listener` until `shutdown` resolves, then runs
+/// [`Broker::shutdown`](crate::Broker::shutdown) with `drain_window` while still accepting (so
+/// new requests get the draining answers rather than a refused connection), and returns how
+/// many streams were left when it resolved.
+pub async fn serve(
+    mut listener: SseListener,
+    service: Service,
     shutdown: impl Future<Output = ()>,
     drain_window: Duration,
-) {
-    let accept = |accepted: io::Result<(TcpStream, std::net::SocketAddr)>| match accepted {
-        Ok((stream, _)) => {
-            if let Err(e) = options.apply(&stream) {
-                tracing::debug!(error = %e, "cannot set socket options");
-            }
-            tokio::spawn(serve_connection(stream, hub.clone()));
-            None
-        }
-        // Out of file descriptors or a similar resource error: back off briefly.
-        Err(e) => {
-            tracing::error!(error = %e, "SSE error: accept failed");
-            Some(tokio::time::sleep(Duration::from_millis(50)))
-        }
-    };
+) -> usize {
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = listener.accept() => if let Some(pause) = accept(accepted) { pause.await },
+            (stream, _) = listener.accept() => {
+                tokio::spawn(serve_connection(stream, service.clone()));
+            }
             () = &mut shutdown => break,
         }
     }
-    hub.broker.drain(drain_window);
-    let until = tokio::time::Instant::now() + drain_window;
+    let broker = service.broker().clone();
+    let drained = broker.shutdown(drain_window);
+    tokio::pin!(drained);
     loop {
         tokio::select! {
-            accepted = listener.accept() => if let Some(pause) = accept(accepted) { pause.await },
-            () = tokio::time::sleep_until(until) => break,
+            (stream, _) = listener.accept() => {
+                tokio::spawn(serve_connection(stream, service.clone()));
+            }
+            left = &mut drained => return left,
         }
     }
-    drop(listener);
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, hub.broker.idle()).await;
 }
-
-/// How long [`serve`] waits after the drain window for the last connections.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Longest request head accepted (431 past it).
 const MAX_HEAD: usize = 16 * 1024;
@@ -84,7 +70,7 @@ const MAX_HEADERS: usize = 64;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Serves one accepted connection until the client leaves or the server closes it.
-pub(crate) async fn serve_connection(mut stream: TcpStream, hub: Arc<Hub>) {
+pub async fn serve_connection(mut stream: TcpStream, service: Service) {
     let mut buf = BytesMut::with_capacity(1024);
     loop {
         let head =
@@ -92,48 +78,56 @@ pub(crate) async fn serve_connection(mut stream: TcpStream, hub: Arc<Hub>) {
                 Ok(Ok(Some(head))) => head,
                 Ok(Ok(None)) | Err(_) => return,
                 Ok(Err(HeadError::Io)) => return,
-                Ok(Err(HeadError::Answer(res, _))) => {
+                Ok(Err(HeadError::Answer(res))) => {
                     let _ = write_full(&mut stream, *res, Version::Http10, false).await;
                     return;
                 }
             };
         let keep_alive = head.keep_alive();
-        let is_head = head.method == Method::HEAD;
         let version = head.version;
-        let limit = hub.hooks.body_limit();
-        let body = match tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            read_body(&mut stream, &mut buf, &head, limit),
-        )
-        .await
-        {
-            Ok(Ok(body)) => body,
-            Ok(Err(HeadError::Io)) | Err(_) => return,
-            Ok(Err(HeadError::Answer(res, close))) => {
-                if write_full(&mut stream, *res, version, !close && keep_alive)
-                    .await
-                    .is_err()
-                    || close
-                {
+        let framing = match body_framing(&head) {
+            Ok(framing) => framing,
+            Err(res) => {
+                let _ = write_full(&mut stream, *res, version, false).await;
+                return;
+            }
+        };
+        let parts = match head.into_parts() {
+            Ok(parts) => parts,
+            Err(res) => {
+                let _ = write_full(&mut stream, *res, version, false).await;
+                return;
+            }
+        };
+        let is_head = parts.method == Method::HEAD;
+        let res = match service.admit(&parts) {
+            // The body of a refused request is never read, so the connection cannot carry
+            // another request after it.
+            Err(refused) => {
+                let keep = keep_alive && framing == 0;
+                let (p, body) = refused.into_parts();
+                let body = body.as_full().cloned().unwrap_or_default();
+                let res = http::Response::from_parts(p, if is_head { Bytes::new() } else { body });
+                if write_full(&mut stream, res, version, keep).await.is_err() || !keep {
                     return;
                 }
                 continue;
             }
+            Ok(admitted) => {
+                let limit = admitted.body_limit();
+                if framing > limit {
+                    let res = full_response(admitted.body_too_large());
+                    let _ = write_full(&mut stream, res, version, false).await;
+                    return;
+                }
+                let read = read_body(&mut stream, &mut buf, &parts, framing);
+                match tokio::time::timeout(REQUEST_TIMEOUT, read).await {
+                    Ok(Ok(body)) => admitted.handle(body).await,
+                    Ok(Err(())) | Err(_) => return,
+                }
+            }
         };
-        let (path, query) = head.target.split_once('?').unwrap_or((&head.target, ""));
-        let req = Request {
-            method: if is_head {
-                Method::GET
-            } else {
-                head.method.clone()
-            },
-            path,
-            query,
-            headers: head.headers,
-            body,
-        };
-        let res = hub.handle(&req).await;
-        drop(req);
+        drop(parts);
         let (parts, body) = res.into_parts();
         let closes = parts
             .headers
@@ -152,22 +146,27 @@ pub(crate) async fn serve_connection(mut stream: TcpStream, hub: Arc<Hub>) {
                     return;
                 }
             }
-            Body::Stream(events) if is_head => {
+            streaming if is_head => {
                 // A HEAD request gets the stream's headers and no stream.
-                drop(events);
+                drop(streaming);
                 let res = http::Response::from_parts(parts, Bytes::new());
                 let _ = write_full(&mut stream, res, version, false).await;
                 return;
             }
-            Body::Stream(events) => {
+            streaming => {
                 // Nothing is read from a streaming connection: free the request buffer for
                 // the stream's whole life.
                 drop(std::mem::take(&mut buf));
-                let _ = stream_body(&mut stream, parts, events, version).await;
+                let _ = stream_body(&mut stream, parts, streaming, version).await;
                 return;
             }
         }
     }
+}
+
+fn full_response(res: crate::http::Response) -> http::Response<Bytes> {
+    let (parts, body) = res.into_parts();
+    http::Response::from_parts(parts, body.as_full().cloned().unwrap_or_default())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -198,10 +197,32 @@ impl Head {
     }
 }
 
+impl Head {
+    /// The head as the `http` crate's request parts, for [`Service::admit`].
+    fn into_parts(self) -> Result<http::request::Parts, Box<http::Response<Bytes>>> {
+        let uri: http::Uri = self.target.parse().map_err(|_| {
+            answer(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the request target is not a valid URI",
+            )
+        })?;
+        let mut req = http::Request::new(());
+        *req.method_mut() = self.method;
+        *req.uri_mut() = uri;
+        *req.version_mut() = match self.version {
+            Version::Http10 => http::Version::HTTP_10,
+            Version::Http11 => http::Version::HTTP_11,
+        };
+        *req.headers_mut() = self.headers;
+        Ok(req.into_parts().0)
+    }
+}
+
 enum HeadError {
     Io,
-    /// Answer this and, if the flag says so, close.
-    Answer(Box<http::Response<Bytes>>, bool),
+    /// Answer this and close.
+    Answer(Box<http::Response<Bytes>>),
 }
 
 fn answer(
@@ -235,35 +256,26 @@ async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Option<
                 }
                 Ok(httparse::Status::Partial) => {}
                 Err(httparse::Error::TooManyHeaders) => {
-                    return Err(HeadError::Answer(
-                        answer(
-                            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                            "headers_too_large",
-                            "the request has too many headers",
-                        ),
-                        true,
-                    ));
+                    return Err(HeadError::Answer(answer(
+                        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        "headers_too_large",
+                        "the request has too many headers",
+                    )));
                 }
                 Err(_) => {
-                    return Err(HeadError::Answer(
-                        answer(
-                            StatusCode::BAD_REQUEST,
-                            "bad_request",
-                            "the request is not valid HTTP/1.1",
-                        ),
-                        true,
-                    ));
+                    return Err(HeadError::Answer(answer(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        "the request is not valid HTTP/1.1",
+                    )));
                 }
             }
             if buf.len() >= MAX_HEAD {
-                return Err(HeadError::Answer(
-                    answer(
-                        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                        "headers_too_large",
-                        "the request head is larger than 16 KiB",
-                    ),
-                    true,
-                ));
+                return Err(HeadError::Answer(answer(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "headers_too_large",
+                    "the request head is larger than 16 KiB",
+                )));
             }
         }
         buf.reserve(1024);
@@ -277,10 +289,7 @@ async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Option<
 
 fn to_head(req: &httparse::Request<'_, '_>) -> Result<Head, HeadError> {
     let bad = |message: &'static str| {
-        HeadError::Answer(
-            answer(StatusCode::BAD_REQUEST, "bad_request", message),
-            true,
-        )
+        HeadError::Answer(answer(StatusCode::BAD_REQUEST, "bad_request", message))
     };
     let method = req
         .method
@@ -306,47 +315,41 @@ fn to_head(req: &httparse::Request<'_, '_>) -> Result<Head, HeadError> {
     })
 }
 
-/// Reads the request body announced by `Content-Length` (already-buffered bytes first).
-async fn read_body(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
-    head: &Head,
-    limit: usize,
-) -> Result<Bytes, HeadError> {
+/// The length of the request's body from its head: `Content-Length`, 0 without one. A body
+/// in `Transfer-Encoding` is refused with 411.
+fn body_framing(head: &Head) -> Result<usize, Box<http::Response<Bytes>>> {
     if head.headers.contains_key(TRANSFER_ENCODING) {
-        return Err(HeadError::Answer(
-            answer(
-                StatusCode::LENGTH_REQUIRED,
-                "length_required",
-                "send the request body with Content-Length",
-            ),
-            true,
+        return Err(answer(
+            StatusCode::LENGTH_REQUIRED,
+            "length_required",
+            "send the request body with Content-Length",
         ));
     }
-    let len = match head.headers.get(CONTENT_LENGTH) {
-        None => return Ok(Bytes::new()),
+    match head.headers.get(CONTENT_LENGTH) {
+        None => Ok(0),
         Some(v) => v
             .to_str()
             .ok()
             .and_then(|s| s.trim().parse::<usize>().ok())
             .ok_or_else(|| {
-                HeadError::Answer(
-                    answer(
-                        StatusCode::BAD_REQUEST,
-                        "bad_request",
-                        "invalid Content-Length",
-                    ),
-                    true,
+                answer(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "invalid Content-Length",
                 )
-            })?,
-    };
-    if len > limit {
-        return Err(HeadError::Answer(
-            full(HttpError::body_too_large(limit)),
-            true,
-        ));
+            }),
     }
-    let expects_continue = head
+}
+
+/// Reads the `len` body bytes of an admitted request (already-buffered bytes first), after a
+/// `100 Continue` if the client waits for one.
+async fn read_body(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    parts: &http::request::Parts,
+    len: usize,
+) -> Result<Bytes, ()> {
+    let expects_continue = parts
         .headers
         .get(EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
@@ -354,12 +357,12 @@ async fn read_body(
         stream
             .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .await
-            .map_err(|_| HeadError::Io)?;
+            .map_err(|_| ())?;
     }
     while buf.len() < len {
         buf.reserve(len - buf.len());
         match stream.read_buf(buf).await {
-            Ok(0) | Err(_) => return Err(HeadError::Io),
+            Ok(0) | Err(_) => return Err(()),
             Ok(_) => {}
         }
     }
@@ -415,7 +418,7 @@ async fn write_full(
 async fn stream_body(
     stream: &mut TcpStream,
     mut parts: http::response::Parts,
-    mut events: tether_core::EventStream,
+    mut events: Body,
     version: Version,
 ) -> io::Result<()> {
     parts.headers.remove(CONNECTION);
