@@ -31,6 +31,7 @@ class Proxy {
     /** Pieces of at most this many bytes, one per timer tick (0: forward as received). */
     this.slice = 0;
     this._conns = new Set();
+    this._all = [];
     this._rules = [];
     this.server = net.createServer((client) => this._accept(client));
   }
@@ -42,6 +43,11 @@ class Proxy {
    */
   cutAfter(pattern) {
     this._rules.push(pattern);
+  }
+
+  /** Whether any response so far (open or closed connections) matched `pattern`. */
+  sawResponse(pattern) {
+    return this._all.some((c) => pattern.test(c.seen));
   }
 
   /** Closes every open connection, both sides, at once. */
@@ -64,6 +70,7 @@ class Proxy {
       client,
       upstream: net.connect(this.targetPort, '127.0.0.1'),
       head: '',
+      skip: 0,
       seen: '',
       held: false,
       queue: [],
@@ -71,6 +78,7 @@ class Proxy {
       done: false,
     };
     this._conns.add(conn);
+    this._all.push(conn);
     this.open++;
     this.maxOpen = Math.max(this.maxOpen, this.open);
     const finish = () => {
@@ -86,17 +94,29 @@ class Proxy {
     conn.upstream.on('close', finish);
     conn.upstream.on('error', finish);
     client.on('data', (d) => {
-      if (conn.head !== null) {
-        conn.head += d.toString('latin1');
-        const end = conn.head.indexOf('\r\n\r\n');
-        if (end !== -1) {
-          this.requests.push(parseHead(conn.head.slice(0, end)));
-          conn.head = null;
-        }
-      }
+      this._requestBytes(conn, d.toString('latin1'));
       conn.upstream.write(d);
     });
     conn.upstream.on('data', (d) => this._fromServer(conn, d));
+  }
+
+  /** Records each request head on the connection (a browser reuses one after a preflight). */
+  _requestBytes(conn, text) {
+    conn.head += text;
+    for (;;) {
+      if (conn.skip > 0) {
+        const n = Math.min(conn.skip, conn.head.length);
+        conn.skip -= n;
+        conn.head = conn.head.slice(n);
+        if (conn.skip > 0) return;
+      }
+      const end = conn.head.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      const req = parseHead(conn.head.slice(0, end));
+      this.requests.push(req);
+      conn.head = conn.head.slice(end + 4);
+      conn.skip = Number(req.headers['content-length'] ?? 0);
+    }
   }
 
   _fromServer(conn, data) {

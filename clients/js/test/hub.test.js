@@ -152,9 +152,12 @@ describe('against tether serve', { skip: missing || false }, () => {
     const recAgain = record(again);
     await waitFor(() => recAgain.of('close').length === 1, 10_000, 'the reload to stop');
     assert.equal(recAgain.of('close')[0].reason, 'stopped');
-    assert.equal(recAgain.of('error')[0].status, 204);
+    // (An earlier error without a status is possible: Node's fetch may first pick a pooled
+    // socket the proxy has just closed, and that attempt is retried.)
+    assert.equal(recAgain.of('error').at(-1).status, 204, JSON.stringify(recAgain.log));
+    const requests = proxy.requests.length;
     await sleep(800);
-    assert.equal(proxy.requests.length, 3);
+    assert.equal(proxy.requests.length, requests, 'no request after the 204');
     assert.equal(b.readyState, TetherEventSource.OPEN, 'B keeps the session');
   });
 
