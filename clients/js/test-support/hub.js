@@ -30,6 +30,10 @@ export function startHub(args = []) {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
   });
+  // Never outlive the test process, whatever way it ends its event loop.
+  const reap = () => child.kill('SIGKILL');
+  process.once('exit', reap);
+  child.once('exit', () => process.removeListener('exit', reap));
   let stderr = '';
   child.stderr.on('data', (d) => {
     if (stderr.length < 64 * 1024) stderr += d;

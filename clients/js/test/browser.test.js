@@ -81,6 +81,9 @@ test('in Chromium: a cut inside a frame resumes before it, across origins', { sk
     ['--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run', `--user-data-dir=${profile}`, url],
     { stdio: 'ignore', detached: true },
   );
+  const reap = () => process.kill(-chromium.pid, 'SIGKILL');
+  process.once('exit', reap);
+  chromium.once('exit', () => process.removeListener('exit', reap));
   const exited = new Promise((_, reject) =>
     chromium.once('exit', (code, signal) => reject(new Error(`chromium exited (${code ?? signal})`))),
   );
