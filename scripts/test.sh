@@ -36,3 +36,12 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --all-features --no-fail-fast
 fi
+
+# The JS client (clients/js): Node's test runner against the hub binary built above.
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  echo "error: the JS client's tests need Node >= 20, found $(node --version 2>/dev/null || echo none); install Node 20 or newer" >&2
+  exit 1
+fi
+cargo build -p tether-cli --quiet # a no-op when the cargo tests built it
+(cd clients/js && CI="${CI:-true}" TETHER_BIN="${TETHER_BIN:-../../target/debug/tether}" npm test)
