@@ -7,6 +7,8 @@
 //! - a hub without `X-Accel-Buffering: no` behind an nginx with `gzip on` for event streams:
 //!   the buffering row fails (and passes behind the same nginx with the header);
 //! - a hub whose heartbeat is off: the heartbeat row fails;
+//! - a server that replays its whole history on every connect: the resume row fails with
+//!   duplicates;
 //! - nothing listening: exit 2.
 //!
 //! The nginx tests need `nginx` (or `/usr/sbin/nginx`); without it they print a notice and
@@ -305,6 +307,153 @@ async fn nothing_listening_is_exit_code_2() {
     );
     let (code, report) = probe("https://127.0.0.1:1", &["--duration", "1"]).await;
     assert_eq!(code, 2, "{report}");
+}
+
+/// A server with history that ignores `Last-Event-ID` and replays everything on every
+/// connect (a body delimited by the close, a heartbeat every second): a resume gets
+/// duplicates.
+mod replay_all {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::watch;
+
+    type History = watch::Sender<Vec<String>>;
+
+    pub(super) async fn start() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let history: Arc<History> = Arc::new(watch::channel(Vec::new()).0);
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(serve(tcp, Arc::clone(&history)));
+            }
+        });
+        (addr, task)
+    }
+
+    async fn serve(mut tcp: TcpStream, history: Arc<History>) {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while buf.len() < head_end + length {
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let reply = |status: &str, body: String| {
+            format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        if path == "/health/sse" {
+            let _ = tcp
+                .write_all(reply("200 OK", "{\"status\":\"ok\"}".into()).as_bytes())
+                .await;
+        } else if path.starts_with("/api/sessions/") {
+            let body: serde_json::Value =
+                serde_json::from_slice(&buf[head_end..head_end + length]).unwrap_or_default();
+            let events = match body {
+                serde_json::Value::Array(a) => a,
+                v => vec![v],
+            };
+            let mut ids = Vec::new();
+            history.send_modify(|h| {
+                for e in events {
+                    h.push(e.to_string());
+                    ids.push(h.len().to_string());
+                }
+            });
+            let body = serde_json::json!({ "ids": ids }).to_string();
+            let _ = tcp.write_all(reply("202 Accepted", body).as_bytes()).await;
+        } else if path.starts_with("/api/sse/session/") {
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
+                        X-Accel-Buffering: no\r\nConnection: close\r\n\r\nretry: 3000\n\n";
+            if tcp.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let mut rx = history.subscribe();
+            // Every connect starts from the first event, whatever Last-Event-ID says.
+            let mut sent = 0;
+            loop {
+                let frames: String = {
+                    let h = rx.borrow_and_update();
+                    let out = h[sent..]
+                        .iter()
+                        .enumerate()
+                        .map(|(i, e)| format!("id: {}\ndata: {e}\n\n", sent + i + 1))
+                        .collect();
+                    sent = h.len();
+                    out
+                };
+                if !frames.is_empty() && tcp.write_all(frames.as_bytes()).await.is_err() {
+                    return;
+                }
+                match tokio::time::timeout(Duration::from_secs(1), rx.changed()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        if tcp.write_all(b": heartbeat\n\n").await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        } else {
+            let _ = tcp
+                .write_all(reply("404 Not Found", "{}".into()).as_bytes())
+                .await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_replays_everything_fails_the_resume_row_with_duplicates() {
+    let (addr, server) = replay_all::start().await;
+    let (code, report) = probe(
+        &format!("http://{addr}"),
+        &[
+            "--duration",
+            "3",
+            "--keepalive-secs",
+            "1",
+            "--publish-token",
+            "t",
+        ],
+    )
+    .await;
+    server.abort();
+    let rows = summary(&report);
+    assert_eq!(code, 1, "{rows}");
+    assert_eq!(status(&report, "resume"), "fail", "{rows}");
+    let resume = row(&report, "resume")["value"].as_str().unwrap();
+    assert!(resume.contains("duplicate #1,"), "{rows}");
+    assert!(!resume.contains("gap"), "{rows}");
+    // Everything else about it is fine, so nothing else fails.
+    for check in report["checks"].as_array().unwrap() {
+        if check["name"] != "resume" {
+            assert_ne!(check["status"], "fail", "{rows}");
+        }
+    }
 }
 
 // ---- nginx --------------------------------------------------------------------------
