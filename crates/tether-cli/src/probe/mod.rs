@@ -474,7 +474,7 @@ async fn run(args: ProbeArgs) -> Result<Report, String> {
     } else {
         let bar =
             ProgressBar::with_draw_target(Some(args.duration * 10), ProgressDrawTarget::stderr());
-        if let Ok(style) = ProgressStyle::with_template("{spinner} [{bar:30}] {msg}") {
+        if let Ok(style) = ProgressStyle::with_template("{spinner} [{bar:24}] {msg}") {
             bar.set_style(style.progress_chars("=> "));
         }
         bar
@@ -513,9 +513,9 @@ async fn run(args: ProbeArgs) -> Result<Report, String> {
         judge::buffering(&hold.delays, hold.publish_error.as_deref(), LATE)
     });
     checks.push(judge::drops(&hold.drops, hold.held));
-    probe.bar.set_message("resuming after a deliberate drop");
+    probe.bar.set_message("resume after a deliberate drop");
     checks.push(probe.resume(&mut hold).await);
-    probe.bar.set_message("provoking a resync");
+    probe.bar.set_message("resync");
     checks.push(probe.provoke(hold.anchor.clone()).await);
     probe.bar.finish_and_clear();
     Ok(Report {
@@ -741,7 +741,7 @@ impl Probe {
                     let t = start.elapsed().min(self.duration);
                     self.bar.set_position(t.as_millis() as u64 / 100);
                     self.bar.set_message(format!(
-                        "holding the stream: {}/{} s, longest silence {}",
+                        "hold {}/{} s, longest silence {}",
                         t.as_secs(),
                         self.duration.as_secs(),
                         judge::secs(silence.longest.0)
@@ -1085,9 +1085,8 @@ impl Probe {
                 }
                 published += k;
             }
-            self.bar.set_message(format!(
-                "provoking a resync: {published} events after the anchor"
-            ));
+            self.bar
+                .set_message(format!("resync: {published} events published"));
             let first = match self.first_event(&id).await {
                 Ok(f) => f,
                 Err(e) => {
