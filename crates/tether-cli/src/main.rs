@@ -32,9 +32,11 @@ struct Cli {
 enum Command {
     /// Run the standalone hub: publish over HTTP, subscribe with EventSource.
     Serve(serve::ServeArgs),
-    /// Validate a service end to end: hold a stream for a while and check headers, the
-    /// `retry:` hint, heartbeats, buffering on the path, drops, an exact resume and
-    /// `/health/sse`. Exit code 0 when no check failed, 1 when one did, 2 when it could not run.
+    /// Validate a service from the outside: hold a stream and report what the path did to it.
+    ///
+    /// Checks the headers, the `retry:` hint, heartbeats, buffering on the path, drops, an
+    /// exact resume, a resync for an evicted id and `/health/sse`. Exit code 0 when no check
+    /// failed, 1 when one did, 2 when the probe could not run.
     Probe(probe::ProbeArgs),
     /// Replay a transcript against a service (`--url URL`) or in process, and check every
     /// guarantee: order, no duplicates, no silent gap, heartbeats, approvals decided once.

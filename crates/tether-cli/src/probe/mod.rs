@@ -45,15 +45,16 @@ const MAX_RECONNECTS: u32 = 30;
 #[command(after_help = "\
 Only http:// is supported: probe the address behind the TLS terminator, or through a tunnel \
 to it. The probe subscribes to a fresh session (probe-<random>) unless --session names one. \
-Without --publish-token it publishes nothing, and the buffering and resume rows are skipped. \
+Without --publish-token it publishes nothing, and the buffering, resume and resync rows are \
+skipped. \
 --provoke-resync publishes ring + 1 events into the probe's session (found by doubling up to \
 10000 events unless --ring-events gives the ring size), which trips eviction alerts on a \
 production hub.
 
 Exit codes: 0 no check failed, 1 a check failed, 2 the probe could not run.")]
 pub(crate) struct ProbeArgs {
-    /// The service's base URL: http://host[:port][/prefix], the prefix in front of
-    /// /api/sse/session/{id}, /api/sessions/{id}/events and /health/sse.
+    /// The service's base URL, `http://host[:port][/prefix]`: the prefix goes in front of
+    /// `/api/sse/session/{id}`, `/api/sessions/{id}/events` and `/health/sse`.
     url: String,
     /// Seconds to hold the stream (the runbook validates with 300).
     #[arg(long, default_value_t = 60, value_name = "SECS",
