@@ -6,7 +6,8 @@
 //!   row fails;
 //! - a hub without `X-Accel-Buffering: no` behind an nginx with `gzip on` for event streams:
 //!   the buffering row fails (and passes behind the same nginx with the header);
-//! - a hub whose heartbeat is off: the heartbeat row fails;
+//! - a hub whose heartbeat is off: the heartbeat row fails, and behind a proxy whose idle
+//!   timeout is shorter than the silence, the drops row fails with the times of the cuts;
 //! - a server that replays its whole history on every connect: the resume row fails with
 //!   duplicates;
 //! - nothing listening: exit 2.
@@ -311,7 +312,8 @@ async fn nothing_listening_is_exit_code_2() {
 
 /// A server with history that ignores `Last-Event-ID` and replays everything on every
 /// connect (a body delimited by the close, a heartbeat every second): a resume gets
-/// duplicates.
+/// duplicates. It wants `Authorization: Bearer sub` on the stream and health routes and
+/// `Bearer pub` on publishes, and answers 401 otherwise.
 mod replay_all {
     use std::sync::Arc;
     use std::time::Duration;
@@ -365,7 +367,15 @@ mod replay_all {
                 body.len()
             )
         };
-        if path == "/health/sse" {
+        let bearer = |token: &str| head.contains(&format!("\r\nauthorization: bearer {token}\r\n"));
+        if (path.starts_with("/api/sessions/") && !bearer("pub"))
+            || ((path == "/health/sse" || path.starts_with("/api/sse/")) && !bearer("sub"))
+        {
+            let body = "{\"error\":\"unauthorized\"}".to_owned();
+            let _ = tcp
+                .write_all(reply("401 Unauthorized", body).as_bytes())
+                .await;
+        } else if path == "/health/sse" {
             let _ = tcp
                 .write_all(reply("200 OK", "{\"status\":\"ok\"}".into()).as_bytes())
                 .await;
@@ -429,26 +439,48 @@ mod replay_all {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_replays_everything_fails_the_resume_row_with_duplicates() {
     let (addr, server) = replay_all::start().await;
+    let url = format!("http://{addr}");
     let (code, report) = probe(
-        &format!("http://{addr}"),
+        &url,
         &[
             "--duration",
             "3",
             "--keepalive-secs",
             "1",
+            "--token",
+            "sub",
             "--publish-token",
-            "t",
+            "pub",
+        ],
+    )
+    .await;
+    // The tokens the other way round: the stream is refused.
+    let (swapped, refused) = probe(
+        &url,
+        &[
+            "--duration",
+            "1",
+            "--token",
+            "pub",
+            "--publish-token",
+            "sub",
         ],
     )
     .await;
     server.abort();
+    let why = summary(&refused);
+    assert_eq!(swapped, 1, "{why}");
+    assert_eq!(status(&refused, "subscribe"), "fail", "{why}");
+    let subscribe = row(&refused, "subscribe")["value"].as_str().unwrap();
+    assert!(subscribe.contains("401"), "{why}");
     let rows = summary(&report);
     assert_eq!(code, 1, "{rows}");
     assert_eq!(status(&report, "resume"), "fail", "{rows}");
     let resume = row(&report, "resume")["value"].as_str().unwrap();
     assert!(resume.contains("duplicate #1,"), "{rows}");
     assert!(!resume.contains("gap"), "{rows}");
-    // Everything else about it is fine, so nothing else fails.
+    // Everything else about it is fine (the tokens went where they belong), so nothing else
+    // fails.
     for check in report["checks"].as_array().unwrap() {
         if check["name"] != "resume" {
             assert_ne!(check["status"], "fail", "{rows}");
@@ -513,6 +545,16 @@ impl Drop for Nginx {
 /// for event streams: the runbook's "events buffered" symptom unless the upstream says
 /// `X-Accel-Buffering: no`.
 fn start_gzip_nginx(binary: &PathBuf, hub: SocketAddr) -> Nginx {
+    start_nginx(
+        binary,
+        hub,
+        "proxy_http_version 1.1;\n        proxy_set_header Connection '';\n        gzip on;\n        \
+         gzip_types text/event-stream;",
+    )
+}
+
+/// nginx in front of `hub` on every route, with `directives` in its location.
+fn start_nginx(binary: &PathBuf, hub: SocketAddr, directives: &str) -> Nginx {
     static N: AtomicU32 = AtomicU32::new(0);
     let port = free_port();
     let dir = std::env::temp_dir().join(format!(
@@ -529,8 +571,7 @@ fn start_gzip_nginx(binary: &PathBuf, hub: SocketAddr) -> Nginx {
          fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n\
          upstream backend {{ server {hub}; }}\n\
          server {{\n    listen 127.0.0.1:{port};\n    location / {{\n        proxy_pass http://backend;\n        \
-         proxy_http_version 1.1;\n        proxy_set_header Connection '';\n        gzip on;\n        \
-         gzip_types text/event-stream;\n    }}\n}}\n}}\n"
+         {directives}\n    }}\n}}\n}}\n"
     );
     let path = dir.join("nginx.conf");
     std::fs::write(&path, conf).unwrap();
@@ -609,4 +650,39 @@ async fn gzip_nginx_with_the_accel_header_passes_the_buffering_row() {
         "{rows}"
     );
     assert_eq!(code, 0, "{rows}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_idle_timeout_below_the_silence_shows_as_drops() {
+    let Some(binary) = require_nginx() else {
+        return;
+    };
+    // The runbook's "Load Balancer Idle Timeout": the proxy gives up on a silent upstream
+    // after 2 s, and the hub sends no heartbeat to keep it busy.
+    let hub = Hub::spawn(EXE, &hub_args(&["--keepalive-secs", "0"]))
+        .await
+        .unwrap();
+    let nginx = start_nginx(
+        &binary,
+        hub.addr(),
+        "proxy_http_version 1.1;\n        proxy_set_header Connection '';\n        \
+         proxy_buffering off;\n        proxy_read_timeout 2s;",
+    );
+    let (code, report) = probe(
+        &format!("http://127.0.0.1:{}", nginx.port),
+        &["--duration", "6", "--keepalive-secs", "1"],
+    )
+    .await;
+    let rows = summary(&report);
+    assert_eq!(code, 1, "{rows}");
+    assert_eq!(status(&report, "drops"), "fail", "{rows}");
+    let drops = row(&report, "drops")["value"].as_str().unwrap();
+    // The first cut comes when the proxy's timeout runs out, not before.
+    let first: f64 = drops
+        .split("SSE disconnect at ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no time in {rows}"));
+    assert!((1.5..5.0).contains(&first), "{rows}");
 }
