@@ -104,7 +104,7 @@ async fn the_hub_passes_every_check() {
         &hub.base_url(),
         &[
             "--duration",
-            "4",
+            "5",
             "--keepalive-secs",
             "1",
             "--publish-token",
@@ -602,7 +602,7 @@ fn start_nginx(binary: &PathBuf, hub: SocketAddr, directives: &str) -> Nginx {
 
 const THROUGH_NGINX: &[&str] = &[
     "--duration",
-    "4",
+    "5",
     "--keepalive-secs",
     "1",
     "--publish-token",
