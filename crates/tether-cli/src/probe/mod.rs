@@ -494,7 +494,13 @@ async fn run(args: ProbeArgs) -> Result<Report, String> {
         bar,
     };
     probe.bar.set_message("GET /health/sse");
-    let health = probe.health().await?;
+    let health = match probe.health().await {
+        Ok(h) => h,
+        Err(e) => {
+            probe.bar.finish_and_clear();
+            return Err(e);
+        }
+    };
     let mut hold = probe.hold().await;
     let stream_ok = hold.head.is_ok();
     let mut checks = vec![health, hold.subscribe.clone()];
