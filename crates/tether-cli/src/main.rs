@@ -2,13 +2,17 @@
 //!
 //! `tether serve` runs the standalone hub: an in-memory broker behind every route of the HTTP
 //! contract, with `/metrics` for Prometheus, graceful drain on SIGTERM or Ctrl-C, and the
-//! socket settings long-lived streams need. `tether replay` runs a transcript of the replay
+//! socket settings long-lived streams need. `tether probe URL` validates a service from the
+//! outside the way the runbook asks: it holds a stream and reports what the path did to it.
+//! `tether replay` runs a transcript of the replay
 //! harness against a service and reports every broken guarantee.
 //!
 //! ```text
 //! tether serve --addr 127.0.0.1:8080 --publish-token s3cret
+//! tether probe http://127.0.0.1:8080 --duration 300 --publish-token s3cret
 //! ```
 
+mod probe;
 mod self_publish;
 mod serve;
 
@@ -26,6 +30,12 @@ struct Cli {
 enum Command {
     /// Run the standalone hub: publish over HTTP, subscribe with EventSource.
     Serve(serve::ServeArgs),
+    /// Validate a service from the outside: hold a stream and report what the path did to it.
+    ///
+    /// Checks the headers, the `retry:` hint, heartbeats, buffering on the path, drops, an
+    /// exact resume, a resync for an evicted id and `/health/sse`. Exit code 0 when no check
+    /// failed, 1 when one did, 2 when the probe could not run.
+    Probe(probe::ProbeArgs),
     /// Replay a transcript against a service (`--url URL`) or in process, and check every
     /// guarantee: order, no duplicates, no silent gap, heartbeats, approvals decided once.
     /// Usage: `tether replay FILE [--url URL] [--token T] [--time-scale F] [--slack-ms MS]`.
@@ -40,6 +50,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::main(args),
+        Command::Probe(args) => probe::main(args),
         Command::Replay { args } => match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
