@@ -74,6 +74,7 @@
 //! |---|---|
 //! | `http` | [`http`](mod@crate::http): the framework-neutral HTTP layer every adapter shares |
 //! | `prometheus` | [`metrics::install_prometheus`]: the Prometheus recorder with the runbook's histogram buckets |
+//! | `jwt` | [`auth`]: signed access tokens (JWT) with session patterns, key sets from secrets, PEM and JWKS files (jsonwebtoken, pure-Rust crypto) |
 #![doc(test(attr(deny(warnings))))]
 
 mod approval;
@@ -90,6 +91,8 @@ mod session;
 mod signal;
 mod stream;
 
+#[cfg(any(feature = "jwt", feature = "http"))]
+pub mod auth;
 #[cfg(feature = "http")]
 pub mod http;
 
