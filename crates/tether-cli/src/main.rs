@@ -9,6 +9,7 @@
 //! tether serve --addr 127.0.0.1:8080 --publish-token s3cret
 //! ```
 
+mod auth;
 mod http1;
 mod hub;
 mod self_publish;
