@@ -198,8 +198,8 @@ impl VerifyingKey {
             .map_err(|_| KeyError::Malformed("a JWK's fields"))?;
         let key = DecodingKey::from_jwk(&parsed)
             .map_err(|_| KeyError::Malformed("a JWK's key parameters"))?;
-        if algorithm == KeyAlgorithm::RS256 {
-            if let jsonwebtoken::DecodingKeyKind::RsaModulusExponent { n, .. } = key.kind() {
+        match (algorithm, key.kind()) {
+            (KeyAlgorithm::RS256, jsonwebtoken::DecodingKeyKind::RsaModulusExponent { n, .. }) => {
                 let bits = match n.iter().position(|&b| b != 0) {
                     Some(i) => (n.len() - i) * 8 - n[i].leading_zeros() as usize,
                     None => 0,
@@ -208,6 +208,12 @@ impl VerifyingKey {
                     return Err(KeyError::WeakRsaKey { bits });
                 }
             }
+            (KeyAlgorithm::ES256, _) => check_point(key.as_bytes(), 32)?,
+            (KeyAlgorithm::ES384, _) => check_point(key.as_bytes(), 48)?,
+            (KeyAlgorithm::EdDSA, _) if key.as_bytes().len() != 32 => {
+                return Err(KeyError::Malformed("an Ed25519 key has 32 bytes"));
+            }
+            _ => {}
         }
         Ok(Self {
             algorithm,
@@ -310,9 +316,10 @@ impl KeySet {
     }
 
     /// Adds the signing keys of a JWKS document (`{"keys": [...]}`). Keys tether cannot verify
-    /// with (encryption keys, symmetric keys, other key types; see
+    /// with (encryption keys, symmetric keys, other key types, RSA keys under 2048 bits; see
     /// [`VerifyingKey::from_jwk`]) are skipped, as an identity provider's set may hold
-    /// some; a document with no usable key is an error. Returns how many keys were added.
+    /// some; a key whose parameters are broken makes the whole document an error, and so
+    /// does a document with no usable key. Returns how many keys were added.
     pub fn add_jwks(&mut self, json: &[u8]) -> Result<usize, KeyError> {
         let doc: Value = serde_json::from_slice(json).map_err(|_| KeyError::NotAKey)?;
         let Some(members) = doc.get("keys").and_then(Value::as_array) else {
@@ -596,6 +603,12 @@ impl Header {
         let Some(alg) = header.get("alg").and_then(Value::as_str) else {
             return Err(TokenError::Invalid("its header has no `alg`"));
         };
+        // RFC 7515: a header extension listed in `crit` must be understood, and none is.
+        if header.contains_key("crit") {
+            return Err(TokenError::Invalid(
+                "its header lists `crit` extensions tether does not understand",
+            ));
+        }
         let kid = match header.get("kid") {
             None | Some(Value::Null) => None,
             Some(Value::String(kid)) => Some(kid.clone()),
@@ -768,6 +781,32 @@ mod tests {
         for part in token.split('.') {
             assert!(!shown.contains(part), "{shown}");
         }
+    }
+
+    #[test]
+    fn header_with_crit_extensions_is_refused() {
+        let token = mint_hs256(SECRET, &hour());
+        let (_, rest) = token.split_once('.').unwrap();
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"alg":"HS256","crit":["exp"],"exp":1}"#);
+        assert!(matches!(
+            keys().verify(&format!("{header}.{rest}")),
+            Err(TokenError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn jwk_with_a_point_of_the_wrong_size_is_malformed() {
+        let jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "x": "AAAA", "y": "AAAA"});
+        assert!(matches!(
+            VerifyingKey::from_jwk(&jwk),
+            Err(KeyError::Malformed(_))
+        ));
+        let jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": "AAAA"});
+        assert!(matches!(
+            VerifyingKey::from_jwk(&jwk),
+            Err(KeyError::Malformed(_))
+        ));
     }
 
     #[test]
