@@ -12,6 +12,7 @@
 //! tether probe http://127.0.0.1:8080 --duration 300 --publish-token s3cret
 //! ```
 
+mod auth;
 mod probe;
 mod self_publish;
 mod serve;

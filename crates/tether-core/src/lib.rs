@@ -75,6 +75,7 @@
 //! | `http` | [`http`](mod@crate::http): the framework-neutral HTTP layer every adapter shares |
 //! | `server` | [`server`](mod@crate::server): the server shell (listener, accept policy, the HTTP/1.1 connection loop); implies `http` |
 //! | `prometheus` | [`metrics::install_prometheus`]: the Prometheus recorder with the runbook's histogram buckets |
+//! | `jwt` | [`auth`]: signed access tokens (JWT) with session patterns, key sets from secrets, PEM and JWKS files (jsonwebtoken, pure-Rust crypto) |
 #![doc(test(attr(deny(warnings))))]
 
 mod approval;
@@ -92,6 +93,8 @@ mod shutdown;
 mod signal;
 mod stream;
 
+#[cfg(any(feature = "jwt", feature = "http"))]
+pub mod auth;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "server")]
