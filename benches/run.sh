@@ -87,7 +87,7 @@ start_server() {
     case $name in
         naive) cmd=(target/release/baseline-naive) ;;
         bare) cmd=(target/release/baseline-bare) ;;
-        tether) cmd=("$tether_bin" serve) ;;
+        tether) cmd=("$tether_bin" serve --dev) ;;
         *) log "unknown server $name"; return 1 ;;
     esac
     PORT=$(free_port)

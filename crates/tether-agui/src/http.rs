@@ -21,8 +21,9 @@
 //!   function is not called. A `resolved` answer after the approval's deadline
 //!   gets a run that ends with `RUN_ERROR` at once.
 //!
-//! Starting a run on thread T is subscribing to session T: the request goes
-//! through the [`Hooks`](tether_core::http::Hooks)' authorizer for T.
+//! Starting a run on thread T needs the subscribe capability on session T (the
+//! browser that reads the thread starts its runs), checked once the body named
+//! the thread.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -56,8 +57,8 @@ use bytes::Bytes;
 use futures_core::Stream;
 use http::{Method, StatusCode};
 use tether_core::http::{
-    self as th, Body, ExtensionRequest, HttpError, Response, ResponseFuture, RouteError,
-    RouteExtension,
+    self as th, AccessRequest, Body, Capability, ExtensionRequest, HttpError, Response,
+    ResponseFuture, RouteError, RouteExtension,
 };
 use tether_core::{ConnectOptions, EventId, EventStream};
 
@@ -105,7 +106,12 @@ impl RunRoute {
         let session = th::session_id(&input.thread_id)?;
         request
             .hooks()
-            .authorize(&session, request.headers())
+            .check(&AccessRequest {
+                session: &session,
+                capability: Capability::Subscribe,
+                headers: request.headers(),
+                query: request.query(),
+            })
             .into_result()?;
         let broker = self.runs.broker().clone();
         if broker.is_draining() {

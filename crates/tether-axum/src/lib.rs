@@ -59,8 +59,12 @@ use tokio::net::TcpStream;
 #[cfg(feature = "agui")]
 pub use tether_agui::http as agui;
 pub use tether_core::SHUTDOWN_GRACE;
+#[cfg(feature = "jwt")]
+pub use tether_core::auth::JwtKeys;
+#[cfg(feature = "jwt")]
+pub use tether_core::http::JwtAuthorizer;
 pub use tether_core::http::{
-    Access, AllowAll, Authorizer, BearerToken, Cors, Hooks, PublisherAuth, Service,
+    Access, AccessRequest, AllowAll, Authorizer, Capability, Cors, Hooks, Service,
     SessionOwnerHeader,
 };
 pub use tether_core::net::SocketOptions;

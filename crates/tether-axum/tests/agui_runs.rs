@@ -119,6 +119,13 @@ impl Exchange {
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
+        if method == "POST"
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            req.push_str("Content-Type: application/json\r\n");
+        }
         req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
         stream.write_all(req.as_bytes()).await.unwrap();
         stream.write_all(body).await.unwrap();

@@ -1,6 +1,4 @@
 //! Flags for signed access tokens (JWT) and the SIGHUP reload of their key files.
-// `ServeArgs` flattens `AuthArgs`; until `tether serve` does, only the tests use this module.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use std::fmt;
 use std::future::Future;

@@ -7,14 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 use metrics_exporter_prometheus::PrometheusHandle;
+use tether_core::auth::JwtKeys;
 use tether_core::http::{
-    Access, BearerToken, Cors, Hooks, PublisherAuth, Service, SessionOwnerHeader,
+    AccessRequest, Authorizer, Cors, Hooks, JwtAuthorizer, Service, SessionOwnerHeader,
 };
 use tether_core::net::SocketOptions;
 use tether_core::server::SseListener;
-use tether_core::{Broker, ConnectionPolicy, SessionId};
+use tether_core::{Broker, ConnectionPolicy};
 use tracing_subscriber::EnvFilter;
 
 /// One connection per session: what a second connection does.
@@ -32,19 +33,24 @@ pub(crate) struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (printed as `listening on http://ADDR`).
     #[arg(long, env = "TETHER_ADDR", default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// Development mode: every route is open to anyone who can reach the hub, and only
-    /// loopback addresses may be bound. `--publish-token` still guards publishing.
+    /// Development mode: without credentials flags every route is open to anyone who can
+    /// reach the hub, so only loopback addresses may be bound. `--publish-token` still guards
+    /// publishing. Without `--dev`, the hub needs `--jwt-secret`, `--jwt-secret-file`,
+    /// `--jwt-public-key` or `--user-header` to start.
     #[arg(long, env = "TETHER_DEV")]
     dev: bool,
-    /// Bearer token publishers must send. Without one, publishing is open on a loopback
-    /// address and refused (401) on any other.
+    /// The backend's static bearer token: it may publish to, and create or cancel approvals
+    /// on, every session.
     #[arg(long, env = "TETHER_PUBLISH_TOKEN", hide_env_values = true)]
     publish_token: Option<String>,
-    /// Header naming the signed-in user, set by an authenticating proxy in front: a session
-    /// belongs to user U when its id is U or starts with `U:`. Without it, anyone may
-    /// subscribe to any session.
+    /// Header naming the signed-in user, set by an authenticating proxy in front (which must
+    /// strip a client's own): a session belongs to user U when its id is U or starts with
+    /// `U:`. It grants subscribing and deciding; publishing needs the publish token or a
+    /// token's publish claim.
     #[arg(long, env = "TETHER_USER_HEADER", value_name = "NAME")]
     user_header: Option<HeaderName>,
+    #[command(flatten)]
+    auth: crate::auth::AuthArgs,
     /// Seconds without a write before a stream writes a heartbeat (0 turns them off).
     #[arg(long, env = "TETHER_KEEPALIVE_SECS", default_value_t = 15)]
     keepalive_secs: u64,
@@ -94,25 +100,65 @@ pub(crate) struct ServeArgs {
     no_accel_buffering_header: bool,
 }
 
-/// Refuses every publish: a hub on a non-loopback address without a token.
-struct Closed;
+/// What `tether serve` says when it has no credentials to check.
+const NO_CREDENTIALS: &str = "refusing to start without access control: pass --jwt-secret, --jwt-secret-file or --jwt-public-key (signed tokens), or --user-header (an authenticating proxy in front); for development on this machine, --dev";
 
-impl PublisherAuth for Closed {
-    fn authenticate(&self, _: &SessionId, _: &HeaderMap) -> Access {
-        Access::unauthorized(
-            "publishing is closed: this hub listens beyond loopback without a publish token; start it with --publish-token",
-        )
+/// A token when the request carries one, otherwise the proxy's user header.
+struct TokenOrUserHeader {
+    jwt: JwtAuthorizer,
+    header: SessionOwnerHeader,
+}
+
+impl Authorizer for TokenOrUserHeader {
+    fn authorize(&self, request: &AccessRequest<'_>) -> tether_core::http::Access {
+        if tether_core::auth::find_token(request.headers, request.query).is_some() {
+            self.jwt.authorize(request)
+        } else {
+            self.header.authorize(request)
+        }
     }
 }
 
-/// Who may publish: the token's holders; without a token, anyone on a loopback bind and no
-/// one on any other.
-fn publisher_auth(addr: SocketAddr, token: Option<&str>) -> Option<Arc<dyn PublisherAuth>> {
-    match token {
-        Some(t) => Some(Arc::new(BearerToken::new(t))),
-        None if addr.ip().is_loopback() => None,
-        None => Some(Arc::new(Closed)),
+/// The hub's access policy from its flags: signed tokens, a proxy's user header, or both;
+/// everything open only with `--dev` on a loopback address.
+fn access(args: &ServeArgs, jwt: Option<JwtKeys>) -> Result<Hooks, String> {
+    if args.dev && !args.addr.ip().is_loopback() {
+        return Err(format!(
+            "--dev opens every route, so it binds loopback addresses only (127.0.0.1, ::1), not {}",
+            args.addr
+        ));
     }
+    if args
+        .cors_origins
+        .iter()
+        .any(|o| o.trim().eq_ignore_ascii_case("null"))
+    {
+        return Err(
+            "--cors-origin null would let sandboxed pages and local files write here; name real origins"
+                .into(),
+        );
+    }
+    if args.publish_token.as_deref().is_some_and(str::is_empty) {
+        return Err("--publish-token is empty; give it a secret value".into());
+    }
+    let user = args.user_header.clone().map(SessionOwnerHeader::new);
+    let hooks = match (jwt, user) {
+        (None, None) if args.dev => Hooks::allow_all(),
+        (None, None) => return Err(NO_CREDENTIALS.into()),
+        (Some(keys), None) => Hooks::jwt(keys),
+        (None, Some(header)) => Hooks::allow_all().authorizer(header),
+        (Some(keys), Some(header)) => Hooks::allow_all().authorizer(TokenOrUserHeader {
+            jwt: JwtAuthorizer::new(keys),
+            header,
+        }),
+    };
+    let hooks = match &args.publish_token {
+        Some(token) => hooks.publish_token(token.as_str()),
+        None => hooks,
+    };
+    Ok(hooks
+        .max_body_bytes(args.max_body_bytes)
+        .accel_buffering_header(!args.no_accel_buffering_header))
 }
 
 /// Whether AG-UI sessions are tracked: on unless `--no-agui` or `TETHER_AGUI` says off.
@@ -206,7 +252,18 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    let started = args.auth.jwt_keys().and_then(|jwt| {
+        let hooks = access(&args, jwt.clone())?;
+        Ok((hooks, jwt))
+    });
+    let (hooks, jwt) = match started {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("tether: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(args, hooks, jwt)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tether: {e}");
@@ -215,23 +272,17 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn run(args: ServeArgs) -> Result<(), String> {
-    if args.dev && !args.addr.ip().is_loopback() {
-        return Err(format!(
-            "--dev opens every route, so it binds loopback addresses only (127.0.0.1, ::1), not {}",
-            args.addr
-        ));
-    }
+async fn run(args: ServeArgs, hooks: Hooks, jwt: Option<JwtKeys>) -> Result<(), String> {
     let metrics = metrics_recorder()?;
     let agui = agui_tracking(&args, std::env::var("TETHER_AGUI").ok().as_deref())?;
     let broker = broker(&args, agui).start();
-    let publisher = publisher_auth(args.addr, args.publish_token.as_deref());
-    let mut hooks = Hooks::allow_all()
-        .publisher_auth(publisher)
-        .max_body_bytes(args.max_body_bytes)
-        .accel_buffering_header(!args.no_accel_buffering_header);
-    if let Some(h) = &args.user_header {
-        hooks = hooks.authorizer(SessionOwnerHeader::new(h.clone()));
+    if let Some(keys) = jwt {
+        let sources = args.auth.sources();
+        if sources.has_files() {
+            let reload = crate::auth::reload_on_sighup(sources, keys)
+                .map_err(|e| format!("cannot listen for SIGHUP: {e}"))?;
+            tokio::spawn(reload);
+        }
     }
 
     let options =
@@ -245,17 +296,11 @@ async fn run(args: ServeArgs) -> Result<(), String> {
             .and_then(|()| out.flush())
             .map_err(|e| e.to_string())?;
     }
-    if args.dev {
-        tracing::warn!("development mode (--dev): every route is open to this machine");
-    }
-    match (&args.publish_token, local.ip().is_loopback()) {
-        (Some(_), _) => tracing::info!("publishing needs the bearer token"),
-        (None, true) => tracing::info!(
-            "publishing is open to anyone on this machine: no publish token, loopback address"
-        ),
-        (None, false) => tracing::warn!(
-            "publishing is refused (401): no publish token on a non-loopback address; set --publish-token"
-        ),
+    let dev_open = args.dev && args.user_header.is_none() && !args.auth.sources().any();
+    if dev_open {
+        tracing::warn!(
+            "development mode (--dev): every route is open to this machine; never expose it"
+        );
     }
     tracing::info!(
         addr = %local,
@@ -286,6 +331,11 @@ async fn run(args: ServeArgs) -> Result<(), String> {
     let service = Service::new(broker, hooks)
         .cors(Cors::new(&args.cors_origins))
         .metrics(move || render.render());
+    let service = if dev_open {
+        service.mode("dev")
+    } else {
+        service
+    };
     let left = tether_core::server::serve(
         listener,
         service,
@@ -304,21 +354,29 @@ async fn run(args: ServeArgs) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    fn serve_args(flags: &[&str]) -> ServeArgs {
+        use clap::Parser;
+        let cli = crate::Cli::try_parse_from(["tether", "serve"].iter().chain(flags)).unwrap();
+        let crate::Command::Serve(a) = cli.command else {
+            panic!("parsed as serve")
+        };
+        a
+    }
+
     #[test]
-    fn publishing_without_token_is_open_only_on_loopback() {
-        let s = SessionId::new("s").unwrap();
-        let h = HeaderMap::new();
-        assert!(publisher_auth("127.0.0.1:0".parse().unwrap(), None).is_none());
-        assert!(publisher_auth("[::1]:0".parse().unwrap(), None).is_none());
-        let closed = publisher_auth("0.0.0.0:0".parse().unwrap(), None).unwrap();
-        assert!(matches!(
-            closed.authenticate(&s, &h),
-            Access::Unauthorized { .. }
-        ));
-        let token = publisher_auth("0.0.0.0:0".parse().unwrap(), Some("t")).unwrap();
-        let mut ok = HeaderMap::new();
-        ok.insert("authorization", "Bearer t".parse().unwrap());
-        assert!(token.authenticate(&s, &ok).is_allowed());
+    fn the_hub_without_credentials_refuses_to_start() {
+        let e = access(&serve_args(&[]), None).unwrap_err();
+        for named in ["--jwt-secret", "--jwt-public-key", "--user-header", "--dev"] {
+            assert!(e.contains(named), "{e}");
+        }
+        assert!(access(&serve_args(&["--dev"]), None).is_ok());
+        assert!(access(&serve_args(&["--user-header", "x-user"]), None).is_ok());
+        let e = access(&serve_args(&["--dev", "--addr", "0.0.0.0:8080"]), None).unwrap_err();
+        assert!(e.contains("loopback"), "{e}");
+        let e = access(&serve_args(&["--dev", "--publish-token", ""]), None).unwrap_err();
+        assert!(e.contains("empty"), "{e}");
+        let e = access(&serve_args(&["--dev", "--cors-origin", "null"]), None).unwrap_err();
+        assert!(e.contains("null"), "{e}");
     }
 
     #[test]

@@ -100,7 +100,7 @@ async fn expect_continue_is_answered_before_the_body() {
     let body = "{\"n\":1}";
     s.write_all(
         format!(
-            "POST /api/sessions/cont/events HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+            "POST /api/sessions/cont/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
             body.len()
         )
         .as_bytes(),

@@ -76,6 +76,13 @@ impl Target {
             let _ = write!(head, "{k}: {v}\r\n");
         }
         if let Some(n) = body_len {
+            // Bodies are JSON; a check that sends another type names it.
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            {
+                head.extend_from_slice(b"Content-Type: application/json\r\n");
+            }
             let _ = write!(head, "Content-Length: {n}\r\n");
         }
         head.extend_from_slice(b"Connection: close\r\n\r\n");

@@ -17,7 +17,8 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Starts `exe serve --addr 127.0.0.1:0 ARGS...` and waits (up to 60 s) for its
+    /// Starts `exe serve --dev --addr 127.0.0.1:0 ARGS...` (`--dev` lets a test hub start
+    /// without credentials; credential flags in `args` still apply) and waits (up to 60 s) for its
     /// `listening on http://ADDR` line. Its log goes to this process's stderr, at `warn` unless
     /// `RUST_LOG` says otherwise.
     pub async fn spawn(exe: impl AsRef<Path>, args: &[String]) -> std::io::Result<Self> {
@@ -36,8 +37,11 @@ impl Hub {
         args: &[String],
     ) -> std::io::Result<Self> {
         let mut cmd = Command::new(exe);
-        cmd.args(subcommand)
-            .args(["--addr", "127.0.0.1:0"])
+        cmd.args(subcommand);
+        if subcommand == Some("serve") && !args.iter().any(|a| a == "--dev") {
+            cmd.arg("--dev");
+        }
+        cmd.args(["--addr", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -61,8 +61,12 @@ use warp::filters::path::FullPath;
 use warp::reply::{Reply, Response};
 
 pub use tether_core::SHUTDOWN_GRACE;
+#[cfg(feature = "jwt")]
+pub use tether_core::auth::JwtKeys;
+#[cfg(feature = "jwt")]
+pub use tether_core::http::JwtAuthorizer;
 pub use tether_core::http::{
-    Access, AllowAll, Authorizer, BearerToken, Cors, Hooks, PublisherAuth, Service,
+    Access, AccessRequest, AllowAll, Authorizer, Capability, Cors, Hooks, Service,
     SessionOwnerHeader,
 };
 pub use tether_core::net::SocketOptions;

@@ -3,17 +3,20 @@
 
 use std::time::Duration;
 
-use axum::http::HeaderMap;
-use tether_axum::{Access, Hooks, Service, SocketOptions, SseListener};
+use tether_axum::{Access, AccessRequest, Capability, Hooks, Service, SocketOptions, SseListener};
 use tether_conformance::SuiteConfig;
-use tether_core::{Broker, ConnectionPolicy, SessionId};
+use tether_core::{Broker, ConnectionPolicy};
 
 /// The application's own authorizer, with the suite's rule: the `x-test-user` header names
-/// the session's owner (`alice` owns `alice:...`).
-fn owner_of(session: &SessionId, headers: &HeaderMap) -> Access {
-    match headers.get("x-test-user").and_then(|v| v.to_str().ok()) {
+/// the session's owner (`alice` owns `alice:...`) and lets it subscribe; publishing is the
+/// publish token's.
+fn owner_of(req: &AccessRequest<'_>) -> Access {
+    if req.capability == Capability::Publish {
+        return Access::unauthorized("publishing needs the publish token");
+    }
+    match req.headers.get("x-test-user").and_then(|v| v.to_str().ok()) {
         None => Access::unauthorized("sign in: no x-test-user header"),
-        Some(user) if session.as_str().split(':').next() == Some(user) => Access::Allow,
+        Some(user) if req.session.as_str().split(':').next() == Some(user) => Access::Allow,
         Some(_) => Access::forbidden("not your session"),
     }
 }

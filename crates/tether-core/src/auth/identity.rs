@@ -8,13 +8,15 @@ use crate::id::SessionId;
 
 /// What a request wants to do with a session.
 ///
-/// Subscribe covers reading the stream, reading approval status and deciding approvals;
-/// publish covers publishing, creating and cancelling approvals and starting AG-UI runs.
+/// Subscribe covers reading the stream, reading approval status, deciding approvals and
+/// starting AG-UI runs on the thread; publish covers publishing and creating and cancelling
+/// approvals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Capability {
-    /// Read the session: its stream, its approvals' status, and decide its approvals.
+    /// Read the session: its stream, its approvals' status; decide its approvals; start a run
+    /// on its thread.
     Subscribe,
-    /// Write to the session: publish events, create or cancel approvals, start runs.
+    /// Write to the session: publish events, create or cancel approvals.
     Publish,
 }
 

@@ -56,6 +56,12 @@ impl Cors {
         }
     }
 
+    /// Whether `origin` (an `Origin` header's value) is one this server lets use its routes
+    /// cross-site: a listed origin, or any with `*`.
+    pub fn allows_origin(&self, origin: &HeaderValue) -> bool {
+        self.any || self.origins.iter().any(|o| o == origin)
+    }
+
     /// Whether a request is a CORS preflight (`OPTIONS` with `Access-Control-Request-Method`).
     pub fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
         method == Method::OPTIONS && headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD)

@@ -10,6 +10,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::error::retry_after_value;
+use super::expiry::UntilExpiry;
+use super::hooks::Identity;
 use super::request::wants_event_stream;
 use super::{Body, Hooks, HttpError, Response};
 use crate::approval::{ApprovalRequest, Decision};
@@ -89,10 +91,25 @@ fn closing(mut res: Response) -> Response {
 /// 204 for a client instance superseded moments ago. While draining: 200 with a `retry:`
 /// spread over the drain window and an immediate end for event-stream requests, 503 with
 /// `Retry-After` otherwise.
-pub(super) fn stream(call: &Call<'_>, sid: &SessionId, opts: ConnectOptions) -> Response {
+///
+/// A stream of a token's identity ends at the token's expiry with a `retry:` hint.
+pub(super) fn stream(
+    call: &Call<'_>,
+    sid: &SessionId,
+    opts: ConnectOptions,
+    who: Option<&Identity>,
+) -> Response {
     respond(match call.broker.connect(sid, opts) {
         Ok(stream) => {
-            let mut res = Response::new(Body::Stream(stream));
+            let body = match who.and_then(Identity::expires_at_unix) {
+                Some(exp) => Body::Chunks(Box::pin(UntilExpiry::new(
+                    stream,
+                    exp,
+                    call.broker.inner.retry_hint_ms(),
+                ))),
+                None => Body::Stream(stream),
+            };
+            let mut res = Response::new(body);
             *res.headers_mut() = sse_headers(call.hooks);
             Ok(res)
         }
@@ -196,7 +213,7 @@ pub(super) fn publish(
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct NewApproval {
     id: Option<String>,
     title: Option<String>,
@@ -205,6 +222,7 @@ struct NewApproval {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct DecisionBody {
     approved: bool,
     reason: Option<String>,
@@ -281,17 +299,29 @@ pub(super) async fn approval_status(
 ///
 /// 200 with the resolved approval; 400 for a bad body; 404 unknown; 409 already decided or
 /// cancelled; 410 expired.
-pub(super) fn decide(call: &Call<'_>, sid: &SessionId, id: &str, body: &[u8]) -> Response {
+pub(super) fn decide(
+    call: &Call<'_>,
+    sid: &SessionId,
+    id: &str,
+    body: &[u8],
+    who: Option<&Identity>,
+) -> Response {
     respond((|| {
         let d: DecisionBody = parse_json(body, r#"{"approved": bool, "reason"?: string}"#)?;
+        let approved = d.approved;
         let decision = Decision {
-            approved: d.approved,
+            approved,
             reason: d.reason,
         };
-        Ok(json_value(
-            StatusCode::OK,
-            &call.broker.decide(sid, id, decision)?,
-        ))
+        let info = call.broker.decide(sid, id, decision)?;
+        tracing::info!(
+            session = %sid,
+            approval = id,
+            approved,
+            sub = who.and_then(Identity::subject).unwrap_or("-"),
+            "approval decided"
+        );
+        Ok(json_value(StatusCode::OK, &info))
     })())
 }
 
@@ -353,7 +383,13 @@ mod tests {
         headers: &[(&'static str, &str)],
         body: &[u8],
     ) -> Response {
-        let mut req = http::Request::builder().method(method).uri(uri);
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", "localhost");
+        if method == "POST" && !headers.iter().any(|(k, _)| *k == "content-type") {
+            req = req.header("content-type", "application/json");
+        }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -462,6 +498,8 @@ mod tests {
             Hooks::allow_all().max_body_bytes(8),
         );
         let req = http::Request::post("/api/sessions/s/events")
+            .header("host", "localhost")
+            .header("content-type", "application/json")
             .header("content-length", "9")
             .body(())
             .unwrap();

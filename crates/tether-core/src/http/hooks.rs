@@ -1,5 +1,5 @@
-//! The application's hooks: who may subscribe to a session, who may publish, and the options
-//! every adapter applies the same way.
+//! The application's access policy (who may subscribe, publish and decide) and the options
+//! every server applies the same way.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -7,37 +7,55 @@ use std::sync::Arc;
 use http::HeaderMap;
 use http::header::{AUTHORIZATION, HeaderName};
 
+use crate::auth::constant_time_eq;
+pub use crate::auth::{Capability, Identity};
 use crate::id::SessionId;
 
 /// Default of [`Hooks::max_body_bytes`].
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// A hook's answer.
+/// An authorizer's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Access {
-    /// Go ahead.
+    /// Go ahead; the caller is anonymous (development, or an open policy).
     Allow,
-    /// No or invalid credentials (401).
+    /// Go ahead as this identity (its `sub` is logged with decisions; a stream ends at its
+    /// token's expiry).
+    Granted(Identity),
+    /// No credentials (401 `unauthorized`).
     Unauthorized {
         /// What the caller should do.
         message: Cow<'static, str>,
         /// The `WWW-Authenticate` challenge, e.g. `Bearer`.
         challenge: Option<Cow<'static, str>>,
     },
-    /// Credentials fine, but not for this session (403).
+    /// Credentials that are not valid: a bad signature, an expired token, a malformed claim
+    /// (401 `invalid_token`, `WWW-Authenticate: Bearer error="invalid_token"`).
+    InvalidToken {
+        /// What is wrong, without the token itself.
+        message: Cow<'static, str>,
+    },
+    /// Valid credentials, but not for this session or capability (403 `forbidden`).
     Forbidden {
         /// What the caller should do.
+        message: Cow<'static, str>,
+    },
+    /// The request's credentials are malformed in a way no retry fixes (400 with `code`).
+    BadRequest {
+        /// The machine-readable code.
+        code: &'static str,
+        /// What is wrong.
         message: Cow<'static, str>,
     },
 }
 
 impl Access {
-    /// A 401 answer.
+    /// A 401 answer for a request without credentials, challenging for a bearer token.
     pub fn unauthorized(message: impl Into<Cow<'static, str>>) -> Self {
         Self::Unauthorized {
             message: message.into(),
-            challenge: None,
+            challenge: Some("Bearer".into()),
         }
     }
 
@@ -48,132 +66,140 @@ impl Access {
         }
     }
 
-    /// Whether this is [`Access::Allow`].
+    /// Whether the request may go ahead.
     pub fn is_allowed(&self) -> bool {
-        matches!(self, Self::Allow)
+        matches!(self, Self::Allow | Self::Granted(_))
     }
 
-    /// `Ok` to go ahead, or the error answer: 401 `unauthorized` (with the challenge) or 403
-    /// `forbidden`.
-    pub fn into_result(self) -> Result<(), super::HttpError> {
+    /// The identity the request goes ahead as, if any.
+    pub fn identity(&self) -> Option<&Identity> {
+        match self {
+            Self::Granted(identity) => Some(identity),
+            _ => None,
+        }
+    }
+
+    /// `Ok` with the identity (if any) to go ahead, or the error answer.
+    pub fn into_result(self) -> Result<Option<Identity>, super::HttpError> {
+        use super::HttpError;
         use http::StatusCode;
         match self {
-            Self::Allow => Ok(()),
+            Self::Allow => Ok(None),
+            Self::Granted(identity) => Ok(Some(identity)),
             Self::Unauthorized { message, challenge } => {
-                let e = super::HttpError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
+                let e = HttpError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
                 Err(match challenge {
                     Some(c) => e.with_challenge(c),
                     None => e,
                 })
             }
-            Self::Forbidden { message } => Err(super::HttpError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                message,
-            )),
+            Self::InvalidToken { message } => {
+                Err(
+                    HttpError::new(StatusCode::UNAUTHORIZED, "invalid_token", message)
+                        .with_challenge(r#"Bearer error="invalid_token""#),
+                )
+            }
+            Self::Forbidden { message } => {
+                Err(HttpError::new(StatusCode::FORBIDDEN, "forbidden", message))
+            }
+            Self::BadRequest { code, message } => Err(HttpError::bad_request(code, message)),
         }
     }
 }
 
-/// Decides who may use a session from the browser side: subscribe to its stream, decide its
-/// approvals and read their status. Runs before anything touches the broker, so an unauthorized
-/// request never creates a session or takes over another user's stream.
+/// What a request asks for: a capability on a session, with the request's headers and raw
+/// query string (where the `token` parameter may be).
+#[derive(Debug, Clone, Copy)]
+pub struct AccessRequest<'a> {
+    /// The session.
+    pub session: &'a SessionId,
+    /// Subscribe (read the stream, read approval status, decide approvals, start an AG-UI
+    /// run) or publish (publish, create and cancel approvals).
+    pub capability: Capability,
+    /// The request's headers.
+    pub headers: &'a HeaderMap,
+    /// The raw query string, `""` when there is none.
+    pub query: &'a str,
+}
+
+/// Decides who may use a session for what. Runs on the request's head, before anything
+/// touches the broker and before the body is read, so an unauthorized request never creates a
+/// session, supersedes a stream or costs a body's memory.
 ///
-/// Called on every request of those routes: keep it fast and non-blocking (check a signed token
-/// or a header set by an authenticating proxy). Closures `Fn(&SessionId, &HeaderMap) -> Access`
+/// Called on every request of tether's routes: keep it fast and non-blocking (check a signed
+/// token or a header set by an authenticating proxy). Closures `Fn(&AccessRequest) -> Access`
 /// implement it.
 pub trait Authorizer: Send + Sync + 'static {
-    /// Whether the request with `headers` may use `session`.
-    fn authorize(&self, session: &SessionId, headers: &HeaderMap) -> Access;
+    /// Whether `request` may go ahead.
+    fn authorize(&self, request: &AccessRequest<'_>) -> Access;
 }
 
 impl<F> Authorizer for F
 where
-    F: Fn(&SessionId, &HeaderMap) -> Access + Send + Sync + 'static,
+    F: Fn(&AccessRequest<'_>) -> Access + Send + Sync + 'static,
 {
-    fn authorize(&self, session: &SessionId, headers: &HeaderMap) -> Access {
-        self(session, headers)
+    fn authorize(&self, request: &AccessRequest<'_>) -> Access {
+        self(request)
     }
 }
 
-/// Authenticates publishers: the callers of the publish and approval-management routes
-/// (usually the application's backend). Closures `Fn(&SessionId, &HeaderMap) -> Access`
-/// implement it.
-pub trait PublisherAuth: Send + Sync + 'static {
-    /// Whether the request with `headers` may publish to `session`.
-    fn authenticate(&self, session: &SessionId, headers: &HeaderMap) -> Access;
-}
-
-impl<F> PublisherAuth for F
-where
-    F: Fn(&SessionId, &HeaderMap) -> Access + Send + Sync + 'static,
-{
-    fn authenticate(&self, session: &SessionId, headers: &HeaderMap) -> Access {
-        self(session, headers)
-    }
-}
-
-/// The default authorizer: every session to everyone. Fine when session ids are unguessable
-/// capabilities; otherwise install an [`Authorizer`].
+/// Every session to everyone, for development and for services that authenticate elsewhere.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AllowAll;
 
 impl Authorizer for AllowAll {
-    fn authorize(&self, _: &SessionId, _: &HeaderMap) -> Access {
+    fn authorize(&self, _: &AccessRequest<'_>) -> Access {
         Access::Allow
     }
 }
 
-/// Publisher authentication by a shared bearer token (`Authorization: Bearer <token>`),
-/// compared in constant time.
-#[derive(Clone)]
-pub struct BearerToken(Arc<str>);
+/// Access by signed tokens (feature `jwt`): the token of the request (`Authorization:
+/// Bearer`, then the `token` query parameter, then the `tether_token` cookie) must be valid
+/// and its `tether.subscribe` / `tether.publish` claim must name the session.
+#[cfg(feature = "jwt")]
+#[derive(Debug, Clone)]
+pub struct JwtAuthorizer {
+    keys: crate::auth::JwtKeys,
+}
 
-impl BearerToken {
-    /// Accepts requests carrying `token`.
-    pub fn new(token: impl Into<Arc<str>>) -> Self {
-        Self(token.into())
+#[cfg(feature = "jwt")]
+impl JwtAuthorizer {
+    /// Checks tokens with `keys`.
+    pub fn new(keys: crate::auth::JwtKeys) -> Self {
+        Self { keys }
     }
 }
 
-impl std::fmt::Debug for BearerToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("BearerToken(..)")
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-impl PublisherAuth for BearerToken {
-    fn authenticate(&self, _: &SessionId, headers: &HeaderMap) -> Access {
-        let presented = headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            });
-        match presented {
-            Some(t) if constant_time_eq(t.as_bytes(), self.0.as_bytes()) => Access::Allow,
-            Some(_) => Access::Unauthorized {
-                message: "the bearer token is not valid for publishing".into(),
-                challenge: Some(r#"Bearer error="invalid_token""#.into()),
-            },
-            None => Access::Unauthorized {
-                message: "publishing needs `Authorization: Bearer <token>`".into(),
-                challenge: Some("Bearer".into()),
+#[cfg(feature = "jwt")]
+impl Authorizer for JwtAuthorizer {
+    fn authorize(&self, request: &AccessRequest<'_>) -> Access {
+        use crate::auth::TokenError;
+        let Some(token) = crate::auth::find_token(request.headers, request.query) else {
+            return Access::unauthorized(
+                "send a token: `Authorization: Bearer <token>`, the `token` query parameter, or the `tether_token` cookie",
+            );
+        };
+        match self.keys.verify(token.as_str()) {
+            Ok(identity) if identity.may(request.capability, request.session) => {
+                Access::Granted(identity)
+            }
+            Ok(_) => Access::forbidden(match request.capability {
+                Capability::Subscribe => "the token has no subscribe claim for this session",
+                Capability::Publish => "the token has no publish claim for this session",
+            }),
+            Err(TokenError::Missing) => Access::unauthorized("send a token"),
+            Err(e) => Access::InvalidToken {
+                message: e.to_string().into(),
             },
         }
     }
 }
 
-/// An authorizer for deployments where an authenticating proxy (oauth2-proxy and the like)
-/// puts the user's name in a request header: a session belongs to a user when its id is the
-/// user's name or starts with `<user>:`. No header is 401; another user's session is 403.
-///
-/// User names outside the session id grammar can own no session.
+/// For deployments where an authenticating proxy (oauth2-proxy and the like) puts the user's
+/// name in a request header: a session belongs to a user when its id is the user's name or
+/// starts with `<user>:`. It grants subscribing only: publishing needs the publish token or a
+/// token's publish claim. No header is 401; the header twice is 400 `invalid_user_header`; a
+/// name containing `:` (it would own other users' sessions) or another user's session is 403.
 #[derive(Debug, Clone)]
 pub struct SessionOwnerHeader {
     header: HeaderName,
@@ -187,42 +213,84 @@ impl SessionOwnerHeader {
 }
 
 impl Authorizer for SessionOwnerHeader {
-    fn authorize(&self, session: &SessionId, headers: &HeaderMap) -> Access {
-        let Some(user) = headers
-            .get(&self.header)
-            .and_then(|v| v.to_str().ok())
-            .filter(|u| !u.is_empty())
-        else {
+    fn authorize(&self, request: &AccessRequest<'_>) -> Access {
+        if request.capability == Capability::Publish {
+            return Access::unauthorized(
+                "publishing needs the publish token or a token with a publish claim",
+            );
+        }
+        let mut values = request.headers.get_all(&self.header).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            if request.headers.contains_key(&self.header) {
+                return Access::BadRequest {
+                    code: "invalid_user_header",
+                    message: format!("the request carries `{}` more than once", self.header).into(),
+                };
+            }
             return Access::unauthorized(format!(
                 "sign in first: the request carries no `{}` header",
                 self.header
             ));
         };
-        let id = session.as_str();
+        let Some(user) = value.to_str().ok().filter(|u| !u.is_empty()) else {
+            return Access::unauthorized(format!(
+                "sign in first: the `{}` header is empty or not text",
+                self.header
+            ));
+        };
+        if user.contains(':') {
+            return Access::forbidden("a user name containing `:` owns no session");
+        }
+        let id = request.session.as_str();
         let owned = id == user
             || id
                 .strip_prefix(user)
                 .is_some_and(|rest| rest.starts_with(':'));
         if owned {
-            Access::Allow
+            Access::Granted(Identity::new(
+                Some(Arc::from(user)),
+                None,
+                Vec::new(),
+                Vec::new(),
+            ))
         } else {
             Access::forbidden("this session belongs to another user")
         }
     }
 }
 
-/// The application's hooks and the HTTP options every adapter applies the same way. Cheap to
-/// clone.
+/// The bearer token of a request, if it sends one in `Authorization`.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The application's access policy and the HTTP options every server applies the same way.
+/// Cheap to clone. There is no `Default`: a service names its policy.
+///
+/// - [`Hooks::allow_all`]: every session to everyone (development; services behind their own
+///   authentication); publishing too, unless a [publish token](Hooks::publish_token) is set.
+/// - [`Hooks::jwt`] (feature `jwt`): signed tokens with session claims.
+/// - [`Hooks::authorizer`]: the application's own [`Authorizer`].
+///
+/// A [publish token](Hooks::publish_token) (the backend's static secret, compared in
+/// constant time) grants publishing to every session, whatever the authorizer says.
 ///
 /// ```
-/// use tether_core::http::{Access, Hooks};
+/// use tether_core::http::{Access, AccessRequest, Capability, Hooks};
 ///
 /// let hooks = Hooks::allow_all()
 ///     .publish_token("s3cret")
-///     .authorizer(|session: &tether_core::SessionId, headers: &http::HeaderMap| {
-///         match headers.get("x-user").and_then(|v| v.to_str().ok()) {
+///     .authorizer(|req: &AccessRequest<'_>| {
+///         match req.headers.get("x-user").and_then(|v| v.to_str().ok()) {
 ///             None => Access::unauthorized("sign in first"),
-///             Some(user) if session.as_str().starts_with(user) => Access::Allow,
+///             Some(user)
+///                 if req.capability == Capability::Subscribe
+///                     && req.session.as_str().starts_with(user) =>
+///             {
+///                 Access::Allow
+///             }
 ///             Some(_) => Access::forbidden("not your session"),
 ///         }
 ///     });
@@ -232,7 +300,10 @@ impl Authorizer for SessionOwnerHeader {
 #[must_use]
 pub struct Hooks {
     pub(crate) authorizer: Arc<dyn Authorizer>,
-    pub(crate) publisher: Option<Arc<dyn PublisherAuth>>,
+    /// Whether the authorizer is [`AllowAll`]: publishing then needs the publish token if one
+    /// is set.
+    open: bool,
+    publish_token: Option<Arc<str>>,
     pub(crate) max_body_bytes: usize,
     pub(crate) accel_buffering_header: bool,
 }
@@ -240,7 +311,8 @@ pub struct Hooks {
 impl std::fmt::Debug for Hooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hooks")
-            .field("publisher_auth", &self.publisher.is_some())
+            .field("open", &self.open)
+            .field("publish_token", &self.publish_token.is_some())
             .field("max_body_bytes", &self.max_body_bytes)
             .field("accel_buffering_header", &self.accel_buffering_header)
             .finish_non_exhaustive()
@@ -248,41 +320,42 @@ impl std::fmt::Debug for Hooks {
 }
 
 impl Hooks {
-    /// Every session to everyone, and open publishing: for development, and for services
-    /// whose session ids are unguessable capabilities or that sit behind an authenticating
-    /// proxy. Narrow it with [`authorizer`](Self::authorizer) and
-    /// [`publish_token`](Self::publish_token). There is no `Default`: a service names its
-    /// policy.
+    /// Every session to everyone: subscribing, deciding and (unless a
+    /// [publish token](Self::publish_token) is set) publishing. For development, and for
+    /// services that authenticate in front of tether.
     pub fn allow_all() -> Self {
         Self {
             authorizer: Arc::new(AllowAll),
-            publisher: None,
+            open: true,
+            publish_token: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             accel_buffering_header: true,
         }
     }
 
-    /// Decides who may subscribe to a session, decide its approvals and read their status.
-    /// Default is [`AllowAll`].
+    /// Access by signed tokens checked with `keys` (see [`JwtAuthorizer`]).
+    #[cfg(feature = "jwt")]
+    pub fn jwt(keys: crate::auth::JwtKeys) -> Self {
+        Self::allow_all().authorizer(JwtAuthorizer::new(keys))
+    }
+
+    /// Replaces the authorizer: it decides every capability on every session (a publish token
+    /// still grants publishing).
     pub fn authorizer(mut self, authorizer: impl Authorizer) -> Self {
         self.authorizer = Arc::new(authorizer);
+        self.open = false;
         self
     }
 
-    /// Authenticates the callers of the publish and approval-management routes; `None` leaves
-    /// them open to anyone who can reach them. Default is `None`: set a token before the
-    /// routes are reachable from outside a trusted network.
-    pub fn publisher_auth(mut self, auth: Option<Arc<dyn PublisherAuth>>) -> Self {
-        self.publisher = auth;
+    /// The backend's static publish token (`Authorization: Bearer <token>`, compared in
+    /// constant time before anything else): it grants publishing to every session. Under
+    /// [`allow_all`](Self::allow_all) publishing then needs it.
+    pub fn publish_token(mut self, token: impl Into<Arc<str>>) -> Self {
+        self.publish_token = Some(token.into());
         self
     }
 
-    /// Publishers must send `Authorization: Bearer <token>` ([`BearerToken`]).
-    pub fn publish_token(self, token: impl Into<Arc<str>>) -> Self {
-        self.publisher_auth(Some(Arc::new(BearerToken::new(token))))
-    }
-
-    /// Largest request body the routes accept (413 past it); adapters stop reading there.
+    /// Largest request body the routes accept (413 past it); servers stop reading there.
     /// Default is 1 MiB.
     pub fn max_body_bytes(mut self, n: usize) -> Self {
         self.max_body_bytes = n;
@@ -302,17 +375,30 @@ impl Hooks {
         self.max_body_bytes
     }
 
-    /// Runs the authorizer.
-    pub fn authorize(&self, session: &SessionId, headers: &HeaderMap) -> Access {
-        self.authorizer.authorize(session, headers)
-    }
-
-    /// Runs the publisher authentication (allow when open).
-    pub fn authenticate_publisher(&self, session: &SessionId, headers: &HeaderMap) -> Access {
-        match &self.publisher {
-            Some(p) => p.authenticate(session, headers),
-            None => Access::Allow,
+    /// The decision for `request`: the publish token first (for publishing), then the
+    /// authorizer.
+    pub fn check(&self, request: &AccessRequest<'_>) -> Access {
+        if request.capability == Capability::Publish
+            && let Some(token) = &self.publish_token
+        {
+            match bearer(request.headers) {
+                Some(b) if constant_time_eq(b.as_bytes(), token.as_bytes()) => {
+                    return Access::Granted(Identity::static_publisher());
+                }
+                Some(_) if self.open => {
+                    return Access::InvalidToken {
+                        message: "the bearer token is not valid for publishing".into(),
+                    };
+                }
+                None if self.open => {
+                    return Access::unauthorized(
+                        "publishing needs `Authorization: Bearer <token>`",
+                    );
+                }
+                _ => {}
+            }
         }
+        self.authorizer.authorize(request)
     }
 }
 
@@ -323,57 +409,90 @@ mod tests {
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.insert(*k, v.parse().unwrap());
+            h.append(*k, v.parse().unwrap());
         }
         h
     }
 
-    #[test]
-    fn bearer() {
-        let s = SessionId::new("s").unwrap();
-        let auth = BearerToken::new("tok");
-        assert!(
-            auth.authenticate(&s, &headers(&[("authorization", "Bearer tok")]))
-                .is_allowed()
-        );
-        assert!(
-            auth.authenticate(&s, &headers(&[("authorization", "bearer tok")]))
-                .is_allowed()
-        );
-        assert!(matches!(
-            auth.authenticate(&s, &headers(&[("authorization", "Bearer tok2")])),
-            Access::Unauthorized { .. }
-        ));
-        assert!(matches!(
-            auth.authenticate(&s, &HeaderMap::new()),
-            Access::Unauthorized { .. }
-        ));
+    fn ask(hooks: &Hooks, session: &str, capability: Capability, h: &HeaderMap) -> Access {
+        let session = SessionId::new(session).unwrap();
+        hooks.check(&AccessRequest {
+            session: &session,
+            capability,
+            headers: h,
+            query: "",
+        })
     }
 
     #[test]
-    fn owner_header() {
-        let auth = SessionOwnerHeader::new(HeaderName::from_static("x-user"));
-        let s = SessionId::new("alice:chat").unwrap();
-        assert!(
-            auth.authorize(&s, &headers(&[("x-user", "alice")]))
-                .is_allowed()
-        );
+    fn a_publish_token_closes_open_publishing_only() {
+        let hooks = Hooks::allow_all().publish_token("tok");
+        let none = HeaderMap::new();
+        let good = headers(&[("authorization", "Bearer tok")]);
+        let bad = headers(&[("authorization", "bearer tok2")]);
+        assert!(ask(&hooks, "s", Capability::Publish, &good).is_allowed());
         assert!(matches!(
-            auth.authorize(&s, &headers(&[("x-user", "al")])),
-            Access::Forbidden { .. }
-        ));
-        assert!(matches!(
-            auth.authorize(&s, &headers(&[("x-user", "bob")])),
-            Access::Forbidden { .. }
-        ));
-        assert!(matches!(
-            auth.authorize(&s, &HeaderMap::new()),
+            ask(&hooks, "s", Capability::Publish, &none),
             Access::Unauthorized { .. }
         ));
-        let own = SessionId::new("alice").unwrap();
-        assert!(
-            auth.authorize(&own, &headers(&[("x-user", "alice")]))
-                .is_allowed()
+        assert!(matches!(
+            ask(&hooks, "s", Capability::Publish, &bad),
+            Access::InvalidToken { .. }
+        ));
+        assert!(ask(&hooks, "s", Capability::Subscribe, &none).is_allowed());
+    }
+
+    #[test]
+    fn owner_header_grants_subscribing_to_the_owner_only() {
+        let hooks = Hooks::allow_all()
+            .authorizer(SessionOwnerHeader::new(HeaderName::from_static("x-user")));
+        let alice = headers(&[("x-user", "alice")]);
+        let sub = Capability::Subscribe;
+        assert!(ask(&hooks, "alice:chat", sub, &alice).is_allowed());
+        assert!(ask(&hooks, "alice", sub, &alice).is_allowed());
+        assert_eq!(
+            ask(&hooks, "alice:chat", sub, &alice)
+                .identity()
+                .and_then(Identity::subject),
+            Some("alice")
         );
+        for (session, who) in [("alice:chat", "al"), ("alice:chat", "bob")] {
+            let h = headers(&[("x-user", who)]);
+            assert!(matches!(
+                ask(&hooks, session, sub, &h),
+                Access::Forbidden { .. }
+            ));
+        }
+        let colon = headers(&[("x-user", "alice:")]);
+        assert!(matches!(
+            ask(&hooks, "alice:chat", sub, &colon),
+            Access::Forbidden { .. }
+        ));
+        let twice = headers(&[("x-user", "alice"), ("x-user", "bob")]);
+        assert!(matches!(
+            ask(&hooks, "alice:chat", sub, &twice),
+            Access::BadRequest {
+                code: "invalid_user_header",
+                ..
+            }
+        ));
+        assert!(matches!(
+            ask(&hooks, "alice:chat", sub, &HeaderMap::new()),
+            Access::Unauthorized { .. }
+        ));
+        assert!(
+            !ask(&hooks, "alice:chat", Capability::Publish, &alice).is_allowed(),
+            "the user header never grants publishing"
+        );
+    }
+
+    #[test]
+    fn a_publish_token_beside_an_authorizer_grants_publishing_only() {
+        let hooks = Hooks::allow_all()
+            .publish_token("tok")
+            .authorizer(SessionOwnerHeader::new(HeaderName::from_static("x-user")));
+        let good = headers(&[("authorization", "Bearer tok")]);
+        assert!(ask(&hooks, "s", Capability::Publish, &good).is_allowed());
+        assert!(!ask(&hooks, "s", Capability::Subscribe, &good).is_allowed());
     }
 }

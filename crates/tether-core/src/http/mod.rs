@@ -42,12 +42,16 @@
 //!
 //! let publish = http::Request::post("/api/sessions/chat-1/events")
 //!     .header("authorization", "Bearer s3cret")
+//!     .header("host", "localhost")
 //!     .header("content-type", "application/json")
 //!     .body(Bytes::from_static(br#"{"text":"hi"}"#))
 //!     .unwrap();
 //! assert_eq!(service.call(publish).await.status(), 202);
 //!
-//! let subscribe = http::Request::get("/api/sse/session/chat-1").body(Bytes::new()).unwrap();
+//! let subscribe = http::Request::get("/api/sse/session/chat-1")
+//!     .header("host", "localhost")
+//!     .body(Bytes::new())
+//!     .unwrap();
 //! let answer = service.call(subscribe).await;
 //! assert_eq!(answer.headers()["content-type"], "text/event-stream");
 //! assert!(matches!(answer.body(), Body::Stream(_)));
@@ -82,9 +86,11 @@
 //! decisions, status polls and cancellations of approvals already on this node are still
 //! served; `/health/sse` answers 503.
 
+mod audit;
 mod body;
 mod cors;
 mod error;
+mod expiry;
 mod handlers;
 mod hooks;
 mod request;
@@ -95,16 +101,18 @@ pub use body::{Body, ChunkStream};
 pub use cors::Cors;
 pub use error::HttpError;
 pub use handlers::{DEFAULT_WAIT, MAX_WAIT, sse_headers};
+#[cfg(feature = "jwt")]
+pub use hooks::JwtAuthorizer;
 pub use hooks::{
-    Access, AllowAll, Authorizer, BearerToken, DEFAULT_MAX_BODY_BYTES, Hooks, PublisherAuth,
-    SessionOwnerHeader,
+    Access, AccessRequest, AllowAll, Authorizer, Capability, DEFAULT_MAX_BODY_BYTES, Hooks,
+    Identity, SessionOwnerHeader,
 };
 pub use request::{
     connect_options, last_event_id, percent_decode, query_param, session_id, wait_duration,
     wants_event_stream,
 };
 pub use route::{PREFIXES, Route, RouteError, claims};
-pub use service::{Admitted, ExtensionRequest, ResponseFuture, RouteExtension, Service};
+pub use service::{Admitted, ExtensionRequest, PeerAddr, ResponseFuture, RouteExtension, Service};
 
 /// A response of the HTTP layer, for an adapter to convert into its framework's type.
 pub type Response = ::http::Response<Body>;

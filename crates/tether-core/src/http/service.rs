@@ -8,14 +8,15 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_core::Stream;
-use http::header::CONTENT_LENGTH;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN};
 use http::request::Parts;
-use http::{HeaderMap, Method};
+use http::{HeaderMap, Method, StatusCode};
 
 use super::handlers;
+use super::hooks::{AccessRequest, Capability, Identity};
 use super::request::{connect_options, session_id, wait_duration};
 use super::route::{self, Route, RouteError};
-use super::{Access, Cors, Hooks, HttpError, Response, query_param};
+use super::{Cors, Hooks, HttpError, Response, query_param};
 use crate::broker::{Broker, ConnectOptions, event_name};
 use crate::frame::EventName;
 use crate::id::{InvalidId, SessionId, is_valid_id};
@@ -90,6 +91,7 @@ struct Inner {
     cors: Cors,
     metrics: Option<Arc<MetricsRender>>,
     extensions: Vec<Arc<dyn RouteExtension>>,
+    mode: Option<&'static str>,
 }
 
 /// tether's HTTP contract as one service: the broker, the application's [`Hooks`], CORS,
@@ -113,6 +115,7 @@ struct Inner {
 /// # async fn main() {
 /// let service = Service::new(Broker::builder().start(), Hooks::allow_all());
 /// let request = http::Request::post("/api/sessions/chat-1/events")
+///     .header("host", "localhost")
 ///     .header("content-type", "application/json")
 ///     .body(Bytes::from_static(br#"{"text":"hi"}"#))
 ///     .unwrap();
@@ -152,6 +155,7 @@ impl Service {
                 cors: Cors::default(),
                 metrics: None,
                 extensions: Vec::new(),
+                mode: None,
             }),
         }
     }
@@ -171,6 +175,12 @@ impl Service {
     /// mounted (404, and adapters leave the path to the application).
     pub fn metrics(self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
         self.edit(|i| i.metrics = Some(Arc::new(render)))
+    }
+
+    /// Names the access mode in `/health/sse` (`"mode": "dev"` for a server whose routes are
+    /// open), so an operator can see it from outside. Default: no `mode` field.
+    pub fn mode(self, mode: &'static str) -> Self {
+        self.edit(|i| i.mode = Some(mode))
     }
 
     /// Adds routes of another crate (see [`RouteExtension`]).
@@ -218,11 +228,21 @@ impl Service {
         if !self.inner.cors.is_empty() && Cors::is_preflight(&parts.method, &parts.headers) {
             return Err(self.finish(&parts.headers, self.inner.cors.preflight(&parts.headers)));
         }
-        let target = self.target(parts).map_err(refuse)?;
+        // The order of the checks is the order of the answers: 404/405, 400 (framing, ids),
+        // 401, 403, 403 origin, 415, 413.
+        let declared = framing(parts).map_err(refuse)?;
+        let target = self.target(parts).map_err(|e| {
+            audit_refusal(parts, &e);
+            refuse(e)
+        })?;
+        if matches!(parts.method, Method::POST | Method::DELETE) {
+            self.same_origin(parts).map_err(refuse)?;
+        }
+        if parts.method == Method::POST {
+            json_body(&parts.headers).map_err(refuse)?;
+        }
         let limit = self.inner.hooks.body_limit();
-        if let Some(len) = declared_length(&parts.headers)
-            && len > limit
-        {
+        if declared.is_some_and(|len| len > limit) {
             return Err(refuse(HttpError::body_too_large(limit)));
         }
         Ok(Admitted {
@@ -230,6 +250,37 @@ impl Service {
             parts,
             target,
         })
+    }
+
+    /// POST and DELETE come from the page's own origin, from an origin allowed for CORS, or
+    /// from no browser at all (no `Origin`): a cross-site form cannot write.
+    fn same_origin(&self, parts: &Parts) -> Result<(), HttpError> {
+        let Some(origin) = parts.headers.get(ORIGIN) else {
+            return Ok(());
+        };
+        if self.inner.cors.allows_origin(origin) {
+            return Ok(());
+        }
+        // The server may sit behind a TLS-terminating proxy, so the scheme is not compared:
+        // the origin's host and port must be the request's `Host`.
+        let own = origin
+            .to_str()
+            .ok()
+            .and_then(|o| {
+                o.strip_prefix("https://")
+                    .or_else(|| o.strip_prefix("http://"))
+            })
+            .zip(parts.headers.get(HOST).and_then(|h| h.to_str().ok()))
+            .is_some_and(|(authority, host)| authority.eq_ignore_ascii_case(host));
+        if own {
+            Ok(())
+        } else {
+            Err(HttpError::new(
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                "this origin may not write here; the server's --cors-origin lists the origins that may",
+            ))
+        }
     }
 
     /// Routes and checks a request's head.
@@ -246,20 +297,30 @@ impl Service {
         let (hooks, headers) = (&self.inner.hooks, &parts.headers);
         let query = parts.uri.query().unwrap_or("");
         let broker = &self.inner.broker;
+        let check = |sid: &SessionId, capability| {
+            hooks.check(&AccessRequest {
+                session: sid,
+                capability,
+                headers,
+                query,
+            })
+        };
         Ok(match route {
             Route::Stream { session } => {
                 let sid = session_id(&session)?;
-                hooks.authorize(&sid, headers).into_result()?;
-                Target::Stream(sid, connect_options(headers, query)?)
+                let opts = connect_options(headers, query)?;
+                let who = check(&sid, Capability::Subscribe).into_result()?;
+                Target::Stream(sid, opts, who)
             }
             Route::StreamHead { session } => {
                 let sid = session_id(&session)?;
-                hooks.authorize(&sid, headers).into_result()?;
                 connect_options(headers, query)?;
+                check(&sid, Capability::Subscribe).into_result()?;
                 Target::StreamHead
             }
             Route::Publish { session } => {
-                let sid = self.publisher(&session, headers)?;
+                let sid = session_id(&session)?;
+                check(&sid, Capability::Publish).into_result()?;
                 let name = match query_param(query, "event") {
                     Some(n) => Some(event_name(&n).map_err(HttpError::from)?),
                     None => None,
@@ -268,27 +329,33 @@ impl Service {
                 Target::Publish(sid, name)
             }
             Route::CreateApproval { session } => {
-                let sid = self.publisher(&session, headers)?;
+                let sid = session_id(&session)?;
+                check(&sid, Capability::Publish).into_result()?;
                 not_draining(broker)?;
                 Target::CreateApproval(sid)
             }
             Route::ApprovalStatus { session, approval } => {
                 let sid = session_id(&session)?;
                 let approval = approval_id(approval)?;
-                self.status_access(&sid, headers)?;
-                Target::ApprovalStatus(sid, approval, wait_duration(query)?)
+                let wait = wait_duration(query)?;
+                // The browser that reads the session, or the publisher waiting on it.
+                let browser = check(&sid, Capability::Subscribe);
+                if !browser.is_allowed() && !check(&sid, Capability::Publish).is_allowed() {
+                    browser.into_result()?;
+                }
+                Target::ApprovalStatus(sid, approval, wait)
             }
             Route::CancelApproval { session, approval } => {
                 let sid = session_id(&session)?;
                 let approval = approval_id(approval)?;
-                hooks.authenticate_publisher(&sid, headers).into_result()?;
+                check(&sid, Capability::Publish).into_result()?;
                 Target::CancelApproval(sid, approval)
             }
             Route::Decide { session, approval } => {
                 let sid = session_id(&session)?;
                 let approval = approval_id(approval)?;
-                hooks.authorize(&sid, headers).into_result()?;
-                Target::Decide(sid, approval)
+                let who = check(&sid, Capability::Subscribe).into_result()?;
+                Target::Decide(sid, approval, who)
             }
             Route::Health => Target::Health,
             Route::Metrics => Target::Metrics,
@@ -311,32 +378,6 @@ impl Service {
             }
         }
         Err(HttpError::not_found())
-    }
-
-    /// A publisher's session: valid id, authenticated publisher.
-    fn publisher(&self, session: &str, headers: &HeaderMap) -> Result<SessionId, HttpError> {
-        let sid = session_id(session)?;
-        self.inner
-            .hooks
-            .authenticate_publisher(&sid, headers)
-            .into_result()?;
-        Ok(sid)
-    }
-
-    /// The status route is for the publisher waiting on a decision and for the session's own
-    /// browser: a request passes if the authorizer admits it to the session, or if publisher
-    /// authentication is configured and accepts it.
-    fn status_access(&self, sid: &SessionId, headers: &HeaderMap) -> Result<(), HttpError> {
-        let hooks = &self.inner.hooks;
-        let browser = hooks.authorize(sid, headers);
-        if browser.is_allowed() {
-            return Ok(());
-        }
-        if hooks.publisher.is_some() && hooks.authenticate_publisher(sid, headers) == Access::Allow
-        {
-            return Ok(());
-        }
-        browser.into_result()
     }
 
     /// The three steps for a body that arrives as a stream of chunks (hyper's, actix-web's,
@@ -366,13 +407,103 @@ impl Service {
     }
 }
 
-/// A request's `Content-Length`, when it is one plain number.
-fn declared_length(headers: &HeaderMap) -> Option<usize> {
-    headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse().ok())
+/// The framing rules every server shares: an HTTP/1.1 request names exactly one `Host`;
+/// `Content-Length` is plain digits, and several are refused unless all are the same (a
+/// request smuggled past a proxy that reads the other one). Returns the declared length.
+fn framing(parts: &Parts) -> Result<Option<usize>, HttpError> {
+    if parts.version == http::Version::HTTP_11 && parts.headers.get_all(HOST).iter().count() != 1 {
+        return Err(HttpError::bad_request(
+            "invalid_host",
+            "an HTTP/1.1 request must carry exactly one Host header",
+        ));
+    }
+    let mut declared = None;
+    for value in parts.headers.get_all(CONTENT_LENGTH) {
+        let bytes = value.as_bytes();
+        let len = (!bytes.is_empty() && bytes.iter().all(u8::is_ascii_digit))
+            .then(|| std::str::from_utf8(bytes).ok()?.parse::<usize>().ok())
+            .flatten();
+        match (len, declared) {
+            (None, _) => {
+                return Err(HttpError::bad_request(
+                    "invalid_content_length",
+                    "Content-Length must be plain digits",
+                ));
+            }
+            (Some(n), Some(seen)) if n != seen => {
+                return Err(HttpError::bad_request(
+                    "invalid_content_length",
+                    "the request carries different Content-Length values",
+                ));
+            }
+            (Some(n), _) => declared = Some(n),
+        }
+    }
+    Ok(declared)
 }
+
+/// POST bodies are JSON, so a browser must preflight a cross-site write (a form can send only
+/// `text/plain`, `multipart/form-data` or `application/x-www-form-urlencoded`).
+fn json_body(headers: &HeaderMap) -> Result<(), HttpError> {
+    let is_json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if is_json {
+        Ok(())
+    } else {
+        Err(HttpError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as `Content-Type: application/json`",
+        ))
+    }
+}
+
+/// Counts a refused request in `sse_auth_failures_total{route,reason}` and logs it, at most
+/// once a minute per client address.
+fn audit_refusal(parts: &Parts, error: &HttpError) {
+    let reason = match (error.status(), error.code()) {
+        (StatusCode::UNAUTHORIZED, "invalid_token") => "invalid_token",
+        (StatusCode::UNAUTHORIZED, _) => "no_credentials",
+        (StatusCode::FORBIDDEN, _) => "forbidden",
+        (StatusCode::BAD_REQUEST, "invalid_user_header") => "bad_request",
+        _ => return,
+    };
+    let route = route_label(parts.uri.path());
+    metrics::counter!("sse_auth_failures_total", "route" => route, "reason" => reason).increment(1);
+    let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
+    if super::audit::due(peer) {
+        tracing::warn!(
+            route,
+            reason,
+            client_addr = ?peer,
+            "SSE auth refused"
+        );
+    }
+}
+
+fn route_label(path: &str) -> &'static str {
+    if path.starts_with("/api/sse/") {
+        "stream"
+    } else if path.contains("/decision") {
+        "decision"
+    } else if path.contains("/approvals") {
+        "approvals"
+    } else if path.contains("/events") {
+        "publish"
+    } else if path.starts_with("/api/agui/") {
+        "agui_run"
+    } else {
+        "other"
+    }
+}
+
+/// The client's socket address, which a server puts in the request's extensions so refusals
+/// can be logged per client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::SocketAddr);
 
 fn not_draining(broker: &Broker) -> Result<(), HttpError> {
     if broker.is_draining() {
@@ -393,15 +524,28 @@ fn approval_id(raw: String) -> Result<String, HttpError> {
     }
 }
 
+/// Adds `"mode"` to a health answer.
+fn with_mode(res: Response, mode: Option<&'static str>) -> Response {
+    let Some(mode) = mode else { return res };
+    let (parts, body) = res.into_parts();
+    let mut value: serde_json::Value = body
+        .as_full()
+        .and_then(|b| serde_json::from_slice(b).ok())
+        .unwrap_or_default();
+    value["mode"] = mode.into();
+    let bytes = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
+    Response::from_parts(parts, super::Body::Full(bytes))
+}
+
 /// A route with its checked parameters.
 enum Target<'a> {
-    Stream(SessionId, ConnectOptions),
+    Stream(SessionId, ConnectOptions, Option<Identity>),
     StreamHead,
     Publish(SessionId, Option<EventName>),
     CreateApproval(SessionId),
     ApprovalStatus(SessionId, String, Duration),
     CancelApproval(SessionId, String),
-    Decide(SessionId, String),
+    Decide(SessionId, String, Option<Identity>),
     Health,
     Metrics,
     Extension(&'a dyn RouteExtension),
@@ -493,7 +637,7 @@ impl Admitted<'_> {
             headers: &self.parts.headers,
         };
         let res = match self.target {
-            Target::Stream(sid, opts) => handlers::stream(&call, &sid, opts),
+            Target::Stream(sid, opts, who) => handlers::stream(&call, &sid, opts, who.as_ref()),
             Target::StreamHead => handlers::stream_head(&call),
             Target::Publish(sid, name) => handlers::publish(&call, &sid, name.as_ref(), &body),
             Target::CreateApproval(sid) => handlers::create_approval(&call, &sid, &body),
@@ -501,8 +645,8 @@ impl Admitted<'_> {
                 handlers::approval_status(&call, &sid, &id, wait).await
             }
             Target::CancelApproval(sid, id) => handlers::cancel_approval(&call, &sid, &id),
-            Target::Decide(sid, id) => handlers::decide(&call, &sid, &id, &body),
-            Target::Health => handlers::health(&inner.broker),
+            Target::Decide(sid, id, who) => handlers::decide(&call, &sid, &id, &body, who.as_ref()),
+            Target::Health => with_mode(handlers::health(&inner.broker), inner.mode),
             Target::Metrics => {
                 handlers::metrics(inner.metrics.as_deref().map(|f| f()).unwrap_or_default())
             }
