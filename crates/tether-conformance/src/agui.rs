@@ -256,7 +256,7 @@ pub async fn run_dropped_request(base_url: &str, cfg: &SuiteConfig) -> CheckResu
     drop(post);
 
     // Words go on being published while nobody is connected.
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
     let last_id = seen
         .iter()
         .rev()
@@ -496,9 +496,10 @@ fn input(thread: &str, run: &str) -> Value {
     ]})
 }
 
-/// The input with 100 ms between words, so a check can act in the middle of the run.
+/// The input with 250 ms between words, so a check can act in the middle of the run: the
+/// run's words take 1.5 s, a margin for a busy machine.
 fn slow(mut input: Value) -> Value {
-    input["forwardedProps"] = json!({"tokenDelayMs": 100});
+    input["forwardedProps"] = json!({"tokenDelayMs": 250});
     input
 }
 
