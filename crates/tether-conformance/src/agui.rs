@@ -346,14 +346,9 @@ pub async fn run_conflict(base_url: &str, cfg: &SuiteConfig) -> CheckResult {
         .map_err(|e| context("a second run on a thread with a run in progress", e))?;
     frames.extend(first.until_end(cfg.timeout).await?);
     verify("the first run's response", &frames)?;
+    let last = last_event(&frames)?;
     ensure!(
-        is_run_finished(
-            frames
-                .iter()
-                .rev()
-                .find(|f| f.is_event())
-                .unwrap_or(&Frame::default())
-        ),
+        last["type"] == "RUN_FINISHED",
         "the first run did not finish after the refused second: {frames:?}"
     );
     Ok(())
