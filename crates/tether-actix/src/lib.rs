@@ -55,6 +55,12 @@
 //!
 //! actix-web speaks the `http` 0.2 types and the core the `http` 1 types: methods, status codes
 //! and header maps are converted at this crate's edge, so neither side sees the other's.
+//!
+//! ## Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `agui` | module `agui` (`tether_agui::http` re-exported): the durable AG-UI run route (`POST /api/agui/run`), plugged in with `Service::extension` |
 #![doc(test(attr(deny(warnings))))]
 
 use std::any::Any;
@@ -74,6 +80,8 @@ use http as http1;
 use tether_core::Broker;
 use tether_core::http::{self as th, PREFIXES};
 
+#[cfg(feature = "agui")]
+pub use tether_agui::http as agui;
 pub use tether_core::SHUTDOWN_GRACE;
 #[cfg(feature = "jwt")]
 pub use tether_core::auth::JwtKeys;

@@ -177,7 +177,8 @@
 //!
 //! # Serving runs
 //!
-//! `tether-axum` with its `agui` feature mounts `POST /api/agui/run`: a
+//! Each adapter (`tether-axum`, `tether-actix`, `tether-warp`) with its `agui`
+//! feature mounts `POST /api/agui/run` (`http::RunRoute`, feature `http`): a
 //! `RunAgentInput` in, the run's stream out, with the agent running as a task
 //! of its own so a dropped request does not stop it ([`AguiRuns::reserve`] and
 //! [`Reservation::start`] are the pieces it is made of, for other frameworks).

@@ -41,7 +41,7 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `agui` | [`agui`]: the durable AG-UI run route (`POST /api/agui/run`), plugged in with `Service::extension` |
+//! | `agui` | module `agui` (`tether_agui::http` re-exported): the durable AG-UI run route (`POST /api/agui/run`), plugged in with `Service::extension` |
 #![doc(test(attr(deny(warnings))))]
 
 use std::future::{Future, IntoFuture};

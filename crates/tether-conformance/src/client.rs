@@ -482,8 +482,22 @@ impl SseConn {
         path: &str,
         opts: StreamOptions,
     ) -> Result<Self, CheckError> {
+        Self::request(target, "GET", path, opts, None).await
+    }
+
+    /// Sends `method path` with `body` (with its `Content-Length`; none without a body) and
+    /// reads the response head (within 10 s), for routes that answer a request with a
+    /// stream, such as `POST /api/agui/run`.
+    pub async fn request(
+        target: &Target,
+        method: &str,
+        path: &str,
+        opts: StreamOptions,
+        body: Option<&[u8]>,
+    ) -> Result<Self, CheckError> {
         let mut stream = connect(target, opts.recv_buffer).await?;
-        let head = target.request_head("GET", path, &opts.headers, None);
+        let mut head = target.request_head(method, path, &opts.headers, body.map(<[u8]>::len));
+        head.extend_from_slice(body.unwrap_or_default());
         stream
             .write_all(&head)
             .await

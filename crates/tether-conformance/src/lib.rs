@@ -46,6 +46,10 @@
 //! public function for tests that want one. Checks that need something the configuration does
 //! not provide (a Reject-policy server, a token, an authorizer, `/metrics`) are reported as
 //! skipped, not passed.
+//!
+//! The durable AG-UI run route (`POST /api/agui/run`) has checks of its own in [`agui`],
+//! run by [`agui::run_route_all`] against a server that mounts the run route with
+//! [`agui::test_agent`].
 #![doc(test(attr(deny(warnings))))]
 
 use std::fmt;
@@ -55,6 +59,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::Instant;
 
+pub mod agui;
 pub mod client;
 pub mod cors;
 pub mod disconnect;
@@ -313,7 +318,7 @@ impl fmt::Display for Report {
                 Ok(()) => "ok".to_owned(),
                 Err(e) => e.to_string(),
             };
-            writeln!(f, "{:<16} {:>6} ms  {what}", o.name, o.elapsed.as_millis())?;
+            writeln!(f, "{:<24} {:>6} ms  {what}", o.name, o.elapsed.as_millis())?;
         }
         write!(
             f,

@@ -38,6 +38,12 @@
 //! tether_warp::serve(listener, app, broker, shutdown, Duration::ZERO).await
 //! # }
 //! ```
+//!
+//! ## Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `agui` | module `agui` (`tether_agui::http` re-exported): the durable AG-UI run route (`POST /api/agui/run`), plugged in with `Service::extension` |
 #![doc(test(attr(deny(warnings))))]
 
 use std::convert::Infallible;
@@ -60,6 +66,8 @@ use warp::filters::BoxedFilter;
 use warp::filters::path::FullPath;
 use warp::reply::{Reply, Response};
 
+#[cfg(feature = "agui")]
+pub use tether_agui::http as agui;
 pub use tether_core::SHUTDOWN_GRACE;
 #[cfg(feature = "jwt")]
 pub use tether_core::auth::JwtKeys;
