@@ -1,0 +1,77 @@
+//! Pub/sub is at-most-once; the log is not. A wake dropped on purpose leaves a gap that the
+//! next wake or the periodic head check fills from the log, with no resync.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tether_core::Broker;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_wake_is_filled_by_the_next_one() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let a = node(&redis.url(), "a", "g1", Broker::builder()).await;
+    let b = node(&redis.url(), "b", "g1", Broker::builder()).await;
+    let s = sid("s1");
+    let mut client = Client::default();
+    let mut stream = b.connect(&s, client.opts()).await.unwrap();
+    a.publish(&s, &[ev(1)]).await.unwrap();
+    client.read(&mut stream, WAIT, |c| c.seen.len() == 1).await;
+
+    b.drop_next_wakes(2);
+    a.publish(&s, &[ev(2)]).await.unwrap();
+    a.publish(&s, &[ev(3), ev(4)]).await.unwrap();
+    a.publish(&s, &[ev(5)]).await.unwrap();
+    client.read(&mut stream, WAIT, |c| c.seen.len() == 5).await;
+    assert_eq!(client.seen, vec![1, 2, 3, 4, 5]);
+    assert!(client.resyncs.is_empty(), "{:?}", client.resyncs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_last_wake_is_found_by_the_head_check() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let a = node(&redis.url(), "a", "g2", Broker::builder()).await;
+    let b = node(&redis.url(), "b", "g2", Broker::builder()).await;
+    let s = sid("s1");
+    a.publish(&s, &[ev(1)]).await.unwrap();
+    let mut client = Client::default();
+    let mut stream = b.connect(&s, client.opts()).await.unwrap();
+    client.read(&mut stream, WAIT, |c| c.seen.len() == 1).await;
+
+    b.drop_next_wakes(1);
+    a.publish(&s, &[ev(2)]).await.unwrap();
+    // Nothing follows it; the head check (every 500 ms here) notices the moved head.
+    client.read(&mut stream, WAIT, |c| c.seen.len() == 2).await;
+    assert_eq!(client.seen, vec![1, 2]);
+    assert!(client.resyncs.is_empty(), "{:?}", client.resyncs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_subscription_catches_up_after_it_returns() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let a = node(&redis.url(), "a", "g3", Broker::builder()).await;
+    let proxy = Proxy::start(redis.addr()).await;
+    let b = node(&proxy.url(), "b", "g3", Broker::builder()).await;
+    let s = sid("s1");
+    let mut client = Client::default();
+    let mut stream = b.connect(&s, client.opts()).await.unwrap();
+    a.publish(&s, &[ev(1)]).await.unwrap();
+    client.read(&mut stream, WAIT, |c| c.seen.len() == 1).await;
+    // Cut B's links and publish at once: the wakes go to nobody while B reconnects.
+    proxy.cut();
+    for n in 2..=6 {
+        a.publish(&s, &[ev(n)]).await.unwrap();
+    }
+    client.read(&mut stream, WAIT, |c| c.seen.len() == 6).await;
+    assert_eq!(client.seen, (1..=6).collect::<Vec<_>>());
+    assert!(client.resyncs.is_empty(), "{:?}", client.resyncs);
+}
