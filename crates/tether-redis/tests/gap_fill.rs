@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use tether_core::Broker;
+use tether_redis::RedisBackplane;
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -16,7 +17,13 @@ async fn a_dropped_wake_is_filled_by_the_next_one() {
         return;
     };
     let a = node(&redis.url(), "a", "g1", Broker::builder()).await;
-    let b = node(&redis.url(), "b", "g1", Broker::builder()).await;
+    // No head check during the test: the next wake alone must reveal the gap.
+    let b = RedisBackplane::start(
+        broker(Broker::builder()),
+        config(&redis.url(), "b", "g1").head_check_interval(Duration::from_secs(600)),
+    )
+    .await
+    .unwrap();
     let s = sid("s1");
     let mut client = Client::default();
     let mut stream = b.connect(&s, client.opts()).await.unwrap();

@@ -248,6 +248,8 @@ pub struct Client {
     pub seen: Vec<u64>,
     /// Every resync: (reason, value).
     pub resyncs: Vec<(String, serde_json::Value)>,
+    /// Everything in order: `Some(n)` an event, `None` a resync.
+    pub history: Vec<Option<u64>>,
     pub buf: String,
 }
 
@@ -272,11 +274,13 @@ impl Client {
                     let reason = value["reason"].as_str().unwrap_or("").to_owned();
                     self.resyncs.push((reason, value));
                     self.seen.clear();
+                    self.history.push(None);
                 }
                 continue;
             }
             if let Some(n) = f.n() {
                 self.seen.push(n);
+                self.history.push(Some(n));
             }
         }
     }
