@@ -61,24 +61,46 @@ async fn a_dropped_last_wake_is_found_by_the_head_check() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_subscription_catches_up_after_it_returns() {
+async fn wakes_lost_during_an_outage_are_caught_up_after_the_resubscribe() {
     let Some(redis) = RedisServer::start().await else {
         return;
     };
     let a = node(&redis.url(), "a", "g3", Broker::builder()).await;
     let proxy = Proxy::start(redis.addr()).await;
-    let b = node(&proxy.url(), "b", "g3", Broker::builder()).await;
+    // No periodic head check during the test: the catch-up after the resubscribe must do it.
+    let b = RedisBackplane::start(
+        broker(Broker::builder()),
+        config(&proxy.url(), "b", "g3").head_check_interval(Duration::from_secs(600)),
+    )
+    .await
+    .unwrap();
     let s = sid("s1");
     let mut client = Client::default();
     let mut stream = b.connect(&s, client.opts()).await.unwrap();
     a.publish(&s, &[ev(1)]).await.unwrap();
     client.read(&mut stream, WAIT, |c| c.seen.len() == 1).await;
-    // Cut B's links and publish at once: the wakes go to nobody while B reconnects.
+
+    // B loses Redis: every wake published meanwhile goes to nobody.
+    proxy.set_refuse(true);
     proxy.cut();
+    for _ in 0..100 {
+        if !b.status().up {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!b.status().up, "B reports the backplane down");
+    assert_eq!(b.health_json()["status"], "down");
     for n in 2..=6 {
         a.publish(&s, &[ev(n)]).await.unwrap();
     }
+    let ended = client.settle(&mut stream, Duration::from_millis(300)).await;
+    assert!(!ended, "the stream stays open while Redis is away");
+    assert_eq!(client.seen, vec![1]);
+
+    proxy.set_refuse(false);
     client.read(&mut stream, WAIT, |c| c.seen.len() == 6).await;
     assert_eq!(client.seen, (1..=6).collect::<Vec<_>>());
     assert!(client.resyncs.is_empty(), "{:?}", client.resyncs);
+    assert!(b.status().up);
 }

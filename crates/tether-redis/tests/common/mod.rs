@@ -103,6 +103,7 @@ async fn free_port() -> u16 {
 /// A TCP proxy on loopback that can cut every connection through it.
 pub struct Proxy {
     pub addr: SocketAddr,
+    refuse: Arc<std::sync::atomic::AtomicBool>,
     conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accept: JoinHandle<()>,
 }
@@ -112,9 +113,15 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let refuse = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let c = conns.clone();
+        let r = refuse.clone();
         let accept = tokio::spawn(async move {
             while let Ok((mut down, _)) = listener.accept().await {
+                if r.load(std::sync::atomic::Ordering::Acquire) {
+                    drop(down);
+                    continue;
+                }
                 let h = tokio::spawn(async move {
                     let Ok(mut up) = TcpStream::connect(upstream).await else {
                         return;
@@ -128,6 +135,7 @@ impl Proxy {
         });
         Self {
             addr,
+            refuse,
             conns,
             accept,
         }
@@ -135,6 +143,11 @@ impl Proxy {
 
     pub fn url(&self) -> String {
         format!("redis://{}", self.addr)
+    }
+
+    /// While set, new connections are accepted and closed at once (Redis is unreachable).
+    pub fn set_refuse(&self, on: bool) {
+        self.refuse.store(on, std::sync::atomic::Ordering::Release);
     }
 
     /// Cuts every connection through the proxy (both directions close at once).
