@@ -433,6 +433,20 @@ impl Shared {
         }
     }
 
+    fn try_lock(&self, s: &SessionId) -> Option<SessionGuard<'_>> {
+        let m = self
+            .locks
+            .entry(s.clone())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
+            .clone();
+        let guard = SessionGuard {
+            shared: self,
+            session: s.clone(),
+            guard: m.try_lock_owned().ok(),
+        };
+        guard.guard.is_some().then_some(guard)
+    }
+
     /// The epoch and head this node holds, as the scripts' fence takes them. A session with
     /// nothing local (head 0) claims no epoch.
     fn seen(&self, s: &SessionId) -> (String, u64) {
@@ -742,9 +756,16 @@ impl Shared {
                         at += len;
                     }
                 }
+                // Usually nobody else works on the session: append in order right here.
+                if let Some(guard) = self.try_lock(&sid) {
+                    if self.apply_wake(&sid, epoch, first, &frames) {
+                        return;
+                    }
+                    drop(guard);
+                }
+                // The session's lock is held across a Redis call by a publish or connect on
+                // this node, or the wake revealed a gap: do not stall other sessions' wakes.
                 let this = self.clone();
-                // Appending needs the session's lock, which a publish or connect on this node
-                // may hold across a Redis call: do not stall the ingest of other sessions.
                 tokio::spawn(async move {
                     this.on_wake(&sid, epoch, first, frames).await;
                 });
@@ -764,22 +785,28 @@ impl Shared {
         }
     }
 
-    async fn on_wake(&self, session: &SessionId, epoch: Epoch, first: u64, frames: Vec<Bytes>) {
-        let _guard = self.lock(session).await;
-        let mut complete = !frames.is_empty();
-        for (i, f) in frames.into_iter().enumerate() {
+    /// Appends a wake's frames in order; `false` when they do not follow the ring's head (or
+    /// came by reference), so the log must be read.
+    fn apply_wake(&self, session: &SessionId, epoch: Epoch, first: u64, frames: &[Bytes]) -> bool {
+        if frames.is_empty() {
+            return false;
+        }
+        for (i, f) in frames.iter().enumerate() {
             let id = EventId {
                 epoch,
                 seq: first + i as u64,
             };
-            match self.broker.append_next(session, id, f) {
+            match self.broker.append_next(session, id, f.clone()) {
                 Ok(Placed::Stored | Placed::Duplicate) => {}
-                Ok(Placed::Gap { .. }) | Err(_) => {
-                    complete = false;
-                    break;
-                }
+                Ok(Placed::Gap { .. }) | Err(_) => return false,
             }
         }
+        true
+    }
+
+    async fn on_wake(&self, session: &SessionId, epoch: Epoch, first: u64, frames: Vec<Bytes>) {
+        let _guard = self.lock(session).await;
+        let complete = self.apply_wake(session, epoch, first, &frames);
         if !complete && let Err(e) = self.sync_locked(session, Claim::None, Why::Gap).await {
             tracing::warn!(session = %session, error = %e, "SSE backplane: filling a gap failed; the head check retries");
         }
@@ -814,6 +841,15 @@ impl Shared {
                     .arg("s")
                     .arg("o")
                     .arg("c");
+                // A connected session's idle TTL pauses: its keys live while it is connected.
+                pipe.cmd("PEXPIRE")
+                    .arg(self.meta_key(sid))
+                    .arg(self.ttl_ms)
+                    .ignore();
+                pipe.cmd("PEXPIRE")
+                    .arg(self.log_key(sid))
+                    .arg(self.ttl_ms)
+                    .ignore();
             }
             let mut con = self.cmd.clone();
             let rows: Vec<Vec<Option<String>>> =

@@ -74,8 +74,8 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `cluster` | turns on `redis/cluster-async` (keys are already hash-tagged per session) |
-//! | `sentinel` | turns on `redis/sentinel` |
+//! | `cluster` | turns on `redis/cluster-async`. The keys are laid out for Redis Cluster already (one hash tag per session, plain `PUBLISH` from scripts), but this release opens single-node connections only |
+//! | `sentinel` | turns on `redis/sentinel`; this release opens single-node connections only |
 //!
 //! ## Where the dependencies are used
 //!
