@@ -13,11 +13,14 @@ use redis::Script;
 /// holds ('' for none), ARGV[3] the head the caller holds in that epoch.
 const FENCE: &str = r"
 local meta, log = KEYS[1], KEYS[2]
-local e = redis.call('HGET', meta, 'e')
-local s = 0
+local m = redis.call('HMGET', meta, 'e', 's', 'b', 'lo', 'o')
+local e, owner = m[1], m[5]
+local s, b, lo = 0, 0, 1
 local cause = ''
 if e then
-  s = tonumber(redis.call('HGET', meta, 's')) or 0
+  s = tonumber(m[2]) or 0
+  b = tonumber(m[3]) or 0
+  lo = tonumber(m[4]) or 1
   if ARGV[2] == e and tonumber(ARGV[3]) > s then cause = 'regression' end
 elseif ARGV[2] ~= '' then
   cause = 'missing'
@@ -27,7 +30,7 @@ end
 if cause ~= '' then
   redis.call('DEL', log)
   e = ARGV[1]
-  s = 0
+  s, b, lo = 0, 0, 1
   redis.call('HSET', meta, 'e', e, 's', 0, 'b', 0, 'lo', 1)
 end
 local function seqof(id) return tonumber(string.match(id, '^(%d+)')) end
@@ -43,8 +46,6 @@ local function fmt(n) return string.format('%d', n) end
 /// Returns `{epoch, first_seq, last_seq, lowest_retained_seq, cause, woke}`.
 const APPEND: &str = r"
 local n = #ARGV - 10
-local b = tonumber(redis.call('HGET', meta, 'b')) or 0
-local lo = tonumber(redis.call('HGET', meta, 'lo')) or 1
 if s > 0 and redis.call('EXISTS', log) == 0 then lo = s + 1; b = 0 end
 local last = redis.call('HINCRBY', meta, 's', n)
 local first = last - n + 1
@@ -64,7 +65,11 @@ local cur = lo
 local done = false
 while not done do
   if cur >= last or ((last - cur + 1) <= maxlen and b <= maxbytes) then break end
-  local batch = redis.call('XRANGE', log, fmt(cur) .. '-0', '+', 'COUNT', 64)
+  -- Read only as many of the oldest entries as the count bound drops (a few more when the
+  -- byte bound is what is exceeded), not a fixed page of frames.
+  local k = (last - cur + 1) - maxlen
+  if k < 1 then k = 8 elseif k > 64 then k = 64 end
+  local batch = redis.call('XRANGE', log, fmt(cur) .. '-0', '+', 'COUNT', k)
   if #batch == 0 then break end
   for _, entry in ipairs(batch) do
     local seq = seqof(entry[1])
@@ -81,7 +86,6 @@ if cur > lo then redis.call('XTRIM', log, 'MINID', fmt(cur) .. '-0') end
 redis.call('HSET', meta, 'b', b, 'lo', cur)
 redis.call('PEXPIRE', meta, ARGV[6])
 redis.call('PEXPIRE', log, ARGV[6])
-local owner = redis.call('HGET', meta, 'o')
 local woke = 0
 if owner and owner ~= ARGV[7] then
   local head = 'w ' .. ARGV[10] .. ' ' .. e .. ' ' .. fmt(first) .. ' ' .. fmt(last) .. ' '
