@@ -271,3 +271,97 @@ impl Broker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    fn frame(id: EventId) -> Bytes {
+        crate::frame::encode_event(Some(id), None, "{}")
+    }
+
+    async fn next_text(stream: &mut EventStream) -> String {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
+            .await
+            .expect("a chunk")
+            .expect("open");
+        String::from_utf8(chunk.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn append_next_stores_only_the_next_frame() {
+        let broker = Broker::builder().start();
+        let s = SessionId::new("s").unwrap();
+        let e = Epoch::from_u64(0xe1);
+        broker.rebase(&s, EventId { epoch: e, seq: 0 }).unwrap();
+        let at = |seq| EventId { epoch: e, seq };
+        assert_eq!(
+            broker.append_next(&s, at(1), frame(at(1))),
+            Ok(Placed::Stored)
+        );
+        assert_eq!(
+            broker.append_next(&s, at(1), frame(at(1))),
+            Ok(Placed::Duplicate)
+        );
+        assert_eq!(
+            broker.append_next(&s, at(3), frame(at(3))),
+            Ok(Placed::Gap { epoch: e, head: 1 })
+        );
+        let other = EventId {
+            epoch: Epoch::from_u64(0xe2),
+            seq: 1,
+        };
+        assert_eq!(
+            broker.append_next(&s, other, frame(other)),
+            Ok(Placed::Gap { epoch: e, head: 1 })
+        );
+        assert_eq!(broker.position(&s), Some((e, 1)), "a gap stores nothing");
+        assert_eq!(
+            broker.append_next(&s, at(2), frame(at(2))),
+            Ok(Placed::Stored)
+        );
+        assert_eq!(broker.position(&s), Some((e, 2)));
+    }
+
+    #[tokio::test]
+    async fn rebase_resyncs_cursors_behind_it() {
+        let broker = Broker::builder().keepalive_interval(None).start();
+        let s = SessionId::new("s").unwrap();
+        let e = Epoch::from_u64(0xe1);
+        let at = |seq| EventId { epoch: e, seq };
+        broker.rebase(&s, at(0)).unwrap();
+        broker.append_next(&s, at(1), frame(at(1))).unwrap();
+        let mut stream = broker.connect(&s, ConnectOptions::default()).unwrap();
+        next_text(&mut stream).await; // retry:
+        assert!(next_text(&mut stream).await.starts_with("id: e1-1\n"));
+
+        // Seqs 2..=4 are lost: the stream says so, then continues at 5.
+        assert_eq!(broker.rebase(&s, at(4)), Ok(true));
+        assert_eq!(broker.rebase(&s, at(3)), Ok(false), "never backwards");
+        broker.append_next(&s, at(5), frame(at(5))).unwrap();
+        let text = next_text(&mut stream).await;
+        assert!(
+            text.contains("tether.resync") && text.contains("evicted"),
+            "{text}"
+        );
+        assert!(text.contains("id: e1-5\n"), "{text}");
+
+        // Another epoch: reason epoch.
+        let e2 = EventId {
+            epoch: Epoch::from_u64(0xe2),
+            seq: 0,
+        };
+        assert_eq!(broker.rebase(&s, e2), Ok(true));
+        let text = next_text(&mut stream).await;
+        assert!(
+            text.contains("tether.resync") && text.contains("\"epoch\""),
+            "{text}"
+        );
+        assert!(broker.is_connected(&s));
+        assert!(broker.supersede_local(&s));
+        let text = next_text(&mut stream).await;
+        assert!(text.contains("tether.superseded"), "{text}");
+    }
+}
