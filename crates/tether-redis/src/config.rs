@@ -22,10 +22,11 @@ pub struct RedisConfig {
 }
 
 impl RedisConfig {
-    /// Settings for the Redis at `url`: `redis://[user:password@]host:port[/db]`,
-    /// `rediss://` for TLS (needs a TLS feature of the `redis` crate), or
-    /// `redis+unix:///path`. The node id defaults to [`default_node_id`] with port 0; set it
-    /// with [`node_id`](Self::node_id).
+    /// Settings for the Redis at `url`: `redis://[user:password@]host:port[/db]` (an ACL user
+    /// and password in the URL are used for `AUTH`) or `redis+unix:///path`. `rediss://`
+    /// (TLS) needs one of the `redis` crate's TLS features, which this crate does not turn on
+    /// yet. The node id defaults to [`default_node_id`] with port 0; set it with
+    /// [`node_id`](Self::node_id).
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),

@@ -107,3 +107,34 @@ async fn a_node_holds_two_connections() {
     // The test's own connection is the third.
     assert_eq!(list.lines().count(), 3, "{list}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acl_user_and_password_in_the_url() {
+    let acl = [
+        "--user", "default", "off", "--user", "tether", "on", ">s3cret", "~*", "&*", "+@all",
+    ];
+    let Some(redis) = RedisServer::start_with(&acl).await else {
+        return;
+    };
+    let wrong = format!("redis://tether:nope@127.0.0.1:{}", redis.port);
+    assert!(
+        tether_redis::RedisBackplane::start(broker(Broker::builder()), config(&wrong, "a", "o3"))
+            .await
+            .is_err()
+    );
+    let url = format!("redis://tether:s3cret@127.0.0.1:{}", redis.port);
+    let a = node(&url, "a", "o3", Broker::builder()).await;
+    let b = node(&url, "b", "o3", Broker::builder()).await;
+    let s = sid("s1");
+    let mut client = Client::default();
+    let mut stream = b.connect(&s, client.opts()).await.unwrap();
+    a.publish(&s, &[ev(1)]).await.unwrap();
+    client
+        .read(&mut stream, Duration::from_secs(5), |c| c.seen.len() == 1)
+        .await;
+    assert_eq!(
+        client.seen,
+        vec![1],
+        "wakes reach B through its authenticated pub/sub link"
+    );
+}

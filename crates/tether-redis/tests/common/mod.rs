@@ -29,6 +29,11 @@ impl RedisServer {
     /// Starts one. `None` (with a message) when `redis-server` is not installed, unless
     /// `CI=true`, where that is a failure: the test must not pass without running.
     pub async fn start() -> Option<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts one with extra arguments (ACL users, ...).
+    pub async fn start_with(extra: &[&str]) -> Option<Self> {
         let found = std::process::Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -50,6 +55,7 @@ impl RedisServer {
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no"])
                 .args(["--maxmemory-policy", "noeviction"])
+                .args(extra)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .kill_on_drop(true)
@@ -62,7 +68,7 @@ impl RedisServer {
                     use tokio::io::AsyncReadExt;
                     if let Ok(Ok(n)) =
                         tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await
-                        && buf[..n].starts_with(b"+PONG")
+                        && (buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH"))
                     {
                         return Some(Self { child, port });
                     }
