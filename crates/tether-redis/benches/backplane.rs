@@ -4,7 +4,7 @@
 //!
 //! Run with: `cargo bench -p tether-redis --bench backplane` (needs `redis-server`).
 //! Environment: `RATE` (events/s offered, default 20000), `SESSIONS` (default 100),
-//! `SECS` (measured seconds, default 5).
+//! `SECS` (measured seconds, default 5), `ONLY` (comma-separated variants to run).
 //!
 //! Variants: `memory` (the broker alone), `redis-1` (one node: it publishes and holds the
 //! connections, so no wakes), `redis-2` (two nodes in this process: publishes on A, streams on
@@ -86,6 +86,9 @@ async fn read(mut stream: EventStream, origin: Instant, stats: Arc<Stats>, until
 }
 
 async fn run(name: &str, publisher: Pub, streams: Vec<EventStream>, redis_pid: Option<u32>) {
+    if std::env::var("ONLY").is_ok_and(|only| !only.split(',').any(|o| o == name)) {
+        return;
+    }
     let rate = env("RATE", 20_000);
     let secs = env("SECS", 5);
     let sessions = streams.len() as u64;

@@ -146,3 +146,65 @@ async fn a_head_below_what_a_node_saw_starts_a_new_epoch() {
     assert_eq!(client.resyncs[0].0, "epoch");
     assert_eq!(client.seen, vec![4]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_meta_or_log_is_never_an_exact_resume() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let a = node(&redis.url(), "a", "r5", Broker::builder()).await;
+    let b = node(&redis.url(), "b", "r5", Broker::builder()).await;
+    let s = sid("s1");
+    let mut con = redis.con().await;
+    let first = a.publish(&s, &[ev(1), ev(2)]).await.unwrap();
+
+    // The meta is evicted, the log survives: the next append starts a new epoch (no XADD
+    // error about ids at or below the stream's top).
+    let _: () = con.del("r5:{s:s1}:meta").await.unwrap();
+    let ids = a.publish(&s, &[ev(3)]).await.unwrap();
+    assert_eq!(ids[0].seq, 1);
+    assert_ne!(ids[0].epoch, first[0].epoch);
+    let len: u64 = con.xlen("r5:{s:s1}:log").await.unwrap();
+    assert_eq!(len, 1, "the old log went with the old epoch");
+
+    // The log is evicted, the meta survives: a client resuming on another node is told.
+    a.publish(&s, &[ev(4)]).await.unwrap();
+    let _: () = con.del("r5:{s:s1}:log").await.unwrap();
+    let mut c = Client {
+        last_id: Some(ids[0].to_string()),
+        ..Client::default()
+    };
+    let mut stream = b.connect(&s, c.opts()).await.unwrap();
+    a.publish(&s, &[ev(5)]).await.unwrap();
+    c.read(&mut stream, WAIT, |c| c.seen == [5]).await;
+    assert_eq!(c.resyncs.len(), 1, "{:?}", c.resyncs);
+    assert_eq!(c.resyncs[0].0, "evicted");
+    assert_eq!(c.seen, vec![5]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_flush_between_publishes_is_transparent() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let a = node(&redis.url(), "a", "r6", Broker::builder()).await;
+    let s = sid("s1");
+    a.publish(&s, &[ev(1)]).await.unwrap();
+    let mut con = redis.con().await;
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let ids = a.publish(&s, &[ev(2)]).await.unwrap();
+    assert_eq!(ids[0].seq, 2);
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let mut c = Client::default();
+    let mut stream = a.connect(&s, c.opts()).await.unwrap();
+    c.read(&mut stream, WAIT, |c| c.seen.len() == 2).await;
+    assert_eq!(c.seen, vec![1, 2]);
+}
