@@ -826,7 +826,14 @@ impl Shared {
             for (sid, token) in chunk {
                 if self.broker.is_connected(sid) {
                     live.push((sid.clone(), *token));
-                } else if self.owned.remove_if(sid, |_, t| t == token).is_some() {
+                    continue;
+                }
+                // A connect holds the session's lock from its claim until its stream is open:
+                // decide under it, or a connect in between would lose its fresh claim.
+                let _guard = self.lock(sid).await;
+                if !self.broker.is_connected(sid)
+                    && self.owned.remove_if(sid, |_, t| t == token).is_some()
+                {
                     self.release(sid, *token).await?;
                 }
             }
@@ -861,9 +868,38 @@ impl Shared {
                 let field = |i: usize| row.get(i).cloned().flatten();
                 let (e, s, o, c) = (field(0), field(1), field(2), field(3));
                 let token_s = token.to_string();
-                if o.is_some()
-                    && (o.as_deref() != Some(self.cfg.node_id.as_str())
-                        || c.as_deref() != Some(token_s.as_str()))
+                let mine = o.as_deref() == Some(self.cfg.node_id.as_str())
+                    && c.as_deref() == Some(token_s.as_str());
+                let in_step = match (&e, &s, self.broker.position(sid)) {
+                    (Some(e), Some(s), Some((le, lh))) => {
+                        parse_epoch(e).ok() == Some(le) && s.parse::<u64>().ok() == Some(lh)
+                    }
+                    _ => false,
+                };
+                if in_step && mine {
+                    continue;
+                }
+                // Anything else is decided under the session's lock on a fresh read: the row
+                // above may predate a connect on this node.
+                let _guard = self.lock(sid).await;
+                if self.owned.get(sid).map(|t| *t.value()) != Some(*token) {
+                    continue;
+                }
+                let mut con = self.cmd.clone();
+                let owner: (Option<String>, Option<String>) = tokio::time::timeout(
+                    self.cfg.op_deadline,
+                    redis::cmd("HMGET")
+                        .arg(self.meta_key(sid))
+                        .arg("o")
+                        .arg("c")
+                        .query_async(&mut con),
+                )
+                .await
+                .map_err(|_| unavailable("the head check timed out"))?
+                .map_err(redis_error)?;
+                if owner.0.is_some()
+                    && (owner.0.as_deref() != Some(self.cfg.node_id.as_str())
+                        || owner.1.as_deref() != Some(token_s.as_str()))
                 {
                     // Another connection took the session over and its notice was lost.
                     if self.owned.remove_if(sid, |_, t| t == token).is_some() {
@@ -871,16 +907,6 @@ impl Shared {
                     }
                     continue;
                 }
-                let in_step = match (&e, &s, self.broker.position(sid)) {
-                    (Some(e), Some(s), Some((le, lh))) => {
-                        parse_epoch(e).ok() == Some(le) && s.parse::<u64>().ok() == Some(lh)
-                    }
-                    _ => false,
-                };
-                if in_step && o.is_some() {
-                    continue;
-                }
-                let _guard = self.lock(sid).await;
                 self.sync_locked(sid, Claim::IfNone(*token), Why::Gap)
                     .await?;
             }

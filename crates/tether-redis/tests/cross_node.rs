@@ -183,16 +183,31 @@ async fn reconnects_alternating_between_nodes_through_cut_links_lose_nothing() {
             published
         };
         let want = want.min(published) as usize;
-        client
+        let ended = client
             .read(&mut stream, Duration::from_secs(10), |c| {
                 c.seen.len() >= want
             })
             .await;
-        assert!(
-            client.seen.len() >= want,
-            "round {round}: {:?} of {published}",
-            client.seen
-        );
+        if client.seen.len() < want {
+            let mut con = redis.con().await;
+            let meta: Vec<Option<String>> = redis::cmd("HMGET")
+                .arg("t3:{s:s1}:meta")
+                .arg(&["e", "s", "o", "c"])
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            panic!(
+                "round {round} on {}: {:?} of {published}; ended {ended}; meta {meta:?}; a {:?} {}, b {:?} {}; status a {} b {}",
+                round % 2,
+                client.seen,
+                a.broker().position(&sid(s)),
+                a.broker().is_connected(&sid(s)),
+                b.broker().position(&sid(s)),
+                b.broker().is_connected(&sid(s)),
+                a.status().up,
+                b.status().up,
+            );
+        }
         drop(stream);
     }
     // A last connect reads everything that is left.
