@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need (nginx for the
-# proxy test, the official AG-UI client from npm for the conformance test), then runs every
+# proxy test, the official AG-UI client from npm for the conformance test, redis-server for
+# the backplane's tests), then runs every
 # test of the workspace. Servers the tests need are started by the tests themselves, on
 # loopback only.
 set -euo pipefail
@@ -11,6 +12,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq

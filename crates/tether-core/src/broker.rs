@@ -175,7 +175,7 @@ impl Inner {
     }
 
     /// The session, created if absent (subject to the session limit).
-    fn session(&self, id: &SessionId) -> Result<Arc<Session>, usize> {
+    pub(crate) fn session(&self, id: &SessionId) -> Result<Arc<Session>, usize> {
         if let Some(s) = self.sessions.get(id) {
             return Ok(s.clone());
         }
@@ -242,7 +242,7 @@ impl Inner {
 
     /// Enforces the broker-wide ring budget on the session that just grew, under its lock.
     /// The bytes it frees are accounted with the append's.
-    fn enforce_budget(&self, st: &mut SessionState, out: &mut Appended) {
+    pub(crate) fn enforce_budget(&self, st: &mut SessionState, out: &mut Appended) {
         let budget = self.config.total_ring_bytes;
         let total = (self.ring_bytes.load(Ordering::Relaxed) + out.added_bytes)
             .saturating_sub(out.evicted.bytes);

@@ -79,6 +79,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod approval;
+mod backplane;
 mod broker;
 mod config;
 mod driver;
@@ -102,6 +103,9 @@ pub mod server;
 
 pub use approval::{
     ApprovalHandle, ApprovalInfo, ApprovalOutcome, ApprovalRequest, ApprovalStatus, Decision,
+};
+pub use backplane::{
+    Backplane, BackplaneError, BackplaneHealth, BackplaneStatus, BoxFuture, Placed,
 };
 pub use broker::{Broker, ConnectOptions, Health, event_name};
 pub use config::{BrokerBuilder, Config, ConnectionPolicy, HeartbeatStyle, RateLimit};

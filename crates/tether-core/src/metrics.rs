@@ -42,10 +42,18 @@ pub const CONNECTION_DURATION_BUCKETS: &[f64] = &[
 pub const APPROVAL_WAIT_BUCKETS: &[f64] =
     &[1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
 
+/// Histogram (seconds): one append to a backplane's log, publish to reply (`tether-redis`).
+pub const BACKPLANE_APPEND_SECONDS: &str = "tether_backplane_append_seconds";
+/// Buckets for [`BACKPLANE_APPEND_SECONDS`].
+pub const BACKPLANE_APPEND_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0,
+];
+
 /// Every histogram with its buckets, for exporters that need them spelled out.
 pub const HISTOGRAMS: &[(&str, &[f64])] = &[
     (CONNECTION_DURATION_SECONDS, CONNECTION_DURATION_BUCKETS),
     (APPROVAL_WAIT_SECONDS, APPROVAL_WAIT_BUCKETS),
+    (BACKPLANE_APPEND_SECONDS, BACKPLANE_APPEND_BUCKETS),
 ];
 
 /// Registers every metric's description with the installed recorder.

@@ -1,0 +1,168 @@
+//! The backplane's settings.
+
+use std::time::Duration;
+
+/// Settings of a [`RedisBackplane`](crate::RedisBackplane). Build with [`RedisConfig::new`]
+/// and the setters; every setter's doc states its default.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RedisConfig {
+    pub(crate) url: String,
+    pub(crate) prefix: String,
+    pub(crate) node_id: String,
+    pub(crate) op_deadline: Duration,
+    pub(crate) health_interval: Duration,
+    pub(crate) head_check_interval: Duration,
+    pub(crate) inline_max: usize,
+    pub(crate) log_max_events: Option<usize>,
+    pub(crate) log_max_bytes: Option<usize>,
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) read_batch: usize,
+    pub(crate) push_queue: usize,
+}
+
+impl RedisConfig {
+    /// Settings for the Redis at `url`: `redis://[user:password@]host:port[/db]` (an ACL user
+    /// and password in the URL are used for `AUTH`) or `redis+unix:///path`. `rediss://`
+    /// (TLS) needs one of the `redis` crate's TLS features, which this crate does not turn on
+    /// yet. The node id defaults to [`default_node_id`] with port 0; set it with
+    /// [`node_id`](Self::node_id).
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: "tether".to_owned(),
+            node_id: default_node_id("0"),
+            op_deadline: Duration::from_secs(2),
+            health_interval: Duration::from_secs(1),
+            head_check_interval: Duration::from_secs(15),
+            inline_max: 16 * 1024,
+            log_max_events: None,
+            log_max_bytes: None,
+            ttl: None,
+            read_batch: 512,
+            push_queue: 65_536,
+        }
+    }
+
+    /// Settings from the environment: `TETHER_REDIS_URL` (required), `TETHER_REDIS_PREFIX`
+    /// and `TETHER_NODE_ID` (optional). `None` when `TETHER_REDIS_URL` is unset.
+    pub fn from_env() -> Option<Self> {
+        let url = std::env::var("TETHER_REDIS_URL").ok()?;
+        let mut c = Self::new(url);
+        if let Ok(p) = std::env::var("TETHER_REDIS_PREFIX") {
+            c = c.prefix(p);
+        }
+        if let Ok(n) = std::env::var("TETHER_NODE_ID") {
+            c = c.node_id(n);
+        }
+        Some(c)
+    }
+
+    /// The key prefix, so two deployments can share one Redis (`--redis-prefix`). Keys are
+    /// `<prefix>:{s:<sid>}:log` and `<prefix>:{s:<sid>}:meta`; a node's channel is
+    /// `<prefix>:node:<node-id>`. Default is `tether`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// This node's id (`--node-id`, `TETHER_NODE_ID`). It must be unique among the nodes on
+    /// one Redis and should change with every process start, so a restarted process
+    /// inherits nothing of the dead one. Default is [`default_node_id`]`("0")`.
+    pub fn node_id(mut self, id: impl Into<String>) -> Self {
+        self.node_id = id.into();
+        self
+    }
+
+    /// Longest a publish or connect waits for Redis before it fails with
+    /// [`BackplaneError::Unavailable`](tether_core::BackplaneError::Unavailable). Default is
+    /// 2 seconds.
+    pub fn op_deadline(mut self, d: Duration) -> Self {
+        self.op_deadline = d;
+        self
+    }
+
+    /// How often both links are pinged (health, and the reconnect of an idle link). Default
+    /// is 1 second.
+    pub fn health_interval(mut self, d: Duration) -> Self {
+        self.health_interval = d;
+        self
+    }
+
+    /// How often the heads of the sessions connected to this node are compared with Redis's,
+    /// to find a wake that pub/sub lost (it is at-most-once) and data Redis lost. Default is
+    /// 15 seconds.
+    pub fn head_check_interval(mut self, d: Duration) -> Self {
+        self.head_check_interval = d;
+        self
+    }
+
+    /// Largest batch of frames a wake carries inline; above it the wake carries only the
+    /// position and the node reads the frames from the log. Default is 16 KiB.
+    pub fn inline_max(mut self, bytes: usize) -> Self {
+        self.inline_max = bytes;
+        self
+    }
+
+    /// Bound of each session's log by event count. Default is the broker's
+    /// `ring_max_events`, so the log and the rings hold the same window.
+    pub fn log_max_events(mut self, n: usize) -> Self {
+        self.log_max_events = Some(n.max(1));
+        self
+    }
+
+    /// Bound of each session's log by bytes. Default is the broker's `ring_max_bytes`.
+    pub fn log_max_bytes(mut self, n: usize) -> Self {
+        self.log_max_bytes = Some(n.max(1));
+        self
+    }
+
+    /// TTL of a session's keys, refreshed by every append and connect. Default is the
+    /// broker's `session_ttl`.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Entries read from the log per round trip when a node catches up. Default is 512.
+    pub fn read_batch(mut self, n: usize) -> Self {
+        self.read_batch = n.max(1);
+        self
+    }
+
+    /// Pub/sub messages queued for the node's ingest task; on overflow messages are dropped
+    /// and a catch-up pass repairs what they carried. Default is 65,536.
+    pub fn push_queue(mut self, n: usize) -> Self {
+        self.push_queue = n.max(1);
+        self
+    }
+
+    /// The node id in use.
+    pub fn get_node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// The key prefix in use.
+    pub fn get_prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+/// A fresh node id: `<host>:<port>-<6 random hex digits>`, where host is the machine's
+/// host name (`HOSTNAME`, else `/etc/hostname`, else `localhost`). The random part makes
+/// every process start a new node, so a restarted process inherits no ownership and no
+/// wakes of the dead one.
+pub fn default_node_id(port: &str) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| "localhost".to_owned());
+    let suffix = rand::random::<u32>() & 0xff_ffff;
+    format!("{host}:{port}-{suffix:06x}")
+}

@@ -1,0 +1,96 @@
+//! # tether-redis
+//!
+//! Several tether nodes on one Redis: a client's reconnect may land on any node and resume
+//! exactly. Each session's events live in a Redis STREAM that numbers them; every node's ring
+//! is a cache of that log, fed through [`Broker::append_next`](tether_core::Broker::append_next),
+//! so the core's hot path (cursors into a ring, frames encoded once) stays the same.
+//!
+//! ```no_run
+//! use futures_util::StreamExt;
+//! use tether_core::{Broker, ConnectOptions, Event, SessionId};
+//! use tether_redis::{RedisBackplane, RedisConfig, default_node_id};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let broker = Broker::builder().start();
+//! let config = RedisConfig::new("redis://127.0.0.1:6379").node_id(default_node_id("8080"));
+//! let backplane = RedisBackplane::start(broker, config).await?;
+//!
+//! let session = SessionId::new("user-42")?;
+//! let ids = backplane.publish(&session, &[Event::raw(r#"{"type":"progress"}"#)]).await?;
+//!
+//! // Another node can resume after `ids[0]` exactly; this one too.
+//! let mut stream = backplane.connect(&session, ConnectOptions::resume(ids[0].to_string())).await?;
+//! let _retry = stream.next().await;
+//! # Ok(()) }
+//! ```
+//!
+//! ## How it works
+//!
+//! - **Keys**, all of a session's under one hash tag (so Redis Cluster keeps them in one
+//!   slot): `<prefix>:{s:<sid>}:log`, a STREAM with entry id `<seq>-0` and field `f` = the
+//!   complete SSE frame; `<prefix>:{s:<sid>}:meta`, a HASH with `e` (epoch, hex), `s` (last
+//!   seq), `b` (retained bytes), `lo` (lowest retained seq), `o`/`c` (the node and connection
+//!   holding the session's stream). Both expire after the broker's session TTL, refreshed by
+//!   every append and connect.
+//! - **One Lua script appends** one event or a batch atomically: it creates the epoch when
+//!   the meta is missing (from a candidate the caller passes; a new epoch deletes any old log,
+//!   since `XADD` refuses ids at or below the stream's top), assigns the seqs (`HINCRBY`),
+//!   prepends the `id:` line to each body and `XADD`s it, trims by count and by bytes
+//!   (`XTRIM MINID`; the byte count lives in the meta), refreshes the TTLs, and `PUBLISH`es a
+//!   wake on `<prefix>:node:<owner>` only when another node holds the session's connection.
+//!   Frames up to 16 KiB ride inline in the wake; larger ones are read from the log.
+//! - **Each node holds one subscription**, on its own channel, not one per session.
+//! - **Ids are valid on every node**: `<epoch>-<seq>` come from Redis.
+//! - **Lost data is never renumbered silently.** A missing meta (restart without persistence,
+//!   `FLUSHDB`, eviction) or a head regression (a node has seen a seq above Redis's in the same
+//!   epoch: a failover that lost writes) starts a new epoch; connected and reconnecting
+//!   clients get `tether.resync` with reason `epoch`.
+//! - **Pub/sub is at-most-once; the log is not.** A node that sees a seq gap, resubscribes, or
+//!   finds in its periodic head check (every 15 s) that a connected session's head moved
+//!   without a wake fills the gap from the log (`XRANGE`), and resyncs only if the log no
+//!   longer has it.
+//! - **Redis down**: publishes and connects fail within the operation deadline (2 s) with
+//!   [`BackplaneError::Unavailable`](tether_core::BackplaneError::Unavailable) (HTTP 503
+//!   `backplane_unavailable`), nothing is kept only in memory, [`RedisBackplane::status`] says
+//!   `down`, open streams stay open with their heartbeats.
+//!
+//! ## Redis settings
+//!
+//! - `maxmemory-policy noeviction`: under any eviction policy Redis may drop a session's
+//!   keys, which its clients then see as a resync; under `noeviction` an append fails with
+//!   [`BackplaneError::Full`](tether_core::BackplaneError::Full) before anything is written.
+//!   The node logs a warning at start when the policy is another.
+//! - `timeout 0` (the default): Redis must not close idle client connections; the pub/sub
+//!   connection is idle whenever nobody publishes to this node.
+//! - Redis 6.2 or later (`XTRIM MINID`, exclusive `XRANGE`).
+//! - **No pool**: a node opens exactly two connections, one multiplexed connection that
+//!   pipelines every command from every task, and one for pub/sub (RESP3 pushes, resubscribed
+//!   after a reconnect); `INFO clients` shows two per node. A pool would add connections and
+//!   no throughput: the multiplexed connection never waits for one reply before sending the
+//!   next request.
+//!
+//! ## Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `cluster` | turns on `redis/cluster-async`. The keys are laid out for Redis Cluster already (one hash tag per session, plain `PUBLISH` from scripts), but this release opens single-node connections only |
+//! | `sentinel` | turns on `redis/sentinel`; this release opens single-node connections only |
+//!
+//! ## Where the dependencies are used
+//!
+//! | crate | for |
+//! |---|---|
+//! | redis | the connection managers (`tokio-comp`, `connection-manager`), the scripts (`script`), streams |
+//! | dashmap | the sessions this node holds, and a per-session lock for appends from Redis |
+//! | tokio | the ingest and supervisor tasks, deadlines |
+//! | metrics / tracing | [`metrics`] and the "SSE backplane" log lines |
+#![doc(test(attr(deny(warnings))))]
+
+mod backplane;
+mod config;
+pub mod metrics;
+mod scripts;
+
+pub use backplane::RedisBackplane;
+pub use config::{RedisConfig, default_node_id};
