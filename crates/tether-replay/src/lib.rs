@@ -98,6 +98,7 @@ mod engine;
 pub mod log;
 mod recorder;
 mod report;
+mod spawn;
 pub mod sse;
 mod transcript;
 
@@ -113,7 +114,8 @@ pub use engine::{DEFAULT_WITHIN_MS, Timing, is_subset, run};
 pub use recorder::{RecordedApproval, RecordedStream, Recorder};
 pub use report::{Report, Rule, StepNote, Violation};
 pub use transcript::{
-    Action, DecideExpect, Match, Outcome, ParseError, Settings, Step, Transcript,
+    Action, DecideExpect, Match, Outcome, ParseError, Policy, SERVER_SETTINGS, SettingMismatch,
+    Settings, Step, Transcript,
 };
 
 /// The transcript format in full (`TRANSCRIPTS.md`).

@@ -100,6 +100,19 @@ impl Http {
         crate::engine::run(self, transcript, timing).await
     }
 
+    /// The `"settings"` object the service reports on `GET /health/sse` (also when it
+    /// answers 503 while draining); `Ok(None)` when the answer has none (a service that does
+    /// not report them).
+    pub async fn server_settings(&self) -> Result<Option<Value>, String> {
+        let (status, body) = self.request("GET", "/health/sse", None).await?;
+        if status != 200 && status != 503 {
+            return Err(format!("GET /health/sse: {}", describe(status, &body)));
+        }
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|e| format!("GET /health/sse answered {}: {e}", describe(status, &body)))?;
+        Ok(v.get("settings").filter(|s| s.is_object()).cloned())
+    }
+
     fn authority(&self) -> String {
         if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
