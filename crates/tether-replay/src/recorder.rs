@@ -128,6 +128,7 @@ impl Recorder {
                 session: session.to_string(),
                 events,
                 name,
+                pad_bytes: None,
             });
         }
         Ok(ids)

@@ -115,6 +115,7 @@ fn build(shape: &Shape, ops: Vec<Op>, ring: usize) -> Transcript {
                     session: session.clone(),
                     events,
                     name: None,
+                    pad_bytes: None,
                 }
             }
             Op::Connect { client: c, resume } => Action::Connect {

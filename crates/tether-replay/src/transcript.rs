@@ -258,6 +258,11 @@ pub enum Action {
         /// The SSE event name (`event:` line) of every event of the step.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
+        /// Adds a field `"pad"` of this many characters to every event (each must be an
+        /// object), so that a few events fill socket buffers: over TCP a client that stalls
+        /// is slow for the server only once the kernel's buffers are full.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pad_bytes: Option<usize>,
     },
     /// A client connects to a session. A client that is connected reconnects: its old
     /// connection is closed first.
@@ -577,10 +582,18 @@ impl Transcript {
             }
             let action: Action = serde_json::from_value(Value::Object(map))
                 .map_err(|e| err(format!("{op}: {e}")))?;
-            if let Action::Publish { events, .. } = &action
-                && events.is_empty()
+            if let Action::Publish {
+                events, pad_bytes, ..
+            } = &action
             {
-                return Err(err("publish: \"events\" is empty".into()));
+                if events.is_empty() {
+                    return Err(err("publish: \"events\" is empty".into()));
+                }
+                if pad_bytes.is_some() && !events.iter().all(Value::is_object) {
+                    return Err(err(
+                        "publish: pad_bytes needs events that are objects".into()
+                    ));
+                }
             }
             t.steps.push(Step {
                 at_ms,
@@ -690,6 +703,7 @@ impl Transcript {
             session: session.into(),
             events: vec![event],
             name: None,
+            pad_bytes: None,
         })
     }
 
@@ -834,6 +848,9 @@ mod tests {
             .unwrap_err();
         assert!(e.message.contains("first"));
         assert!(Transcript::parse("[1]").is_err());
+        let e = Transcript::parse(r#"{"op":"publish","session":"s","event":1,"pad_bytes":9}"#)
+            .unwrap_err();
+        assert!(e.message.contains("objects"), "{e}");
         assert!(Transcript::parse("{\"op\":\"nope\"}").is_err());
     }
 
