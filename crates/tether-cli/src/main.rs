@@ -39,7 +39,8 @@ enum Command {
     Probe(probe::ProbeArgs),
     /// Replay a transcript against a service (`--url URL`) or in process, and check every
     /// guarantee: order, no duplicates, no silent gap, heartbeats, approvals decided once.
-    /// Usage: `tether replay FILE [--url URL] [--token T] [--time-scale F] [--slack-ms MS]`.
+    /// Usage: `tether replay FILE [--url URL | --spawn] [--token T] [--time-scale F] [--slack-ms MS]`;
+    /// `--spawn` starts a hub with the settings the transcript states.
     Replay {
         /// The transcript file and the options above.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]

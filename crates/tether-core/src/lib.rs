@@ -90,6 +90,7 @@ pub mod metrics;
 pub mod net;
 mod ring;
 mod session;
+mod settings;
 mod shutdown;
 mod signal;
 mod stream;
@@ -113,6 +114,7 @@ pub use driver::BrokerDriver;
 pub use error::{ApprovalError, ConnectError, DecideError, PublishError};
 pub use id::{Epoch, EventId, InvalidId, LastEventId, MAX_ID_LEN, SessionId, is_valid_id};
 pub use session::Event;
+pub use settings::BrokerSettings;
 pub use shutdown::SHUTDOWN_GRACE;
 pub use signal::{
     Resync, ResyncReason, SessionTracker, Signal, SnapshotProvider, Terminal, TrackerFactory,

@@ -3,16 +3,24 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::Report;
 use crate::driver::{Http, HttpOptions};
+use crate::spawn::Hub;
 use crate::transcript::Transcript;
 
 const USAGE: &str = "\
-usage: tether replay FILE [--url URL] [--token TOKEN] [--time-scale F] [--slack-ms MS]
+usage: tether replay FILE [--url URL | --spawn] [--token TOKEN] [--time-scale F] [--slack-ms MS]
 
 Replays the transcript FILE (JSON Lines, see TRANSCRIPTS.md) and checks the invariants.
-  --url URL         the service (http://host:port[/prefix]) exposing tether's HTTP routes;
-                    without it, the transcript runs against an in-process broker built from
-                    its config line, on a paused clock
+  --url URL         the service (http://host:port[/prefix]) exposing tether's HTTP routes.
+                    The settings the transcript needs (its config line) are compared with
+                    those the service reports on /health/sse first: any difference is named
+                    and nothing runs. Without --url or --spawn, the transcript runs against an
+                    in-process broker built from its config line, on a paused clock
+  --spawn           start `tether serve --dev --addr 127.0.0.1:0` (this executable) with the
+                    transcript's settings, scaled by --time-scale, replay against it, stop it.
+                    The hub's flags take whole seconds: a keepalive or client timeout the
+                    transcript states must come out whole at the time scale
   --token TOKEN     sent as `Authorization: Bearer TOKEN`
   --time-scale F    real time per transcript time over HTTP (0.1: ten times faster; the
                     server's keepalive, client timeout and deadlines must be scaled alike);
@@ -20,12 +28,14 @@ Replays the transcript FILE (JSON Lines, see TRANSCRIPTS.md) and checks the inva
   --slack-ms MS     added to every wait and to the silence tolerance over HTTP; default 1000
 
 Exit status: 0 when every expectation and invariant holds, 1 on a violation, 2 when the
-command line or the transcript cannot be read.";
+command line or the transcript cannot be read or the hub cannot start, 3 when the server's
+settings differ from those the transcript needs.";
 
 #[derive(Debug, Default, PartialEq)]
 struct Args {
     file: String,
     url: Option<String>,
+    spawn: bool,
     options: HttpOptions,
 }
 
@@ -45,6 +55,7 @@ fn parse(args: &[String]) -> Result<Option<Args>, String> {
         match a {
             "-h" | "--help" => return Ok(None),
             "--url" => out.url = Some(value(a)?),
+            "--spawn" => out.spawn = true,
             "--token" => out.options.token = Some(value(a)?),
             "--time-scale" => {
                 let v = value(a)?;
@@ -67,16 +78,21 @@ fn parse(args: &[String]) -> Result<Option<Args>, String> {
         }
     }
     out.file = file.ok_or("no transcript FILE given")?;
+    if out.spawn && out.url.is_some() {
+        return Err("--url and --spawn exclude each other".into());
+    }
     Ok(Some(out))
 }
 
-/// The `tether replay` command: `replay FILE [--url URL] [--token T] [--time-scale F]
-/// [--slack-ms MS]` (the leading `replay` is optional). Prints the report (steps, clients,
-/// events, violations) to stdout; returns exit status 1 when a rule was broken, 2 when the
-/// arguments or the transcript cannot be read.
+/// The `tether replay` command: `replay FILE [--url URL | --spawn] [--token T]
+/// [--time-scale F] [--slack-ms MS]` (the leading `replay` is optional). Prints the report
+/// (steps, clients, events, violations) to stdout; returns exit status 1 when a rule was
+/// broken, 2 when the arguments or the transcript cannot be read (or the hub cannot start),
+/// 3 when the server's settings differ from those the transcript needs.
 ///
-/// Without `--url` the transcript runs in process on a thread of its own, so this may be
-/// awaited on any runtime.
+/// Without `--url` or `--spawn` the transcript runs in process on a thread of its own, so
+/// this may be awaited on any runtime. `--spawn` runs `serve` of the current executable,
+/// which is the `tether` binary when called from it.
 pub async fn run_cli(args: &[String]) -> ExitCode {
     let args = match parse(args) {
         Ok(Some(a)) => a,
@@ -103,21 +119,41 @@ pub async fn run_cli(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let report = match &args.url {
+    let hub = if args.spawn {
+        let serve = match crate::spawn::serve_args(&transcript, args.options.time_scale) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("tether replay: {}: {e}", args.file);
+                return ExitCode::from(2);
+            }
+        };
+        match Hub::start(&serve).await {
+            Ok(h) => {
+                println!("started a hub at {}: tether {}", h.url(), serve.join(" "));
+                Some(h)
+            }
+            Err(e) => {
+                eprintln!("tether replay: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
+    let url = hub
+        .as_ref()
+        .map(|h| h.url().to_owned())
+        .or(args.url.clone());
+    let report = match &url {
         Some(url) => {
-            let mut driver = match Http::new(url, args.options.clone()) {
-                Ok(d) => d,
-                Err(e) => {
-                    eprintln!("tether replay: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            println!(
-                "replaying {} ({} steps) against {url}",
-                args.file,
-                transcript.steps.len()
-            );
-            driver.run(&transcript).await
+            let code = against(&args, &transcript, url).await;
+            if let Some(h) = hub {
+                h.stop().await;
+            }
+            match code {
+                Ok(report) => report,
+                Err(code) => return code,
+            }
         }
         None => {
             println!(
@@ -143,6 +179,49 @@ pub async fn run_cli(args: &[String]) -> ExitCode {
         println!("FAILED");
         ExitCode::from(1)
     }
+}
+
+/// Checks the server's settings, then replays over HTTP.
+async fn against(args: &Args, transcript: &Transcript, url: &str) -> Result<Report, ExitCode> {
+    let mut driver = Http::new(url, args.options.clone()).map_err(|e| {
+        eprintln!("tether replay: {e}");
+        ExitCode::from(2)
+    })?;
+    let needs = transcript.server_needs();
+    match driver.server_settings().await {
+        Ok(Some(server)) => {
+            let diff = transcript.compare_settings(&server, args.options.time_scale);
+            if !diff.is_empty() {
+                eprintln!(
+                    "tether replay: {} needs server settings that {url} does not have (time scale {}):",
+                    args.file, args.options.time_scale
+                );
+                for d in &diff {
+                    eprintln!("  {d}");
+                }
+                eprintln!(
+                    "Start the server with these settings, or let `tether replay --spawn` start a hub with them."
+                );
+                return Err(ExitCode::from(3));
+            }
+        }
+        Ok(None) if !needs.is_empty() => eprintln!(
+            "tether replay: warning: {url} does not report its settings on /health/sse; cannot check {}",
+            needs.join(", ")
+        ),
+        Ok(None) => {}
+        Err(e) if !needs.is_empty() => eprintln!(
+            "tether replay: warning: cannot read the server's settings ({e}); cannot check {}",
+            needs.join(", ")
+        ),
+        Err(_) => {}
+    }
+    println!(
+        "replaying {} ({} steps) against {url}",
+        args.file,
+        transcript.steps.len()
+    );
+    Ok(driver.run(transcript).await)
 }
 
 #[cfg(test)]
@@ -171,5 +250,7 @@ mod tests {
         assert!(parse(&args("f --time-scale 0")).is_err());
         assert!(parse(&args("f --bogus")).is_err());
         assert!(parse(&args("f g")).is_err());
+        assert!(parse(&args("f --spawn")).unwrap().unwrap().spawn);
+        assert!(parse(&args("f --spawn --url http://x")).is_err());
     }
 }

@@ -307,36 +307,52 @@ impl<D: Driver> Engine<'_, D> {
                 session,
                 events,
                 name,
-            } => match self.driver.publish(session, events, name.as_deref()).await {
-                Ok(ids) => {
-                    if ids.len() != events.len() {
+                pad_bytes,
+            } => {
+                let padded;
+                let events = match pad_bytes {
+                    Some(n) => {
+                        padded = pad(events, *n);
+                        &padded
+                    }
+                    None => events,
+                };
+                match self.driver.publish(session, events, name.as_deref()).await {
+                    Ok(ids) => {
+                        if ids.len() != events.len() {
+                            self.violation(
+                                Rule::Step,
+                                i,
+                                None,
+                                format!("published {} events, got {} ids", events.len(), ids.len()),
+                            );
+                        }
+                        let note =
+                            format!("{session}: {} event(s) -> {}", events.len(), ids.join(", "));
+                        self.shared.update(|log| {
+                            for (id, data) in ids.into_iter().zip(events) {
+                                log.publishes.push(Published {
+                                    step: i,
+                                    session: session.clone(),
+                                    id,
+                                    data: data.clone(),
+                                    name: name.clone(),
+                                });
+                            }
+                        });
+                        note
+                    }
+                    Err(e) => {
                         self.violation(
                             Rule::Step,
                             i,
                             None,
-                            format!("published {} events, got {} ids", events.len(), ids.len()),
+                            format!("the publish was refused: {e}"),
                         );
+                        format!("{session}: refused")
                     }
-                    let note =
-                        format!("{session}: {} event(s) -> {}", events.len(), ids.join(", "));
-                    self.shared.update(|log| {
-                        for (id, data) in ids.into_iter().zip(events) {
-                            log.publishes.push(Published {
-                                step: i,
-                                session: session.clone(),
-                                id,
-                                data: data.clone(),
-                                name: name.clone(),
-                            });
-                        }
-                    });
-                    note
                 }
-                Err(e) => {
-                    self.violation(Rule::Step, i, None, format!("the publish was refused: {e}"));
-                    format!("{session}: refused")
-                }
-            },
+            }
             Action::Connect {
                 client,
                 session,
@@ -974,4 +990,19 @@ pub fn is_subset(expected: &Value, actual: &Value) -> bool {
             .all(|(k, v)| a.get(k).is_some_and(|av| is_subset(v, av))),
         _ => expected == actual,
     }
+}
+
+/// The events with a `"pad"` field of `n` characters each (see `publish`'s `pad_bytes`).
+fn pad(events: &[Value], n: usize) -> Vec<Value> {
+    let text = "x".repeat(n);
+    events
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            if let Value::Object(m) = &mut e {
+                m.insert("pad".into(), Value::String(text.clone()));
+            }
+            e
+        })
+        .collect()
 }

@@ -26,17 +26,21 @@
 //! ```
 //!
 //! The same transcript, written as JSON Lines, runs against a service:
-//! `tether replay session.jsonl --url http://127.0.0.1:8080` (see [`run_cli`]), or
-//! [`Http::run`] from a test.
+//! `tether replay session.jsonl --url http://127.0.0.1:8080` (see [`run_cli`]; it first
+//! checks that the service's settings, from `/health/sse`, are those the transcript needs),
+//! against a hub started for it with them (`--spawn`), or [`Http::run`] from a test.
 //!
 //! ## The transcript format
 //!
 //! JSON Lines, one step per line, each with an `op` and optionally `at_ms` (milliseconds
 //! since the start; absent: right after the previous step). An optional first line
 //! `{"op":"config",...}` sets `keepalive_ms`, `client_timeout_ms`, `ring_max_events`,
-//! `approval_timeout_ms` and `silence_tolerance_ms`. The steps:
+//! `ring_max_bytes`, `max_event_bytes`, `approval_timeout_ms`, `connection_policy` and
+//! `silence_tolerance_ms`; the server settings it names are the ones a server must have
+//! ([`Transcript::server_needs`]). The steps:
 //!
-//! - `publish` (`session`, `event` or `events`, `name`?): publish one event or a batch;
+//! - `publish` (`session`, `event` or `events`, `name`?, `pad_bytes`?): publish one event or a
+//!   batch;
 //! - `connect` (`client`, `session`, `resume`?, `last_event_id`?, `client_id`?): open a
 //!   stream, fresh or resuming with the last id that client saw;
 //! - `read` (`client`, `events`?, `within_ms`?): wait for n more events, or until caught up;
@@ -98,6 +102,7 @@ mod engine;
 pub mod log;
 mod recorder;
 mod report;
+mod spawn;
 pub mod sse;
 mod transcript;
 
@@ -113,7 +118,8 @@ pub use engine::{DEFAULT_WITHIN_MS, Timing, is_subset, run};
 pub use recorder::{RecordedApproval, RecordedStream, Recorder};
 pub use report::{Report, Rule, StepNote, Violation};
 pub use transcript::{
-    Action, DecideExpect, Match, Outcome, ParseError, Settings, Step, Transcript,
+    Action, DecideExpect, Match, Outcome, ParseError, Policy, SERVER_SETTINGS, SettingMismatch,
+    Settings, Step, Transcript,
 };
 
 /// The transcript format in full (`TRANSCRIPTS.md`).

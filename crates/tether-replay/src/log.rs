@@ -182,7 +182,9 @@ pub enum Frame<'a> {
     },
     /// An id without data: moves the client's last id (after a resync or a prelude).
     IdOnly(&'a str),
-    /// A `tether.*` control signal (data without an id).
+    /// A `tether.*` control signal: a CUSTOM data frame without an id, or, for a stream's
+    /// terminal signal where no data frame is valid (an AG-UI session between runs), the SSE
+    /// comment `: tether.superseded {}` / `: tether.drain {"retryMs":...}`.
     Signal {
         /// `tether.resync`, `tether.superseded`, `tether.drain`, ...
         name: String,
@@ -218,9 +220,30 @@ impl Block {
                 }
                 _ => Frame::Unstored(data),
             },
-            (None, None) => Frame::Control,
+            (None, None) => self
+                .comments
+                .iter()
+                .find_map(|c| comment_signal(c))
+                .unwrap_or(Frame::Control),
         }
     }
+}
+
+/// The comment form of a terminal signal: `tether.superseded {}` or `tether.drain {...}`
+/// (name, one space, the value's JSON), as an AG-UI session ends a stream between runs.
+fn comment_signal(text: &str) -> Option<Frame<'static>> {
+    let (name, value) = text.split_once(' ').unwrap_or((text, ""));
+    if !matches!(name, "tether.superseded" | "tether.drain") {
+        return None;
+    }
+    let value = match value.trim() {
+        "" => Value::Null,
+        v => serde_json::from_str(v).ok()?,
+    };
+    Some(Frame::Signal {
+        name: name.to_owned(),
+        value,
+    })
 }
 
 /// A stored event as a client received it.
@@ -336,5 +359,33 @@ impl ClientLog {
     /// The newest connection, if any.
     pub fn current(&self) -> Option<&Connection> {
         self.connections.last()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sse::parse;
+
+    #[test]
+    fn terminal_signals_in_comment_form() {
+        let b = parse(b": tether.superseded {}\nretry: 30000\n\n: tether.drain {\"retryMs\":1200}\n\n: keepalive\n\n: tether.resync {}\n\n");
+        assert_eq!(
+            b[0].frame(),
+            Frame::Signal {
+                name: "tether.superseded".into(),
+                value: serde_json::json!({})
+            }
+        );
+        assert_eq!(
+            b[1].frame(),
+            Frame::Signal {
+                name: "tether.drain".into(),
+                value: serde_json::json!({"retryMs": 1200})
+            }
+        );
+        assert_eq!(b[2].frame(), Frame::Control, "a heartbeat");
+        // Only the terminal signals have a comment form.
+        assert_eq!(b[3].frame(), Frame::Control);
     }
 }

@@ -128,6 +128,7 @@ impl Recorder {
                 session: session.to_string(),
                 events,
                 name,
+                pad_bytes: None,
             });
         }
         Ok(ids)
@@ -229,6 +230,17 @@ impl Recorder {
         t.settings.client_timeout_ms = c.client_timeout().as_millis() as u64;
         t.settings.ring_max_events = c.ring_max_events();
         t.settings.approval_timeout_ms = c.approval_timeout().as_millis() as u64;
+        t.settings.ring_max_bytes = c.ring_max_bytes();
+        t.settings.max_event_bytes = c.max_event_bytes();
+        t.settings.connection_policy = match c.connection_policy() {
+            tether_core::ConnectionPolicy::Reject => crate::transcript::Policy::Reject,
+            tether_core::ConnectionPolicy::Replace => crate::transcript::Policy::Replace,
+        };
+        // These are what the recorded broker had: a replay against a server needs them.
+        t.stated = crate::transcript::SERVER_SETTINGS
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
         t
     }
 }

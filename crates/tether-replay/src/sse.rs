@@ -33,6 +33,8 @@ pub struct Block {
     pub retry: Option<u64>,
     /// Whether the block had a comment line.
     pub comment: bool,
+    /// The text of its comment lines (after the `:` and one optional space), in order.
+    pub comments: Vec<String>,
     /// What an `EventSource` dispatched for this block, if anything.
     pub dispatched: Option<Dispatched>,
 }
@@ -119,8 +121,10 @@ impl Parser {
             return;
         }
         self.any_field = true;
-        if line.starts_with(':') {
+        if let Some(text) = line.strip_prefix(':') {
             self.block.comment = true;
+            let text = text.strip_prefix(' ').unwrap_or(text);
+            self.block.comments.push(text.to_owned());
             return;
         }
         let (field, value) = match line.find(':') {
@@ -194,6 +198,7 @@ mod tests {
         // "data:" lines with and without the space, a comment, an id-only block.
         let b = parse(b": hi\n\ndata: YHOO\ndata: +2\ndata: 10\n\nid: 1\n\ndata:x\n\n");
         assert!(b[0].comment && b[0].dispatched.is_none());
+        assert_eq!(b[0].comments, ["hi"]);
         assert_eq!(b[1].data.as_deref(), Some("YHOO\n+2\n10"));
         assert_eq!(b[2].id.as_deref(), Some("1"));
         assert!(b[2].dispatched.is_none());

@@ -95,6 +95,7 @@ fn build(shape: &Shape, ops: Vec<Op>, ring: usize) -> Transcript {
             ..Settings::default()
         },
         steps: Vec::new(),
+        ..Transcript::default()
     };
     let session = shape.session.clone();
     let client = |i: usize| shape.clients.get(i).cloned().unwrap_or_else(|| "c0".into());
@@ -114,6 +115,7 @@ fn build(shape: &Shape, ops: Vec<Op>, ring: usize) -> Transcript {
                     session: session.clone(),
                     events,
                     name: None,
+                    pad_bytes: None,
                 }
             }
             Op::Connect { client: c, resume } => Action::Connect {
@@ -213,6 +215,8 @@ pub fn failure_dir() -> PathBuf {
 /// Runs `cases` transcripts from `strategy` through `replay`; a transcript fails when its
 /// report has a violation. proptest then shrinks it, and the minimal failing transcript is
 /// written to `<failure_dir>/<name>.jsonl`, where replaying it shows the bug again.
+// The failure carries the whole minimal transcript; it is returned once, at the end of a test.
+#[allow(clippy::result_large_err)]
 pub fn check<S, F>(name: &str, cases: u32, strategy: S, replay: F) -> Result<(), Failure>
 where
     S: Strategy<Value = Transcript>,

@@ -2,6 +2,7 @@
 //!
 //! See the [crate docs](crate#the-transcript-format) and `TRANSCRIPTS.md` for the format.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,15 @@ pub struct Settings {
     /// Events a session's ring keeps. Default is 1024.
     #[serde(default = "default_ring")]
     pub ring_max_events: usize,
+    /// Bytes a session's ring keeps. Default is 1 MiB (1048576).
+    #[serde(default = "default_ring_bytes")]
+    pub ring_max_bytes: usize,
+    /// The largest encoded event the server accepts. Default is 256 KiB (262144).
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: usize,
+    /// What a second connection to a session does: `replace` (the default) or `reject`.
+    #[serde(default)]
+    pub connection_policy: Policy,
     /// Timeout of approval requests that name none, in milliseconds. Default is 300000.
     #[serde(default = "default_approval_timeout")]
     pub approval_timeout_ms: u64,
@@ -42,6 +52,12 @@ fn default_client_timeout() -> u64 {
 fn default_ring() -> usize {
     1024
 }
+fn default_ring_bytes() -> usize {
+    1024 * 1024
+}
+fn default_max_event_bytes() -> usize {
+    256 * 1024
+}
 fn default_approval_timeout() -> u64 {
     300_000
 }
@@ -55,6 +71,9 @@ impl Default for Settings {
             keepalive_ms: default_keepalive(),
             client_timeout_ms: default_client_timeout(),
             ring_max_events: default_ring(),
+            ring_max_bytes: default_ring_bytes(),
+            max_event_bytes: default_max_event_bytes(),
+            connection_policy: Policy::default(),
             approval_timeout_ms: default_approval_timeout(),
             silence_tolerance_ms: default_tolerance(),
         }
@@ -71,7 +90,90 @@ impl Settings {
             .keepalive_interval(self.keepalive_ms.map(ms))
             .client_timeout(ms(self.client_timeout_ms))
             .ring_max_events(self.ring_max_events)
+            .ring_max_bytes(self.ring_max_bytes)
+            .max_event_bytes(self.max_event_bytes)
+            .connection_policy(match self.connection_policy {
+                Policy::Replace => tether_core::ConnectionPolicy::Replace,
+                Policy::Reject => tether_core::ConnectionPolicy::Reject,
+            })
             .approval_timeout(ms(self.approval_timeout_ms))
+    }
+
+    /// What a server reporting these settings (the `"settings"` object of `/health/sse`)
+    /// says for the server setting `name`, durations multiplied by `time_scale` and rounded
+    /// to whole milliseconds; `None` for a name that is not one of [`SERVER_SETTINGS`].
+    pub fn server_value(&self, name: &str, time_scale: f64) -> Option<Value> {
+        let ms = |v: u64| Value::from((v as f64 * time_scale).round() as u64);
+        Some(match name {
+            "keepalive_ms" => self.keepalive_ms.map_or(Value::Null, ms),
+            "client_timeout_ms" => ms(self.client_timeout_ms),
+            "approval_timeout_ms" => ms(self.approval_timeout_ms),
+            "ring_max_events" => self.ring_max_events.into(),
+            "ring_max_bytes" => self.ring_max_bytes.into(),
+            "max_event_bytes" => self.max_event_bytes.into(),
+            "connection_policy" => self.connection_policy.as_str().into(),
+            _ => return None,
+        })
+    }
+}
+
+/// The config fields that describe the server (as `/health/sse` reports them under
+/// `"settings"`), as opposed to the checker's own (`silence_tolerance_ms`).
+pub const SERVER_SETTINGS: [&str; 7] = [
+    "ring_max_events",
+    "ring_max_bytes",
+    "keepalive_ms",
+    "client_timeout_ms",
+    "max_event_bytes",
+    "approval_timeout_ms",
+    "connection_policy",
+];
+
+/// The connection policy a transcript needs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// The newer connection wins; the older stream ends with `tether.superseded`. The
+    /// default.
+    #[default]
+    Replace,
+    /// The newer connection is refused with 409.
+    Reject,
+}
+
+impl Policy {
+    /// The wire name, as `/health/sse` reports it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Replace => "replace",
+            Self::Reject => "reject",
+        }
+    }
+}
+
+/// A server setting that differs from what a transcript needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettingMismatch {
+    /// The setting (one of [`SERVER_SETTINGS`]).
+    pub name: &'static str,
+    /// What the transcript needs, in the server's time (scaled).
+    pub needed: Value,
+    /// What the transcript says, unscaled (differs from `needed` when the time scale is not 1).
+    pub written: Value,
+    /// What the server reports; `None` when it reports nothing for it.
+    pub server: Option<Value>,
+}
+
+impl fmt::Display for SettingMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: transcript needs {}", self.name, self.needed)?;
+        if self.written != self.needed {
+            write!(f, " ({} in transcript time)", self.written)?;
+        }
+        match &self.server {
+            Some(v) => write!(f, ", server has {v}"),
+            None => write!(f, ", server does not report it"),
+        }
     }
 }
 
@@ -156,6 +258,11 @@ pub enum Action {
         /// The SSE event name (`event:` line) of every event of the step.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
+        /// Adds a field `"pad"` of this many characters to every event (each must be an
+        /// object), so that a few events fill socket buffers: over TCP a client that stalls
+        /// is slow for the server only once the kernel's buffers are full.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pad_bytes: Option<usize>,
     },
     /// A client connects to a session. A client that is connected reconnects: its old
     /// connection is closed first.
@@ -384,6 +491,10 @@ impl Step {
 pub struct Transcript {
     /// The settings (the `config` line).
     pub settings: Settings,
+    /// The server settings (of [`SERVER_SETTINGS`]) the `config` line names: with those set
+    /// to a value other than the default, the settings a server must have for this
+    /// transcript ([`Transcript::server_needs`]).
+    pub stated: BTreeSet<String>,
     /// The steps, in order.
     pub steps: Vec<Step>,
 }
@@ -438,6 +549,11 @@ impl Transcript {
                     return Err(err("the config line must come first".into()));
                 }
                 map.remove("op");
+                t.stated = map
+                    .keys()
+                    .filter(|k| SERVER_SETTINGS.contains(&k.as_str()))
+                    .cloned()
+                    .collect();
                 t.settings = serde_json::from_value(Value::Object(map))
                     .map_err(|e| err(format!("config: {e}")))?;
                 first = false;
@@ -466,10 +582,18 @@ impl Transcript {
             }
             let action: Action = serde_json::from_value(Value::Object(map))
                 .map_err(|e| err(format!("{op}: {e}")))?;
-            if let Action::Publish { events, .. } = &action
-                && events.is_empty()
+            if let Action::Publish {
+                events, pad_bytes, ..
+            } = &action
             {
-                return Err(err("publish: \"events\" is empty".into()));
+                if events.is_empty() {
+                    return Err(err("publish: \"events\" is empty".into()));
+                }
+                if pad_bytes.is_some() && !events.iter().all(Value::is_object) {
+                    return Err(err(
+                        "publish: pad_bytes needs events that are objects".into()
+                    ));
+                }
             }
             t.steps.push(Step {
                 at_ms,
@@ -480,14 +604,53 @@ impl Transcript {
         Ok(t)
     }
 
-    /// Writes the transcript as JSON Lines: the `config` line (when the settings are not the
-    /// defaults), then one line per step, `at_ms` and `op` first.
+    /// The server settings this transcript needs: those its config line names and those
+    /// set to a value other than the default, in the order of [`SERVER_SETTINGS`].
+    pub fn server_needs(&self) -> Vec<&'static str> {
+        let default = Settings::default();
+        SERVER_SETTINGS
+            .into_iter()
+            .filter(|n| {
+                self.stated.contains(*n)
+                    || self.settings.server_value(n, 1.0) != default.server_value(n, 1.0)
+            })
+            .collect()
+    }
+
+    /// Compares the settings a server reports (the `"settings"` object of `/health/sse`)
+    /// with those this transcript needs ([`Transcript::server_needs`]), its durations
+    /// multiplied by `time_scale`. Returns every difference.
+    pub fn compare_settings(&self, server: &Value, time_scale: f64) -> Vec<SettingMismatch> {
+        self.server_needs()
+            .into_iter()
+            .filter_map(|name| {
+                let needed = self.settings.server_value(name, time_scale)?;
+                let has = server.get(name);
+                (has != Some(&needed)).then(|| SettingMismatch {
+                    name,
+                    written: self.settings.server_value(name, 1.0).unwrap_or_default(),
+                    needed,
+                    server: has.cloned(),
+                })
+            })
+            .collect()
+    }
+
+    /// Writes the transcript as JSON Lines: the `config` line (with the fields that are
+    /// stated or not the defaults, if any), then one line per step, `at_ms` and `op` first.
     pub fn to_jsonl(&self) -> String {
         let mut out = String::new();
-        if self.settings != Settings::default() {
-            let Ok(Value::Object(map)) = serde_json::to_value(&self.settings) else {
-                unreachable!("settings serialize to an object")
-            };
+        let Ok(Value::Object(all)) = serde_json::to_value(&self.settings) else {
+            unreachable!("settings serialize to an object")
+        };
+        let Ok(Value::Object(defaults)) = serde_json::to_value(Settings::default()) else {
+            unreachable!("settings serialize to an object")
+        };
+        let map: Map<String, Value> = all
+            .into_iter()
+            .filter(|(k, v)| self.stated.contains(k) || defaults.get(k) != Some(v))
+            .collect();
+        if !map.is_empty() {
             write_line(&mut out, None, "config", map);
         }
         for step in &self.steps {
@@ -540,6 +703,7 @@ impl Transcript {
             session: session.into(),
             events: vec![event],
             name: None,
+            pad_bytes: None,
         })
     }
 
@@ -684,7 +848,51 @@ mod tests {
             .unwrap_err();
         assert!(e.message.contains("first"));
         assert!(Transcript::parse("[1]").is_err());
+        let e = Transcript::parse(r#"{"op":"publish","session":"s","event":1,"pad_bytes":9}"#)
+            .unwrap_err();
+        assert!(e.message.contains("objects"), "{e}");
         assert!(Transcript::parse("{\"op\":\"nope\"}").is_err());
+    }
+
+    #[test]
+    fn the_config_line_states_the_server_settings_a_transcript_needs() {
+        let t = Transcript::parse(
+            r#"{"op":"config","ring_max_events":8,"keepalive_ms":15000,"silence_tolerance_ms":5}"#,
+        )
+        .unwrap();
+        // Stated ones, even at their default (keepalive); the checker's own field is not one.
+        assert_eq!(t.server_needs(), ["ring_max_events", "keepalive_ms"]);
+        assert!(Transcript::new().server_needs().is_empty());
+        let in_code = Transcript::new().with_settings(Settings {
+            connection_policy: Policy::Reject,
+            ..Settings::default()
+        });
+        assert_eq!(in_code.server_needs(), ["connection_policy"]);
+
+        let server = json!({"ring_max_events": 1024, "keepalive_ms": 15000});
+        let diff = t.compare_settings(&server, 1.0);
+        assert_eq!(diff.len(), 1);
+        assert_eq!(
+            diff[0].to_string(),
+            "ring_max_events: transcript needs 8, server has 1024"
+        );
+        let server = json!({"ring_max_events": 8, "keepalive_ms": null});
+        let diff = t.compare_settings(&server, 0.1);
+        assert_eq!(
+            diff[0].to_string(),
+            "keepalive_ms: transcript needs 1500 (15000 in transcript time), server has null"
+        );
+        assert!(
+            t.compare_settings(&json!({"ring_max_events": 8, "keepalive_ms": 1500}), 0.1)
+                .is_empty()
+        );
+        assert_eq!(
+            t.compare_settings(&json!({}), 1.0)[0].to_string(),
+            "ring_max_events: transcript needs 8, server does not report it"
+        );
+        // What is stated survives the writer, defaults included.
+        let again = Transcript::parse(&t.to_jsonl()).unwrap();
+        assert_eq!(again.stated, t.stated);
     }
 
     #[test]

@@ -258,6 +258,92 @@ fn a_superseded_stream_must_say_so_and_end() {
     );
 }
 
+/// Rewrites a `tether.*` CUSTOM data frame without an id into the comment form an AG-UI
+/// session ends a stream with between runs: `: tether.superseded {}` (then the `retry:`).
+fn as_comment(frames: Vec<String>) -> Vec<String> {
+    frames
+        .into_iter()
+        .map(|f| {
+            let Some(data) = f.strip_prefix("data: ") else {
+                return f;
+            };
+            let v: serde_json::Value = match serde_json::from_str(data.trim_end()) {
+                Ok(v) => v,
+                Err(_) => return f,
+            };
+            match v["name"].as_str() {
+                Some(name @ ("tether.superseded" | "tether.drain")) if v["type"] == "CUSTOM" => {
+                    format!(": {name} {}\nretry: 30000\n\n", v["value"])
+                }
+                _ => f,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn the_agui_comment_form_of_superseded_ends_a_stream_too() {
+    let t = parse(
+        r#"
+{"op":"connect","client":"a","session":"s"}
+{"op":"publish","session":"s","event":{"n":1}}
+{"op":"read","client":"a"}
+{"op":"supersede","client":"a","by":"b"}
+{"op":"expect_ended","client":"a","superseded":true}
+{"op":"expect_events","client":"b","events":[{"n":1}]}
+"#,
+    );
+    let report = replay_with(&t, Arc::new(as_comment));
+    report.assert_finished();
+    let a = &report.log.clients["a"];
+    assert_eq!(a.signals("tether.superseded").len(), 1, "{report}");
+    // The rewrite did happen: no superseded data frame reached the client.
+    assert!(
+        a.connections[0]
+            .blocks()
+            .all(|(_, b)| b.data.as_deref().is_none_or(|d| !d.contains("superseded"))),
+        "{report}"
+    );
+
+    // Nothing at all where the signal should be: still a violation, in both rules.
+    let report = replay_with(&t, drop_frames_with("tether.superseded"));
+    let text = report.violations_text();
+    assert_eq!(report.of(Rule::Supersede).count(), 1, "{report}");
+    assert!(
+        text.contains(
+            "expected the stream to end with a tether.superseded signal; it ended without one"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_comment_that_merely_mentions_a_signal_is_not_one() {
+    let t = parse(
+        r#"
+{"op":"connect","client":"a","session":"s"}
+{"op":"supersede","client":"a","by":"b"}
+{"op":"expect_ended","client":"a","superseded":true}
+"#,
+    );
+    let report = replay_with(
+        &t,
+        Arc::new(|frames: Vec<String>| {
+            frames
+                .into_iter()
+                .map(|f| {
+                    if f.contains("tether.superseded") {
+                        ": keepalive, not tether.superseded {}\n\n".to_owned()
+                    } else {
+                        f
+                    }
+                })
+                .collect()
+        }),
+    );
+    assert_eq!(report.of(Rule::Supersede).count(), 1, "{report}");
+}
+
 #[test]
 fn expectations_say_what_was_expected_and_what_came() {
     let t = parse(

@@ -283,8 +283,23 @@ async fn replay_over_http(t: &Transcript) -> tether_replay::Report {
     driver.run(t).await
 }
 
-// The slow reader is not replayed over TCP: the kernel's socket buffers hold far more than
-// its few events, so a client that does not read is not slow for the server.
+// Over TCP a client that stops reading is slow for the server only once the socket buffers
+// are full: the slow reader's bursts are padded, and the driver opens its streams with a
+// small receive window because the transcript stalls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_reader_over_http() {
+    let (_, t) = shipped("slow_reader.jsonl");
+    let report = replay_over_http(&t).await;
+    assert!(report.is_ok(), "{report}");
+    let reader = &report.log.clients["reader"];
+    assert_eq!(reader.signals("tether.resync").len(), 1, "{report}");
+    assert_eq!(
+        reader.connections[0].end.map(|e| e.by),
+        Some(tether_replay::log::EndedBy::Server),
+        "the server dropped the stalled reader: {report}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agui_text_streaming_over_http() {
     let (_, t) = shipped("agui_text_streaming.jsonl");

@@ -49,7 +49,15 @@ pub struct Http {
     port: u16,
     prefix: String,
     options: HttpOptions,
+    /// Whether streams open with a small receive window (the transcript stalls a client).
+    small_window: bool,
 }
+
+/// `SO_RCVBUF` of a stream socket when the transcript stalls a client.
+const STALL_RCVBUF: usize = 4096;
+/// The MSS a stream socket announces when the transcript stalls a client: the sender sizes
+/// its send buffer from it (on loopback, with its 64 KiB MSS, to megabytes).
+const STALL_MSS: u32 = 1000;
 
 impl Http {
     /// A driver for the service at `base_url` (`http://host[:port][/prefix]`).
@@ -83,6 +91,7 @@ impl Http {
             port,
             prefix: prefix.to_owned(),
             options,
+            small_window: false,
         })
     }
 
@@ -92,12 +101,35 @@ impl Http {
     }
 
     /// Replays a transcript in real time (scaled by the time scale).
+    ///
+    /// When the transcript has a `stall` step, every stream's socket asks for a small
+    /// receive buffer and segment size before it connects (4 KiB, MSS 1000), so that a server
+    /// on the same machine backs up after about 120 KB instead of megabytes: over TCP a
+    /// client that stops reading is slow for the server only once the kernel's buffers on
+    /// both sides are full.
     pub async fn run(&mut self, transcript: &Transcript) -> Report {
+        self.small_window = transcript
+            .steps
+            .iter()
+            .any(|s| matches!(s.action, crate::transcript::Action::Stall { .. }));
         let timing = Timing {
             scale: self.options.time_scale,
             slack: self.options.slack,
         };
         crate::engine::run(self, transcript, timing).await
+    }
+
+    /// The `"settings"` object the service reports on `GET /health/sse` (also when it
+    /// answers 503 while draining); `Ok(None)` when the answer has none (a service that does
+    /// not report them).
+    pub async fn server_settings(&self) -> Result<Option<Value>, String> {
+        let (status, body) = self.request("GET", "/health/sse", None).await?;
+        if status != 200 && status != 503 {
+            return Err(format!("GET /health/sse: {}", describe(status, &body)));
+        }
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|e| format!("GET /health/sse answered {}: {e}", describe(status, &body)))?;
+        Ok(v.get("settings").filter(|s| s.is_object()).cloned())
     }
 
     fn authority(&self) -> String {
@@ -112,6 +144,33 @@ impl Http {
         let s = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|e| format!("connecting to {}: {e}", self.authority()))?;
+        let _ = s.set_nodelay(true);
+        Ok(s)
+    }
+
+    /// A connection for a stream: with a small receive window when the transcript stalls.
+    async fn open_stream(&self) -> Result<TcpStream, String> {
+        if !self.small_window {
+            return self.open().await;
+        }
+        let err = |e: std::io::Error| format!("connecting to {}: {e}", self.authority());
+        let addr = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map_err(err)?
+            .next()
+            .ok_or_else(|| format!("{}: no address", self.authority()))?;
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .map_err(err)?;
+        socket
+            .set_recv_buffer_size(STALL_RCVBUF as u32)
+            .map_err(err)?;
+        #[cfg(unix)]
+        let _ = socket2::SockRef::from(&socket).set_tcp_mss(STALL_MSS);
+        let s = socket.connect(addr).await.map_err(err)?;
         let _ = s.set_nodelay(true);
         Ok(s)
     }
@@ -412,7 +471,7 @@ impl Driver for Http {
             extra.push(("Last-Event-ID", id.clone()));
         }
         let open = async {
-            let mut s = self.open().await?;
+            let mut s = self.open_stream().await?;
             let mut req = self.head("GET", &path, &extra);
             req.push_str("\r\n");
             s.write_all(req.as_bytes())
