@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need (nginx for the
-# proxy test, the official AG-UI client from npm for the conformance test, redis-server for
-# the backplane's tests), then runs every
-# test of the workspace. Servers the tests need are started by the tests themselves, on
-# loopback only.
+# proxy tests, redis-server for the backplane's tests, chromium for the JS client's browser
+# test, the official AG-UI client from npm), checks formatting, lints and docs, then runs
+# every test of the workspace and of the JS client. Servers the tests need are started by the
+# tests themselves, on loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,7 @@ missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
@@ -26,6 +27,10 @@ for dir in crates/*/tests/conformance; do
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 done
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
 
 export PROPTEST_CASES="${PROPTEST_CASES:-1000}"
 export RUST_BACKTRACE=1
