@@ -197,3 +197,99 @@ async fn long_poll_returns_on_decision_or_after_the_wait() {
             .is_none()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn silent_requests_are_not_announced_after_a_resync() {
+    let broker = start(Broker::builder().ring_max_events(3));
+    let s = sid("silent");
+    let first = broker.publish(&s, &0).unwrap();
+    let _h = broker
+        .request_approval(&s, request("quiet", 300).silent())
+        .unwrap();
+    for i in 1..10u32 {
+        broker.publish(&s, &i).unwrap();
+    }
+    let mut stream = broker
+        .connect(&s, ConnectOptions::resume(first.to_string()))
+        .unwrap();
+    broker.decide(&s, "quiet", Decision::approve()).unwrap();
+    let (frames, _) = drain_frames(&mut stream, QUIET).await;
+    let signals: Vec<_> = frames.iter().filter_map(|f| f.signal()).collect();
+    // Announced, it would wait for an outcome that is never published.
+    assert_eq!(signals, ["tether.resync"], "{frames:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_still_in_the_ring_is_announced_once() {
+    let broker = start(Broker::builder().ring_max_events(4));
+    let s = sid("once");
+    let ids: Vec<_> = (0..4u32).map(|i| broker.publish(&s, &i).unwrap()).collect();
+    let _h = broker.request_approval(&s, request("a8", 300)).unwrap();
+    // seq 1 is evicted: a client that read nothing resyncs and replays 2..=5, which holds the
+    // request.
+    let mut stream = broker.connect(&s, ConnectOptions::default()).unwrap();
+    let (frames, _) = drain_frames(&mut stream, QUIET).await;
+    let signals: Vec<_> = frames.iter().filter_map(|f| f.signal()).collect();
+    assert_eq!(
+        signals,
+        ["tether.resync", "tether.approval.requested"],
+        "{frames:?}"
+    );
+    assert!(
+        frames
+            .iter()
+            .find(|f| f.signal().as_deref() == Some("tether.approval.requested"))
+            .unwrap()
+            .id
+            .is_some(),
+        "the one announcement is the stored event"
+    );
+    drop(stream);
+    // An exact resume after the request, with the prelude: announced in the prelude instead.
+    let mut stream = broker
+        .connect(
+            &s,
+            ConnectOptions::resume(ids[3].to_string()).with_prelude(),
+        )
+        .unwrap();
+    let (frames, _) = drain_frames(&mut stream, QUIET).await;
+    let n = frames
+        .iter()
+        .filter(|f| f.signal().as_deref() == Some("tether.approval.requested"))
+        .count();
+    assert_eq!(n, 1, "{frames:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_without_a_title_has_no_title_field() {
+    let broker = start(Broker::builder());
+    let s = sid("untitled");
+    let mut stream = broker.connect(&s, ConnectOptions::default()).unwrap();
+    let _h = broker
+        .request_approval(&s, ApprovalRequest::new(serde_json::json!({})).id("u1"))
+        .unwrap();
+    let (frames, _) = drain_frames(&mut stream, QUIET).await;
+    let req = &stored(&frames)[0].1;
+    assert_eq!(req["name"], "tether.approval.requested");
+    assert!(req["value"].get("title").is_none(), "{req}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_decision_after_the_deadline_is_expired_even_before_the_timer_fires() {
+    // No driver: only the decision itself can notice the deadline.
+    let (broker, _driver) = Broker::builder().build();
+    let s = sid("late");
+    let handle = broker.request_approval(&s, request("a9", 10)).unwrap();
+    tokio::time::advance(Duration::from_secs(9)).await;
+    assert_eq!(handle.status(), ApprovalStatus::Pending);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(
+        broker.decide(&s, "a9", Decision::approve()).unwrap_err(),
+        DecideError::Expired
+    );
+    assert_eq!(handle.await, ApprovalOutcome::TimedOut);
+    assert_eq!(
+        broker.decide(&s, "a9", Decision::approve()).unwrap_err(),
+        DecideError::Expired
+    );
+}
