@@ -26,7 +26,7 @@ use crate::id::{EventId, LastEventId, SessionId, is_valid_id};
 use crate::metrics as m;
 use crate::session::{Appended, ConnShared, Event, Now, Session, SessionState, Victim, end};
 use crate::signal::{Resync, ResyncReason, SessionTracker, Signal};
-use crate::stream::EventStream;
+use crate::stream::{EventStream, Position};
 
 /// How a connecting client wants its stream opened.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -873,12 +873,18 @@ impl Broker {
                 metrics::counter!(m::RESYNCS_TOTAL, "reason" => r.reason.as_str()).increment(1);
                 tracing::info!(session = %session, reason = r.reason.as_str(), resume_from = %r.resume_from, "SSE resync");
             }
+            let zero_id = cursor == 0
+                && (resync_info.is_some()
+                    || matches!(&last, Some(LastEventId::Known(id)) if id.seq == 0));
             return Ok(EventStream::new(
                 inner.clone(),
                 sess,
                 conn,
-                epoch,
-                cursor,
+                Position {
+                    epoch,
+                    cursor,
+                    zero_id,
+                },
                 opening.freeze(),
                 now.at,
             ));

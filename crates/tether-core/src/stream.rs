@@ -41,6 +41,9 @@ pub struct EventStream {
     conn: Arc<ConnShared>,
     epoch: crate::id::Epoch,
     cursor: u64,
+    /// Whether the client's last id is `<epoch>-0` (it sent one, or a resync moved it there),
+    /// which the cursor alone cannot tell from having no id.
+    zero_id: bool,
     opening: Option<Bytes>,
     heartbeat: Option<Pin<Box<Sleep>>>,
     last_write: Instant,
@@ -57,6 +60,14 @@ impl std::fmt::Debug for EventStream {
     }
 }
 
+/// Where a new stream starts: placed under the session lock at connect.
+pub(crate) struct Position {
+    pub(crate) epoch: crate::id::Epoch,
+    pub(crate) cursor: u64,
+    /// The client's last id is `<epoch>-0`.
+    pub(crate) zero_id: bool,
+}
+
 pub(crate) fn heartbeat_frame(style: &HeartbeatStyle, tracked: bool) -> Bytes {
     match style {
         HeartbeatStyle::Event(name) if !tracked => {
@@ -71,8 +82,7 @@ impl EventStream {
         inner: Arc<Inner>,
         session: Arc<Session>,
         conn: Arc<ConnShared>,
-        epoch: crate::id::Epoch,
-        cursor: u64,
+        at: Position,
         opening: Bytes,
         now: Instant,
     ) -> Self {
@@ -80,8 +90,9 @@ impl EventStream {
             inner,
             session,
             conn,
-            epoch,
-            cursor,
+            epoch: at.epoch,
+            cursor: at.cursor,
+            zero_id: at.zero_id,
             opening: Some(opening),
             heartbeat: None,
             last_write: now,
@@ -96,7 +107,7 @@ impl EventStream {
 
     /// The id of the last stored event this stream has written (or will resume after).
     pub fn last_event_id(&self) -> Option<EventId> {
-        (self.cursor > 0).then_some(EventId {
+        (self.cursor > 0 || self.zero_id).then_some(EventId {
             epoch: self.epoch,
             seq: self.cursor,
         })
@@ -147,6 +158,7 @@ impl EventStream {
             st.put_prelude(Some(&resync), new_cursor, &mut buf);
             self.epoch = st.epoch;
             self.cursor = new_cursor;
+            self.zero_id = new_cursor == 0;
             // Moves the client's last id forward, even to `<epoch>-0` in a new epoch whose
             // ring starts at 1, so its next reconnect does not resync again.
             buf.extend_from_slice(&frame::encode_id_only(EventId {

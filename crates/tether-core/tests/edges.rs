@@ -287,3 +287,38 @@ async fn history_marked_lost_resyncs_a_cursor_in_the_hole() {
     // Publishing continues after the mark.
     assert_eq!(broker.publish(&s, &8).unwrap(), at(0xa, 8));
 }
+
+#[derive(Default)]
+struct Count(std::sync::atomic::AtomicUsize);
+impl std::task::Wake for Count {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn marking_history_lost_wakes_a_parked_stream() {
+    use futures_util::Stream;
+    use std::task::{Context, Poll};
+    let broker = start(Broker::builder().keepalive_interval(None));
+    let s = sid("lost-wake");
+    append(&broker, &s, 0xa, 1..=3);
+    let mut stream = broker.connect(&s, ConnectOptions::resume("a-3")).unwrap();
+    let count = std::sync::Arc::new(Count::default());
+    let waker = std::task::Waker::from(count.clone());
+    let mut cx = Context::from_waker(&waker);
+    while let Poll::Ready(Some(_)) = std::pin::Pin::new(&mut stream).poll_next(&mut cx) {}
+    broker.mark_lost(&s, at(0xa, 6)).unwrap();
+    assert_eq!(
+        count.0.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "parked until the next event otherwise"
+    );
+    let Poll::Ready(Some(chunk)) = std::pin::Pin::new(&mut stream).poll_next(&mut cx) else {
+        panic!("the resync is ready");
+    };
+    assert_eq!(
+        resyncs(&parse(std::str::from_utf8(&chunk).unwrap())).len(),
+        1
+    );
+}
