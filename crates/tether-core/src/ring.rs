@@ -261,6 +261,20 @@ mod tests {
     }
 
     #[test]
+    fn trimming_stops_at_the_target() {
+        let mut r = Ring::new(100, 10_000);
+        for seq in 1..=4 {
+            r.push(seq, frame(10), 0);
+        }
+        assert_eq!(r.trim_to(40, 0).count, 0, "already at the target");
+        let ev = r.trim_to(25, 2);
+        assert_eq!((ev.count, ev.bytes, ev.unread, ev.last_seq), (2, 20, 0, 2));
+        assert_eq!(r.bytes(), 20);
+        assert_eq!(r.trim_to(0, 0).count, 1, "the newest entry stays");
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
     fn evictions_report_the_last_sequence_number() {
         let mut r = Ring::new(2, 10_000);
         r.push(3, frame(1), 0);

@@ -293,3 +293,19 @@ async fn a_decision_after_the_deadline_is_expired_even_before_the_timer_fires() 
         DecideError::Expired
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn expires_at_is_rfc3339_with_at_most_milliseconds() {
+    let broker = start(Broker::builder());
+    let s = sid("expires");
+    for i in 0..20 {
+        let h = broker
+            .request_approval(&s, request(&format!("e{i}"), 300))
+            .unwrap();
+        let at = broker.approval(&s, h.id()).unwrap().expires_at;
+        let secs = at.strip_suffix('Z').expect("UTC");
+        let frac = secs.split_once('.').map_or("", |(_, f)| f);
+        assert!(frac.len() <= 3, "{at}");
+        tokio::time::advance(Duration::from_millis(7)).await;
+    }
+}
