@@ -309,3 +309,76 @@ async fn expires_at_is_rfc3339_with_at_most_milliseconds() {
         tokio::time::advance(Duration::from_millis(7)).await;
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_request_announced_in_an_earlier_epoch_is_announced_again() {
+    let broker = start(Broker::builder());
+    let s = sid("old-epoch");
+    let first = broker.publish(&s, &0).unwrap();
+    for i in 1..5u32 {
+        broker.publish(&s, &i).unwrap();
+    }
+    let _h = broker.request_approval(&s, request("a10", 300)).unwrap();
+    // The log starts over in a new epoch: the stored announcement (seq 6) is gone with it.
+    let id = tether_core::EventId {
+        epoch: tether_core::Epoch::from_u64(first.epoch.get() ^ 1),
+        seq: 1,
+    };
+    broker
+        .append_at(
+            &s,
+            id,
+            tether_core::frame::encode_event(Some(id), None, "1"),
+        )
+        .unwrap();
+    let mut stream = broker
+        .connect(&s, ConnectOptions::resume(first.to_string()))
+        .unwrap();
+    let (frames, _) = drain_frames(&mut stream, QUIET).await;
+    let signals: Vec<_> = frames.iter().filter_map(|f| f.signal()).collect();
+    assert_eq!(
+        signals,
+        ["tether.resync", "tether.approval.requested"],
+        "{frames:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn expires_at_keeps_the_milliseconds_of_the_deadline() {
+    use time::format_description::well_known::Rfc3339;
+    let broker = start(Broker::builder());
+    let s = sid("expires-ms");
+    let fmt = |t: time::OffsetDateTime| {
+        // Truncated to milliseconds, as the broker writes it.
+        let t = t
+            .replace_nanosecond(t.millisecond() as u32 * 1_000_000)
+            .unwrap();
+        t.format(&Rfc3339).unwrap()
+    };
+    let mut seen_fraction = false;
+    for i in 0..5 {
+        let before = time::OffsetDateTime::now_utc() + Duration::from_secs(300);
+        let h = broker
+            .request_approval(&s, request(&format!("ms{i}"), 300))
+            .unwrap();
+        let after = time::OffsetDateTime::now_utc() + Duration::from_secs(300);
+        let at = broker.approval(&s, h.id()).unwrap().expires_at;
+        // Between the two readings of the clock, to the millisecond (same format, so the
+        // strings order like the instants when their fractions have equal length).
+        let (lo, hi) = (fmt(before), fmt(after));
+        let key = |s: &str| {
+            let (secs, frac) = s
+                .trim_end_matches('Z')
+                .split_once('.')
+                .unwrap_or((s.trim_end_matches('Z'), ""));
+            (secs.to_owned(), format!("{frac:0<3}"))
+        };
+        assert!(
+            key(&lo) <= key(&at) && key(&at) <= key(&hi),
+            "{lo} <= {at} <= {hi}"
+        );
+        seen_fraction |= at.contains('.');
+        std::thread::sleep(std::time::Duration::from_millis(3));
+    }
+    assert!(seen_fraction, "milliseconds are kept");
+}

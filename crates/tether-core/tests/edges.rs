@@ -322,3 +322,30 @@ async fn marking_history_lost_wakes_a_parked_stream() {
         1
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_epoch_switch_frees_the_old_ring_s_bytes() {
+    let broker = start(Broker::builder());
+    let s = sid("switch-bytes");
+    append(&broker, &s, 0xa, 1..=5);
+    let old: usize = (1..=5).map(|q| frame_at(at(0xa, q)).len()).sum();
+    assert_eq!(broker.health().ring_bytes, old);
+    append(&broker, &s, 0xb, 1..=2);
+    let new: usize = (1..=2).map(|q| frame_at(at(0xb, q)).len()).sum();
+    assert_eq!(broker.health().ring_bytes, new);
+    broker.mark_lost(&s, at(0xc, 4)).unwrap();
+    assert_eq!(broker.health().ring_bytes, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_highest_sequence_number_is_usable_once() {
+    let broker = start(Broker::builder());
+    let s = sid("max-once");
+    let id = at(0xa, u64::MAX - 2);
+    broker.append_at(&s, id, frame_at(id)).unwrap();
+    assert_eq!(broker.publish(&s, &1).unwrap(), at(0xa, u64::MAX - 1));
+    assert_eq!(
+        broker.publish(&s, &2).unwrap_err(),
+        PublishError::SeqOutOfRange { seq: u64::MAX }
+    );
+}
