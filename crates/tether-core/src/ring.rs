@@ -227,6 +227,9 @@ mod tests {
         assert_eq!((c.frames, c.last_seq, c.bytes.len()), (3, 6, 30));
         let c = r.read_after(0, 5).unwrap();
         assert_eq!((c.frames, c.last_seq), (1, 1));
+        // A chunk may fill the cap exactly.
+        let c = r.read_after(0, 30).unwrap();
+        assert_eq!((c.frames, c.bytes.len()), (3, 30));
         assert!(r.read_after(10, 100).is_none());
     }
 

@@ -382,3 +382,22 @@ async fn expires_at_keeps_the_milliseconds_of_the_deadline() {
     }
     assert!(seen_fraction, "milliseconds are kept");
 }
+
+#[tokio::test(start_paused = true)]
+async fn timeouts_longer_than_a_year_are_capped_at_a_year() {
+    let broker = start(Broker::builder());
+    let s = sid("capped");
+    let year = Duration::from_secs(365 * 24 * 60 * 60);
+    let before = time::OffsetDateTime::now_utc() + year;
+    let h = broker
+        .request_approval(&s, request("long", 10 * 365 * 24 * 60 * 60))
+        .unwrap();
+    let after = time::OffsetDateTime::now_utc() + year;
+    let at = broker.approval(&s, h.id()).unwrap().expires_at;
+    let day = |t: time::OffsetDateTime| t.date().to_string();
+    assert!(
+        at.starts_with(&day(before)) || at.starts_with(&day(after)),
+        "{at} is a year from now"
+    );
+    assert_eq!(h.status(), ApprovalStatus::Pending);
+}

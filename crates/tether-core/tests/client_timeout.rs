@@ -153,3 +153,21 @@ async fn a_slow_reader_that_keeps_polling_is_kept() {
         "polled every 10 s: not stalled"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reader_that_caught_up_is_not_stalled_while_nothing_is_pending() {
+    // No heartbeats: an idle stream is not polled at all, and that is fine while it has
+    // nothing to write.
+    let broker = start(
+        Broker::builder()
+            .keepalive_interval(None)
+            .client_timeout(Duration::from_secs(60)),
+    );
+    let s = sid("caught-up");
+    let mut stream = broker.connect(&s, ConnectOptions::default()).unwrap();
+    broker.publish(&s, &1).unwrap();
+    let (frames, _) = drain_frames(&mut stream, Duration::from_millis(1)).await;
+    assert_eq!(stored(&frames).len(), 1);
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    assert_eq!(broker.connection_count(), 1);
+}

@@ -349,3 +349,15 @@ async fn the_highest_sequence_number_is_usable_once() {
         PublishError::SeqOutOfRange { seq: u64::MAX }
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn contiguous_appends_keep_the_count_of_what_was_lost() {
+    let broker = start(Broker::builder().ring_max_events(2));
+    let s = sid("contiguous");
+    append(&broker, &s, 0xa, 1..=5);
+    let frames = connect_and_read(&broker, &s, "a-1").await;
+    let r = resyncs(&frames);
+    assert_eq!(r.len(), 1, "{frames:?}");
+    assert_eq!(r[0]["skipped"], 2);
+    assert_eq!(seqs(&frames), [4, 5]);
+}

@@ -230,4 +230,7 @@ async fn evictions_by_the_broker_wide_budget_are_counted_when_other_sessions_pay
         .unwrap();
     assert!(skipped > 0);
     assert_eq!(evicted, skipped, "each budget eviction is counted once");
+    // Trimmed to its fair share (half the budget), not further.
+    let kept = stored(&frames).len();
+    assert_eq!(kept, 4, "{frames:?}");
 }
