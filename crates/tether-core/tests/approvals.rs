@@ -401,3 +401,28 @@ async fn timeouts_longer_than_a_year_are_capped_at_a_year() {
     );
     assert_eq!(h.status(), ApprovalStatus::Pending);
 }
+
+#[tokio::test(start_paused = true)]
+async fn exactly_the_configured_number_of_decisions_is_remembered() {
+    let broker = start(Broker::builder().decided_approvals_kept(2));
+    let s = sid("kept");
+    for id in ["k1", "k2"] {
+        let _h = broker.request_approval(&s, request(id, 300)).unwrap();
+        broker.decide(&s, id, Decision::approve()).unwrap();
+    }
+    for id in ["k1", "k2"] {
+        assert_eq!(
+            broker.decide(&s, id, Decision::approve()).unwrap_err(),
+            DecideError::AlreadyDecided("approved"),
+            "{id}"
+        );
+    }
+    let _h = broker.request_approval(&s, request("k3", 300)).unwrap();
+    broker.decide(&s, "k3", Decision::approve()).unwrap();
+    assert_eq!(
+        broker.decide(&s, "k1", Decision::approve()).unwrap_err(),
+        DecideError::Unknown,
+        "the oldest is forgotten"
+    );
+    assert!(broker.approval(&s, "k2").is_some());
+}

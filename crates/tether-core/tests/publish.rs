@@ -143,3 +143,11 @@ async fn a_rate_limited_publish_says_when_a_token_is_back() {
     tokio::time::advance(retry_after).await;
     broker.publish(&s, &2).unwrap();
 }
+
+#[test]
+fn an_event_shows_its_data_and_name() {
+    let name = tether_core::event_name("update").unwrap();
+    let e = tether_core::Event::raw("{\"a\":1}").named(name.clone());
+    assert_eq!(e.data(), "{\"a\":1}");
+    assert_eq!(e.name(), Some(&name));
+}
