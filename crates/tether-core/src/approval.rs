@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::id::SessionId;
+use crate::id::{EventId, SessionId};
 
 /// Longest approval timeout; longer ones are shortened to it.
 pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
@@ -245,6 +245,8 @@ pub(crate) struct PendingApproval {
     pub(crate) info: ApprovalInfo,
     pub(crate) deadline_key: (Instant, u64),
     pub(crate) created: Instant,
+    /// The id of the stored event that announced the request, if one did.
+    pub(crate) announced_at: Option<EventId>,
     pub(crate) tx: watch::Sender<ApprovalStatus>,
 }
 
@@ -267,9 +269,12 @@ impl Approvals {
         self.resolved.iter().rev().find(|a| a.id == id)
     }
 
-    /// Pending approvals in the order they were requested.
-    pub(crate) fn pending_infos(&self) -> Vec<ApprovalInfo> {
-        let mut v: Vec<_> = self.pending.values().collect();
+    /// Pending approvals that pass `keep`, in the order they were requested.
+    pub(crate) fn pending_infos(
+        &self,
+        keep: impl Fn(&PendingApproval) -> bool,
+    ) -> Vec<ApprovalInfo> {
+        let mut v: Vec<_> = self.pending.values().filter(|p| keep(p)).collect();
         v.sort_by_key(|p| p.deadline_key.1);
         v.into_iter().map(|p| p.info.clone()).collect()
     }

@@ -222,15 +222,10 @@ impl Broker {
             if upto.epoch == st.epoch && upto.seq <= st.head {
                 return Ok(false);
             }
-            out.evicted.bytes += st.ring.clear();
-            if upto.epoch != st.epoch {
-                st.epoch = upto.epoch;
-                st.read_upto = 0;
-            }
-            st.head = upto.seq;
-            if let Some(conn) = &st.conn {
-                out.waker = conn.waker.take();
-            }
+            // The ring holds nothing past `upto` here (the head is below it or in another
+            // epoch), so this empties it and moves the head and the lost-history floor.
+            st.mark_lost(upto.epoch, upto.seq, &mut out);
+            self.inner.settle_bytes(&mut out);
             Ok(true)
         });
         self.inner.account(out);

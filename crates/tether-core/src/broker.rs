@@ -1,6 +1,6 @@
 //! The broker: the session registry and the public operations on it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -24,9 +24,9 @@ use crate::error::{ApprovalError, ConnectError, DecideError, PublishError};
 use crate::frame::{self, EventName};
 use crate::id::{EventId, LastEventId, SessionId, is_valid_id};
 use crate::metrics as m;
-use crate::session::{Appended, ConnShared, Event, Now, Session, SessionState, end};
+use crate::session::{Appended, ConnShared, Event, Now, Session, SessionState, Victim, end};
 use crate::signal::{Resync, ResyncReason, SessionTracker, Signal};
-use crate::stream::EventStream;
+use crate::stream::{EventStream, Position};
 
 /// How a connecting client wants its stream opened.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -39,6 +39,12 @@ pub struct ConnectOptions {
     /// Give the prelude (snapshot) on every connect, even an exact resume; for consumers that
     /// check each response on its own (`prelude=always`).
     pub prelude_always: bool,
+    /// Who connects: the token's `sub`, or `None` for anonymous. A superseded client instance
+    /// is told to stop (204) only when it comes back as the same identity; under
+    /// [`ConnectionPolicy::Reject`] the same identity and `clientId` may replace its own
+    /// connection; and sessions created by connects are capped per identity
+    /// ([`BrokerBuilder::max_sessions_per_subject`]).
+    pub identity: Option<Arc<str>>,
 }
 
 impl ConnectOptions {
@@ -54,6 +60,20 @@ impl ConnectOptions {
     #[must_use]
     pub fn with_prelude(mut self) -> Self {
         self.prelude_always = true;
+        self
+    }
+
+    /// Names the client instance (`clientId` query parameter). Default is none.
+    #[must_use]
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// Sets who connects: the authenticated token's `sub`. Default is none (anonymous).
+    #[must_use]
+    pub fn identity(mut self, sub: impl Into<Arc<str>>) -> Self {
+        self.identity = Some(sub.into());
         self
     }
 }
@@ -90,6 +110,8 @@ pub(crate) struct Inner {
     pub(crate) config: Config,
     pub(crate) sessions: DashMap<SessionId, Arc<Session>>,
     session_count: AtomicUsize,
+    /// Sessions created by connects, per identity.
+    subject_sessions: Mutex<HashMap<Arc<str>, usize>>,
     pub(crate) ring_bytes: AtomicUsize,
     pub(crate) connections: AtomicUsize,
     pub(crate) draining: AtomicBool,
@@ -139,6 +161,7 @@ impl BrokerBuilder {
             config: self.config,
             sessions: DashMap::new(),
             session_count: AtomicUsize::new(0),
+            subject_sessions: Mutex::new(HashMap::new()),
             ring_bytes: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
@@ -176,6 +199,18 @@ impl Inner {
 
     /// The session, created if absent (subject to the session limit).
     pub(crate) fn session(&self, id: &SessionId) -> Result<Arc<Session>, usize> {
+        self.session_by(id, None).map_err(|e| match e {
+            Limit::Total(max) | Limit::Subject(max) => max,
+        })
+    }
+
+    /// The session, created if absent; a session created for `creator` counts against that
+    /// identity's cap.
+    fn session_by(
+        &self,
+        id: &SessionId,
+        creator: Option<&Arc<str>>,
+    ) -> Result<Arc<Session>, Limit> {
         if let Some(s) = self.sessions.get(id) {
             return Ok(s.clone());
         }
@@ -183,21 +218,54 @@ impl Inner {
         if self.session_count.fetch_add(1, Ordering::AcqRel) >= max {
             self.session_count.fetch_sub(1, Ordering::AcqRel);
             // Someone may have created it meanwhile.
-            return self.sessions.get(id).map(|s| s.clone()).ok_or(max);
+            return self
+                .sessions
+                .get(id)
+                .map(|s| s.clone())
+                .ok_or(Limit::Total(max));
+        }
+        if let Some(sub) = creator {
+            let max = self.config.max_sessions_per_subject;
+            let mut counts = self.subject_sessions.lock();
+            let n = counts.entry(sub.clone()).or_insert(0);
+            if *n >= max {
+                drop(counts);
+                self.session_count.fetch_sub(1, Ordering::AcqRel);
+                return self
+                    .sessions
+                    .get(id)
+                    .map(|s| s.clone())
+                    .ok_or(Limit::Subject(max));
+            }
+            *n += 1;
         }
         match self.sessions.entry(id.clone()) {
             Entry::Occupied(e) => {
                 self.session_count.fetch_sub(1, Ordering::AcqRel);
+                if let Some(sub) = creator {
+                    self.release_subject(sub);
+                }
                 Ok(e.get().clone())
             }
             Entry::Vacant(v) => {
                 let s = Arc::new(Session {
                     id: id.clone(),
+                    creator: creator.cloned(),
                     state: Mutex::new(SessionState::new(&self.config, Instant::now())),
                 });
                 v.insert(s.clone());
                 metrics::gauge!(m::SESSIONS_ACTIVE).increment(1.0);
                 Ok(s)
+            }
+        }
+    }
+
+    fn release_subject(&self, sub: &Arc<str>) {
+        let mut counts = self.subject_sessions.lock();
+        if let Some(n) = counts.get_mut(sub) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(sub);
             }
         }
     }
@@ -210,20 +278,33 @@ impl Inner {
             .is_some()
         {
             self.session_count.fetch_sub(1, Ordering::AcqRel);
+            if let Some(sub) = &session.creator {
+                self.release_subject(sub);
+            }
             metrics::gauge!(m::SESSIONS_ACTIVE).decrement(1.0);
         }
     }
 
-    /// Accounts for an append after the session's lock is released; hands back the ids it
-    /// stored.
+    /// Applies a locked operation's byte changes to the broker-wide total. Called while the
+    /// session's lock is still held, so the total never counts bytes a ring does not hold
+    /// yet (a trim of the same ring could otherwise subtract them first and wrap it).
+    pub(crate) fn settle_bytes(&self, out: &mut Appended) {
+        let added = std::mem::take(&mut out.added_bytes);
+        let freed = std::mem::take(&mut out.evicted.bytes);
+        if added > freed {
+            self.ring_bytes.fetch_add(added - freed, Ordering::Relaxed);
+        } else if freed > added {
+            self.ring_bytes.fetch_sub(freed - added, Ordering::Relaxed);
+        }
+    }
+
+    /// Accounts for an append after the session's lock is released (its bytes were settled
+    /// under the lock); hands back the ids it stored.
     pub(crate) fn account(&self, a: Appended) -> Vec<EventId> {
-        if a.added_bytes > 0 {
-            self.ring_bytes.fetch_add(a.added_bytes, Ordering::Relaxed);
-        }
-        if a.evicted.bytes > 0 {
-            self.ring_bytes
-                .fetch_sub(a.evicted.bytes, Ordering::Relaxed);
-        }
+        debug_assert!(
+            a.added_bytes == 0 && a.evicted.bytes == 0,
+            "ring bytes are settled under the session lock"
+        );
         if !a.ids.is_empty() {
             metrics::counter!(m::EVENTS_PUBLISHED_TOTAL).increment(a.ids.len() as u64);
         }
@@ -240,19 +321,19 @@ impl Inner {
         a.ids
     }
 
-    /// Enforces the broker-wide ring budget on the session that just grew, under its lock.
-    /// The bytes it frees are accounted with the append's.
+    /// Enforces the broker-wide ring budget on the session that just grew, under its lock,
+    /// and settles the append's bytes.
     pub(crate) fn enforce_budget(&self, st: &mut SessionState, out: &mut Appended) {
+        self.settle_bytes(out);
         let budget = self.config.total_ring_bytes;
-        let total = (self.ring_bytes.load(Ordering::Relaxed) + out.added_bytes)
-            .saturating_sub(out.evicted.bytes);
+        let total = self.ring_bytes.load(Ordering::Relaxed);
         if total <= budget {
             return;
         }
         let target = st.ring.bytes().saturating_sub(total - budget);
-        let ev = st.ring.trim_to(target, st.read_upto);
+        let ev = st.trim_to(target);
         if ev.count > 0 {
-            out.evicted.bytes += ev.bytes;
+            self.ring_bytes.fetch_sub(ev.bytes, Ordering::Relaxed);
             metrics::counter!(m::EVENTS_EVICTED_TOTAL, "cause" => "budget").increment(ev.count);
             if ev.unread > 0 {
                 metrics::counter!(m::EVENTS_EVICTED_UNREAD_TOTAL).increment(ev.unread);
@@ -276,11 +357,10 @@ impl Inner {
             if st.ring.bytes() <= share {
                 continue;
             }
-            let read_upto = st.read_upto;
-            let ev = st.ring.trim_to(share, read_upto);
+            let ev = st.trim_to(share);
+            self.ring_bytes.fetch_sub(ev.bytes, Ordering::Relaxed);
             drop(st);
             if ev.count > 0 {
-                self.ring_bytes.fetch_sub(ev.bytes, Ordering::Relaxed);
                 metrics::counter!(m::EVENTS_EVICTED_TOTAL, "cause" => "budget").increment(ev.count);
                 if ev.unread > 0 {
                     metrics::counter!(m::EVENTS_EVICTED_UNREAD_TOTAL).increment(ev.unread);
@@ -355,6 +435,7 @@ impl Inner {
                 tracing::warn!(session = %session.id, approval = id, error = %e, "SSE error");
             }
         }
+        self.settle_bytes(out);
         metrics::counter!(m::APPROVAL_DECISIONS_TOTAL, "outcome" => info.status.as_str())
             .increment(1);
         metrics::histogram!(m::APPROVAL_WAIT_SECONDS).record(
@@ -526,6 +607,13 @@ impl Broker {
 
     /// Stores a frame that was encoded and numbered elsewhere (a backplane's log), at `id`.
     /// The frame must be a complete SSE frame whose `id:` line is `id`.
+    ///
+    /// `id.seq` must be after the session's head and at most 2^64 - 2
+    /// ([`PublishError::SeqOutOfRange`], [`PublishError::OutOfOrder`]); a refused call changes
+    /// nothing. A new epoch starts a new incarnation of the session (its ring is emptied).
+    /// Sequence numbers may skip: numbers that were never appended are not history a client
+    /// missed, so a client resuming in the hole continues without a resync. History that
+    /// existed and is gone is declared with [`mark_lost`](Self::mark_lost).
     pub fn append_at(
         &self,
         session: &SessionId,
@@ -539,6 +627,34 @@ impl Broker {
             self.inner.enforce_budget(st, &mut out);
             r
         });
+        self.inner.account(out);
+        result.map_err(|e| match e {
+            SessionErr::Limit(max) => PublishError::TooManySessions { max },
+            SessionErr::Inner(e) => e,
+        })
+    }
+
+    /// Declares every event of the session up to `through` lost (a backplane's log lost or
+    /// trimmed them): they leave the ring, and a stream whose position is before `through`
+    /// gets a `tether.resync` (reason `evicted`) instead of silently skipping them; a parked
+    /// stream is woken for it. The head moves to at least `through`, so later appends and
+    /// publishes follow it. An epoch other than the session's starts a new incarnation, as in
+    /// [`append_at`](Self::append_at). Creates the session if needed.
+    pub fn mark_lost(&self, session: &SessionId, through: EventId) -> Result<(), PublishError> {
+        if through.seq > crate::session::MAX_SEQ {
+            return Err(PublishError::SeqOutOfRange { seq: through.seq });
+        }
+        let mut out = Appended::default();
+        let result = self.with_session(session, |st| {
+            st.mark_lost(through.epoch, through.seq, &mut out);
+            self.inner.settle_bytes(&mut out);
+            Ok::<_, PublishError>(())
+        });
+        if out.evicted.count > 0 {
+            metrics::counter!(m::EVENTS_EVICTED_TOTAL, "cause" => "lost")
+                .increment(out.evicted.count);
+            out.evicted.count = 0;
+        }
         self.inner.account(out);
         result.map_err(|e| match e {
             SessionErr::Limit(max) => PublishError::TooManySessions { max },
@@ -583,6 +699,13 @@ impl Broker {
 
     /// Opens the session's stream: a jittered `retry:` line, then (for a client that cannot
     /// resume exactly) the resync signal and prelude, then the replay, then live events.
+    ///
+    /// Under [`ConnectionPolicy::Replace`] a connect that would supersede the session's stream
+    /// is refused with [`ConnectError::SupersededRecently`] (HTTP 204, which makes EventSource
+    /// stop) when it comes from a client instance that stream superseded within the supersede
+    /// grace: the same `clientId` and identity, or, for clients without a `clientId`, the same
+    /// identity reconnecting with a `Last-Event-ID` (an EventSource coming back; a page reload
+    /// sends none and is not refused). So two tabs never take turns for ever.
     pub fn connect(
         &self,
         session: &SessionId,
@@ -592,60 +715,89 @@ impl Broker {
             Some(raw) => LastEventId::parse(raw).map_err(ConnectError::InvalidLastEventId)?,
             None => None,
         };
-        if self.inner.draining.load(Ordering::Acquire) {
-            return Err(ConnectError::Draining {
-                retry_after: Duration::from_millis(self.inner.drain_retry_ms()),
-            });
-        }
         let inner = &self.inner;
+        let draining = || ConnectError::Draining {
+            retry_after: Duration::from_millis(inner.drain_retry_ms()),
+        };
+        if inner.draining.load(Ordering::Acquire) {
+            return Err(draining());
+        }
         let config = &inner.config;
         let now = inner.now();
+        let conn_id = inner.conn_ids.fetch_add(1, Ordering::Relaxed);
         loop {
             let sess = inner
-                .session(session)
-                .map_err(|max| ConnectError::TooManySessions { max })?;
+                .session_by(session, opts.identity.as_ref())
+                .map_err(|e| match e {
+                    Limit::Total(max) => ConnectError::TooManySessions { max },
+                    Limit::Subject(max) => ConnectError::TooManySessionsForSubject { max },
+                })?;
             let mut st = sess.state.lock();
             if st.removed {
                 continue;
             }
+            // Checked again under the lock: `drain` sets the flag before it visits each
+            // session under its lock, so a connect either sees the flag here or installs its
+            // connection before `drain` looks, which then ends it.
+            if inner.draining.load(Ordering::Acquire) {
+                return Err(draining());
+            }
             let grace = config.supersede_grace;
             st.superseded
-                .retain(|(_, at)| now.at.saturating_duration_since(*at) < grace);
-            if let Some(cid) = opts.client_id.as_deref()
-                && st.superseded.iter().any(|(c, _)| &**c == cid)
+                .retain(|v| now.at.saturating_duration_since(v.at) < grace);
+            if let Some(holder) = &st.conn
+                && is_returning_victim(&st.superseded, holder, &opts, last.is_some(), now.at, grace)
             {
                 return Err(ConnectError::SupersededRecently);
             }
             let mut superseded = None;
             if let Some(old) = st.conn.take() {
-                if config.connection_policy == ConnectionPolicy::Reject {
+                let same_instance = old.client_id.is_some()
+                    && old.client_id.as_deref() == opts.client_id.as_deref();
+                if config.connection_policy == ConnectionPolicy::Reject
+                    && !(same_instance && old.identity == opts.identity)
+                {
                     st.conn = Some(old);
                     return Err(ConnectError::Conflict);
                 }
-                if let Some(cid) = old.client_id.as_deref()
-                    && opts.client_id.as_deref() != Some(cid)
-                {
-                    st.superseded.push((cid.into(), now.at));
+                if !same_instance && old.client_id.is_some() {
+                    st.superseded.push(Victim {
+                        client_id: old.client_id.clone(),
+                        identity: old.identity.clone(),
+                        at: now.at,
+                        by: conn_id,
+                    });
                     if st.superseded.len() > 16 {
                         st.superseded.remove(0);
                     }
                 }
                 superseded = Some(old);
             }
+            let victim = superseded.as_ref().and_then(|old| {
+                let same_instance = old.client_id.is_some()
+                    && old.client_id.as_deref() == opts.client_id.as_deref();
+                (!same_instance).then(|| Victim {
+                    client_id: old.client_id.clone(),
+                    identity: old.identity.clone(),
+                    at: now.at,
+                    by: conn_id,
+                })
+            });
 
-            let oldest = st.oldest();
+            let floor = st.floor;
             let resync = match &last {
-                None if oldest > 1 => Some((ResyncReason::Evicted, oldest - 1)),
+                None if floor > 0 => Some((ResyncReason::Evicted, st.lost_after(0).flatten())),
                 None => None,
-                Some(LastEventId::Foreign(_)) => Some((ResyncReason::Unknown, 0)),
+                Some(LastEventId::Foreign(_)) => Some((ResyncReason::Unknown, None)),
                 Some(LastEventId::Known(id)) if id.epoch != st.epoch => {
-                    Some((ResyncReason::Epoch, 0))
+                    Some((ResyncReason::Epoch, None))
                 }
-                Some(LastEventId::Known(id)) if id.seq > st.head => Some((ResyncReason::Ahead, 0)),
-                Some(LastEventId::Known(id)) if id.seq + 1 < oldest => {
-                    Some((ResyncReason::Evicted, oldest - 1 - id.seq))
+                Some(LastEventId::Known(id)) if id.seq > st.head => {
+                    Some((ResyncReason::Ahead, None))
                 }
-                Some(LastEventId::Known(_)) => None,
+                Some(LastEventId::Known(id)) => st
+                    .lost_after(id.seq)
+                    .map(|skipped| (ResyncReason::Evicted, skipped)),
             };
             let (has_snapshot, join_prelude) = st
                 .tracker
@@ -655,7 +807,7 @@ impl Broker {
                 resync.is_some() || opts.prelude_always || (last.is_none() && join_prelude);
             let mut cursor = match &last {
                 Some(LastEventId::Known(id)) if resync.is_none() => id.seq,
-                _ => oldest - 1,
+                _ => floor,
             };
             if prelude && has_snapshot {
                 cursor = st.head;
@@ -669,13 +821,15 @@ impl Broker {
                 last_event_id: last.as_ref().map(ToString::to_string),
                 resume_from: EventId {
                     epoch: st.epoch,
-                    seq: cursor + 1,
+                    seq: st.next_seq_after(cursor),
                 },
-                skipped: (reason == ResyncReason::Evicted && skipped > 0).then_some(skipped),
+                skipped: skipped.filter(|n| *n > 0),
             });
             if prelude {
-                st.put_prelude(resync_info.as_ref(), &mut opening);
-                if cursor > 0 {
+                st.put_prelude(resync_info.as_ref(), cursor, &mut opening);
+                // Moves the client's last id to the cursor, so its next reconnect resumes
+                // there instead of resyncing again (`<epoch>-0` before the first event).
+                if cursor > 0 || resync_info.is_some() {
                     opening.extend_from_slice(&frame::encode_id_only(EventId {
                         epoch: st.epoch,
                         seq: cursor,
@@ -684,9 +838,11 @@ impl Broker {
             }
 
             let conn = Arc::new(ConnShared {
-                id: inner.conn_ids.fetch_add(1, Ordering::Relaxed),
+                id: conn_id,
                 session: session.clone(),
                 client_id: opts.client_id.as_deref().map(Into::into),
+                identity: opts.identity.clone(),
+                superseded: victim,
                 waker: Default::default(),
                 end: Default::default(),
                 last_poll_ms: AtomicU64::new(now.ms),
@@ -697,6 +853,9 @@ impl Broker {
             });
             st.conn = Some(conn.clone());
             st.last_activity = now.at;
+            // The stream's epoch is read under the same lock that placed its cursor: an
+            // epoch switch in between would pair the new epoch with the old cursor.
+            let epoch = st.epoch;
             drop(st);
 
             if let Some(old) = superseded {
@@ -714,11 +873,18 @@ impl Broker {
                 metrics::counter!(m::RESYNCS_TOTAL, "reason" => r.reason.as_str()).increment(1);
                 tracing::info!(session = %session, reason = r.reason.as_str(), resume_from = %r.resume_from, "SSE resync");
             }
+            let zero_id = cursor == 0
+                && (resync_info.is_some()
+                    || matches!(&last, Some(LastEventId::Known(id)) if id.seq == 0));
             return Ok(EventStream::new(
                 inner.clone(),
                 sess,
                 conn,
-                cursor,
+                Position {
+                    epoch,
+                    cursor,
+                    zero_id,
+                },
                 opening.freeze(),
                 now.at,
             ));
@@ -761,14 +927,18 @@ impl Broker {
                 expires_at: rfc3339_after(timeout),
                 status: ApprovalStatus::Pending,
             };
+            let mut announced_at = None;
             if req.announce {
-                st.append_signal(
+                let r = st.append_signal(
                     session,
                     &self.inner.config,
                     &Signal::ApprovalRequested(&info),
                     &mut out,
                     now,
-                )?;
+                );
+                self.inner.settle_bytes(&mut out);
+                r?;
+                announced_at = out.ids.last().copied();
                 st.approvals.announced.insert(id.clone());
             }
             let key = self.inner.timer_insert(deadline, session, &id);
@@ -779,6 +949,7 @@ impl Broker {
                     info,
                     deadline_key: key,
                     created: now.at,
+                    announced_at,
                     tx,
                 },
             );
@@ -1004,6 +1175,7 @@ impl Broker {
             }
             st.removed = true;
             out.evicted.bytes += st.ring.clear();
+            self.inner.settle_bytes(&mut out);
             st.conn.take()
         };
         self.inner.account(out);
@@ -1031,6 +1203,39 @@ impl Broker {
     /// The encoded heartbeat for sessions without a tracker (for tests and adapters).
     pub fn heartbeat_frame(&self) -> Bytes {
         crate::stream::heartbeat_frame(&self.inner.config.heartbeat_style, false)
+    }
+}
+
+/// Which session limit refused a new session.
+enum Limit {
+    Total(usize),
+    Subject(usize),
+}
+
+/// Whether a connect comes from a client instance that the session's live stream
+/// (`holder`) superseded within the grace, and comes back as the same identity.
+fn is_returning_victim(
+    recent: &[Victim],
+    holder: &ConnShared,
+    opts: &ConnectOptions,
+    resumes: bool,
+    now: Instant,
+    grace: Duration,
+) -> bool {
+    match opts.client_id.as_deref() {
+        Some(cid) => recent.iter().any(|v| {
+            v.by == holder.id && v.client_id.as_deref() == Some(cid) && v.identity == opts.identity
+        }),
+        // Without names, an EventSource coming back after being superseded (it sends its
+        // Last-Event-ID) is told apart from a page reload (which sends none).
+        None => {
+            resumes
+                && holder.superseded.as_ref().is_some_and(|v| {
+                    v.client_id.is_none()
+                        && v.identity == opts.identity
+                        && now.saturating_duration_since(v.at) < grace
+                })
+        }
     }
 }
 

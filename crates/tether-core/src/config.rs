@@ -46,6 +46,7 @@ pub struct Config {
     pub(crate) total_ring_bytes: usize,
     pub(crate) max_event_bytes: usize,
     pub(crate) max_sessions: usize,
+    pub(crate) max_sessions_per_subject: usize,
     pub(crate) session_ttl: Duration,
     pub(crate) keepalive_interval: Option<Duration>,
     pub(crate) heartbeat_style: HeartbeatStyle,
@@ -69,6 +70,7 @@ impl Default for Config {
             total_ring_bytes: 256 * 1024 * 1024,
             max_event_bytes: 256 * 1024,
             max_sessions: 100_000,
+            max_sessions_per_subject: 64,
             session_ttl: Duration::from_secs(15 * 60),
             keepalive_interval: Some(Duration::from_secs(15)),
             heartbeat_style: HeartbeatStyle::Comment,
@@ -94,6 +96,7 @@ impl std::fmt::Debug for Config {
             .field("total_ring_bytes", &self.total_ring_bytes)
             .field("max_event_bytes", &self.max_event_bytes)
             .field("max_sessions", &self.max_sessions)
+            .field("max_sessions_per_subject", &self.max_sessions_per_subject)
             .field("session_ttl", &self.session_ttl)
             .field("keepalive_interval", &self.keepalive_interval)
             .field("heartbeat_style", &self.heartbeat_style)
@@ -193,6 +196,14 @@ impl BrokerBuilder {
     /// (HTTP 503). Default is 100,000.
     pub fn max_sessions(mut self, n: usize) -> Self {
         self.config.max_sessions = n;
+        self
+    }
+    /// Most sessions one identity (see [`ConnectOptions::identity`](crate::ConnectOptions::identity))
+    /// may create by connecting; a connect that would create one more is refused with
+    /// [`ConnectError::TooManySessionsForSubject`](crate::ConnectError::TooManySessionsForSubject).
+    /// Sessions created by publishes, and anonymous connects, do not count. Default is 64.
+    pub fn max_sessions_per_subject(mut self, n: usize) -> Self {
+        self.config.max_sessions_per_subject = n;
         self
     }
     /// Idle time after which a session is removed. It counts from the last publish or

@@ -48,6 +48,15 @@ pub enum PublishError {
         /// Ids of the events of the batch stored before it.
         stored: Vec<EventId>,
     },
+    /// A sequence number outside 1 to 2^64 - 2 (an explicit one given to
+    /// [`append_at`](crate::Broker::append_at) or
+    /// [`mark_lost`](crate::Broker::mark_lost), or the next one of a session whose numbers are
+    /// used up).
+    #[error("sequence {seq} is outside 1 to 2^64 - 2; start a new epoch")]
+    SeqOutOfRange {
+        /// The sequence number refused.
+        seq: u64,
+    },
     /// An append at an explicit sequence number was not after the session's head.
     #[error("sequence {seq} is not after the session's head {head}")]
     OutOfOrder {
@@ -83,6 +92,15 @@ pub enum ConnectError {
     #[error("the broker holds its maximum of {max} sessions; retry later")]
     TooManySessions {
         /// Configured maximum.
+        max: usize,
+    },
+    /// The connecting identity already created its maximum number of sessions by connecting
+    /// (HTTP 429 or 403). Sessions created by publishes do not count.
+    #[error(
+        "this identity already holds its maximum of {max} sessions created by connecting; reuse one or wait for one to expire"
+    )]
+    TooManySessionsForSubject {
+        /// Configured maximum ([`BrokerBuilder::max_sessions_per_subject`](crate::BrokerBuilder::max_sessions_per_subject)).
         max: usize,
     },
 }

@@ -22,13 +22,16 @@ pub(crate) struct Evicted {
     pub(crate) bytes: usize,
     /// Of the evicted entries, how many had a sequence number above `read_upto`.
     pub(crate) unread: u64,
+    /// The highest sequence number evicted (0 if none).
+    pub(crate) last_seq: u64,
 }
 
 impl Evicted {
-    fn add(&mut self, other: Evicted) {
+    pub(crate) fn add(&mut self, other: Evicted) {
         self.count += other.count;
         self.bytes += other.bytes;
         self.unread += other.unread;
+        self.last_seq = self.last_seq.max(other.last_seq);
     }
 }
 
@@ -69,6 +72,7 @@ impl Ring {
     }
 
     /// Sequence number of the oldest retained entry.
+    #[cfg(test)]
     pub(crate) fn first_seq(&self) -> Option<u64> {
         self.entries.front().map(|e| e.seq)
     }
@@ -98,7 +102,21 @@ impl Ring {
         evicted
     }
 
-    /// Drops every entry (the session is going away).
+    /// Evicts every entry whose sequence number is at most `seq` (history declared lost).
+    pub(crate) fn evict_through(&mut self, seq: u64, read_upto: u64) -> Evicted {
+        let mut evicted = Evicted::default();
+        while self.entries.front().is_some_and(|e| e.seq <= seq) {
+            evicted.add(self.pop_oldest(read_upto));
+        }
+        evicted
+    }
+
+    /// The sequence number of the first entry after `cursor`, if any.
+    pub(crate) fn next_after(&self, cursor: u64) -> Option<u64> {
+        self.entries.get(self.index_after(cursor)).map(|e| e.seq)
+    }
+
+    /// Drops every entry (the session is going away, or starts a new epoch).
     pub(crate) fn clear(&mut self) -> usize {
         let bytes = self.bytes;
         self.entries.clear();
@@ -114,6 +132,7 @@ impl Ring {
                     count: 1,
                     bytes: e.frame.len(),
                     unread: u64::from(e.seq > read_upto),
+                    last_seq: e.seq,
                 }
             }
             None => Evicted::default(),
@@ -208,6 +227,9 @@ mod tests {
         assert_eq!((c.frames, c.last_seq, c.bytes.len()), (3, 6, 30));
         let c = r.read_after(0, 5).unwrap();
         assert_eq!((c.frames, c.last_seq), (1, 1));
+        // A chunk may fill the cap exactly.
+        let c = r.read_after(0, 30).unwrap();
+        assert_eq!((c.frames, c.bytes.len()), (3, 30));
         assert!(r.read_after(10, 100).is_none());
     }
 
@@ -219,5 +241,51 @@ mod tests {
         }
         assert_eq!(r.read_after(3, 100).unwrap().frames, 2);
         assert_eq!(r.read_after(5, 100).unwrap().last_seq, 9);
+        // The direct guess misses with gaps; the fallback starts right after the cursor,
+        // whether the cursor is an entry or falls in a hole.
+        for (cursor, frames, next) in [
+            (0, 3, 2),
+            (1, 3, 2),
+            (2, 2, 5),
+            (4, 2, 5),
+            (5, 1, 9),
+            (8, 1, 9),
+        ] {
+            let c = r.read_after(cursor, 100).unwrap();
+            assert_eq!(
+                (c.frames, c.bytes.len()),
+                (frames, frames as usize),
+                "after {cursor}"
+            );
+            assert_eq!(r.next_after(cursor), Some(next), "after {cursor}");
+        }
+        assert!(r.read_after(9, 100).is_none());
+        assert_eq!(r.next_after(9), None);
+    }
+
+    #[test]
+    fn trimming_stops_at_the_target() {
+        let mut r = Ring::new(100, 10_000);
+        for seq in 1..=4 {
+            r.push(seq, frame(10), 0);
+        }
+        assert_eq!(r.trim_to(40, 0).count, 0, "already at the target");
+        let ev = r.trim_to(25, 2);
+        assert_eq!((ev.count, ev.bytes, ev.unread, ev.last_seq), (2, 20, 0, 2));
+        assert_eq!(r.bytes(), 20);
+        assert_eq!(r.trim_to(0, 0).count, 1, "the newest entry stays");
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn evictions_report_the_last_sequence_number() {
+        let mut r = Ring::new(2, 10_000);
+        r.push(3, frame(1), 0);
+        r.push(7, frame(1), 0);
+        assert_eq!(r.push(8, frame(1), 0).last_seq, 3);
+        let ev = r.evict_through(7, 7);
+        assert_eq!((ev.count, ev.last_seq, ev.unread), (1, 7, 0));
+        assert_eq!(r.first_seq(), Some(8));
+        assert_eq!(r.evict_through(5, 0).count, 0);
     }
 }

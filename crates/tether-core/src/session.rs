@@ -38,6 +38,10 @@ pub(crate) struct ConnShared {
     pub(crate) id: u64,
     pub(crate) session: SessionId,
     pub(crate) client_id: Option<Box<str>>,
+    /// Who connected (the token's `sub`), `None` for anonymous.
+    pub(crate) identity: Option<Arc<str>>,
+    /// The connection this one superseded when it opened, if it was another client instance.
+    pub(crate) superseded: Option<Victim>,
     pub(crate) waker: AtomicWaker,
     pub(crate) end: AtomicU8,
     /// Broker-relative milliseconds of the last poll of the stream.
@@ -62,6 +66,19 @@ impl ConnShared {
         self.end.load(Ordering::Acquire)
     }
 }
+
+/// A connection that was superseded: who it was and when.
+#[derive(Debug, Clone)]
+pub(crate) struct Victim {
+    pub(crate) client_id: Option<Box<str>>,
+    pub(crate) identity: Option<Arc<str>>,
+    pub(crate) at: Instant,
+    /// The id of the connection that superseded it.
+    pub(crate) by: u64,
+}
+
+/// The highest sequence number a session accepts, so that `head + 1` never overflows.
+pub(crate) const MAX_SEQ: u64 = u64::MAX - 1;
 
 /// The current time, as an instant and as broker-relative milliseconds (never 0).
 #[derive(Debug, Clone, Copy)]
@@ -109,6 +126,8 @@ impl TokenBucket {
 
 pub(crate) struct Session {
     pub(crate) id: SessionId,
+    /// The identity whose connect created the session (counted against its cap).
+    pub(crate) creator: Option<Arc<str>>,
     pub(crate) state: Mutex<SessionState>,
 }
 
@@ -116,10 +135,16 @@ pub(crate) struct SessionState {
     pub(crate) epoch: Epoch,
     /// Last assigned sequence number (0 before the first event).
     pub(crate) head: u64,
+    /// Every sequence number up to this one is gone (evicted or declared lost): a cursor
+    /// below it gets a resync. Sequence numbers above it that the ring lacks never existed.
+    pub(crate) floor: u64,
+    /// Whether this epoch's sequence numbers have gaps (then the count of lost events is
+    /// unknown).
+    pub(crate) gapped: bool,
     pub(crate) ring: Ring,
     pub(crate) conn: Option<Arc<ConnShared>>,
-    /// Client instances superseded recently, with when.
-    pub(crate) superseded: Vec<(Box<str>, Instant)>,
+    /// Named client instances superseded recently.
+    pub(crate) superseded: Vec<Victim>,
     pub(crate) approvals: Approvals,
     pub(crate) tracker: Option<Box<dyn SessionTracker>>,
     pub(crate) last_activity: Instant,
@@ -187,6 +212,8 @@ impl SessionState {
         Self {
             epoch: Epoch::random(),
             head: 0,
+            floor: 0,
+            gapped: false,
             ring: Ring::new(config.ring_max_events, config.ring_max_bytes),
             conn: None,
             superseded: Vec::new(),
@@ -199,9 +226,46 @@ impl SessionState {
         }
     }
 
-    /// Sequence number of the oldest event a cursor can still read after.
-    pub(crate) fn oldest(&self) -> u64 {
-        self.ring.first_seq().unwrap_or(self.head + 1)
+    /// Whether a stream at `cursor` lost events after it; if so, how many (when known).
+    pub(crate) fn lost_after(&self, cursor: u64) -> Option<Option<u64>> {
+        (cursor < self.floor).then(|| (!self.gapped).then_some(self.floor - cursor))
+    }
+
+    /// The sequence number a stream at `cursor` delivers next: the next retained event, or
+    /// the next one to be published.
+    pub(crate) fn next_seq_after(&self, cursor: u64) -> u64 {
+        self.ring.next_after(cursor).unwrap_or(self.head + 1)
+    }
+
+    /// Evicts oldest events until the ring holds at most `target` bytes.
+    pub(crate) fn trim_to(&mut self, target: usize) -> Evicted {
+        let ev = self.ring.trim_to(target, self.read_upto);
+        self.floor = self.floor.max(ev.last_seq);
+        ev
+    }
+
+    /// Declares every event up to `seq` lost: a cursor before it gets a resync.
+    pub(crate) fn mark_lost(&mut self, epoch: Epoch, seq: u64, out: &mut Appended) {
+        if epoch != self.epoch {
+            self.new_epoch(epoch, out);
+        }
+        let ev = self.ring.evict_through(seq, self.read_upto);
+        out.evicted.add(ev);
+        self.head = self.head.max(seq);
+        self.floor = self.floor.max(seq);
+        self.gapped = true;
+        if let Some(conn) = &self.conn {
+            out.waker = conn.waker.take();
+        }
+    }
+
+    fn new_epoch(&mut self, epoch: Epoch, out: &mut Appended) {
+        out.evicted.bytes += self.ring.clear();
+        self.epoch = epoch;
+        self.head = 0;
+        self.floor = 0;
+        self.gapped = false;
+        self.read_upto = 0;
     }
 
     pub(crate) fn check_rate(
@@ -233,6 +297,9 @@ impl SessionState {
                 epoch: self.epoch,
                 seq: self.head + 1,
             };
+            if id.seq > MAX_SEQ {
+                return Err(PublishError::SeqOutOfRange { seq: id.seq });
+            }
             let frame = frame::encode_event(Some(id), name, data);
             let refuse = |reason: PublishError, out: &Appended| match reason {
                 PublishError::Rejected { reason, .. } => PublishError::Rejected {
@@ -284,17 +351,21 @@ impl SessionState {
         out: &mut Appended,
         now: Now,
     ) -> Result<(), PublishError> {
-        if id.epoch != self.epoch {
-            out.evicted.bytes += self.ring.clear();
-            self.epoch = id.epoch;
-            self.head = 0;
-            self.read_upto = 0;
+        // Refuse before changing anything: a refused call must leave the session as it was.
+        if id.seq == 0 || id.seq > MAX_SEQ {
+            return Err(PublishError::SeqOutOfRange { seq: id.seq });
         }
-        if id.seq <= self.head {
+        if id.epoch == self.epoch && id.seq <= self.head {
             return Err(PublishError::OutOfOrder {
                 seq: id.seq,
                 head: self.head,
             });
+        }
+        if id.epoch != self.epoch {
+            self.new_epoch(id.epoch, out);
+        }
+        if id.seq != self.head + 1 {
+            self.gapped = true;
         }
         self.store(id, frame, out);
         self.after_append(out, now);
@@ -305,9 +376,8 @@ impl SessionState {
         self.head = id.seq;
         out.added_bytes += frame.len();
         let ev = self.ring.push(id.seq, frame, self.read_upto);
-        out.evicted.count += ev.count;
-        out.evicted.bytes += ev.bytes;
-        out.evicted.unread += ev.unread;
+        self.floor = self.floor.max(ev.last_seq);
+        out.evicted.add(ev);
         out.ids.push(id);
     }
 
@@ -351,9 +421,20 @@ impl SessionState {
         )
     }
 
-    /// The prelude (signal, snapshot, pending approvals) as encoded data-only frames.
-    pub(crate) fn put_prelude(&self, resync: Option<&Resync>, buf: &mut BytesMut) {
-        let pending = self.approvals.pending_infos();
+    /// The prelude (signal, snapshot, pending approvals) as encoded data-only frames, for a
+    /// stream that continues after `cursor`. A request whose stored announcement follows the
+    /// cursor is left out (the replay announces it), and silent requests are passed only to
+    /// trackers that announce them in their own terms.
+    pub(crate) fn put_prelude(&self, resync: Option<&Resync>, cursor: u64, buf: &mut BytesMut) {
+        let silent = self
+            .tracker
+            .as_ref()
+            .is_some_and(|t| t.prelude_includes_silent());
+        let epoch = self.epoch;
+        let pending = self.approvals.pending_infos(|p| match p.announced_at {
+            Some(at) => at.epoch != epoch || at.seq <= cursor,
+            None => silent || self.approvals.announced.contains(&p.info.id),
+        });
         let mut frames = Vec::new();
         match &self.tracker {
             Some(t) => t.prelude(resync, &pending, &mut frames),

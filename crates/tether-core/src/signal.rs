@@ -98,12 +98,18 @@ impl Signal<'_> {
             Self::Resync(r) => serde_json::to_value(r).unwrap_or_default(),
             Self::Superseded => serde_json::json!({}),
             Self::Drain { retry_ms } => serde_json::json!({ "retryMs": retry_ms }),
-            Self::ApprovalRequested(a) => serde_json::json!({
-                "id": a.id,
-                "title": a.title,
-                "payload": a.payload,
-                "expiresAt": a.expires_at,
-            }),
+            Self::ApprovalRequested(a) => {
+                let mut v = serde_json::json!({
+                    "id": a.id,
+                    "payload": a.payload,
+                    "expiresAt": a.expires_at,
+                });
+                // Optional fields are absent rather than null (AG-UI's checks refuse null).
+                if let Some(title) = &a.title {
+                    v["title"] = title.as_str().into();
+                }
+                v
+            }
             Self::ApprovalResolved(a) => {
                 let mut v = serde_json::json!({ "id": a.id, "outcome": a.status.as_str() });
                 if let Some(reason) = a.status.reason() {
@@ -143,6 +149,15 @@ pub trait SessionTracker: Send + 'static {
     /// resynced stream continues from the head; without one, from the oldest retained event.
     fn has_snapshot(&self) -> bool {
         false
+    }
+
+    /// Whether [`prelude`](Self::prelude) is also given the pending requests made
+    /// [`silent`](crate::ApprovalRequest::silent), which the tracker announces in its own terms
+    /// (AG-UI lists them as interrupts). Without that, a silent request is never announced, so
+    /// its outcome, which is not published either, cannot leave a client waiting. Default is
+    /// `true`.
+    fn prelude_includes_silent(&self) -> bool {
+        true
     }
 
     /// Whether a client that connects without `Last-Event-ID` needs a prelude (e.g. it joins
@@ -212,6 +227,9 @@ where
     }
     fn has_snapshot(&self) -> bool {
         true
+    }
+    fn prelude_includes_silent(&self) -> bool {
+        false
     }
     fn prelude(&self, resync: Option<&Resync>, pending: &[ApprovalInfo], out: &mut Vec<String>) {
         if let Some(r) = resync {

@@ -41,6 +41,9 @@ pub struct EventStream {
     conn: Arc<ConnShared>,
     epoch: crate::id::Epoch,
     cursor: u64,
+    /// Whether the client's last id is `<epoch>-0` (it sent one, or a resync moved it there),
+    /// which the cursor alone cannot tell from having no id.
+    zero_id: bool,
     opening: Option<Bytes>,
     heartbeat: Option<Pin<Box<Sleep>>>,
     last_write: Instant,
@@ -57,6 +60,14 @@ impl std::fmt::Debug for EventStream {
     }
 }
 
+/// Where a new stream starts: placed under the session lock at connect.
+pub(crate) struct Position {
+    pub(crate) epoch: crate::id::Epoch,
+    pub(crate) cursor: u64,
+    /// The client's last id is `<epoch>-0`.
+    pub(crate) zero_id: bool,
+}
+
 pub(crate) fn heartbeat_frame(style: &HeartbeatStyle, tracked: bool) -> Bytes {
     match style {
         HeartbeatStyle::Event(name) if !tracked => {
@@ -71,17 +82,17 @@ impl EventStream {
         inner: Arc<Inner>,
         session: Arc<Session>,
         conn: Arc<ConnShared>,
-        cursor: u64,
+        at: Position,
         opening: Bytes,
         now: Instant,
     ) -> Self {
-        let epoch = session.state.lock().epoch;
         Self {
             inner,
             session,
             conn,
-            epoch,
-            cursor,
+            epoch: at.epoch,
+            cursor: at.cursor,
+            zero_id: at.zero_id,
             opening: Some(opening),
             heartbeat: None,
             last_write: now,
@@ -96,7 +107,7 @@ impl EventStream {
 
     /// The id of the last stored event this stream has written (or will resume after).
     pub fn last_event_id(&self) -> Option<EventId> {
-        (self.cursor > 0).then_some(EventId {
+        (self.cursor > 0 || self.zero_id).then_some(EventId {
             epoch: self.epoch,
             seq: self.cursor,
         })
@@ -116,39 +127,44 @@ impl EventStream {
         let cap = self.inner.config.max_chunk_bytes;
         let mut st = self.session.state.lock();
         let mut prefix: Option<BytesMut> = None;
-        let oldest = st.oldest();
         let lost_epoch = st.epoch != self.epoch;
-        if lost_epoch || self.cursor + 1 < oldest {
+        let lost = if lost_epoch {
+            None
+        } else {
+            st.lost_after(self.cursor)
+        };
+        if lost_epoch || lost.is_some() {
             if st.tracker.as_ref().is_some_and(|t| t.resync_ends_stream()) {
                 drop(st);
                 return Some(self.end_lagged());
             }
             let has_snapshot = st.tracker.as_ref().is_some_and(|t| t.has_snapshot());
-            let new_cursor = if has_snapshot { st.head } else { oldest - 1 };
+            let new_cursor = if has_snapshot { st.head } else { st.floor };
             let (reason, skipped) = if lost_epoch {
                 (ResyncReason::Epoch, None)
             } else {
-                (ResyncReason::Evicted, Some(oldest - 1 - self.cursor))
+                (ResyncReason::Evicted, lost.flatten())
             };
             let resync = Resync {
                 reason,
                 last_event_id: self.last_event_id().map(|id| id.to_string()),
                 resume_from: EventId {
                     epoch: st.epoch,
-                    seq: new_cursor + 1,
+                    seq: st.next_seq_after(new_cursor),
                 },
                 skipped,
             };
             let mut buf = BytesMut::new();
-            st.put_prelude(Some(&resync), &mut buf);
+            st.put_prelude(Some(&resync), new_cursor, &mut buf);
             self.epoch = st.epoch;
             self.cursor = new_cursor;
-            if new_cursor > 0 {
-                buf.extend_from_slice(&frame::encode_id_only(EventId {
-                    epoch: st.epoch,
-                    seq: new_cursor,
-                }));
-            }
+            self.zero_id = new_cursor == 0;
+            // Moves the client's last id forward, even to `<epoch>-0` in a new epoch whose
+            // ring starts at 1, so its next reconnect does not resync again.
+            buf.extend_from_slice(&frame::encode_id_only(EventId {
+                epoch: st.epoch,
+                seq: new_cursor,
+            }));
             metrics::counter!(m::RESYNCS_TOTAL, "reason" => reason.as_str()).increment(1);
             tracing::info!(session = %self.session.id, reason = reason.as_str(), "SSE resync");
             prefix = Some(buf);
@@ -162,6 +178,8 @@ impl EventStream {
             self.conn.pending_since_ms.store(0, Ordering::Release);
         }
         drop(st);
+        #[cfg(test)]
+        tests::after_unlock();
         if let Some(c) = &chunk {
             metrics::counter!(m::EVENTS_DELIVERED_TOTAL).increment(c.frames);
         }
@@ -286,5 +304,70 @@ impl Drop for EventStream {
             }
         }
         self.inner.finish_connection(&self.conn, reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The order of a poll, checked by running a publish at the first moment one can land:
+    //! right after a read released the session lock.
+
+    use std::cell::RefCell;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll, Wake, Waker};
+
+    use futures_core::Stream;
+
+    use crate::{Broker, ConnectOptions, SessionId};
+
+    thread_local! {
+        static AFTER_UNLOCK: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
+    }
+
+    pub(super) fn after_unlock() {
+        if let Some(f) = AFTER_UNLOCK.with(|h| h.borrow_mut().take()) {
+            f();
+        }
+    }
+
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_publish_right_after_an_empty_read_wakes_the_parked_reader() {
+        let (broker, _driver) = Broker::builder().keepalive_interval(None).build();
+        let s = SessionId::new("order").unwrap();
+        let mut stream = broker.connect(&s, ConnectOptions::default()).unwrap();
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut poll = |stream: &mut crate::EventStream| Pin::new(stream).poll_next(&mut cx);
+        use std::pin::Pin;
+        assert!(matches!(poll(&mut stream), Poll::Ready(Some(_))), "retry:");
+        assert!(poll(&mut stream).is_pending());
+        // The first publish takes the registered waker and wakes it.
+        broker.publish(&s, &1).unwrap();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(matches!(poll(&mut stream), Poll::Ready(Some(_))));
+        // The next read finds nothing; a publish lands just after it released the lock.
+        let (b, s2) = (broker.clone(), s.clone());
+        AFTER_UNLOCK.with(|h| {
+            *h.borrow_mut() = Some(Box::new(move || {
+                b.publish(&s2, &2).unwrap();
+            }))
+        });
+        assert!(poll(&mut stream).is_pending());
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            2,
+            "the waker was registered before the read, so that publish woke it"
+        );
+        assert!(matches!(poll(&mut stream), Poll::Ready(Some(_))));
     }
 }

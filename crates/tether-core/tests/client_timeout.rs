@@ -121,3 +121,53 @@ async fn socket_options_apply_to_a_loopback_connection() {
     assert!(sock.tcp_nodelay().unwrap());
     drop(client);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_reader_that_keeps_polling_is_kept() {
+    // One frame per chunk and more published than read: frames stay pending for ten minutes,
+    // but the client keeps reading.
+    let broker = start(
+        Broker::builder()
+            .client_timeout(Duration::from_secs(60))
+            .max_chunk_bytes(1)
+            .ring_max_events(100_000),
+    );
+    let s = sid("slow-reader");
+    let mut stream = broker.connect(&s, ConnectOptions::default()).unwrap();
+    let _ = stream.next().await.unwrap();
+    let mut read = 0;
+    for i in 0..60u32 {
+        broker.publish(&s, &(2 * i)).unwrap();
+        broker.publish(&s, &(2 * i + 1)).unwrap();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let chunk = next_within(&mut stream, Duration::from_millis(1))
+            .await
+            .expect("a frame is ready")
+            .expect("the stream is open");
+        read += stored(&parse(std::str::from_utf8(&chunk).unwrap())).len();
+    }
+    assert_eq!(read, 60);
+    assert_eq!(
+        broker.connection_count(),
+        1,
+        "polled every 10 s: not stalled"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reader_that_caught_up_is_not_stalled_while_nothing_is_pending() {
+    // No heartbeats: an idle stream is not polled at all, and that is fine while it has
+    // nothing to write.
+    let broker = start(
+        Broker::builder()
+            .keepalive_interval(None)
+            .client_timeout(Duration::from_secs(60)),
+    );
+    let s = sid("caught-up");
+    let mut stream = broker.connect(&s, ConnectOptions::default()).unwrap();
+    broker.publish(&s, &1).unwrap();
+    let (frames, _) = drain_frames(&mut stream, Duration::from_millis(1)).await;
+    assert_eq!(stored(&frames).len(), 1);
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    assert_eq!(broker.connection_count(), 1);
+}

@@ -16,6 +16,9 @@ async fn reconnecting_reader_loses_nothing_and_sees_nothing_twice() {
     let broker = Broker::builder()
         .ring_max_events(100_000)
         .ring_max_bytes(64 * 1024 * 1024)
+        // Small chunks, so a reader that is behind still needs many reads (and reconnects)
+        // to catch up: with 64 KiB a whole backlog fits in a few chunks.
+        .max_chunk_bytes(2 * 1024)
         .start();
     let s = sid("concurrent");
     let total = PUBLISHERS * PER_PUBLISHER;

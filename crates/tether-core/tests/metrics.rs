@@ -197,3 +197,40 @@ async fn a_failed_write_counts_as_an_error_disconnect() {
     );
     assert_eq!(broker.connection_count(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn evictions_by_the_broker_wide_budget_are_counted_when_other_sessions_pay() {
+    let recorder = DebuggingRecorder::new();
+    let snap = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let broker = start(Broker::builder().total_ring_bytes(1_000));
+    let a = sid("budget-a");
+    for i in 0..9u32 {
+        broker.publish(&a, &format!("{i:0>80}")).unwrap();
+    }
+    assert_eq!(
+        Metrics::take(&snap).counter("sse_events_evicted_total", Some(("cause", "budget"))),
+        0,
+        "within the budget"
+    );
+    // One large event on another session: it cannot trim its own single event, so the
+    // session above its share pays.
+    broker.publish(&sid("budget-b"), &"y".repeat(300)).unwrap();
+    assert!(broker.health().ring_bytes <= 1_000, "{:?}", broker.health());
+    let evicted =
+        Metrics::take(&snap).counter("sse_events_evicted_total", Some(("cause", "budget")));
+    let mut stream = broker.connect(&a, ConnectOptions::default()).unwrap();
+    let (frames, _) = drain_frames(&mut stream, QUIET).await;
+    let skipped = frames
+        .iter()
+        .find(|f| f.signal().as_deref() == Some("tether.resync"))
+        .expect("a resync for what the budget took")
+        .json()["value"]["skipped"]
+        .as_u64()
+        .unwrap();
+    assert!(skipped > 0);
+    assert_eq!(evicted, skipped, "each budget eviction is counted once");
+    // Trimmed to its fair share (half the budget), not further.
+    let kept = stored(&frames).len();
+    assert_eq!(kept, 4, "{frames:?}");
+}

@@ -122,3 +122,32 @@ async fn rate_limit_is_a_typed_error() {
     tokio::time::advance(std::time::Duration::from_secs(1)).await;
     broker.publish(&s, &4).unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_limited_publish_says_when_a_token_is_back() {
+    let broker = start(Broker::builder().publish_rate(Some(tether_core::RateLimit {
+        per_second: 4.0,
+        burst: 1,
+    })));
+    let s = sid("rate-after");
+    broker.publish(&s, &1).unwrap();
+    let Err(PublishError::RateLimited { retry_after }) = broker.publish(&s, &2) else {
+        panic!("rate limited");
+    };
+    assert_eq!(retry_after, std::time::Duration::from_millis(250));
+    tokio::time::advance(std::time::Duration::from_millis(100)).await;
+    let Err(PublishError::RateLimited { retry_after }) = broker.publish(&s, &2) else {
+        panic!("rate limited");
+    };
+    assert_eq!(retry_after, std::time::Duration::from_millis(150));
+    tokio::time::advance(retry_after).await;
+    broker.publish(&s, &2).unwrap();
+}
+
+#[test]
+fn an_event_shows_its_data_and_name() {
+    let name = tether_core::event_name("update").unwrap();
+    let e = tether_core::Event::raw("{\"a\":1}").named(name.clone());
+    assert_eq!(e.data(), "{\"a\":1}");
+    assert_eq!(e.name(), Some(&name));
+}

@@ -111,6 +111,7 @@ pub fn connect_options(headers: &HeaderMap, query: &str) -> Result<ConnectOption
         last_event_id,
         client_id,
         prelude_always,
+        ..ConnectOptions::default()
     })
 }
 
