@@ -426,3 +426,33 @@ async fn exactly_the_configured_number_of_decisions_is_remembered() {
     );
     assert!(broker.approval(&s, "k2").is_some());
 }
+
+/// A tracker that stores no announcement and announces nothing silent.
+struct Unstored;
+impl tether_core::SessionTracker for Unstored {
+    fn on_publish(&mut self, _: Option<&str>, _: &str) -> Result<(), String> {
+        Ok(())
+    }
+    fn prelude_includes_silent(&self) -> bool {
+        false
+    }
+    fn stored_signal(&self, _: &tether_core::Signal<'_>, _: &mut Vec<String>) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_whose_announcement_was_not_stored_is_in_every_prelude() {
+    let broker = start(Broker::builder());
+    let s = sid("unstored");
+    broker.set_tracker(&s, Box::new(Unstored)).unwrap();
+    let _h = broker.request_approval(&s, request("u2", 300)).unwrap();
+    let mut stream = broker
+        .connect(&s, ConnectOptions::resume("msg_17"))
+        .unwrap();
+    let (frames, _) = drain_frames(&mut stream, QUIET).await;
+    let signals: Vec<_> = frames.iter().filter_map(|f| f.signal()).collect();
+    assert_eq!(
+        signals,
+        ["tether.resync", "tether.approval.requested"],
+        "{frames:?}"
+    );
+}

@@ -217,8 +217,10 @@ async fn evictions_by_the_broker_wide_budget_are_counted_when_other_sessions_pay
     // session above its share pays.
     broker.publish(&sid("budget-b"), &"y".repeat(300)).unwrap();
     assert!(broker.health().ring_bytes <= 1_000, "{:?}", broker.health());
-    let evicted =
-        Metrics::take(&snap).counter("sse_events_evicted_total", Some(("cause", "budget")));
+    let m = Metrics::take(&snap);
+    let evicted = m.counter("sse_events_evicted_total", Some(("cause", "budget")));
+    // Nobody had read them.
+    assert_eq!(m.counter("sse_events_evicted_unread_total", None), evicted);
     let mut stream = broker.connect(&a, ConnectOptions::default()).unwrap();
     let (frames, _) = drain_frames(&mut stream, QUIET).await;
     let skipped = frames
