@@ -69,6 +69,10 @@ pub(crate) struct ServeArgs {
     /// Largest request body accepted (413 past it).
     #[arg(long, env = "TETHER_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     max_body_bytes: usize,
+    /// Sessions one identity (a token's `sub`, or the proxy's user) may create by connecting;
+    /// past it, 429. Sessions created by publishing do not count.
+    #[arg(long, env = "TETHER_MAX_SESSIONS_PER_SUBJECT", default_value_t = 64)]
+    max_sessions_per_subject: usize,
     /// What a second connection to a session does.
     #[arg(long, env = "TETHER_POLICY", value_enum, default_value_t = Policy::Replace)]
     policy: Policy,
@@ -185,6 +189,7 @@ fn broker(args: &ServeArgs, agui: bool) -> tether_core::BrokerBuilder {
         .ring_max_events(args.ring_events)
         .ring_max_bytes(args.ring_bytes)
         .max_event_bytes(args.max_event_bytes)
+        .max_sessions_per_subject(args.max_sessions_per_subject)
         .connection_policy(match args.policy {
             Policy::Replace => ConnectionPolicy::Replace,
             Policy::Reject => ConnectionPolicy::Reject,

@@ -446,3 +446,88 @@ async fn dev_mode_says_so_in_health() {
         .unwrap();
     assert!(reply.json().unwrap().get("mode").is_none());
 }
+
+async fn open_as(target: &Target, token: &str, query: &str) -> SseConn {
+    SseConn::open(
+        target,
+        &format!("/api/sse/session/alice:chat?{query}"),
+        StreamOptions {
+            headers: bearer(token),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn reject_policy_lets_the_same_identity_and_tab_back_after_a_blip() {
+    let (_hub, target) = jwt_hub(&["--policy", "reject"]).await;
+    let alice = token_for("alice", "alice:*");
+    let first = open_as(&target, &alice, "clientId=tab-1").await;
+    assert_eq!(first.status(), 200);
+    // The network blinked: the old connection still looks alive to the server.
+    let back = open_as(&target, &alice, "clientId=tab-1").await;
+    assert_eq!(
+        back.status(),
+        200,
+        "the same identity and tab replace their own stream"
+    );
+    let other_tab = open_as(&target, &alice, "clientId=tab-2").await;
+    assert_eq!(other_tab.status(), 409);
+    let squatter = token_for("mallory", "alice:*");
+    let squat = open_as(&target, &squatter, "clientId=tab-1").await;
+    assert_eq!(
+        squat.status(),
+        409,
+        "another identity with the same clientId is refused"
+    );
+}
+
+#[tokio::test]
+async fn a_superseded_tab_is_stopped_only_for_its_own_identity() {
+    let (_hub, target) = jwt_hub(&[]).await;
+    let alice = token_for("alice", "alice:*");
+    let _a = open_as(&target, &alice, "clientId=tab-a").await;
+    let b = open_as(&target, &alice, "clientId=tab-b").await;
+    assert_eq!(b.status(), 200);
+    let again = open_as(&target, &alice, "clientId=tab-a").await;
+    assert_eq!(
+        again.status(),
+        204,
+        "the superseded tab stops while its successor streams"
+    );
+    let eve = token_for("eve", "alice:*");
+    let other = open_as(&target, &eve, "clientId=tab-a").await;
+    assert_eq!(
+        other.status(),
+        200,
+        "no 204 for another identity's clientId"
+    );
+}
+
+#[tokio::test]
+async fn sessions_created_by_connecting_are_capped_per_identity() {
+    let (_hub, target) = jwt_hub(&["--max-sessions-per-subject", "3"]).await;
+    let alice = token_for("alice", "alice:*");
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let c = SseConn::open(
+            &target,
+            &format!("/api/sse/session/alice:s{i}"),
+            StreamOptions {
+                headers: bearer(&alice),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(c.status(), 200);
+        held.push(c);
+    }
+    let (status, code, _) = get(&target, "/api/sse/session/alice:s3", &bearer(&alice)).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (429, "too_many_sessions_for_subject")
+    );
+}

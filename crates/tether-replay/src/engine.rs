@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::check;
-use crate::driver::{ApprovalRequest, ConnectRequest, Driver, SseBody};
+use crate::driver::{ApprovalRequest, ConnectRequest, Driver, SUPERSEDED_REFUSAL, SseBody};
 use crate::log::{
     ClientLog, Connection, DecisionRecord, End, EndedBy, Entry, EntryKind, History, Published,
     RunLog, StatusRecord, SupersedeRecord,
@@ -197,6 +197,8 @@ struct Engine<'a, D> {
     clock_ms: u64,
     /// When each client's latest stall ends.
     stalls: HashMap<String, Instant>,
+    /// Clients the server told to stop (a superseded instance reconnecting at once).
+    stopped: std::collections::HashSet<String>,
 }
 
 /// Replays `transcript` against `driver` and checks the invariants.
@@ -223,6 +225,7 @@ pub async fn run<D: Driver>(driver: &mut D, transcript: &Transcript, timing: Tim
         notes: Vec::new(),
         clock_ms: 0,
         stalls: HashMap::new(),
+        stopped: Default::default(),
     };
     for (i, step) in transcript.steps.iter().enumerate() {
         shared.step.store(i, Ordering::Release);
@@ -248,6 +251,21 @@ pub async fn run<D: Driver>(driver: &mut D, transcript: &Transcript, timing: Tim
 }
 
 impl<D: Driver> Engine<'_, D> {
+    /// Whether `client`'s latest connection was taken over by another client.
+    fn was_superseded(&self, client: &str) -> bool {
+        let log = self.shared.lock();
+        let Some(last) = log
+            .clients
+            .get(client)
+            .and_then(|c| c.connections.len().checked_sub(1))
+        else {
+            return false;
+        };
+        log.supersedes
+            .iter()
+            .any(|r| r.client == client && r.connection == last)
+    }
+
     fn violation(&mut self, rule: Rule, step: usize, client: Option<&str>, message: String) {
         self.violations.push(Violation {
             rule,
@@ -402,6 +420,7 @@ impl<D: Driver> Engine<'_, D> {
                     *until = (*until).max(Instant::now() + d);
                     format!("{client} stops reading for {ms} ms")
                 }
+                None if self.stopped.contains(client.as_str()) => "stopped".into(),
                 None => {
                     self.violation(
                         Rule::Step,
@@ -704,6 +723,12 @@ impl<D: Driver> Engine<'_, D> {
             client_id,
         };
         match self.driver.connect(session, &request).await {
+            // A client whose stream another connection took moments ago is told to stop
+            // rather than take the session back: two tabs must not take turns forever.
+            Err(e) if e == SUPERSEDED_REFUSAL && self.was_superseded(client) => {
+                self.stopped.insert(client.to_owned());
+                format!("{client} -> {session}: stopped (superseded)")
+            }
             Err(e) => {
                 self.violation(
                     Rule::Step,
@@ -714,6 +739,7 @@ impl<D: Driver> Engine<'_, D> {
                 format!("{client} -> {session}: refused")
             }
             Ok(body) => {
+                self.stopped.remove(client);
                 let opened = self.shared.now();
                 let mut conn_idx = 0;
                 self.shared.update(|log| {

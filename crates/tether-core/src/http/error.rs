@@ -205,6 +205,7 @@ impl From<PublishError> for HttpError {
                     .with_field("ids", ids)
             }
             PublishError::OutOfOrder { .. } => Self::new(StatusCode::CONFLICT, "out_of_order", msg),
+            PublishError::SeqOutOfRange { .. } => Self::bad_request("seq_out_of_range", msg),
             #[allow(unreachable_patterns)]
             _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", msg),
         }
@@ -232,6 +233,13 @@ impl From<ConnectError> for HttpError {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_sessions", msg)
                     .with_retry_after(FULL_RETRY_AFTER)
             }
+            // One identity's own cap: the node is not full, so the answer is the caller's.
+            ConnectError::TooManySessionsForSubject { .. } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_sessions_for_subject",
+                msg,
+            )
+            .with_retry_after(FULL_RETRY_AFTER),
             #[allow(unreachable_patterns)]
             _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", msg),
         }

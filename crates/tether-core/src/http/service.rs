@@ -310,6 +310,12 @@ impl Service {
                 let sid = session_id(&session)?;
                 let opts = connect_options(headers, query)?;
                 let who = check(&sid, Capability::Subscribe).into_result()?;
+                // The identity decides who may take a superseded tab's place, replace its
+                // own stream under Reject, and how many sessions it may create.
+                let opts = match who.as_ref().and_then(Identity::subject) {
+                    Some(sub) => opts.identity(sub),
+                    None => opts,
+                };
                 Target::Stream(sid, opts, who)
             }
             Route::StreamHead { session } => {

@@ -498,6 +498,9 @@ impl Driver for Http {
                 }
             };
             let _ = tokio::time::timeout(Duration::from_secs(2), read_rest).await;
+            if status == 204 {
+                return Err(super::SUPERSEDED_REFUSAL.to_owned());
+            }
             return Err(describe(status, &body));
         }
         let content_type = headers

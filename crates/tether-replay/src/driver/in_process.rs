@@ -88,10 +88,10 @@ impl Driver for InProcess {
             client_id: request.client_id.clone(),
             ..ConnectOptions::default()
         };
-        let stream = self
-            .broker
-            .connect(&session, opts)
-            .map_err(|e| e.to_string())?;
+        let stream = self.broker.connect(&session, opts).map_err(|e| match e {
+            tether_core::ConnectError::SupersededRecently => super::SUPERSEDED_REFUSAL.to_owned(),
+            e => e.to_string(),
+        })?;
         Ok(Box::pin(stream))
     }
 

@@ -44,6 +44,10 @@ pub struct ApprovalRequest {
     pub timeout: Option<Duration>,
 }
 
+/// The refusal a driver reports when the server told a superseded client instance to stop
+/// (HTTP 204): tether's answer to two tabs that would otherwise take turns.
+pub const SUPERSEDED_REFUSAL: &str = "stopped: superseded moments ago by a newer connection";
+
 /// What the server answered to a decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecideResult {
