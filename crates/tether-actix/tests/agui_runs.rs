@@ -7,8 +7,7 @@
 
 use std::sync::Arc;
 
-use http::HeaderName;
-use tether_actix::{Hooks, Service, SessionOwnerHeader, SocketOptions, SseListener};
+use tether_actix::{Hooks, Service, SocketOptions, SseListener};
 use tether_agui::{AguiRuns, AguiTrackerFactory};
 use tether_conformance::agui::{official_http_agent, run_route_all, test_agent};
 use tether_conformance::{CheckError, SuiteConfig};
@@ -43,19 +42,10 @@ async fn start(cfg: &SuiteConfig, hooks: Hooks) -> String {
     base_url
 }
 
-/// The suite's hooks: its publisher token, and `x-test-user` naming the thread's owner.
-fn suite_hooks(cfg: &SuiteConfig) -> Hooks {
-    Hooks::allow_all()
-        .publish_token(cfg.publish_token.clone().unwrap_or_default())
-        .authorizer(SessionOwnerHeader::new(HeaderName::from_static(
-            "x-test-user",
-        )))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actix_adapter_passes_the_run_route_checks() {
     let cfg = SuiteConfig::default();
-    let base_url = start(&cfg, suite_hooks(&cfg)).await;
+    let base_url = start(&cfg, cfg.hooks()).await;
     let report = run_route_all(&base_url, &cfg).await;
     report.assert_ok();
     assert!(report.skipped().is_empty(), "{report}");

@@ -175,6 +175,20 @@ impl Default for SuiteConfig {
 }
 
 impl SuiteConfig {
+    /// The hooks an application's test server uses to pass the suite: the publish token (if
+    /// any), the `x-test-user` owner rule for subscribing, and the body limit.
+    pub fn hooks(&self) -> tether_core::http::Hooks {
+        let hooks = tether_core::http::Hooks::allow_all()
+            .authorizer(tether_core::http::SessionOwnerHeader::new(
+                http::HeaderName::from_static("x-test-user"),
+            ))
+            .max_body_bytes(self.max_body_bytes);
+        match &self.publish_token {
+            Some(token) => hooks.publish_token(token.as_str()),
+            None => hooks,
+        }
+    }
+
     /// The `tether serve` flags that give a hub this configuration (without `--addr`, and
     /// with the Replace policy).
     pub fn hub_args(&self) -> Vec<String> {

@@ -4,23 +4,9 @@
 use std::time::Duration;
 
 use actix_web::{App, web};
-use tether_actix::{Access, AccessRequest, Capability, Hooks, Service, SocketOptions, SseListener};
+use tether_actix::{Service, SocketOptions, SseListener};
 use tether_conformance::SuiteConfig;
 use tether_core::{Broker, ConnectionPolicy};
-
-/// The application's own authorizer, with the suite's rule: the `x-test-user` header names
-/// the session's owner (`alice` owns `alice:...`) and lets it subscribe; publishing is the
-/// publish token's.
-fn owner_of(req: &AccessRequest<'_>) -> Access {
-    if req.capability == Capability::Publish {
-        return Access::unauthorized("publishing needs the publish token");
-    }
-    match req.headers.get("x-test-user").and_then(|v| v.to_str().ok()) {
-        None => Access::unauthorized("sign in: no x-test-user header"),
-        Some(user) if req.session.as_str().split(':').next() == Some(user) => Access::Allow,
-        Some(_) => Access::forbidden("not your session"),
-    }
-}
 
 /// A running server: its base URL, broker, and the sender that starts its shutdown.
 pub(crate) struct Server {
@@ -48,10 +34,7 @@ where
     E: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
 {
     let broker = broker(cfg, policy);
-    let hooks = Hooks::allow_all()
-        .publish_token(cfg.publish_token.clone().unwrap_or_default())
-        .authorizer(owner_of)
-        .max_body_bytes(cfg.max_body_bytes);
+    let hooks = cfg.hooks();
     let tether = tether_actix::router(Service::new(broker.clone(), hooks));
     let app = move || {
         let extra = extra.clone();
