@@ -4,59 +4,19 @@
 //! text/event-stream;` (the runbook's "events buffered" symptom): the hub's `X-Accel-Buffering:
 //! no` keeps it streaming, and without that header the same check fails.
 //!
-//! Skipped, with a notice, when `nginx` is not installed.
+//! Skipped, with a notice, when `nginx` is not installed; under `CI=true` that fails instead.
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use tether_conformance::client::{SseConn, StreamOptions, Target, send};
 use tether_conformance::hub::Hub;
+use tether_conformance::nginx::{self, Nginx};
 
 const EXE: &str = env!("CARGO_BIN_EXE_tether");
 const DEPLOY: &str = include_str!("../../../deploy/nginx.conf");
 /// How long an event may take through the proxy before it counts as held back.
 const PROMPT: Duration = Duration::from_secs(3);
-
-fn nginx_binary() -> Option<PathBuf> {
-    ["nginx", "/usr/sbin/nginx", "/usr/local/sbin/nginx"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| {
-            Command::new(p)
-                .arg("-v")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-}
-
-/// A running nginx (one process, `daemon off; master_process off;`), killed on drop, with
-/// everything it writes inside its own temp dir.
-struct Nginx {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The deploy config with the upstream pointed at `hub` and the listener on `port`.
 fn deploy_server(hub: SocketAddr, port: u16) -> String {
@@ -80,48 +40,6 @@ fn buffered_gzip_server(hub: SocketAddr, port: u16) -> String {
     let end = start + conf[start..].find('}').unwrap() + 1;
     let plain = "location /api/sse/ {\n        proxy_pass http://backend;\n        proxy_http_version 1.1;\n        proxy_set_header Connection '';\n        gzip on;\n        gzip_types text/event-stream;\n    }";
     format!("{}{plain}{}", &conf[..start], &conf[end..])
-}
-
-fn start_nginx(binary: &PathBuf, server: &str, port: u16) -> Nginx {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "tether-nginx-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let d = dir.display();
-    let conf = format!(
-        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-         events {{ worker_connections 256; }}\n\
-         http {{\n    access_log off;\n    client_body_temp_path {d}/client_body;\n    proxy_temp_path {d}/proxy;\n    \
-         fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n\n{server}\n}}\n"
-    );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf).unwrap();
-    let child = Command::new(binary)
-        .arg("-p")
-        .arg(&dir)
-        .arg("-c")
-        .arg(&path)
-        .arg("-e")
-        .arg(dir.join("error.log"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let nginx = Nginx { child, dir, port };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nginx did not listen on {port}: {}",
-            std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    nginx
 }
 
 async fn publish(hub: &Target, session: &str, n: usize) -> String {
@@ -222,12 +140,9 @@ async fn streams_through(proxy: &Target, hub: &Target, session: &str) -> Result<
 
 macro_rules! require_nginx {
     () => {
-        match nginx_binary() {
+        match nginx::require() {
             Some(b) => b,
-            None => {
-                println!("notice: nginx is not installed; skipping the proxy test (apt-get install nginx)");
-                return;
-            }
+            None => return,
         }
     };
 }
@@ -236,9 +151,8 @@ macro_rules! require_nginx {
 async fn runbook_config_streams_every_event_and_resumes() {
     let binary = require_nginx!();
     let hub = Hub::spawn(EXE, &[]).await.unwrap();
-    let port = free_port();
-    let nginx = start_nginx(&binary, &deploy_server(hub.addr(), port), port);
-    let proxy = Target::parse(&format!("http://127.0.0.1:{}", nginx.port)).unwrap();
+    let nginx = Nginx::start(&binary, |port| deploy_server(hub.addr(), port));
+    let proxy = Target::parse(&nginx.base_url()).unwrap();
     let direct = Target::parse(&hub.base_url()).unwrap();
     streams_through(&proxy, &direct, "nginx-runbook")
         .await
@@ -249,9 +163,8 @@ async fn runbook_config_streams_every_event_and_resumes() {
 async fn gzip_config_streams_because_of_the_accel_header() {
     let binary = require_nginx!();
     let hub = Hub::spawn(EXE, &[]).await.unwrap();
-    let port = free_port();
-    let nginx = start_nginx(&binary, &buffered_gzip_server(hub.addr(), port), port);
-    let proxy = Target::parse(&format!("http://127.0.0.1:{}", nginx.port)).unwrap();
+    let nginx = Nginx::start(&binary, |port| buffered_gzip_server(hub.addr(), port));
+    let proxy = Target::parse(&nginx.base_url()).unwrap();
     let direct = Target::parse(&hub.base_url()).unwrap();
     let conn = streams_through(&proxy, &direct, "nginx-gzip")
         .await
@@ -269,9 +182,8 @@ async fn gzip_config_holds_events_back_without_the_accel_header() {
     let hub = Hub::spawn(EXE, &["--no-accel-buffering-header".to_owned()])
         .await
         .unwrap();
-    let port = free_port();
-    let nginx = start_nginx(&binary, &buffered_gzip_server(hub.addr(), port), port);
-    let proxy = Target::parse(&format!("http://127.0.0.1:{}", nginx.port)).unwrap();
+    let nginx = Nginx::start(&binary, |port| buffered_gzip_server(hub.addr(), port));
+    let proxy = Target::parse(&nginx.base_url()).unwrap();
     let direct = Target::parse(&hub.base_url()).unwrap();
     let result = streams_through(&proxy, &direct, "nginx-held").await;
     let err = result.expect_err(

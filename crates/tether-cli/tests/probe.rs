@@ -16,13 +16,13 @@
 //! return, except under `CI=true`, where they fail.
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 use tether_conformance::hub::Hub;
+use tether_conformance::nginx::{self, Nginx};
 
 const EXE: &str = env!("CARGO_BIN_EXE_tether");
 
@@ -298,7 +298,12 @@ async fn a_hub_without_heartbeats_fails_the_heartbeat_row() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_listening_is_exit_code_2() {
-    let port = free_port();
+    // A port that was free a moment ago: nothing listens there.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let (code, report) = probe(&format!("http://127.0.0.1:{port}"), &["--duration", "1"]).await;
     assert_eq!(code, 2, "{report}");
     assert_eq!(report["passed"], false);
@@ -490,61 +495,10 @@ async fn a_server_that_replays_everything_fails_the_resume_row_with_duplicates()
 
 // ---- nginx --------------------------------------------------------------------------
 
-fn nginx_binary() -> Option<PathBuf> {
-    ["nginx", "/usr/sbin/nginx", "/usr/local/sbin/nginx"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| {
-            Command::new(p)
-                .arg("-v")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-}
-
-/// nginx, or `None` after a notice; under `CI=true` a missing nginx fails the test.
-fn require_nginx() -> Option<PathBuf> {
-    let found = nginx_binary();
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "CI=true and nginx is not installed: the proxy tests cannot run (apt-get install nginx)"
-        );
-        println!("notice: nginx is not installed; skipping the proxy test (apt-get install nginx)");
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running nginx (one process, `daemon off; master_process off;`), killed on drop, with
-/// everything it writes inside its own temp dir.
-struct Nginx {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// nginx in front of `hub` on every route, with its defaults (`proxy_buffering on`) and gzip
 /// for event streams: the runbook's "events buffered" symptom unless the upstream says
 /// `X-Accel-Buffering: no`.
-fn start_gzip_nginx(binary: &PathBuf, hub: SocketAddr) -> Nginx {
+fn start_gzip_nginx(binary: &Path, hub: SocketAddr) -> Nginx {
     start_nginx(
         binary,
         hub,
@@ -554,50 +508,14 @@ fn start_gzip_nginx(binary: &PathBuf, hub: SocketAddr) -> Nginx {
 }
 
 /// nginx in front of `hub` on every route, with `directives` in its location.
-fn start_nginx(binary: &PathBuf, hub: SocketAddr, directives: &str) -> Nginx {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!(
-        "tether-probe-nginx-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let d = dir.display();
-    let conf = format!(
-        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-         events {{ worker_connections 256; }}\n\
-         http {{\n    access_log off;\n    client_body_temp_path {d}/client_body;\n    proxy_temp_path {d}/proxy;\n    \
-         fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n\
-         upstream backend {{ server {hub}; }}\n\
-         server {{\n    listen 127.0.0.1:{port};\n    location / {{\n        proxy_pass http://backend;\n        \
-         {directives}\n    }}\n}}\n}}\n"
-    );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf).unwrap();
-    let child = Command::new(binary)
-        .arg("-p")
-        .arg(&dir)
-        .arg("-c")
-        .arg(&path)
-        .arg("-e")
-        .arg(dir.join("error.log"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let nginx = Nginx { child, dir, port };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nginx did not listen on {port}: {}",
-            std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    nginx
+fn start_nginx(binary: &Path, hub: SocketAddr, directives: &str) -> Nginx {
+    Nginx::start(binary, |port| {
+        format!(
+            "upstream backend {{ server {hub}; }}\n\
+             server {{\n    listen 127.0.0.1:{port};\n    location / {{\n        proxy_pass http://backend;\n        \
+             {directives}\n    }}\n}}\n"
+        )
+    })
 }
 
 const THROUGH_NGINX: &[&str] = &[
@@ -611,7 +529,7 @@ const THROUGH_NGINX: &[&str] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzip_nginx_without_the_accel_header_fails_the_buffering_row() {
-    let Some(binary) = require_nginx() else {
+    let Some(binary) = nginx::require() else {
         return;
     };
     let hub = Hub::spawn(
@@ -621,7 +539,7 @@ async fn gzip_nginx_without_the_accel_header_fails_the_buffering_row() {
     .await
     .unwrap();
     let nginx = start_gzip_nginx(&binary, hub.addr());
-    let (code, report) = probe(&format!("http://127.0.0.1:{}", nginx.port), THROUGH_NGINX).await;
+    let (code, report) = probe(&nginx.base_url(), THROUGH_NGINX).await;
     let rows = summary(&report);
     assert_eq!(code, 1, "{rows}");
     assert_eq!(status(&report, "buffering"), "fail", "{rows}");
@@ -629,14 +547,14 @@ async fn gzip_nginx_without_the_accel_header_fails_the_buffering_row() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzip_nginx_with_the_accel_header_passes_the_buffering_row() {
-    let Some(binary) = require_nginx() else {
+    let Some(binary) = nginx::require() else {
         return;
     };
     let hub = Hub::spawn(EXE, &hub_args(&["--keepalive-secs", "1"]))
         .await
         .unwrap();
     let nginx = start_gzip_nginx(&binary, hub.addr());
-    let (code, report) = probe(&format!("http://127.0.0.1:{}", nginx.port), THROUGH_NGINX).await;
+    let (code, report) = probe(&nginx.base_url(), THROUGH_NGINX).await;
     let rows = summary(&report);
     assert_eq!(status(&report, "buffering"), "pass", "{rows}");
     assert_eq!(status(&report, "resume"), "pass", "{rows}");
@@ -654,7 +572,7 @@ async fn gzip_nginx_with_the_accel_header_passes_the_buffering_row() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_idle_timeout_below_the_silence_shows_as_drops() {
-    let Some(binary) = require_nginx() else {
+    let Some(binary) = nginx::require() else {
         return;
     };
     // The runbook's "Load Balancer Idle Timeout": the proxy gives up on a silent upstream
@@ -669,7 +587,7 @@ async fn a_proxy_idle_timeout_below_the_silence_shows_as_drops() {
          proxy_buffering off;\n        proxy_read_timeout 2s;",
     );
     let (code, report) = probe(
-        &format!("http://127.0.0.1:{}", nginx.port),
+        &nginx.base_url(),
         &["--duration", "6", "--keepalive-secs", "1"],
     )
     .await;

@@ -65,6 +65,7 @@ pub mod cors;
 pub mod disconnect;
 pub mod examples;
 pub mod hub;
+pub mod nginx;
 pub mod sse;
 
 mod checks;
