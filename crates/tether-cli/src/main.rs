@@ -8,7 +8,7 @@
 //! harness against a service and reports every broken guarantee.
 //!
 //! ```text
-//! tether serve --addr 127.0.0.1:8080 --publish-token s3cret
+//! tether serve --addr 127.0.0.1:8080 --jwt-secret-file /etc/tether/jwt.key --publish-token s3cret
 //! tether probe http://127.0.0.1:8080 --duration 300 --publish-token s3cret
 //! ```
 

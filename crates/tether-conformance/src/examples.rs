@@ -1,7 +1,10 @@
 //! Checks for example services that embed tether beside routes of their own: a job started
 //! with `POST /jobs?steps=N` reports its progress into a session, which a client follows over
 //! the contract's stream route. Each check starts the service binary itself (on
-//! `127.0.0.1:0`) and panics with a precise message when the service misbehaves.
+//! `127.0.0.1:0`) and panics with a precise message when the service misbehaves. The
+//! examples are secure by default: the checks subscribe with the development token the
+//! example prints at startup, and [`streams_need_the_printed_token`] proves that nothing
+//! else opens them.
 
 use std::time::Duration;
 
@@ -12,9 +15,11 @@ use crate::hub::Hub;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
-fn event_stream() -> StreamOptions {
+fn event_stream(service: &Hub) -> StreamOptions {
+    let mut headers = service.bearer();
+    headers.push(("Accept".into(), "text/event-stream".into()));
     StreamOptions {
-        headers: vec![("Accept".into(), "text/event-stream".into())],
+        headers,
         recv_buffer: None,
     }
 }
@@ -32,6 +37,10 @@ async fn start(exe: &str) -> (Hub, Target) {
 /// process exits with success.
 pub async fn job_reports_progress_then_drains(exe: &str) {
     let (mut service, target) = start(exe).await;
+    assert!(
+        service.dev_token().is_some(),
+        "the example prints a development token"
+    );
     let started = send(&target, "POST", "/jobs?steps=5", &[], b"", LIMIT)
         .await
         .unwrap();
@@ -40,7 +49,9 @@ pub async fn job_reports_progress_then_drains(exe: &str) {
     let path = job["events"].as_str().unwrap().to_owned();
     let job_id = job["job"].as_str().unwrap().to_owned();
 
-    let mut stream = SseConn::open(&target, &path, event_stream()).await.unwrap();
+    let mut stream = SseConn::open(&target, &path, event_stream(&service))
+        .await
+        .unwrap();
     assert_eq!(stream.status(), 200);
     assert_eq!(stream.header("content-type"), Some("text/event-stream"));
 
@@ -87,13 +98,13 @@ async fn connections(target: &Target) -> u64 {
 /// connection within 5 s, long before the first heartbeat (15 s) could find the closed
 /// sockets.
 pub async fn closed_streams_are_noticed_at_once(exe: &str) {
-    let (_service, target) = start(exe).await;
+    let (service, target) = start(exe).await;
     let mut streams = Vec::new();
     for i in 0..3 {
         let mut s = SseConn::open(
             &target,
             &format!("/api/sse/session/closing-{i}"),
-            event_stream(),
+            event_stream(&service),
         )
         .await
         .unwrap();
@@ -112,4 +123,40 @@ pub async fn closed_streams_are_noticed_at_once(exe: &str) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The example is secure by default: without a token its stream, publish and decision
+/// routes answer 401, a token signed with another key 401 `invalid_token`, and the printed
+/// development token opens the stream.
+pub async fn streams_need_the_printed_token(exe: &str) {
+    let (service, target) = start(exe).await;
+    let stream = "/api/sse/session/job-1";
+    let anonymous = send(&target, "GET", stream, &[], b"", LIMIT).await.unwrap();
+    assert_eq!(anonymous.status, 401, "{}", anonymous.text());
+    let json = [("Content-Type".to_owned(), "application/json".to_owned())];
+    let publish = send(
+        &target,
+        "POST",
+        "/api/sessions/job-1/events",
+        &json,
+        br#"{"n":1}"#,
+        LIMIT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(publish.status, 401, "{}", publish.text());
+    let forged = tether_core::auth::mint_hs256(
+        b"not-the-examples-secret-but-32-bytes-long",
+        &tether_core::auth::Claims::expiring_in(Duration::from_secs(60)).subscribe("*"),
+    );
+    let bearer = [("Authorization".to_owned(), format!("Bearer {forged}"))];
+    let refused = send(&target, "GET", stream, &bearer, b"", LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 401, "{}", refused.text());
+    assert_eq!(refused.json().unwrap()["error"], "invalid_token");
+    let own = SseConn::open(&target, stream, event_stream(&service))
+        .await
+        .unwrap();
+    assert_eq!(own.status(), 200);
 }

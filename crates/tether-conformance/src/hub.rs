@@ -14,7 +14,11 @@ pub struct Hub {
     child: Child,
     _stdout: BufReader<ChildStdout>,
     addr: SocketAddr,
+    dev_token: Option<String>,
 }
+
+/// The prefix of the line on which an example prints its development token.
+pub const DEV_TOKEN_LINE: &str = "development token: ";
 
 impl Hub {
     /// Starts `exe serve --dev --addr 127.0.0.1:0 ARGS...` (`--dev` lets a test hub start
@@ -26,7 +30,8 @@ impl Hub {
     }
 
     /// Starts a service binary that takes `--addr` itself (an example application) on
-    /// `127.0.0.1:0` with `args`, and waits for its `listening on http://ADDR` line.
+    /// `127.0.0.1:0` with `args`, and waits for its `listening on http://ADDR` line. A
+    /// `development token: ...` line printed before it is kept ([`Hub::dev_token`]).
     pub async fn spawn_service(exe: impl AsRef<Path>, args: &[String]) -> std::io::Result<Self> {
         Self::spawn_inner(exe.as_ref(), None, args).await
     }
@@ -57,6 +62,7 @@ impl Hub {
             .ok_or_else(|| std::io::Error::other("no stdout"))?;
         let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
+        let mut dev_token = None;
         let read = tokio::time::timeout(Duration::from_secs(60), async {
             loop {
                 line.clear();
@@ -64,6 +70,9 @@ impl Hub {
                     return Err(std::io::Error::other(
                         "the hub exited before it was listening",
                     ));
+                }
+                if let Some(token) = line.trim().strip_prefix(DEV_TOKEN_LINE) {
+                    dev_token = Some(token.to_owned());
                 }
                 if let Some(addr) = line.trim().strip_prefix("listening on http://") {
                     return addr.parse::<SocketAddr>().map_err(std::io::Error::other);
@@ -84,7 +93,21 @@ impl Hub {
             child,
             _stdout: stdout,
             addr,
+            dev_token,
         })
+    }
+
+    /// The development token the service printed before listening, if it did.
+    pub fn dev_token(&self) -> Option<&str> {
+        self.dev_token.as_deref()
+    }
+
+    /// `Authorization: Bearer` with the development token, or nothing without one.
+    pub fn bearer(&self) -> Vec<(String, String)> {
+        self.dev_token
+            .iter()
+            .map(|t| ("Authorization".to_owned(), format!("Bearer {t}")))
+            .collect()
     }
 
     /// The address it listens on.

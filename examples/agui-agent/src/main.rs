@@ -8,8 +8,9 @@
 //!
 //! ```text
 //! $ cargo run -p example-agui-agent
+//! development token: eyJ0eXAiOiJKV1Qi...
 //! listening on http://127.0.0.1:3000
-//! open http://127.0.0.1:3000/ in a browser
+//! open http://127.0.0.1:3000/?token=eyJ0eXAiOiJKV1Qi... in a browser
 //! ```
 //!
 //! Routes:
@@ -23,6 +24,12 @@
 //! | `POST /api/sessions/{threadId}/approvals/{id}/decision` | approve or reject (`{"approved": bool}`) |
 //!
 //! and the rest of tether's HTTP contract. Ctrl-C or SIGTERM drains the streams.
+//!
+//! Access (see `example_access`): the stream, decision and run routes take tokens signed
+//! with `--jwt-secret` (a random secret when none is given); the page's URL carries the
+//! development token printed at startup. `--dev` opens every route on loopback.
+//! `/api/demo/start` is the demo's own route and stays open: it only starts the simulated
+//! agent on the thread it is given (a thread with a run in progress answers 409).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,7 +44,7 @@ use clap::Parser;
 use serde::Deserialize;
 use serde_json::json;
 use tether_agui::{AguiRuns, AguiTrackerFactory, RunAgentInput, RunPublisher};
-use tether_axum::{Hooks, Service, SocketOptions, SseListener};
+use tether_axum::{Service, SocketOptions, SseListener};
 use tether_core::{ApprovalOutcome, Broker, SessionId};
 
 const PAGE: &str = include_str!("page.html");
@@ -57,6 +64,8 @@ struct Args {
     /// Seconds over which open streams are sent away on shutdown.
     #[arg(long, default_value_t = 2)]
     drain_secs: u64,
+    #[command(flatten)]
+    access: example_access::AccessArgs,
 }
 
 /// How the simulated agent paces itself.
@@ -212,6 +221,8 @@ async fn main() -> std::io::Result<()> {
         )
         .init();
 
+    let access = args.access.access(args.addr)?;
+    access.announce();
     // Sessions that carry AG-UI events are tracked: every stream stays valid for AG-UI
     // clients across drops and resyncs.
     let broker = Broker::builder()
@@ -232,14 +243,18 @@ async fn main() -> std::io::Result<()> {
         .route("/api/demo/start", post(start))
         .with_state(app)
         .merge(tether_axum::router(
-            Service::new(broker.clone(), Hooks::allow_all())
+            Service::new(broker.clone(), access.hooks)
                 .extension(tether_axum::agui::RunRoute::new(runs, run_agent)),
         ));
 
     let options = SocketOptions::for_client_timeout(broker.config().client_timeout());
     let listener = SseListener::bind(args.addr, options)?;
     let addr = listener.local_addr()?;
-    println!("listening on http://{addr}\nopen http://{addr}/ in a browser");
+    println!("listening on http://{addr}");
+    match &access.dev_token {
+        Some(token) => println!("open http://{addr}/?token={token} in a browser"),
+        None => println!("open http://{addr}/ in a browser"),
+    }
     tether_axum::serve(
         listener,
         router,

@@ -2,52 +2,45 @@
 //! client's checks, the approval arrives through the decision route, and a connection dropped
 //! in the middle of the message resumes without losing a token.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tether_conformance::client::{SseConn, StreamOptions, Target, send};
+use tether_conformance::hub::Hub;
 use tether_conformance::sse::Frame;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 const LIMIT: Duration = Duration::from_secs(20);
 const INTRO: &str = "I looked at your workspace. The build cache in /tmp/build-cache takes 4.2 GB \
                      and has not been used for a month, so I would like to delete it.";
 
-async fn start(token_delay_ms: u64) -> (Child, Target) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_example-agui-agent"))
-        .args(["--addr", "127.0.0.1:0", "--approval-secs", "60"])
-        .args(["--token-delay-ms", &token_delay_ms.to_string()])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the example starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.strip_prefix("listening on ") {
-                return url.to_owned();
-            }
-        }
-        panic!("the example exited before listening");
-    })
-    .await
-    .expect("the example prints its address");
-    // Keep reading what the example prints, so its stdout never hits a closed pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, Target::parse(&url).unwrap())
+/// The example on a free port, its address, and the development token it printed.
+async fn start(token_delay_ms: u64) -> (Hub, Target, String) {
+    let args = [
+        "--approval-secs".to_owned(),
+        "60".to_owned(),
+        "--token-delay-ms".to_owned(),
+        token_delay_ms.to_string(),
+    ];
+    let example = Hub::spawn_service(env!("CARGO_BIN_EXE_example-agui-agent"), &args)
+        .await
+        .expect("the example starts and prints its address");
+    let target = Target::parse(&example.base_url()).unwrap();
+    let token = example
+        .dev_token()
+        .expect("the example prints a development token")
+        .to_owned();
+    (example, target, token)
 }
 
 fn json_headers() -> Vec<(String, String)> {
     vec![("Content-Type".into(), "application/json".into())]
 }
 
-async fn open(target: &Target, thread: &str, last_id: Option<&str>) -> SseConn {
-    let mut path = format!("/api/sse/session/{thread}");
+/// Opens the thread's stream as the page does: the token and the last id in the query.
+async fn open(target: &Target, token: &str, thread: &str, last_id: Option<&str>) -> SseConn {
+    let mut path = format!("/api/sse/session/{thread}?token={token}");
     if let Some(id) = last_id {
-        path.push_str(&format!("?lastEventId={id}"));
+        path.push_str(&format!("&lastEventId={id}"));
     }
     let conn = SseConn::open(target, &path, StreamOptions::default())
         .await
@@ -106,10 +99,10 @@ fn text_of(frames: &[Frame], message: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_agent_streams_asks_for_approval_and_finishes() {
-    let (_child, target) = start(2).await;
+async fn the_agent_streams_asks_for_approval_and_the_pages_own_origin_decides() {
+    let (example, target, token) = start(2).await;
     let thread = "demo-approve";
-    let mut conn = open(&target, thread, None).await;
+    let mut conn = open(&target, &token, thread, None).await;
     start_agent(&target, thread).await;
 
     let mut frames = read_until(&mut conn, is_interrupt).await;
@@ -122,12 +115,30 @@ async fn the_agent_streams_asks_for_approval_and_finishes() {
         "/api/sessions/{thread}/approvals/{}/decision",
         interrupt["id"].as_str().unwrap()
     );
+    let mut headers = json_headers();
+    headers.push(("Authorization".into(), format!("Bearer {token}")));
+    // Another site's page holding the same token is refused; the approval stays pending.
+    let mut foreign = headers.clone();
+    foreign.push(("Origin".into(), "https://evil.example".into()));
     let reply = send(
         &target,
         "POST",
         &decision,
-        &json_headers(),
+        &foreign,
         br#"{"approved":true}"#,
+        LIMIT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    // The example's own page decides: same origin, as its `fetch` sends it.
+    headers.push(("Origin".into(), example.base_url()));
+    let reply = send(
+        &target,
+        "POST",
+        &decision,
+        &headers,
+        br#"{"approved":false}"#,
         LIMIT,
     )
     .await
@@ -142,7 +153,7 @@ async fn the_agent_streams_asks_for_approval_and_finishes() {
         .iter()
         .find(|v| v["type"] == "TOOL_CALL_RESULT")
         .unwrap();
-    assert_eq!(result["content"], "deleted /tmp/build-cache (4.2 GB freed)");
+    assert_eq!(result["content"], "not run: rejected");
     let second_run = events
         .iter()
         .filter(|v| v["type"] == "RUN_STARTED")
@@ -152,15 +163,15 @@ async fn the_agent_streams_asks_for_approval_and_finishes() {
     let reply_id = format!("{}-reply", second_run["runId"].as_str().unwrap());
     assert_eq!(
         text_of(&frames, &reply_id),
-        "Done: the build cache is gone and 4.2 GB are free again."
+        "Understood, I left the build cache where it is."
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_connection_resumes_without_losing_a_token() {
-    let (_child, target) = start(40).await;
+    let (_example, target, token) = start(40).await;
     let thread = "demo-drop";
-    let mut conn = open(&target, thread, None).await;
+    let mut conn = open(&target, &token, thread, None).await;
     start_agent(&target, thread).await;
     let first = read_until(&mut conn, |v| {
         v["type"] == "TEXT_MESSAGE_CONTENT" && v["delta"] == "cache "
@@ -170,7 +181,7 @@ async fn a_dropped_connection_resumes_without_losing_a_token() {
     drop(conn);
     tokio::time::sleep(Duration::from_millis(400)).await;
 
-    let mut again = open(&target, thread, Some(&last_id)).await;
+    let mut again = open(&target, &token, thread, Some(&last_id)).await;
     let rest = read_until(&mut again, is_interrupt).await;
     assert!(
         rest.iter()
@@ -193,12 +204,29 @@ async fn a_dropped_connection_resumes_without_losing_a_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_page_is_served() {
-    let (_child, target) = start(2).await;
+async fn the_page_is_served_and_the_stream_needs_the_token() {
+    let (_example, target, token) = start(2).await;
+    let anonymous = send(
+        &target,
+        "GET",
+        "/api/sse/session/demo-page",
+        &[],
+        b"",
+        LIMIT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(anonymous.status, 401, "the stream needs the token");
     let page = send(&target, "GET", "/", &[], b"", LIMIT).await.unwrap();
     assert_eq!(page.status, 200);
     let html = page.text();
     assert!(html.contains("new EventSource(url)"));
-    assert!(html.contains("lastEventId="));
+    assert!(html.contains(r#"query.set("lastEventId""#));
+    assert!(html.contains(r#"query.set("token""#));
+    assert!(html.contains("Authorization: \"Bearer \""));
+    assert!(
+        !html.contains(&token),
+        "the page takes the token from its URL"
+    );
     assert!(html.contains("/decision"));
 }

@@ -6,9 +6,13 @@
 //! drop, resumes exactly where it left off.
 //!
 //! ```text
+//! $ cargo run -p example-warp -- --jwt-secret "$(openssl rand -hex 32)"
+//! development token: eyJ0eXAiOiJKV1Qi...
+//! listening on http://127.0.0.1:3000
+//! $ TOKEN=eyJ0eXAiOiJKV1Qi...
 //! $ curl -s -X POST 'localhost:3000/jobs?steps=5'
 //! {"events":"/api/sse/session/job-1","job":"job-1"}
-//! $ curl -sN localhost:3000/api/sse/session/job-1
+//! $ curl -sN -H "Authorization: Bearer $TOKEN" localhost:3000/api/sse/session/job-1
 //! retry: 2817
 //!
 //! id: 5e1c0a2f9b31-1
@@ -21,6 +25,10 @@
 //! Every route of tether's HTTP contract is mounted too (`/api/sse/session/{id}`,
 //! `/api/sessions/{id}/events`, approvals, `/health/sse`), and `/metrics` serves the
 //! runbook's metrics to Prometheus. Ctrl-C or SIGTERM drains the streams before exiting.
+//!
+//! Access (see `example_access`): tokens signed with `--jwt-secret` (a random secret when
+//! none is given), the development token printed at startup, or `--dev` to open every route
+//! on loopback.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,7 +40,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::json;
 use tether_core::{Broker, SessionId};
-use tether_warp::{Hooks, Service, SocketOptions, SseListener};
+use tether_warp::{Service, SocketOptions, SseListener};
 use warp::Filter;
 use warp::http::StatusCode;
 
@@ -45,10 +53,8 @@ struct Args {
     /// Seconds over which open streams are sent away on shutdown.
     #[arg(long, default_value_t = 5)]
     drain_secs: u64,
-    /// Bearer token the publish and approval routes require; without one they are open to
-    /// anyone who can reach the server.
-    #[arg(long)]
-    publish_token: Option<String>,
+    #[command(flatten)]
+    access: example_access::AccessArgs,
 }
 
 struct Jobs {
@@ -128,11 +134,9 @@ async fn main() -> std::io::Result<()> {
         .init();
     let metrics = prometheus();
 
+    let access = args.access.access(args.addr)?;
+    access.announce();
     let broker = Broker::builder().start();
-    let hooks = match args.publish_token {
-        Some(token) => Hooks::allow_all().publish_token(token),
-        None => Hooks::allow_all(),
-    };
     let jobs = Arc::new(Jobs {
         broker: broker.clone(),
         next_job: AtomicU64::new(0),
@@ -142,7 +146,7 @@ async fn main() -> std::io::Result<()> {
         .and(warp::query::<JobQuery>())
         .map(move |q: JobQuery| start_job(&jobs, q));
     // The lines that mount tether: every route of its HTTP contract, and /metrics.
-    let service = Service::new(broker.clone(), hooks).metrics(move || metrics.render());
+    let service = Service::new(broker.clone(), access.hooks).metrics(move || metrics.render());
     let app = start.or(tether_warp::router(service));
 
     let options = SocketOptions::for_client_timeout(broker.config().client_timeout());

@@ -14,3 +14,8 @@ async fn a_job_reports_its_progress_in_order_then_finishes() {
 async fn closed_streams_are_noticed_at_once() {
     examples::closed_streams_are_noticed_at_once(EXE).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_need_the_printed_token() {
+    examples::streams_need_the_printed_token(EXE).await;
+}
