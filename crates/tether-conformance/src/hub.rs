@@ -110,6 +110,11 @@ impl Hub {
             .collect()
     }
 
+    /// Its process id (`None` once it has exited).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr

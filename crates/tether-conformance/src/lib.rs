@@ -47,6 +47,9 @@
 //! not provide (a Reject-policy server, a token, an authorizer, `/metrics`) are reported as
 //! skipped, not passed.
 //!
+//! Access control by signed tokens has checks of its own in [`access`], one per attack, run
+//! by [`access::run_all`] against a server with [`access::AccessConfig::hooks`].
+//!
 //! The durable AG-UI run route (`POST /api/agui/run`) has checks of its own in [`agui`],
 //! run by [`agui::run_route_all`] against a server that mounts the run route with
 //! [`agui::test_agent`].
@@ -59,6 +62,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::Instant;
 
+pub mod access;
 pub mod agui;
 pub mod client;
 pub mod cors;

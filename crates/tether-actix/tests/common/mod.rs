@@ -33,8 +33,19 @@ pub(crate) async fn start<E>(cfg: &SuiteConfig, policy: ConnectionPolicy, extra:
 where
     E: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
 {
-    let broker = broker(cfg, policy);
-    let hooks = cfg.hooks();
+    start_with(cfg, broker(cfg, policy), cfg.hooks(), extra).await
+}
+
+/// Starts a server on 127.0.0.1:0 for `broker` with `hooks` and `extra` routes.
+pub(crate) async fn start_with<E>(
+    cfg: &SuiteConfig,
+    broker: Broker,
+    hooks: tether_actix::Hooks,
+    extra: E,
+) -> Server
+where
+    E: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
     let tether = tether_actix::router(Service::new(broker.clone(), hooks));
     let app = move || {
         let extra = extra.clone();

@@ -29,7 +29,16 @@ pub(crate) async fn start(
         .max_event_bytes(cfg.max_event_bytes)
         .connection_policy(policy)
         .start();
-    let hooks = cfg.hooks();
+    start_with(cfg, broker, cfg.hooks(), extra).await
+}
+
+/// Starts a server on 127.0.0.1:0 for `broker` with `hooks` and `extra` routes.
+pub(crate) async fn start_with(
+    cfg: &SuiteConfig,
+    broker: Broker,
+    hooks: tether_axum::Hooks,
+    extra: axum::Router,
+) -> Server {
     let app = tether_axum::router(Service::new(broker.clone(), hooks)).merge(extra);
     let listener = SseListener::bind(
         "127.0.0.1:0".parse().unwrap(),

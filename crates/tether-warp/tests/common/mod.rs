@@ -39,7 +39,16 @@ pub(crate) async fn start(
         .max_event_bytes(cfg.max_event_bytes)
         .connection_policy(policy)
         .start();
-    let hooks = cfg.hooks();
+    start_with(cfg, broker, cfg.hooks(), extra).await
+}
+
+/// Starts a server on 127.0.0.1:0 for `broker` with `hooks` and `extra` routes.
+pub(crate) async fn start_with(
+    cfg: &SuiteConfig,
+    broker: Broker,
+    hooks: tether_warp::Hooks,
+    extra: BoxedFilter<(Response,)>,
+) -> Server {
     let app = tether_warp::router(Service::new(broker.clone(), hooks))
         .or(extra)
         .unify();
