@@ -22,8 +22,11 @@
 //!   gets a run that ends with `RUN_ERROR` at once.
 //!
 //! Starting a run on thread T needs the subscribe capability on session T (the
-//! browser that reads the thread starts its runs), checked once the body named
-//! the thread.
+//! browser that reads the thread starts its runs). The body names the thread, so
+//! the credentials are checked twice: present and valid on the head
+//! ([`Authorizer::authenticate`](tether_core::http::Authorizer::authenticate)), so a
+//! request without them is refused before its body is read; the claim for T once
+//! the body has named it.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -146,6 +149,14 @@ impl RouteExtension for RunRoute {
                 Err(RouteError::MethodNotAllowed { allow: "POST" })
             }
         })
+    }
+
+    fn admit(&self, request: &ExtensionRequest<'_>) -> Result<(), HttpError> {
+        request
+            .hooks()
+            .authenticate(request.headers(), request.query())
+            .into_result()
+            .map(drop)
     }
 
     fn handle<'a>(&'a self, request: ExtensionRequest<'a>, body: Bytes) -> ResponseFuture<'a> {

@@ -122,6 +122,7 @@ pub const RUN_CHECKS: &[&str] = &[
     "run_conflict",
     "run_interrupt_expired",
     "run_bad_requests",
+    "run_without_credentials",
 ];
 
 /// Runs the run-route check called `name` (one of [`RUN_CHECKS`]).
@@ -134,6 +135,7 @@ pub async fn run_route_check(name: &str, base_url: &str, cfg: &SuiteConfig) -> C
         "run_conflict" => run_conflict(base_url, cfg).await,
         "run_interrupt_expired" => run_interrupt_expired(base_url, cfg).await,
         "run_bad_requests" => run_bad_requests(base_url, cfg).await,
+        "run_without_credentials" => run_without_credentials(base_url, cfg).await,
         other => Err(CheckError::Skip(format!(
             "no run-route check called {other:?}"
         ))),
@@ -420,6 +422,53 @@ pub async fn run_bad_requests(base_url: &str, cfg: &SuiteConfig) -> CheckResult 
         );
     }
     Ok(())
+}
+
+/// Starting a run needs the subscribe capability on the thread: a head without credentials
+/// that announces a 1 MiB body is answered 401 before any of the body is sent (the thread is
+/// named in the body, but missing credentials are refused on the head); another user's
+/// thread is 403 and starts nothing, so the owner's run then streams. Needs [`SuiteConfig::user_header`].
+pub async fn run_without_credentials(base_url: &str, cfg: &SuiteConfig) -> CheckResult {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ctx = Ctx::new(base_url, cfg)?;
+    if cfg.user_header.is_none() {
+        return Err(CheckError::Skip(
+            "the server allows everyone (no user header)".into(),
+        ));
+    }
+    let io = |e: std::io::Error| CheckError::fail(format!("POST {RUN_PATH}: {e}"));
+    let mut s = tokio::net::TcpStream::connect(ctx.target.addr())
+        .await
+        .map_err(io)?;
+    let host = base_url.trim_start_matches("http://");
+    let head = format!(
+        "POST {RUN_PATH} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: 1048576\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.map_err(io)?;
+    let mut buf = vec![0u8; 512];
+    let n = tokio::time::timeout(cfg.timeout, s.read(&mut buf))
+        .await
+        .map_err(|_| CheckError::fail("no answer before the body: the body is read first"))?
+        .map_err(io)?;
+    ensure!(
+        buf[..n].starts_with(b"HTTP/1.1 401"),
+        "a run without credentials: {}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let thread = ctx.session("foreign");
+    let body = input(&thread, "run-1").to_string();
+    let mut headers = ctx.browser_as("mallory");
+    headers.push(("Accept".into(), "text/event-stream".into()));
+    let reply = ctx
+        .send("POST", RUN_PATH, &headers, body.as_bytes())
+        .await?;
+    reply
+        .expect_error(403, Some("forbidden"))
+        .map_err(|e| context("a run on another user's thread", e))?;
+    // Nothing was started: the owner's own run is not refused as a second one (409).
+    let mut own = post_run(&ctx, &input(&thread, "run-1")).await?;
+    let frames = own.until_end(cfg.timeout).await?;
+    verify("the owner's run", &frames)
 }
 
 /// `HttpAgent` of `@ag-ui/client` 1.0.0 (under node, the script

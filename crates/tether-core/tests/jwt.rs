@@ -777,3 +777,36 @@ fn error_messages_never_contain_the_token() {
         }
     }
 }
+
+/// Routes that learn their session from the body (the AG-UI run route) check the head with
+/// `Hooks::authenticate`: no token is 401, a bad token 401 `invalid_token`, and a valid
+/// token passes whatever its claims, which `check` decides once the session is known.
+#[test]
+fn authenticate_judges_the_token_without_a_session() {
+    use tether_core::http::{Access, AccessRequest, Hooks};
+    let hooks = Hooks::jwt(secret_keys());
+    assert!(matches!(
+        hooks.authenticate(&HeaderMap::new(), ""),
+        Access::Unauthorized { .. }
+    ));
+    let forged = mint_hs256(
+        b"another secret that is at least 32 bytes",
+        &Claims::expiring_in(Duration::from_secs(60)),
+    );
+    assert!(matches!(
+        hooks.authenticate(&request(Some(&forged), None), ""),
+        Access::InvalidToken { .. }
+    ));
+    let bob = hs256(&claims(json!({"tether": {"subscribe": ["bob:*"]}})));
+    assert!(matches!(
+        hooks.authenticate(&request(Some(&bob), None), ""),
+        Access::Allow
+    ));
+    let refused = hooks.check(&AccessRequest {
+        session: &sid("alice:chat"),
+        capability: Capability::Subscribe,
+        headers: &request(Some(&bob), None),
+        query: "",
+    });
+    assert!(matches!(refused, Access::Forbidden { .. }));
+}

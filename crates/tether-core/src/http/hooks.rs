@@ -132,6 +132,17 @@ pub struct AccessRequest<'a> {
 pub trait Authorizer: Send + Sync + 'static {
     /// Whether `request` may go ahead.
     fn authorize(&self, request: &AccessRequest<'_>) -> Access;
+
+    /// The part of the check that needs no session: whether the request's credentials are
+    /// present and valid at all. Routes that learn their session from the body (the AG-UI
+    /// run route names its thread there) call it on the head, so a request without valid
+    /// credentials is refused before its body is read; [`authorize`](Self::authorize) still
+    /// decides once the session is known. Answer `Access::Allow` when the credentials can
+    /// only be judged with the session (the default).
+    fn authenticate(&self, headers: &HeaderMap, query: &str) -> Access {
+        let _ = (headers, query);
+        Access::Allow
+    }
 }
 
 impl<F> Authorizer for F
@@ -171,15 +182,28 @@ impl JwtAuthorizer {
 }
 
 #[cfg(feature = "jwt")]
+impl JwtAuthorizer {
+    /// The request's token, verified; the 401 answer otherwise.
+    fn identity(&self, headers: &HeaderMap, query: &str) -> Result<Identity, Access> {
+        use crate::auth::TokenError;
+        let Some(token) = crate::auth::find_token(headers, query) else {
+            return Err(Access::unauthorized(
+                "send a token: `Authorization: Bearer <token>`, the `token` query parameter, or the `tether_token` cookie",
+            ));
+        };
+        self.keys.verify(token.as_str()).map_err(|e| match e {
+            TokenError::Missing => Access::unauthorized("send a token"),
+            e => Access::InvalidToken {
+                message: e.to_string().into(),
+            },
+        })
+    }
+}
+
+#[cfg(feature = "jwt")]
 impl Authorizer for JwtAuthorizer {
     fn authorize(&self, request: &AccessRequest<'_>) -> Access {
-        use crate::auth::TokenError;
-        let Some(token) = crate::auth::find_token(request.headers, request.query) else {
-            return Access::unauthorized(
-                "send a token: `Authorization: Bearer <token>`, the `token` query parameter, or the `tether_token` cookie",
-            );
-        };
-        match self.keys.verify(token.as_str()) {
+        match self.identity(request.headers, request.query) {
             Ok(identity) if identity.may(request.capability, request.session) => {
                 Access::Granted(identity)
             }
@@ -187,10 +211,14 @@ impl Authorizer for JwtAuthorizer {
                 Capability::Subscribe => "the token has no subscribe claim for this session",
                 Capability::Publish => "the token has no publish claim for this session",
             }),
-            Err(TokenError::Missing) => Access::unauthorized("send a token"),
-            Err(e) => Access::InvalidToken {
-                message: e.to_string().into(),
-            },
+            Err(refused) => refused,
+        }
+    }
+
+    fn authenticate(&self, headers: &HeaderMap, query: &str) -> Access {
+        match self.identity(headers, query) {
+            Ok(_) => Access::Allow,
+            Err(refused) => refused,
         }
     }
 }
@@ -212,6 +240,35 @@ impl SessionOwnerHeader {
     }
 }
 
+impl SessionOwnerHeader {
+    /// The user the proxy named; the answer otherwise (no header, twice, empty).
+    fn user<'h>(&self, headers: &'h HeaderMap) -> Result<&'h str, Access> {
+        let mut values = headers.get_all(&self.header).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            if headers.contains_key(&self.header) {
+                return Err(Access::BadRequest {
+                    code: "invalid_user_header",
+                    message: format!("the request carries `{}` more than once", self.header).into(),
+                });
+            }
+            return Err(Access::unauthorized(format!(
+                "sign in first: the request carries no `{}` header",
+                self.header
+            )));
+        };
+        value
+            .to_str()
+            .ok()
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| {
+                Access::unauthorized(format!(
+                    "sign in first: the `{}` header is empty or not text",
+                    self.header
+                ))
+            })
+    }
+}
+
 impl Authorizer for SessionOwnerHeader {
     fn authorize(&self, request: &AccessRequest<'_>) -> Access {
         if request.capability == Capability::Publish {
@@ -219,24 +276,9 @@ impl Authorizer for SessionOwnerHeader {
                 "publishing needs the publish token or a token with a publish claim",
             );
         }
-        let mut values = request.headers.get_all(&self.header).iter();
-        let (Some(value), None) = (values.next(), values.next()) else {
-            if request.headers.contains_key(&self.header) {
-                return Access::BadRequest {
-                    code: "invalid_user_header",
-                    message: format!("the request carries `{}` more than once", self.header).into(),
-                };
-            }
-            return Access::unauthorized(format!(
-                "sign in first: the request carries no `{}` header",
-                self.header
-            ));
-        };
-        let Some(user) = value.to_str().ok().filter(|u| !u.is_empty()) else {
-            return Access::unauthorized(format!(
-                "sign in first: the `{}` header is empty or not text",
-                self.header
-            ));
+        let user = match self.user(request.headers) {
+            Ok(user) => user,
+            Err(refused) => return refused,
         };
         if user.contains(':') {
             return Access::forbidden("a user name containing `:` owns no session");
@@ -255,6 +297,13 @@ impl Authorizer for SessionOwnerHeader {
             ))
         } else {
             Access::forbidden("this session belongs to another user")
+        }
+    }
+
+    fn authenticate(&self, headers: &HeaderMap, _query: &str) -> Access {
+        match self.user(headers) {
+            Ok(_) => Access::Allow,
+            Err(refused) => refused,
         }
     }
 }
@@ -373,6 +422,12 @@ impl Hooks {
     /// The body limit.
     pub fn body_limit(&self) -> usize {
         self.max_body_bytes
+    }
+
+    /// Whether the request's credentials are present and valid, before its session is known
+    /// (see [`Authorizer::authenticate`]).
+    pub fn authenticate(&self, headers: &HeaderMap, query: &str) -> Access {
+        self.authorizer.authenticate(headers, query)
     }
 
     /// The decision for `request`: the publish token first (for publishing), then the
