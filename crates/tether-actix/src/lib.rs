@@ -92,7 +92,7 @@ pub use tether_core::http::{
     SessionOwnerHeader,
 };
 pub use tether_core::net::SocketOptions;
-pub use tether_core::server::SseListener;
+pub use tether_core::server::{ConnectionLimits, SseListener};
 
 /// `service` as an actix-web service factory, on the paths tether claims; register it with
 /// `App::service` (or `Scope::service`). Cheap to clone, once per worker in the application
@@ -211,9 +211,15 @@ pub fn into_response(res: th::Response) -> HttpResponse {
 ///   tab would hold its session's slot until a write to it fails.
 /// - [`SocketOptions`] on every accepted TCP socket: keepalive probes, `TCP_USER_TIMEOUT`
 ///   and `TCP_NODELAY`.
+/// - [`ConnectionLimits`]: `client_request_timeout` is the head timeout, `keep_alive` the
+///   idle timeout, and `max_connections` the cap shared among the workers (one per CPU).
+///   At the cap actix-web stops accepting, so the connection past it waits in the backlog
+///   instead of being answered as the hub and the hyper adapters answer it, and
+///   `max_per_ip` is not applied.
 pub fn configure_server<F, I, S, B>(
     server: HttpServer<F, I, S, B>,
     options: SocketOptions,
+    limits: ConnectionLimits,
 ) -> HttpServer<F, I, S, B>
 where
     F: Fn() -> I + Send + Clone + 'static,
@@ -226,8 +232,14 @@ where
     S::Service: 'static,
     B: MessageBody + 'static,
 {
+    // actix-web counts connections per worker and stops accepting at the cap (new
+    // connections wait in the backlog rather than being answered).
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
     server
         .h1_allow_half_closed(false)
+        .client_request_timeout(limits.head_timeout)
+        .keep_alive(actix_web::http::KeepAlive::Timeout(limits.idle_timeout))
+        .max_connections(limits.max_connections.div_ceil(workers).max(1))
         .on_connect(move |conn: &dyn Any, _ext| {
             if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>()
                 && let Err(e) = options.apply(tcp)
@@ -261,7 +273,8 @@ where
     B: MessageBody + 'static,
 {
     let options = listener.options();
-    let server = configure_server(HttpServer::new(factory), options)
+    let limits = listener.limits();
+    let server = configure_server(HttpServer::new(factory), options, limits)
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
         .listen(listener.into_std()?)?

@@ -23,6 +23,7 @@ async fn actix_adapter_refuses_every_known_attack() {
         cfg.broker(ConnectionPolicy::Replace),
         cfg.hooks(),
         common::none,
+        Default::default(),
     )
     .await;
     let reject = common::start_with(
@@ -30,6 +31,7 @@ async fn actix_adapter_refuses_every_known_attack() {
         cfg.broker(ConnectionPolicy::Reject),
         cfg.hooks(),
         common::none,
+        Default::default(),
     )
     .await;
     cfg.reject_base_url = Some(reject.base_url.clone());

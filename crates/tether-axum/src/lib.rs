@@ -44,9 +44,8 @@
 //! | `agui` | module `agui` (`tether_agui::http` re-exported): the durable AG-UI run route (`POST /api/agui/run`), plugged in with `Service::extension` |
 #![doc(test(attr(deny(warnings))))]
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -54,7 +53,6 @@ use axum::response::Response;
 use axum::routing::any;
 use tether_core::Broker;
 use tether_core::http::{self as th, PREFIXES};
-use tokio::net::TcpStream;
 
 #[cfg(feature = "agui")]
 pub use tether_agui::http as agui;
@@ -68,7 +66,7 @@ pub use tether_core::http::{
     SessionOwnerHeader,
 };
 pub use tether_core::net::SocketOptions;
-pub use tether_core::server::SseListener;
+pub use tether_core::server::{ConnectionLimits, SseListener};
 
 /// Converts a response of [`tether_core::http`] into axum's, for applications that call the
 /// service from their own handlers. The stream body passes through untouched.
@@ -94,25 +92,17 @@ pub fn router(service: Service) -> Router {
     router.with_state(service)
 }
 
-/// [`SseListener`] as axum's listener.
-struct Accepting(SseListener);
-
-impl axum::serve::Listener for Accepting {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
-        self.0.accept().await
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
-    }
-}
-
 /// Serves `router` on `listener` until `shutdown` resolves, then runs
 /// [`Broker::shutdown`] with `drain_window` (the server answers with the draining answers
 /// meanwhile), stops accepting, and lets requests in flight finish within [`SHUTDOWN_GRACE`].
+///
+/// It serves through hyper with a timer, in the core's shell
+/// ([`tether_core::server::serve_hyper`]), so the listener's
+/// [`ConnectionLimits`] apply: a connection cap that
+/// closes the oldest idle connection or answers the one past it, and a head timeout (which
+/// in hyper also bounds how long a kept-alive connection waits for its next request).
+/// Requests carry their socket's peer address as a [`PeerAddr`](tether_core::http::PeerAddr)
+/// extension.
 pub async fn serve(
     listener: SseListener,
     router: Router,
@@ -120,25 +110,6 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain_window: std::time::Duration,
 ) -> io::Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(Accepting(listener), router).with_graceful_shutdown(async move {
-        let _ = stop_rx.await;
-    });
-    let mut server = std::pin::pin!(server.into_future());
-    tokio::select! {
-        r = &mut server => return r,
-        () = shutdown => {}
-    }
-    tokio::select! {
-        r = &mut server => return r,
-        _ = broker.shutdown(drain_window) => {}
-    }
-    let _ = stop_tx.send(());
-    match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
-        Ok(r) => r,
-        Err(_) => {
-            tracing::warn!("requests still in flight after the shutdown grace; leaving them");
-            Ok(())
-        }
-    }
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    tether_core::server::serve_hyper(listener, service, broker, shutdown, drain_window).await
 }

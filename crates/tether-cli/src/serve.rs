@@ -51,6 +51,8 @@ pub(crate) struct ServeArgs {
     user_header: Option<HeaderName>,
     #[command(flatten)]
     auth: crate::auth::AuthArgs,
+    #[command(flatten)]
+    limits: crate::limits::LimitArgs,
     /// Seconds without a write before a stream writes a heartbeat (0 turns them off).
     #[arg(long, env = "TETHER_KEEPALIVE_SECS", default_value_t = 15)]
     keepalive_secs: u64,
@@ -244,9 +246,13 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
-        tracing::warn!(error = %e, "could not raise the open-files limit");
-    }
+    let open_files = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the open-files limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -268,7 +274,7 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(args, hooks, jwt)) {
+    match runtime.block_on(run(args, hooks, jwt, open_files)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tether: {e}");
@@ -277,7 +283,12 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn run(args: ServeArgs, hooks: Hooks, jwt: Option<JwtKeys>) -> Result<(), String> {
+async fn run(
+    args: ServeArgs,
+    hooks: Hooks,
+    jwt: Option<JwtKeys>,
+    open_files: u64,
+) -> Result<(), String> {
     let metrics = metrics_recorder()?;
     let agui = agui_tracking(&args, std::env::var("TETHER_AGUI").ok().as_deref())?;
     let broker = broker(&args, agui).start();
@@ -292,8 +303,10 @@ async fn run(args: ServeArgs, hooks: Hooks, jwt: Option<JwtKeys>) -> Result<(), 
 
     let options =
         SocketOptions::for_client_timeout(Duration::from_secs(args.client_timeout_secs.max(1)));
+    let limits = args.limits.connections(open_files);
     let listener = SseListener::bind(args.addr, options)
-        .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
+        .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?
+        .with_limits(limits);
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     {
         let mut out = std::io::stdout().lock();
@@ -315,6 +328,9 @@ async fn run(args: ServeArgs, hooks: Hooks, jwt: Option<JwtKeys>) -> Result<(), 
         ring_bytes = args.ring_bytes,
         policy = ?args.policy,
         drain_s = args.drain_secs,
+        max_connections = limits.max_connections,
+        head_timeout_s = limits.head_timeout.as_secs(),
+        idle_timeout_s = limits.idle_timeout.as_secs(),
         agui,
         "tether hub ready"
     );
@@ -365,7 +381,7 @@ mod tests {
         let crate::Command::Serve(a) = cli.command else {
             panic!("parsed as serve")
         };
-        a
+        *a
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! identity creates by connecting at [`AccessConfig::max_sessions_per_subject`].
 //! [`AccessConfig::hooks`] gives an application's test server those hooks and
 //! [`AccessConfig::hub_args`] gives `tether serve` those flags. [`run_all`] runs every check
-//! of [`CHECKS`]; each check is also a public function.
+//! of [`CHECKS`], [`run_check`] one of them.
 //!
 //! ```no_run
 //! # #[tokio::main] async fn main() {
@@ -35,9 +35,9 @@ pub struct AccessConfig {
     /// Sessions one identity may create by connecting.
     pub max_sessions_per_subject: usize,
     /// Base URL of a second server with the Reject policy and the same keys, for
-    /// [`reject_policy_blip`]; skipped without one.
+    /// the `reject_policy_blip` check; skipped without one.
     pub reject_base_url: Option<String>,
-    /// The server's process id, for [`unauthenticated_bodies_are_not_read`]'s memory
+    /// The server's process id, for `unauthenticated_bodies_are_not_read` check's memory
     /// bound (`std::process::id()` for a server in the test's own process); without one
     /// only the early answer is checked.
     pub server_pid: Option<u32>,

@@ -69,6 +69,7 @@ pub mod cors;
 pub mod disconnect;
 pub mod examples;
 pub mod hub;
+pub mod limits;
 pub mod nginx;
 pub mod sse;
 

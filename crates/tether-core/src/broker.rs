@@ -122,6 +122,7 @@ pub(crate) struct Inner {
     pub(crate) driver: Arc<DriverSignal>,
     pub(crate) idle: Notify,
     start: Instant,
+    pub(crate) limits: crate::limits::LimitBook,
 }
 
 impl Drop for Inner {
@@ -172,6 +173,7 @@ impl BrokerBuilder {
             driver: driver.clone(),
             idle: Notify::new(),
             start: Instant::now(),
+            limits: Default::default(),
         });
         let drv = BrokerDriver::new(Arc::downgrade(&inner), driver);
         (Broker { inner }, drv)

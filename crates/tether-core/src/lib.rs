@@ -86,6 +86,7 @@ mod driver;
 mod error;
 pub mod frame;
 mod id;
+mod limits;
 pub mod metrics;
 pub mod net;
 mod ring;

@@ -34,6 +34,10 @@ pub const APPROVAL_DECISIONS_TOTAL: &str = "approval_decisions_total";
 /// Histogram: seconds from request to resolution.
 pub const APPROVAL_WAIT_SECONDS: &str = "approval_wait_seconds";
 
+/// Counter: requests or connections refused by a limit, by `limit` (connections,
+/// connections_per_ip, batch_events, pending_approvals, approval_bytes, ...).
+pub const LIMIT_REFUSALS_TOTAL: &str = "sse_limit_refusals_total";
+
 /// Buckets for [`CONNECTION_DURATION_SECONDS`].
 pub const CONNECTION_DURATION_BUCKETS: &[f64] = &[
     0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
@@ -87,6 +91,10 @@ pub fn describe() {
     describe_counter!(HEARTBEATS_TOTAL, "Heartbeats written.");
     describe_gauge!(SESSIONS_ACTIVE, "Sessions alive.");
     describe_counter!(APPROVAL_REQUESTS_TOTAL, "Approval requests.");
+    describe_counter!(
+        LIMIT_REFUSALS_TOTAL,
+        "Requests refused by a limit, by limit."
+    );
     describe_counter!(APPROVAL_DECISIONS_TOTAL, "Approval resolutions by outcome.");
     describe_histogram!(
         APPROVAL_WAIT_SECONDS,

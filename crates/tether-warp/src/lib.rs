@@ -56,8 +56,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_core::Stream;
 use http::{HeaderMap, Method};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tether_core::Broker;
 use tether_core::http as th;
@@ -78,7 +76,7 @@ pub use tether_core::http::{
     SessionOwnerHeader,
 };
 pub use tether_core::net::SocketOptions;
-pub use tether_core::server::SseListener;
+pub use tether_core::server::{ConnectionLimits, SseListener};
 
 /// The core's body as the fallible stream warp's streaming reply takes; the bytes pass
 /// through as they are. warp wants the stream `Sync`: the mutex makes it so, and is never
@@ -175,9 +173,13 @@ pub fn router(service: Service) -> BoxedFilter<(Response,)> {
 ///    requests in flight finish within [`SHUTDOWN_GRACE`], and returns.
 ///
 /// A client that closes its connection ends its stream at once (hyper reads the end of the
-/// connection while the response streams).
+/// connection while the response streams). It serves in the core's shell
+/// ([`tether_core::server::serve_hyper`]), so the listener's
+/// [`ConnectionLimits`] apply: a connection cap that
+/// closes the oldest idle connection or answers the one past it, and a head timeout (which
+/// in hyper also bounds how long a kept-alive connection waits for its next request).
 pub async fn serve<F>(
-    mut listener: SseListener,
+    listener: SseListener,
     filter: F,
     broker: Broker,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -187,36 +189,6 @@ where
     F: Filter + Clone + Send + Sync + 'static,
     F::Extract: Reply,
 {
-    let graceful = GracefulShutdown::new();
-    let service = warp::service(filter);
-    let stop_accepting = async {
-        shutdown.await;
-        broker.shutdown(drain_window).await;
-    };
-    let mut stop_accepting = std::pin::pin!(stop_accepting);
-    loop {
-        tokio::select! {
-            (stream, _) = listener.accept() => {
-                let service = TowerToHyperService::new(service.clone());
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            () = &mut stop_accepting => break,
-        }
-    }
-    drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("requests still in flight after the shutdown grace; leaving them");
-    }
-    Ok(())
+    let service = TowerToHyperService::new(warp::service(filter));
+    tether_core::server::serve_hyper(listener, service, broker, shutdown, drain_window).await
 }

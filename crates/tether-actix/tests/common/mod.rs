@@ -33,15 +33,23 @@ pub(crate) async fn start<E>(cfg: &SuiteConfig, policy: ConnectionPolicy, extra:
 where
     E: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
 {
-    start_with(cfg, broker(cfg, policy), cfg.hooks(), extra).await
+    start_with(
+        cfg,
+        broker(cfg, policy),
+        cfg.hooks(),
+        extra,
+        Default::default(),
+    )
+    .await
 }
 
-/// Starts a server on 127.0.0.1:0 for `broker` with `hooks` and `extra` routes.
+/// Starts a server on 127.0.0.1:0 for `broker` with `hooks`, `extra` routes and `limits`.
 pub(crate) async fn start_with<E>(
     cfg: &SuiteConfig,
     broker: Broker,
     hooks: tether_actix::Hooks,
     extra: E,
+    limits: tether_core::server::ConnectionLimits,
 ) -> Server
 where
     E: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
@@ -57,7 +65,8 @@ where
         "127.0.0.1:0".parse().unwrap(),
         SocketOptions::for_client_timeout(cfg.client_timeout),
     )
-    .unwrap();
+    .unwrap()
+    .with_limits(limits);
     let base_url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {

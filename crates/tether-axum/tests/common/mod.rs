@@ -29,22 +29,24 @@ pub(crate) async fn start(
         .max_event_bytes(cfg.max_event_bytes)
         .connection_policy(policy)
         .start();
-    start_with(cfg, broker, cfg.hooks(), extra).await
+    start_with(cfg, broker, cfg.hooks(), extra, Default::default()).await
 }
 
-/// Starts a server on 127.0.0.1:0 for `broker` with `hooks` and `extra` routes.
+/// Starts a server on 127.0.0.1:0 for `broker` with `hooks`, `extra` routes and `limits`.
 pub(crate) async fn start_with(
     cfg: &SuiteConfig,
     broker: Broker,
     hooks: tether_axum::Hooks,
     extra: axum::Router,
+    limits: tether_core::server::ConnectionLimits,
 ) -> Server {
     let app = tether_axum::router(Service::new(broker.clone(), hooks)).merge(extra);
     let listener = SseListener::bind(
         "127.0.0.1:0".parse().unwrap(),
         SocketOptions::for_client_timeout(cfg.client_timeout),
     )
-    .unwrap();
+    .unwrap()
+    .with_limits(limits);
     let base_url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {

@@ -338,7 +338,7 @@ pub(super) fn cancel_approval(call: &Call<'_>, sid: &SessionId, id: &str) -> Res
 }
 
 /// `GET /health/sse`: `{"status","sessions","connections","draining","ring_bytes",
-/// "backplane","settings"}`, 200 when healthy and 503 (with `Retry-After`) while draining.
+/// "backplane","settings","limits"}`, 200 when healthy and 503 (with `Retry-After`) while draining.
 /// `backplane` is `null` for the in-memory broker; `settings` is
 /// [`Broker::settings`](crate::Broker::settings).
 pub(super) fn health(broker: &Broker) -> Response {
@@ -346,6 +346,7 @@ pub(super) fn health(broker: &Broker) -> Response {
     let mut value = serde_json::to_value(&h).unwrap_or_default();
     value["backplane"] = serde_json::Value::Null;
     value["settings"] = serde_json::to_value(broker.settings()).unwrap_or_default();
+    value["limits"] = broker.limits_report();
     if h.is_healthy() {
         json_value(StatusCode::OK, &value)
     } else {

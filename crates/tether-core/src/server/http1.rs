@@ -27,6 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::SseListener;
+use super::limits::{ConnectionLimits, Connections, Slot};
 use crate::http::{Body, HttpError, Service};
 
 /// Accepts connections on `listener` until `shutdown` resolves, then runs
@@ -40,21 +41,22 @@ pub async fn serve(
     drain_window: Duration,
 ) -> usize {
     tokio::pin!(shutdown);
+    let broker = service.broker().clone();
+    let connections = Connections::new(listener.limits(), broker.clone());
     loop {
         tokio::select! {
-            (stream, _) = listener.accept() => {
-                tokio::spawn(serve_connection(stream, service.clone()));
+            (stream, _, slot) = listener.accept_kept(&connections, &broker) => {
+                tokio::spawn(run_connection(stream, service.clone(), Some(slot), listener.limits()));
             }
             () = &mut shutdown => break,
         }
     }
-    let broker = service.broker().clone();
     let drained = broker.shutdown(drain_window);
     tokio::pin!(drained);
     loop {
         tokio::select! {
-            (stream, _) = listener.accept() => {
-                tokio::spawn(serve_connection(stream, service.clone()));
+            (stream, _, slot) = listener.accept_kept(&connections, &broker) => {
+                tokio::spawn(run_connection(stream, service.clone(), Some(slot), listener.limits()));
             }
             left = &mut drained => return left,
         }
@@ -65,24 +67,83 @@ pub async fn serve(
 const MAX_HEAD: usize = 16 * 1024;
 /// Most headers in a request.
 const MAX_HEADERS: usize = 64;
-/// Idle time allowed between requests on a kept-alive connection, and for a request to
-/// arrive in full.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Serves one accepted connection until the client leaves or the server closes it, with the
+/// default [`ConnectionLimits`]' timeouts and no connection count.
+pub async fn serve_connection(stream: TcpStream, service: Service) {
+    run_connection(stream, service, None, ConnectionLimits::default()).await;
+}
 
-/// Serves one accepted connection until the client leaves or the server closes it.
-pub async fn serve_connection(mut stream: TcpStream, service: Service) {
+/// How waiting for the next request head ended.
+enum Wait {
+    Head(Head),
+    /// The client left, the head or idle timeout passed, or room was needed: close quietly.
+    Close,
+    /// Answer this and close.
+    Answer(Box<http::Response<Bytes>>),
+}
+
+/// Waits for the next request head: on a kept-alive connection up to the idle timeout for
+/// its first byte, then up to the head timeout for the whole head (from the accept for the
+/// first request). While it waits, the connection is idle: the first to close when the
+/// server needs room.
+async fn next_head(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    slot: &mut Option<Slot>,
+    limits: &ConnectionLimits,
+    first: bool,
+) -> Wait {
+    let close = slot.as_mut().map(Slot::idle);
+    let wait = async {
+        if !first && buf.is_empty() {
+            buf.reserve(1024);
+            match tokio::time::timeout(limits.idle_timeout, stream.read_buf(buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return Wait::Close,
+            }
+        }
+        match tokio::time::timeout(limits.head_timeout, read_head(stream, buf)).await {
+            Ok(Ok(Some(head))) => Wait::Head(head),
+            Ok(Ok(None)) | Ok(Err(HeadError::Io)) => Wait::Close,
+            Err(_) => {
+                tracing::debug!("request head not complete within the head timeout: closing");
+                Wait::Close
+            }
+            Ok(Err(HeadError::Answer(res))) => Wait::Answer(res),
+        }
+    };
+    let waited = match close {
+        Some(close) => tokio::select! {
+            w = wait => w,
+            () = close.notified() => Wait::Close,
+        },
+        None => wait.await,
+    };
+    if let Some(slot) = slot.as_mut() {
+        slot.busy();
+    }
+    waited
+}
+
+/// [`serve_connection`] holding `slot` in the server's connection registry.
+async fn run_connection(
+    mut stream: TcpStream,
+    service: Service,
+    mut slot: Option<Slot>,
+    limits: ConnectionLimits,
+) {
     let mut buf = BytesMut::with_capacity(1024);
+    let mut first = true;
     loop {
-        let head =
-            match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream, &mut buf)).await {
-                Ok(Ok(Some(head))) => head,
-                Ok(Ok(None)) | Err(_) => return,
-                Ok(Err(HeadError::Io)) => return,
-                Ok(Err(HeadError::Answer(res))) => {
-                    let _ = write_full(&mut stream, *res, Version::Http10, false).await;
-                    return;
-                }
-            };
+        let head = match next_head(&mut stream, &mut buf, &mut slot, &limits, first).await {
+            Wait::Head(head) => head,
+            Wait::Close => return,
+            Wait::Answer(res) => {
+                let _ = write_full(&mut stream, *res, Version::Http10, false).await;
+                return;
+            }
+        };
+        first = false;
         let keep_alive = head.keep_alive();
         let version = head.version;
         let framing = match body_framing(&head) {
@@ -121,7 +182,7 @@ pub async fn serve_connection(mut stream: TcpStream, service: Service) {
                     return;
                 }
                 let read = read_body(&mut stream, &mut buf, &parts, framing);
-                match tokio::time::timeout(REQUEST_TIMEOUT, read).await {
+                match tokio::time::timeout(limits.idle_timeout, read).await {
                     Ok(Ok(body)) => admitted.handle(body).await,
                     Ok(Err(())) | Err(_) => return,
                 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
+use super::limits::{Admission, ConnectionLimits, Connections, Slot};
 use crate::net::SocketOptions;
 
 /// First pause after an accept error that means the process is out of a resource.
@@ -83,6 +84,7 @@ impl AcceptBackoff {
 pub struct SseListener {
     inner: TcpListener,
     options: SocketOptions,
+    limits: ConnectionLimits,
     backoff: AcceptBackoff,
 }
 
@@ -97,8 +99,21 @@ impl SseListener {
         Self {
             inner,
             options,
+            limits: ConnectionLimits::default(),
             backoff: AcceptBackoff::default(),
         }
+    }
+
+    /// Sets the connection limits the servers of the core apply ([`serve`](super::serve) and
+    /// [`serve_hyper`](super::serve_hyper)); the defaults are [`ConnectionLimits::default`].
+    pub fn with_limits(mut self, limits: ConnectionLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The connection limits.
+    pub fn limits(&self) -> ConnectionLimits {
+        self.limits
     }
 
     /// The bound address.
@@ -143,6 +158,30 @@ impl SseListener {
                         tokio::time::sleep(pause).await;
                     }
                 },
+            }
+        }
+    }
+}
+
+impl SseListener {
+    /// The next connection the server keeps, with its slot in `connections`. A connection
+    /// the server cannot keep is answered and closed by a task of its own (see
+    /// [`limits`](super::limits)).
+    pub(crate) async fn accept_kept(
+        &mut self,
+        connections: &Connections,
+        broker: &crate::Broker,
+    ) -> (TcpStream, SocketAddr, Slot) {
+        loop {
+            let (stream, peer) = self.accept().await;
+            match connections.admit(peer.ip()) {
+                Admission::Keep(slot) => return (stream, peer, slot),
+                Admission::Shed(slot) => {
+                    let broker = broker.clone();
+                    let head_timeout = self.limits.head_timeout;
+                    tokio::spawn(super::shed::shed(stream, broker, head_timeout, slot));
+                }
+                Admission::Drop => drop(stream),
             }
         }
     }

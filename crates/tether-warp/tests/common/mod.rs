@@ -39,15 +39,16 @@ pub(crate) async fn start(
         .max_event_bytes(cfg.max_event_bytes)
         .connection_policy(policy)
         .start();
-    start_with(cfg, broker, cfg.hooks(), extra).await
+    start_with(cfg, broker, cfg.hooks(), extra, Default::default()).await
 }
 
-/// Starts a server on 127.0.0.1:0 for `broker` with `hooks` and `extra` routes.
+/// Starts a server on 127.0.0.1:0 for `broker` with `hooks`, `extra` routes and `limits`.
 pub(crate) async fn start_with(
     cfg: &SuiteConfig,
     broker: Broker,
     hooks: tether_warp::Hooks,
     extra: BoxedFilter<(Response,)>,
+    limits: tether_core::server::ConnectionLimits,
 ) -> Server {
     let app = tether_warp::router(Service::new(broker.clone(), hooks))
         .or(extra)
@@ -56,7 +57,8 @@ pub(crate) async fn start_with(
         "127.0.0.1:0".parse().unwrap(),
         SocketOptions::for_client_timeout(cfg.client_timeout),
     )
-    .unwrap();
+    .unwrap()
+    .with_limits(limits);
     let base_url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {

@@ -1,0 +1,43 @@
+//! The flags of `tether serve` that bound what one client, or a flood of them, can take.
+
+use std::time::Duration;
+
+use clap::Args;
+use tether_core::server::ConnectionLimits;
+
+/// Connection limits and timeouts (flattened into `tether serve`'s flags).
+#[derive(Debug, Args)]
+pub(crate) struct LimitArgs {
+    /// Connections kept open at once (streams, requests, idle keep-alives). When full, the
+    /// oldest idle connection is closed to make room; with none idle, an event-stream request
+    /// gets 200 with a `retry:` and other requests 503 with `Retry-After`. Default: the
+    /// open-files limit (raised to its hard maximum at startup) minus 512.
+    #[arg(long, env = "TETHER_MAX_CONNECTIONS")]
+    pub(crate) max_connections: Option<usize>,
+    /// Connections one peer address may hold (0 = no limit). Behind a proxy every connection
+    /// comes from the proxy: leave it at 0 there.
+    #[arg(long, env = "TETHER_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub(crate) max_connections_per_ip: usize,
+    /// Seconds a request head may take to arrive in full (from the accept, or from its first
+    /// byte on a kept-alive connection); slower heads are cut.
+    #[arg(long, env = "TETHER_HEAD_TIMEOUT_SECS", default_value_t = 10)]
+    pub(crate) head_timeout_secs: u64,
+    /// Seconds a kept-alive connection may wait for its next request (not the SSE heartbeat:
+    /// that is --keepalive-secs).
+    #[arg(long, env = "TETHER_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub(crate) idle_timeout_secs: u64,
+}
+
+impl LimitArgs {
+    /// The connection limits for a process allowed `open_files` descriptors.
+    pub(crate) fn connections(&self, open_files: u64) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self
+                .max_connections
+                .unwrap_or_else(|| ConnectionLimits::max_connections_for(open_files)),
+            max_per_ip: self.max_connections_per_ip,
+            head_timeout: Duration::from_secs(self.head_timeout_secs.max(1)),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs.max(1)),
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Connection-limit checks for a server with small, known limits: a flood of idle
+//! connections leaves room for real requests, a full server answers the connection past the
+//! limit (200 + `retry:` to an event stream, 503 + `Retry-After` otherwise), and a slow head
+//! is cut at the head timeout.
+//!
+//! The server under test keeps at most [`LimitsConfig::max_connections`] connections and
+//! waits [`LimitsConfig::head_timeout`] for a request head; `tether serve` takes
+//! [`LimitsConfig::hub_args`], an adapter's listener
+//! `SseListener::with_limits(cfg.connection_limits())`.
+
+use std::time::Duration;
+
+use tether_core::server::ConnectionLimits;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::client::{SseConn, StreamOptions, Target, send};
+use crate::{CheckError, CheckResult, Outcome, Report, ensure};
+
+/// The limits the server under test runs with.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// Connections the server keeps.
+    pub max_connections: usize,
+    /// How long it waits for a request head.
+    pub head_timeout: Duration,
+    /// Bound of each wait for something that should come promptly (a real request during a
+    /// flood included).
+    pub timeout: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 50,
+            head_timeout: Duration::from_secs(1),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The listener limits of this configuration.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.max_connections,
+            head_timeout: self.head_timeout,
+            ..ConnectionLimits::default()
+        }
+    }
+
+    /// The `tether serve` flags of this configuration.
+    pub fn hub_args(&self) -> Vec<String> {
+        vec![
+            "--max-connections".into(),
+            self.max_connections.to_string(),
+            "--head-timeout-secs".into(),
+            self.head_timeout.as_secs().max(1).to_string(),
+        ]
+    }
+}
+
+/// Every check [`run_all`] runs, in order.
+pub const CHECKS: &[&str] = &["idle_flood", "full_of_streams", "slow_head"];
+
+/// Runs the check called `name` (one of [`CHECKS`]).
+pub async fn run_check(name: &str, base_url: &str, cfg: &LimitsConfig) -> CheckResult {
+    let target = Target::parse(base_url)?;
+    match name {
+        "idle_flood" => idle_flood(&target, cfg).await,
+        "full_of_streams" => full_of_streams(&target, cfg).await,
+        "slow_head" => slow_head(&target, cfg).await,
+        other => Err(CheckError::Skip(format!("no check called {other:?}"))),
+    }
+}
+
+/// Runs the checks `names` in order against the server at `base_url`.
+pub async fn run(names: &[&'static str], base_url: &str, cfg: &LimitsConfig) -> Report {
+    let mut report = Report::default();
+    for &name in names {
+        let start = Instant::now();
+        let result = run_check(name, base_url, cfg).await;
+        report.outcomes.push(Outcome {
+            name,
+            result,
+            elapsed: start.elapsed(),
+        });
+    }
+    report
+}
+
+/// Runs every check of [`CHECKS`].
+pub async fn run_all(base_url: &str, cfg: &LimitsConfig) -> Report {
+    run(CHECKS, base_url, cfg).await
+}
+
+fn io(what: &'static str) -> impl Fn(std::io::Error) -> CheckError {
+    move |e| CheckError::fail(format!("{what}: {e}"))
+}
+
+/// Twice the limit of connections that send nothing, then real requests: each is answered
+/// within the timeout (the server closes idle connections to make room).
+pub async fn idle_flood(target: &Target, cfg: &LimitsConfig) -> CheckResult {
+    let mut flood = Vec::with_capacity(cfg.max_connections * 2);
+    for _ in 0..cfg.max_connections * 2 {
+        flood.push(
+            TcpStream::connect(target.addr())
+                .await
+                .map_err(io("an idle connection"))?,
+        );
+    }
+    for i in 0..3 {
+        let started = Instant::now();
+        let reply = send(target, "GET", "/health/sse", &[], b"", cfg.timeout)
+            .await
+            .map_err(|e| CheckError::fail(format!("request {i} during an idle flood: {e}")))?;
+        ensure!(
+            reply.status == 200,
+            "request {i} during an idle flood answered {} {}",
+            reply.status,
+            reply.text()
+        );
+        ensure!(
+            started.elapsed() <= cfg.timeout,
+            "request {i} took {:?}",
+            started.elapsed()
+        );
+    }
+    drop(flood);
+    Ok(())
+}
+
+/// The server full of streams: an event-stream request past the limit gets 200 with a
+/// `retry:` and the end of its response, another request 503 with `Retry-After`; once the
+/// streams close, `/health/sse` reports the refusals under `"limits"`.
+pub async fn full_of_streams(target: &Target, cfg: &LimitsConfig) -> CheckResult {
+    // Connections of earlier checks the server has not yet seen closed are idle: past the
+    // head timeout they are gone.
+    tokio::time::sleep(cfg.head_timeout + Duration::from_millis(500)).await;
+    let es = || StreamOptions {
+        headers: vec![("Accept".into(), "text/event-stream".into())],
+        recv_buffer: None,
+    };
+    let mut streams = Vec::with_capacity(cfg.max_connections);
+    for i in 0..cfg.max_connections {
+        let conn = SseConn::open(target, &format!("/api/sse/session/full-{i}"), es()).await?;
+        ensure!(conn.status() == 200, "stream {i}: {}", conn.status());
+        streams.push(conn);
+    }
+    let mut past = SseConn::open(target, "/api/sse/session/full-past", es()).await?;
+    ensure!(
+        past.status() == 200,
+        "an event stream past the limit answered {}, not 200 (EventSource would give up)",
+        past.status()
+    );
+    let frames = past.until_end(cfg.timeout).await?;
+    ensure!(
+        frames.iter().any(|f| f.retry.is_some()),
+        "the answer past the limit carries no retry: {frames:?}"
+    );
+    let reply = send(target, "GET", "/health/sse", &[], b"", cfg.timeout).await?;
+    ensure!(
+        reply.status == 503 && reply.header("retry-after").is_some(),
+        "a request past the limit answered {} {:?}",
+        reply.status,
+        reply.headers
+    );
+    drop(streams);
+    let deadline = Instant::now() + cfg.timeout;
+    loop {
+        let reply = send(target, "GET", "/health/sse", &[], b"", cfg.timeout).await?;
+        if reply.status == 200 {
+            let health = reply.json()?;
+            let refused = health["limits"]["connections"]["refused"].as_u64();
+            ensure!(
+                refused.is_some_and(|n| n >= 2),
+                "health does not count the refusals: {health}"
+            );
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the server stays full after its streams closed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A head that never completes is cut at the head timeout: the connection is closed within
+/// the head timeout plus the check's timeout, without an answer.
+pub async fn slow_head(target: &Target, cfg: &LimitsConfig) -> CheckResult {
+    let mut s = TcpStream::connect(target.addr())
+        .await
+        .map_err(io("a slow head"))?;
+    s.write_all(b"GET /health/sse HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .map_err(io("a slow head"))?;
+    let mut rest = Vec::new();
+    let closed =
+        tokio::time::timeout(cfg.head_timeout + cfg.timeout, s.read_to_end(&mut rest)).await;
+    ensure!(
+        closed.is_ok(),
+        "a head still incomplete after {:?} is not cut",
+        cfg.head_timeout + cfg.timeout
+    );
+    ensure!(
+        !rest.starts_with(b"HTTP/1.1 2"),
+        "an incomplete head was answered: {}",
+        String::from_utf8_lossy(&rest)
+    );
+    Ok(())
+}
