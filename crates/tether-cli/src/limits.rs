@@ -26,9 +26,30 @@ pub(crate) struct LimitArgs {
     /// that is --keepalive-secs).
     #[arg(long, env = "TETHER_IDLE_TIMEOUT_SECS", default_value_t = 60)]
     pub(crate) idle_timeout_secs: u64,
+    /// Events one publish may carry (413 `too_many_events` past it, nothing stored).
+    #[arg(long, env = "TETHER_MAX_BATCH_EVENTS", default_value_t = 1000)]
+    pub(crate) max_batch_events: usize,
+    /// Pending approvals per session (409 `too_many_pending_approvals` past it).
+    #[arg(long, env = "TETHER_MAX_PENDING_APPROVALS", default_value_t = 64)]
+    pub(crate) max_pending_approvals: usize,
+    /// Largest approval payload, as compact JSON (413 `approval_too_large` past it).
+    /// Default: --max-event-bytes.
+    #[arg(long, env = "TETHER_MAX_APPROVAL_BYTES")]
+    pub(crate) max_approval_bytes: Option<usize>,
 }
 
 impl LimitArgs {
+    /// The broker's limits on batches and approvals.
+    pub(crate) fn broker(&self, builder: tether_core::BrokerBuilder) -> tether_core::BrokerBuilder {
+        let builder = builder
+            .max_batch_events(self.max_batch_events)
+            .max_pending_approvals(self.max_pending_approvals);
+        match self.max_approval_bytes {
+            Some(n) => builder.max_approval_bytes(n),
+            None => builder,
+        }
+    }
+
     /// The connection limits for a process allowed `open_files` descriptors.
     pub(crate) fn connections(&self, open_files: u64) -> ConnectionLimits {
         ConnectionLimits {

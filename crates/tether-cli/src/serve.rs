@@ -185,7 +185,8 @@ fn broker(args: &ServeArgs, agui: bool) -> tether_core::BrokerBuilder {
     } else {
         builder
     };
-    builder
+    args.limits
+        .broker(builder)
         .keepalive_interval(Some(Duration::from_secs(args.keepalive_secs)))
         .client_timeout(Duration::from_secs(args.client_timeout_secs.max(1)))
         .ring_max_events(args.ring_events)

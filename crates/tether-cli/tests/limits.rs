@@ -62,3 +62,89 @@ async fn one_address_holds_at_most_its_share() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+fn json(mut headers: Vec<(String, String)>) -> Vec<(String, String)> {
+    headers.push(("Content-Type".into(), "application/json".into()));
+    headers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_and_approvals_stay_within_their_caps() {
+    let args = [
+        "--max-batch-events",
+        "3",
+        "--max-pending-approvals",
+        "2",
+        "--max-approval-bytes",
+        "64",
+    ];
+    let hub = Hub::spawn(EXE, &args.map(str::to_owned)).await.unwrap();
+    let target = Target::parse(&hub.base_url()).unwrap();
+    let limit = Duration::from_secs(10);
+    let post = |path: &'static str, body: &'static str| {
+        let target = target.clone();
+        async move {
+            send(
+                &target,
+                "POST",
+                path,
+                &json(Vec::new()),
+                body.as_bytes(),
+                limit,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let four = post(
+        "/api/sessions/capped/events",
+        r#"[{"n":1},{"n":2},{"n":3},{"n":4}]"#,
+    )
+    .await;
+    assert_eq!(four.status, 413, "{}", four.text());
+    assert_eq!(four.json().unwrap()["error"], "too_many_events");
+    let three = post(
+        "/api/sessions/capped/events",
+        r#"[{"n":1},{"n":2},{"n":3}]"#,
+    )
+    .await;
+    assert_eq!(three.status, 202, "{}", three.text());
+    let ids = three.json().unwrap()["ids"].as_array().unwrap().clone();
+    assert!(
+        ids[0].as_str().unwrap().ends_with("-1"),
+        "nothing of the refused batch was stored: {ids:?}"
+    );
+
+    let big = post(
+        "/api/sessions/capped/approvals",
+        r#"{"payload":{"text":"a payload that is well over sixty-four bytes of compact JSON"}}"#,
+    )
+    .await;
+    assert_eq!(big.status, 413, "{}", big.text());
+    assert_eq!(big.json().unwrap()["error"], "approval_too_large");
+    for _ in 0..2 {
+        let ok = post("/api/sessions/capped/approvals", r#"{"payload":{}}"#).await;
+        assert_eq!(ok.status, 201, "{}", ok.text());
+    }
+    let third = post("/api/sessions/capped/approvals", r#"{"payload":{}}"#).await;
+    assert_eq!(third.status, 409, "{}", third.text());
+    assert_eq!(third.json().unwrap()["error"], "too_many_pending_approvals");
+
+    let health = send(&target, "GET", "/health/sse", &[], b"", limit)
+        .await
+        .unwrap();
+    assert_eq!(health.status, 200, "a refusing node stays healthy");
+    let limits = &health.json().unwrap()["limits"];
+    assert_eq!(
+        limits["batch_events"],
+        serde_json::json!({"max": 3, "refused": 1})
+    );
+    assert_eq!(
+        limits["approval_bytes"],
+        serde_json::json!({"max": 64, "refused": 1})
+    );
+    assert_eq!(
+        limits["pending_approvals"],
+        serde_json::json!({"max": 2, "refused": 1})
+    );
+}

@@ -175,6 +175,16 @@ impl BrokerBuilder {
             start: Instant::now(),
             limits: Default::default(),
         });
+        let c = &inner.config;
+        inner
+            .limits
+            .declare("batch_events", c.max_batch_events as u64);
+        inner
+            .limits
+            .declare("pending_approvals", c.max_pending_approvals as u64);
+        inner
+            .limits
+            .declare("approval_bytes", c.max_approval_bytes() as u64);
         let drv = BrokerDriver::new(Arc::downgrade(&inner), driver);
         (Broker { inner }, drv)
     }
@@ -584,6 +594,14 @@ impl Broker {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        let max = self.inner.config.max_batch_events;
+        if events.len() > max {
+            self.inner.limits.refuse("batch_events");
+            return Err(PublishError::TooManyEvents {
+                count: events.len(),
+                max,
+            });
+        }
         let now = self.inner.now();
         let mut out = Appended::default();
         let result = self.with_session(session, |st| {
@@ -915,12 +933,25 @@ impl Broker {
             .timeout
             .unwrap_or(self.inner.config.approval_timeout)
             .min(crate::approval::MAX_TIMEOUT);
+        let max_bytes = self.inner.config.max_approval_bytes();
+        let size = json_len(&req.payload);
+        if size > max_bytes {
+            self.inner.limits.refuse("approval_bytes");
+            return Err(ApprovalError::TooLarge {
+                size,
+                max: max_bytes,
+            });
+        }
         let now = self.inner.now();
         let deadline = now.at + timeout;
         let mut out = Appended::default();
+        let max_pending = self.inner.config.max_pending_approvals;
         let result = self.with_session(session, |st| {
             if st.approvals.contains(&id) {
                 return Err(ApprovalError::Duplicate);
+            }
+            if st.approvals.pending.len() >= max_pending {
+                return Err(ApprovalError::TooManyPending { max: max_pending });
             }
             let info = ApprovalInfo {
                 id: id.clone(),
@@ -960,7 +991,12 @@ impl Broker {
         self.inner.account(out);
         let rx = result.map_err(|e| match e {
             SessionErr::Limit(max) => ApprovalError::Publish(PublishError::TooManySessions { max }),
-            SessionErr::Inner(e) => e,
+            SessionErr::Inner(e) => {
+                if matches!(e, ApprovalError::TooManyPending { .. }) {
+                    self.inner.limits.refuse("pending_approvals");
+                }
+                e
+            }
         })?;
         metrics::counter!(m::APPROVAL_REQUESTS_TOTAL).increment(1);
         Ok(ApprovalHandle {
@@ -1249,4 +1285,22 @@ enum SessionErr<E> {
 /// Validates an SSE event name (helper for adapters' `?event=NAME`).
 pub fn event_name(name: &str) -> Result<EventName, PublishError> {
     EventName::new(name).map_err(PublishError::from)
+}
+
+/// The length of `value` as compact JSON, without building the string.
+fn json_len(value: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a Value to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }

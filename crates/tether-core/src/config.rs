@@ -59,6 +59,9 @@ pub struct Config {
     pub(crate) max_chunk_bytes: usize,
     pub(crate) publish_rate: Option<RateLimit>,
     pub(crate) decided_approvals_kept: usize,
+    pub(crate) max_batch_events: usize,
+    pub(crate) max_pending_approvals: usize,
+    pub(crate) max_approval_bytes: Option<usize>,
     pub(crate) tracker_factory: Option<Arc<dyn TrackerFactory>>,
 }
 
@@ -83,6 +86,9 @@ impl Default for Config {
             max_chunk_bytes: 64 * 1024,
             publish_rate: None,
             decided_approvals_kept: 256,
+            max_batch_events: 1000,
+            max_pending_approvals: 64,
+            max_approval_bytes: None,
             tracker_factory: None,
         }
     }
@@ -108,6 +114,9 @@ impl std::fmt::Debug for Config {
             .field("approval_timeout", &self.approval_timeout)
             .field("max_chunk_bytes", &self.max_chunk_bytes)
             .field("publish_rate", &self.publish_rate)
+            .field("max_batch_events", &self.max_batch_events)
+            .field("max_pending_approvals", &self.max_pending_approvals)
+            .field("max_approval_bytes", &self.max_approval_bytes)
             .field("tracker_factory", &self.tracker_factory.is_some())
             .finish()
     }
@@ -140,6 +149,18 @@ impl Config {
     /// The longest `retry:` hint ever sent.
     pub fn reconnect_backoff_max(&self) -> Duration {
         self.reconnect_backoff_max
+    }
+    /// Most events of one batch.
+    pub fn max_batch_events(&self) -> usize {
+        self.max_batch_events
+    }
+    /// Most pending approvals per session.
+    pub fn max_pending_approvals(&self) -> usize {
+        self.max_pending_approvals
+    }
+    /// Largest approval payload, as compact JSON.
+    pub fn max_approval_bytes(&self) -> usize {
+        self.max_approval_bytes.unwrap_or(self.max_event_bytes)
     }
     /// The default approval timeout.
     pub fn approval_timeout(&self) -> Duration {
@@ -204,6 +225,28 @@ impl BrokerBuilder {
     /// Sessions created by publishes, and anonymous connects, do not count. Default is 64.
     pub fn max_sessions_per_subject(mut self, n: usize) -> Self {
         self.config.max_sessions_per_subject = n;
+        self
+    }
+    /// Most events one [`publish_batch`](crate::Broker::publish_batch) (one HTTP publish) may
+    /// carry; a larger batch is refused whole with [`PublishError::TooManyEvents`](crate::PublishError::TooManyEvents)
+    /// (HTTP 413 `too_many_events`). Default is 1,000.
+    pub fn max_batch_events(mut self, n: usize) -> Self {
+        self.config.max_batch_events = n.max(1);
+        self
+    }
+    /// Most pending approvals per session; one more is refused with
+    /// [`ApprovalError::TooManyPending`](crate::ApprovalError::TooManyPending) (HTTP 409
+    /// `too_many_pending_approvals`). With the deadline (at most a year, the HTTP route's at
+    /// most a day) it bounds how long approvals keep a session alive. Default is 64.
+    pub fn max_pending_approvals(mut self, n: usize) -> Self {
+        self.config.max_pending_approvals = n.max(1);
+        self
+    }
+    /// Largest approval payload, as compact JSON; a larger one is refused with
+    /// [`ApprovalError::TooLarge`](crate::ApprovalError::TooLarge) (HTTP 413
+    /// `approval_too_large`). Default is [`max_event_bytes`](Self::max_event_bytes).
+    pub fn max_approval_bytes(mut self, n: usize) -> Self {
+        self.config.max_approval_bytes = Some(n);
         self
     }
     /// Idle time after which a session is removed. It counts from the last publish or

@@ -65,6 +65,14 @@ pub enum PublishError {
         /// The session's last sequence number.
         head: u64,
     },
+    /// A batch with more events than the broker takes at once; nothing was stored.
+    #[error("the batch has {count} events, more than the maximum of {max}; split it")]
+    TooManyEvents {
+        /// Events in the batch.
+        count: usize,
+        /// Configured maximum.
+        max: usize,
+    },
 }
 
 /// Why a connection was refused.
@@ -118,6 +126,20 @@ pub enum ApprovalError {
     /// Announcing the request in the session's stream failed.
     #[error(transparent)]
     Publish(#[from] PublishError),
+    /// The session already has its maximum of pending approvals (HTTP 409).
+    #[error("the session has {max} pending approvals, its maximum; decide or cancel one first")]
+    TooManyPending {
+        /// Configured maximum.
+        max: usize,
+    },
+    /// The payload is larger than the configured maximum (HTTP 413).
+    #[error("the approval's payload is {size} bytes of JSON, more than the maximum of {max}")]
+    TooLarge {
+        /// Payload size, as compact JSON.
+        size: usize,
+        /// Configured maximum.
+        max: usize,
+    },
 }
 
 /// Why a decision was refused.

@@ -97,7 +97,7 @@ async fn the_deadline_times_the_request_out() {
 
 #[tokio::test(start_paused = true)]
 async fn default_timeout_is_300_seconds_and_many_deadlines_share_one_timer() {
-    let broker = start(Broker::builder());
+    let broker = start(Broker::builder().max_pending_approvals(100));
     let s = sid("many");
     let handles: Vec<_> = (0..100)
         .map(|i| {

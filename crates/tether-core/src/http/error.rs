@@ -206,6 +206,11 @@ impl From<PublishError> for HttpError {
             }
             PublishError::OutOfOrder { .. } => Self::new(StatusCode::CONFLICT, "out_of_order", msg),
             PublishError::SeqOutOfRange { .. } => Self::bad_request("seq_out_of_range", msg),
+            PublishError::TooManyEvents { count, max } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_events", msg)
+                    .with_field("count", count)
+                    .with_field("max", max)
+            }
             #[allow(unreachable_patterns)]
             _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", msg),
         }
@@ -256,6 +261,19 @@ impl From<ApprovalError> for HttpError {
                 "an approval with this id already exists in the session; choose another id or omit it",
             ),
             ApprovalError::Publish(p) => p.into(),
+            ApprovalError::TooManyPending { max } => Self::new(
+                StatusCode::CONFLICT,
+                "too_many_pending_approvals",
+                format!("the session has {max} pending approvals, its maximum; decide or cancel one first"),
+            )
+            .with_field("max", max),
+            ApprovalError::TooLarge { size, max } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "approval_too_large",
+                format!("the approval's payload is {size} bytes of JSON, more than the maximum of {max}"),
+            )
+            .with_field("size", size)
+            .with_field("max", max),
             #[allow(unreachable_patterns)]
             other => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -136,7 +136,11 @@ pub(super) fn stream_head(call: &Call<'_>) -> Response {
 /// Splits a publish body into events: one JSON object, or an array of objects. The data of
 /// each event is its JSON text as sent (compacted only if it spans lines), so a publish costs
 /// one validating parse and no re-serialization.
-fn parse_events(body: &[u8], name: Option<&EventName>) -> Result<Vec<Event>, HttpError> {
+fn parse_events(
+    body: &[u8],
+    name: Option<&EventName>,
+    broker: &Broker,
+) -> Result<Vec<Event>, HttpError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| HttpError::bad_request("invalid_json", "the body must be UTF-8 JSON"))?;
     let invalid_json = |e: serde_json::Error| {
@@ -152,6 +156,16 @@ fn parse_events(body: &[u8], name: Option<&EventName>) -> Result<Vec<Event>, Htt
             ));
         }
     };
+    // Counted before any event is looked at: a 1 MiB body can hold 300,000 tiny events.
+    let max = broker.config().max_batch_events();
+    if raws.len() > max {
+        broker.refuse_by_limit("batch_events");
+        return Err(crate::PublishError::TooManyEvents {
+            count: raws.len(),
+            max,
+        }
+        .into());
+    }
     raws.into_iter()
         .enumerate()
         .map(|(i, raw)| {
@@ -206,7 +220,7 @@ pub(super) fn publish(
     body: &[u8],
 ) -> Response {
     respond((|| {
-        let events = parse_events(body, name)?;
+        let events = parse_events(body, name, call.broker)?;
         let ids = call.broker.publish_batch(sid, &events)?;
         Ok(json(StatusCode::ACCEPTED, ids_body(&ids)))
     })())

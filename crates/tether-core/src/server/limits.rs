@@ -131,12 +131,19 @@ impl Connections {
         if keep {
             st.open += 1;
             *st.per_ip.entry(ip).or_default() += 1;
+            // A new connection is idle from the start (it has asked for nothing yet), before
+            // its task first runs: a flood accepted faster than its tasks start is still
+            // closed to make room.
+            let close = Arc::new(Notify::new());
+            let key = st.next_idle;
+            st.next_idle += 1;
+            st.idle.insert(key, close.clone());
             drop(st);
             return Admission::Keep(Slot {
                 connections: self.clone(),
                 ip,
-                idle_key: None,
-                close: Arc::new(Notify::new()),
+                idle_key: Some(key),
+                close,
             });
         }
         self.broker.refuse_by_limit(if ip_full {
@@ -253,6 +260,7 @@ mod tests {
         let mut oldest = keep(conns.admit(ip(1)));
         let mut younger = keep(conns.admit(ip(1)));
         let mut busy = keep(conns.admit(ip(1)));
+        // Kept connections are idle from the start; `idle` again changes nothing.
         let oldest_close = oldest.idle();
         let younger_close = younger.idle();
         busy.busy();
@@ -268,6 +276,16 @@ mod tests {
         );
         drop(oldest);
         assert_eq!(conns.open(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_task_has_not_run_yet_is_already_idle() {
+        let conns = limits(1, 0);
+        let first = keep(conns.admit(ip(1)));
+        let _second = keep(conns.admit(ip(1)));
+        tokio::time::timeout(Duration::from_millis(50), first.close.notified())
+            .await
+            .expect("the first connection, never polled, was closed to make room");
     }
 
     #[tokio::test]
