@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the standalone hub: publish over HTTP, subscribe with EventSource.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Validate a service from the outside: hold a stream and report what the path did to it.
     ///
     /// Checks the headers, the `retry:` hint, heartbeats, buffering on the path, drops, an
@@ -51,7 +51,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve::main(args),
+        Command::Serve(args) => serve::main(*args),
         Command::Probe(args) => probe::main(args),
         Command::Replay { args } => match tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -287,6 +287,13 @@ impl RedisBackplane {
             cfg,
         });
         metrics::gauge!(m::BACKPLANE_UP).set(1.0);
+        // Counters show in an exposition from the start, at 0, so a rate() over them works
+        // before the first wake or epoch change.
+        metrics::counter!(m::WAKES_TOTAL).increment(0);
+        metrics::counter!(m::GAPS_FILLED_TOTAL).increment(0);
+        for cause in ["missing", "regression"] {
+            metrics::counter!(m::EPOCH_CHANGES_TOTAL, "cause" => cause).increment(0);
+        }
         shared.warn_on_eviction_policy().await;
         let ingest = tokio::spawn(ingest(Arc::downgrade(&shared), rx, overflow.clone()));
         let supervisor = tokio::spawn(supervise(Arc::downgrade(&shared), overflow));

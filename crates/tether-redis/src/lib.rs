@@ -93,4 +93,4 @@ pub mod metrics;
 mod scripts;
 
 pub use backplane::RedisBackplane;
-pub use config::{RedisConfig, default_node_id};
+pub use config::{InvalidUrl, RedisConfig, check_url, default_node_id, redact_url};
