@@ -227,6 +227,10 @@ impl Drop for Balancer {
 
 /// A hub on the Redis at `url`, with a short head check and heartbeats every second.
 async fn node(url: &str) -> Hub {
+    node_with(url, &[]).await
+}
+
+async fn node_with(url: &str, extra: &[&str]) -> Hub {
     let args: Vec<String> = [
         "--redis",
         url,
@@ -236,6 +240,7 @@ async fn node(url: &str) -> Hub {
         "1",
     ]
     .iter()
+    .chain(extra)
     .map(|s| (*s).to_owned())
     .collect();
     Hub::spawn(EXE, &args).await.expect("the hub starts")
@@ -467,6 +472,32 @@ async fn reconnects_alternating_between_nodes_lose_and_repeat_nothing() {
         "the client reconnected often: {streams} streams"
     );
     eprintln!("{TOTAL} events over {streams} streams, alternating nodes");
+}
+
+/// An id one node issued that the shared log no longer keeps gets a resync on the other node,
+/// then the oldest event kept.
+#[tokio::test]
+async fn an_id_trimmed_from_the_log_resyncs_on_another_node() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let ring = ["--ring-events", "5"];
+    let (a, b) = (
+        node_with(&redis.url(), &ring).await,
+        node_with(&redis.url(), &ring).await,
+    );
+    let ids = publish_range(&a, "trim", 0, 20).await;
+    let mut on_b = open(&target(&b), "trim", Some(&ids[0])).await;
+    let f = on_b.next_event(LIMIT).await.unwrap();
+    assert_eq!(signal(&f).as_deref(), Some("tether.resync"), "{f:?}");
+    let v = f.json().unwrap();
+    assert_eq!(v["value"]["reason"], "evicted", "{v}");
+    assert_eq!(v["value"]["lastEventId"], ids[0].as_str(), "{v}");
+    let f = on_b.next_event(LIMIT).await.unwrap();
+    assert_eq!(n_of(&f), Some(15), "the oldest of the five kept: {f:?}");
+    // An id still kept resumes exactly on either node.
+    let mut on_a = open(&target(&a), "trim", Some(&ids[17])).await;
+    assert_eq!(n_of(&on_a.next_event(LIMIT).await.unwrap()), Some(18));
 }
 
 /// `FLUSHDB` while a client is connected: the client is told in band (`tether.resync`, reason
