@@ -111,8 +111,9 @@ pub(crate) struct ServeArgs {
 pub(crate) struct RedisArgs {
     /// Run as one of several nodes on this Redis, so a client's reconnect may land on any
     /// node and resume exactly: `redis://[user:password@]host:port[/db]` (an ACL user and
-    /// password go in the URL; the password is never logged) or `redis+unix:///path`.
-    /// `rediss://` (TLS) is not built in yet. Redis must answer when the hub starts, else the
+    /// password go in the URL; the password is never logged), `rediss://` for TLS (the
+    /// certificate is checked against the system's CA certificates, or the PEM file
+    /// `SSL_CERT_FILE` names) or `redis+unix:///path`. Redis must answer when the hub starts, else the
     /// hub exits with status 1 (a supervisor restarts it); once running, it rides out Redis
     /// outages: publishes and new streams get 503 `backplane_unavailable`, `/health/sse`
     /// answers 503, open streams stay open. Needs `maxmemory-policy noeviction` and `timeout 0`
@@ -510,10 +511,10 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(c.get_prefix(), "blue");
+        assert!(redis_config(&serve_args(&["--redis", "rediss://app:pw@127.0.0.1:1"])).is_ok());
         for (flags, says) in [
             (&["--redis", "http://127.0.0.1:6379"][..], "redis://"),
             (&["--redis", "redis://app:pw@"], "invalid Redis URL"),
-            (&["--redis", "rediss://app:pw@127.0.0.1:1"], "TLS"),
             (
                 &["--redis", "redis://h:1", "--redis-prefix", "a{b}"],
                 "prefix",

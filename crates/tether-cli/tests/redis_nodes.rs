@@ -639,3 +639,196 @@ async fn a_redis_outage_is_503_and_never_silent_loss() {
     }
     assert!(saw_resync, "Redis came back empty: the stream is told");
 }
+
+/// Runs `openssl` with `args` in `dir`; `false` when it is not installed (outside CI).
+fn openssl(dir: &std::path::Path, args: &[&str]) -> bool {
+    match std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(status) => {
+            assert!(status.success(), "openssl {args:?}: {status}");
+            true
+        }
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "openssl is needed for the TLS test (CI=true): {e}"
+            );
+            eprintln!("skipping: openssl is not installed");
+            false
+        }
+    }
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, in `dir`: `ca.pem`, `srv.pem`,
+/// `srv.key`.
+fn make_certs(dir: &std::path::Path) -> bool {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    std::fs::write(
+        dir.join("srv.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let ca = [
+        &["req", "-x509"][..],
+        &ec,
+        &["-keyout", "ca.key", "-out", "ca.pem"],
+    ]
+    .concat();
+    let ca = [
+        &ca[..],
+        &["-days", "2", "-subj", "/CN=tether test CA"],
+        &["-addext", "basicConstraints=critical,CA:TRUE"],
+        &["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+    ]
+    .concat();
+    openssl(dir, &ca)
+        && openssl(
+            dir,
+            &[
+                &["req"][..],
+                &ec,
+                &["-keyout", "srv.key", "-out", "srv.csr"],
+                &["-subj", "/CN=127.0.0.1"],
+            ]
+            .concat(),
+        )
+        && openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "srv.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "srv.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "srv.ext",
+            ],
+        )
+}
+
+/// `rediss://`: a hub that trusts the test CA (through `SSL_CERT_FILE`) works over TLS.
+#[tokio::test]
+async fn rediss_connects_over_tls() {
+    let Some(plain) = RedisServer::start().await else {
+        return;
+    };
+    drop(plain);
+    let dir = std::env::temp_dir().join(format!("tether-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    if !make_certs(&dir) {
+        return;
+    }
+    let port = free_port().await;
+    let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let mut redis = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args([
+            "--tls-cert-file",
+            &path("srv.pem"),
+            "--tls-key-file",
+            &path("srv.key"),
+        ])
+        .args([
+            "--tls-ca-cert-file",
+            &path("ca.pem"),
+            "--tls-auth-clients",
+            "no",
+        ])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn redis-server with TLS");
+    let deadline = Instant::now() + LIMIT;
+    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "redis-server did not listen for TLS"
+        );
+        assert!(
+            redis.try_wait().unwrap().is_none(),
+            "redis-server exited (built without TLS?)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let url = format!("rediss://127.0.0.1:{port}");
+    let mut hub = Command::new(EXE)
+        .args(["serve", "--dev", "--addr", "127.0.0.1:0", "--redis", &url])
+        .env("SSL_CERT_FILE", path("ca.pem"))
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the hub");
+    let mut out = tokio::io::BufReader::new(hub.stdout.take().unwrap());
+    let mut line = String::new();
+    use tokio::io::AsyncBufReadExt;
+    tokio::time::timeout(Duration::from_secs(60), out.read_line(&mut line))
+        .await
+        .expect("the hub starts")
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("the hub did not start over TLS: {line:?}"))
+        .to_owned();
+    let target = Target::parse(&addr).unwrap();
+    let reply = send(
+        &target,
+        "POST",
+        "/api/sessions/tls/events",
+        &json_headers(),
+        br#"{"n":1}"#,
+        LIMIT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    let mut stream = open(&target, "tls", None).await;
+    assert_eq!(n_of(&stream.next_event(LIMIT).await.unwrap()), Some(1));
+    let h = send(&target, "GET", "/health/sse", &[], b"", LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(h.json().unwrap()["backplane"]["status"], "up");
+
+    // Without the CA the certificate is refused: the hub says so and exits with status 1.
+    let refused = Command::new(EXE)
+        .args(["serve", "--dev", "--addr", "127.0.0.1:0", "--redis", &url])
+        .env("SSL_CERT_FILE", path("srv.ext"))
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -24,8 +24,8 @@ pub struct RedisConfig {
 impl RedisConfig {
     /// Settings for the Redis at `url`: `redis://[user:password@]host:port[/db]` (an ACL user
     /// and password in the URL are used for `AUTH`) or `redis+unix:///path`. `rediss://`
-    /// (TLS) needs one of the `redis` crate's TLS features, which this crate does not turn on
-    /// yet. The node id defaults to [`default_node_id`] with port 0; set it with
+    /// (TLS) needs this crate's `tls` feature; the server's certificate is checked against the
+    /// system's CA certificates (or those in the file `SSL_CERT_FILE` names). The node id defaults to [`default_node_id`] with port 0; set it with
     /// [`node_id`](Self::node_id).
     pub fn new(url: impl Into<String>) -> Self {
         Self {
@@ -178,8 +178,8 @@ pub struct InvalidUrl {
 }
 
 /// Checks that `url` is a Redis URL this build can open (`redis://[user:password@]host:port[/db]`,
-/// `redis+unix:///path`), without connecting. `rediss://` (TLS) is refused with a reason
-/// saying so, since this crate does not turn on a TLS feature of the `redis` crate yet.
+/// `redis+unix:///path`, and with the `tls` feature `rediss://`), without connecting. Without
+/// the `tls` feature `rediss://` is refused with a reason saying so.
 ///
 /// ```
 /// assert!(tether_redis::check_url("redis://app:pw@127.0.0.1:6379/0").is_ok());
@@ -198,9 +198,10 @@ pub fn check_url(url: &str) -> Result<(), InvalidUrl> {
     let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
     match scheme.as_deref() {
         Some("redis" | "redis+unix" | "unix" | "valkey" | "valkey+unix") => {}
+        Some("rediss" | "valkeys") if cfg!(feature = "tls") => {}
         Some("rediss" | "valkeys") => {
             return Err(invalid(
-                "TLS (rediss://) is not built into this version; reach Redis over redis:// (a TLS tunnel such as stunnel in front works)".into(),
+                "TLS (rediss://) needs tether-redis's `tls` feature, which this build lacks".into(),
             ));
         }
         _ => {
@@ -289,16 +290,18 @@ mod tests {
             "127.0.0.1:6379",
             "redis://u:pw@",
             "redis://h:1/notadb",
-            "rediss://u:pw@h:1",
         ] {
             let e = check_url(bad).expect_err(bad);
             assert!(!e.to_string().contains("pw"), "{e}");
         }
-        assert!(
-            check_url("rediss://h:1")
-                .unwrap_err()
-                .reason
-                .contains("TLS")
-        );
+        if cfg!(feature = "tls") {
+            assert!(check_url("rediss://u:pw@h:1").is_ok());
+        } else {
+            let e = check_url("rediss://u:pw@h:1").unwrap_err();
+            assert!(
+                e.reason.contains("TLS") && !e.to_string().contains("pw"),
+                "{e}"
+            );
+        }
     }
 }
