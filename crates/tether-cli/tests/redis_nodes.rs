@@ -500,6 +500,48 @@ async fn an_id_trimmed_from_the_log_resyncs_on_another_node() {
     assert_eq!(n_of(&on_a.next_event(LIMIT).await.unwrap()), Some(18));
 }
 
+/// A connect the broker refuses (409 under `--policy reject`, 204 for a superseded tab coming
+/// back) leaves the session's live stream in place: it still gets what another node publishes.
+#[tokio::test]
+async fn a_refused_connect_leaves_the_live_stream_in_place() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let reject = ["--policy", "reject"];
+    let (a, b) = (
+        node_with(&redis.url(), &reject).await,
+        node_with(&redis.url(), &reject).await,
+    );
+    let mut live = open(&target(&a), "held", None).await;
+    assert_eq!(live.status(), 200);
+    let refused = open(&target(&a), "held", None).await;
+    assert_eq!(refused.status(), 409);
+    publish_range(&b, "held", 0, 1).await;
+    let f = live
+        .next_event(LIMIT)
+        .await
+        .expect("the live stream still gets events");
+    assert_eq!(n_of(&f), Some(0));
+
+    // Replace policy: tab y supersedes tab x, x comes back within the grace and gets 204.
+    let (c, d) = (node(&redis.url()).await, node(&redis.url()).await);
+    let path = |tab: &str| format!("/api/sse/session/tabs?clientId={tab}");
+    let opts = StreamOptions::default;
+    let _x = SseConn::open(&target(&c), &path("x"), opts())
+        .await
+        .unwrap();
+    let mut y = SseConn::open(&target(&c), &path("y"), opts())
+        .await
+        .unwrap();
+    let back = SseConn::open(&target(&c), &path("x"), opts())
+        .await
+        .unwrap();
+    assert_eq!(back.status(), 204);
+    publish_range(&d, "tabs", 0, 1).await;
+    let f = y.next_event(LIMIT).await.expect("tab y still gets events");
+    assert_eq!(n_of(&f), Some(0));
+}
+
 /// `FLUSHDB` while a client is connected: the client is told in band (`tether.resync`, reason
 /// `epoch`), nothing crashes or hangs, and publishing goes on on both nodes.
 #[tokio::test]
