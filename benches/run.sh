@@ -16,7 +16,10 @@
 #   SESSIONS=1000      sessions of throughput and latency
 #   IDLE_CONNS=15000   connections of the idle scenario
 #   STORM_SESSIONS=5000
-#   SERVERS="naive bare tether"
+#   SERVERS="naive bare tether"   (also: redis1 = the hub with --redis on one node, redis2 =
+#                      two hubs on one Redis, clients on one, the generator publishing on the
+#                      other; both need redis-server and run only the HTTP scenarios; their
+#                      server CPU sums the hubs and redis-server)
 #   SCENARIOS="throughput-http throughput-self latency-http latency-self idle storm-self"
 #                      (storm-http is available too)
 #   OUT=benches/results/<date>   output path without extension
@@ -48,7 +51,7 @@ log "building baselines and generator (release)"
 cargo build --release -p baseline-naive -p baseline-bare -p tether-load
 
 tether_bin=""
-if [[ " $SERVERS " == *" tether "* ]]; then
+if [[ " $SERVERS " == *" tether "* || " $SERVERS " == *" redis"* ]]; then
     log "building tether's hub (release)"
     if cargo build --release --bin tether >/dev/null 2>&1 && [[ -x target/release/tether ]]; then
         tether_bin=target/release/tether
@@ -59,7 +62,11 @@ fi
 
 servers=()
 for s in $SERVERS; do
-    if [[ $s == tether && -z $tether_bin ]]; then continue; fi
+    if [[ ($s == tether || $s == redis*) && -z $tether_bin ]]; then continue; fi
+    if [[ $s == redis* ]] && ! command -v redis-server >/dev/null; then
+        log "redis-server is not installed: $s is skipped"
+        continue
+    fi
     servers+=("$s")
 done
 
@@ -67,8 +74,13 @@ mkdir -p "$(dirname "$OUT")"
 jsonl=$(mktemp)
 server_log=$(mktemp)
 SERVER_PID=""
+# More processes of the server under test (the other node, redis-server): their CPU counts as
+# the server's, and they stop with it.
+EXTRA_PIDS=()
+# Extra generator flags for the server under test (redis2 publishes on the other node).
+GEN_EXTRA=()
 cleanup() {
-    if [[ -n $SERVER_PID ]]; then kill "$SERVER_PID" 2>/dev/null || true; fi
+    for pid in $SERVER_PID "${EXTRA_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     rm -f "$jsonl" "$server_log"
 }
 trap cleanup EXIT
@@ -81,40 +93,76 @@ free_port() {
     next_port=$((next_port + 1))
 }
 
-# start_server NAME RATE: starts it on 127.0.0.1, sets SERVER_PID and PORT, waits until it accepts.
+# wait_listening PID PORT NAME: waits until PID accepts on 127.0.0.1:PORT.
+wait_listening() {
+    local pid=$1 port=$2 name=$3
+    for _ in $(seq 200); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "$name exited at start: $(tail -n 3 "$server_log")"
+            return 1
+        fi
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    log "$name did not listen on 127.0.0.1:$port"
+    return 1
+}
+
+# start_redis: a redis-server on a free loopback port, no persistence; sets REDIS_URL and adds
+# it to EXTRA_PIDS.
+start_redis() {
+    local port
+    port=$(free_port)
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+        --maxmemory-policy noeviction >>"$server_log" 2>&1 &
+    EXTRA_PIDS+=($!)
+    REDIS_URL="redis://127.0.0.1:$port"
+    wait_listening "$!" "$port" redis-server
+}
+
+# start_server NAME RATE: starts it on 127.0.0.1, sets SERVER_PID and PORT (the node the clients
+# connect to), waits until it accepts.
 start_server() {
     local name=$1 rate=$2 cmd
+    EXTRA_PIDS=()
+    GEN_EXTRA=()
     case $name in
         naive) cmd=(target/release/baseline-naive) ;;
         bare) cmd=(target/release/baseline-bare) ;;
         tether) cmd=("$tether_bin" serve --dev) ;;
+        redis1 | redis2)
+            start_redis || { stop_server; return 1; }
+            cmd=("$tether_bin" serve --dev --redis "$REDIS_URL")
+            ;;
         *) log "unknown server $name"; return 1 ;;
     esac
+    if [[ $name == redis2 ]]; then
+        # The publishing node: every event crosses Redis to the clients' node.
+        local pub_port
+        pub_port=$(free_port)
+        "${cmd[@]}" --addr "127.0.0.1:$pub_port" >>"$server_log" 2>&1 &
+        EXTRA_PIDS+=($!)
+        wait_listening "$!" "$pub_port" "$name (publishing node)" || { stop_server; return 1; }
+        GEN_EXTRA=(--publish-url "http://127.0.0.1:$pub_port")
+    fi
+    for pid in "${EXTRA_PIDS[@]}"; do GEN_EXTRA+=(--cpu-pid "$pid"); done
     PORT=$(free_port)
     cmd+=(--addr "127.0.0.1:$PORT")
     if ((rate > 0)); then cmd+=(--self-publish "$rate"); fi
-    "${cmd[@]}" >"$server_log" 2>&1 &
+    "${cmd[@]}" >>"$server_log" 2>&1 &
     SERVER_PID=$!
-    for _ in $(seq 200); do
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            log "$name exited at start: $(tail -n 3 "$server_log")"
-            SERVER_PID=""
-            return 1
-        fi
-        if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    log "$name did not listen on 127.0.0.1:$PORT"
+    if wait_listening "$SERVER_PID" "$PORT" "$name"; then return 0; fi
     stop_server
     return 1
 }
 
 stop_server() {
-    if [[ -n $SERVER_PID ]]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=""
-    fi
+    for pid in $SERVER_PID "${EXTRA_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    SERVER_PID=""
+    EXTRA_PIDS=()
 }
 
 # run_one SCENARIO SERVER ROUND
@@ -131,10 +179,16 @@ run_one() {
         storm-http) gen=(storm --publish http --rate "$STORM_RATE" --sessions "$STORM_SESSIONS") ;;
         *) log "unknown scenario $scenario"; return 0 ;;
     esac
+    if [[ $server == redis* && ($rate -gt 0 || $scenario == idle) ]]; then
+        # --self-publish would number events past the backplane, and idle says nothing of it.
+        log "round $round: $scenario is not run on $server"
+        return 0
+    fi
     log "round $round: $scenario on $server"
+    : >"$server_log"
     start_server "$server" "$rate" || return 0
     target/release/tether-load --url "http://127.0.0.1:$PORT" --server-pid "$SERVER_PID" \
-        --label "$server" --round "$round" --json-out "$jsonl" "${gen[@]}" |
+        "${GEN_EXTRA[@]}" --label "$server" --round "$round" --json-out "$jsonl" "${gen[@]}" |
         grep -v '^{' >&2 || log "$scenario on $server failed"
     stop_server
 }

@@ -22,6 +22,13 @@ struct Cli {
     /// The server's process id, for RSS and CPU readings from /proc.
     #[arg(long, global = true)]
     server_pid: Option<u32>,
+    /// Publish to this base URL instead of `--url` (another node of the same deployment, so
+    /// every event crosses the backplane between them).
+    #[arg(long, global = true)]
+    publish_url: Option<String>,
+    /// A process whose CPU time counts as the server's (another node, Redis); repeat it.
+    #[arg(long = "cpu-pid", global = true)]
+    cpu_pids: Vec<u32>,
     /// Name of the server in the results.
     #[arg(long, global = true, default_value = "server")]
     label: String,
@@ -206,9 +213,19 @@ fn main() -> ExitCode {
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         eprintln!("tether-load: could not raise the open-files limit: {e}");
     }
+    let publish_target = match cli.publish_url.as_deref().map(Target::parse) {
+        None => None,
+        Some(Ok(target)) => Some(target),
+        Some(Err(e)) => {
+            eprintln!("tether-load: --publish-url: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let cfg = RunConfig {
         target,
         server_pid: cli.server_pid,
+        publish_target,
+        cpu_pids: cli.cpu_pids.clone(),
         label: cli.label.clone(),
         round: cli.round,
         progress: !cli.no_progress,

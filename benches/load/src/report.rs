@@ -165,10 +165,10 @@ fn scenario_rank(key: &str) -> usize {
 }
 
 fn server_rank(server: &str) -> usize {
-    ["naive", "bare", "tether"]
+    ["naive", "bare", "tether", "redis1", "redis2"]
         .iter()
         .position(|s| *s == server)
-        .unwrap_or(3)
+        .unwrap_or(5)
 }
 
 fn median(mut values: Vec<f64>) -> Option<f64> {
@@ -279,16 +279,29 @@ pub fn markdown(results: &[ScenarioResult]) -> String {
             out.push('\n');
         }
         if let Some((_, tether)) = servers.iter().find(|(s, _)| s == "tether") {
-            for (baseline, runs) in servers.iter().filter(|(s, _)| s != "tether") {
-                let _ = write!(out, "| tether / {baseline} |");
+            let ratio_row = |out: &mut String,
+                             name: String,
+                             top: &[&ScenarioResult],
+                             bottom: &[&ScenarioResult]| {
+                let _ = write!(out, "| {name} |");
                 for m in &metrics {
-                    let ratio = match (value(tether, m), value(runs, m)) {
+                    let ratio = match (value(top, m), value(bottom, m)) {
                         (Some(t), Some(b)) if b != 0.0 => format!("{:.2}×", t / b),
                         _ => "–".to_owned(),
                     };
                     let _ = write!(out, " {ratio} |");
                 }
                 out.push('\n');
+            };
+            // The hub on a backplane is compared with the in-memory hub, not the baselines.
+            for (baseline, runs) in servers
+                .iter()
+                .filter(|(s, _)| s != "tether" && !s.starts_with("redis"))
+            {
+                ratio_row(&mut out, format!("tether / {baseline}"), tether, runs);
+            }
+            for (redis, runs) in servers.iter().filter(|(s, _)| s.starts_with("redis")) {
+                ratio_row(&mut out, format!("{redis} / tether"), runs, tether);
             }
         }
         out.push('\n');
@@ -319,6 +332,8 @@ fn color(server: &str) -> &'static str {
         "naive" => "#d95f02",
         "bare" => "#7570b3",
         "tether" => "#1b9e77",
+        "redis1" => "#e7298a",
+        "redis2" => "#66a61e",
         _ => "#666666",
     }
 }

@@ -38,6 +38,11 @@ pub struct RunConfig {
     pub target: Target,
     /// The server's process id, for memory and CPU readings.
     pub server_pid: Option<u32>,
+    /// Where the generator publishes, when not to `target` (another node of the same
+    /// deployment, so every event crosses the backplane).
+    pub publish_target: Option<Target>,
+    /// More processes whose CPU time counts as the server's (the other nodes, Redis).
+    pub cpu_pids: Vec<u32>,
     /// Name of the server in the results.
     pub label: String,
     /// Round number in the results (for repeated runs).
@@ -264,6 +269,7 @@ enum Phase {
 /// State shared by the driver, the clients and the publishers.
 struct Shared {
     target: Target,
+    publish_target: Target,
     run_id: String,
     read_buf: usize,
     connect_permits: Semaphore,
@@ -285,9 +291,10 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(target: Target, sessions: usize, read_buf: usize) -> Arc<Self> {
+    fn new(cfg: &RunConfig, sessions: usize, read_buf: usize) -> Arc<Self> {
         Arc::new(Self {
-            target,
+            target: cfg.target.clone(),
+            publish_target: cfg.publish_target.clone().unwrap_or(cfg.target.clone()),
             run_id: format!("load{:x}", unix_micros() & 0xff_ffff_ffff),
             read_buf,
             connect_permits: Semaphore::new(256),
@@ -550,7 +557,7 @@ async fn publisher(
     if mine.is_empty() {
         return;
     }
-    let mut publisher = Publisher::new(shared.target.clone());
+    let mut publisher = Publisher::new(shared.publish_target.clone());
     let interval_us = rate.map(|r| (batch * workers) as f64 * 1e6 / r.max(1) as f64);
     let start = Instant::now();
     let start_us = unix_micros();
@@ -639,15 +646,24 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    fn take(shared: &Shared, pid: Option<u32>) -> Self {
+    fn take(shared: &Shared, cfg: &RunConfig) -> Self {
         Self {
             at: Instant::now(),
             delivered: shared.delivered.load(Relaxed),
             published: shared.published.load(Relaxed),
-            server_cpu_us: pid.and_then(procfs::cpu_micros),
+            server_cpu_us: server_cpu(cfg),
             own_cpu_us: procfs::cpu_micros(std::process::id()),
         }
     }
+}
+
+/// CPU time of the server and of every process counted with it, in microseconds.
+fn server_cpu(cfg: &RunConfig) -> Option<u64> {
+    let mut total = cfg.server_pid.and_then(procfs::cpu_micros)?;
+    for pid in &cfg.cpu_pids {
+        total += procfs::cpu_micros(*pid)?;
+    }
+    Some(total)
 }
 
 fn rss(pid: Option<u32>) -> Option<u64> {
@@ -843,7 +859,7 @@ fn fill_totals(
 /// Throughput or latency: `sessions` SSE clients, events published by the generator or the
 /// server, measured over a window after a warmup.
 pub async fn run_stream(cfg: &RunConfig, scenario: &str, opts: &StreamOptions) -> ScenarioResult {
-    let shared = Shared::new(cfg.target.clone(), opts.sessions, 16 * 1024);
+    let shared = Shared::new(cfg, opts.sessions, 16 * 1024);
     let progress = Progress::new(cfg.progress);
     progress.bar.set_prefix(scenario.to_owned());
     let rss_before = rss(cfg.server_pid);
@@ -854,11 +870,11 @@ pub async fn run_stream(cfg: &RunConfig, scenario: &str, opts: &StreamOptions) -
 
     let publishers = spawn_publishers(&shared, opts.publish, opts.sessions, opts.event_bytes);
     timed_stage(&progress, &shared, "warmup", opts.warmup).await;
-    let begin = Snapshot::take(&shared, cfg.server_pid);
+    let begin = Snapshot::take(&shared, cfg);
     shared.measuring.store(true, Relaxed);
     timed_stage(&progress, &shared, "measuring", opts.duration).await;
     shared.measuring.store(false, Relaxed);
-    let end = Snapshot::take(&shared, cfg.server_pid);
+    let end = Snapshot::take(&shared, cfg);
 
     let http = matches!(opts.publish, Publish::Http { .. });
     progress.stage("draining".into(), 1);
@@ -897,7 +913,7 @@ pub async fn run_stream(cfg: &RunConfig, scenario: &str, opts: &StreamOptions) -
 /// Idle connections: opens `connections` SSE streams that receive nothing and reports the
 /// server's memory per connection.
 pub async fn run_idle(cfg: &RunConfig, connections: usize, settle: Duration) -> ScenarioResult {
-    let shared = Shared::new(cfg.target.clone(), connections, 4096);
+    let shared = Shared::new(cfg, connections, 4096);
     let progress = Progress::new(cfg.progress);
     progress.bar.set_prefix("idle");
     let rss_before = rss(cfg.server_pid);
@@ -922,7 +938,7 @@ pub async fn run_idle(cfg: &RunConfig, connections: usize, settle: Duration) -> 
 /// `Last-Event-ID` while publishing goes on; reports the time until all have caught up (each
 /// received an event published after its new stream opened) and what was lost or duplicated.
 pub async fn run_storm(cfg: &RunConfig, opts: &StormOptions) -> ScenarioResult {
-    let shared = Shared::new(cfg.target.clone(), opts.sessions, 8 * 1024);
+    let shared = Shared::new(cfg, opts.sessions, 8 * 1024);
     let progress = Progress::new(cfg.progress);
     progress.bar.set_prefix("storm");
     let rss_before = rss(cfg.server_pid);
@@ -945,7 +961,7 @@ pub async fn run_storm(cfg: &RunConfig, opts: &StormOptions) -> ScenarioResult {
 
     let gave_up_before = shared.gave_up.load(Relaxed);
     let alive = connected.saturating_sub(gave_up_before);
-    let cpu_before = cfg.server_pid.and_then(procfs::cpu_micros);
+    let cpu_before = server_cpu(cfg);
     shared.storm_at_us.store(unix_micros(), Relaxed);
     let storm_at = Instant::now();
     let _ = clients.phase.send(Phase::Storm);
@@ -959,7 +975,7 @@ pub async fn run_storm(cfg: &RunConfig, opts: &StormOptions) -> ScenarioResult {
             .set_position(shared.caught_up.load(Relaxed) as u64);
         sleep(Duration::from_millis(10)).await;
     }
-    let cpu_after = cfg.server_pid.and_then(procfs::cpu_micros);
+    let cpu_after = server_cpu(cfg);
     timed_stage(&progress, &shared, "after", Duration::from_secs(1)).await;
 
     let http = matches!(opts.publish, Publish::Http { .. });

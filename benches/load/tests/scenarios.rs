@@ -19,6 +19,8 @@ async fn start_server(self_publish: Option<u64>) -> RunConfig {
     RunConfig {
         target: Target::parse(&format!("http://{addr}")).unwrap(),
         server_pid: Some(std::process::id()),
+        publish_target: None,
+        cpu_pids: Vec::new(),
         label: "bare".into(),
         round: 1,
         progress: false,

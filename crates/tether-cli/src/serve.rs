@@ -104,6 +104,76 @@ pub(crate) struct ServeArgs {
     /// (for the proxy tests).
     #[arg(long, hide = true)]
     no_accel_buffering_header: bool,
+    #[command(flatten)]
+    redis: RedisArgs,
+}
+
+/// Flags of the Redis backplane (several nodes serving the same sessions).
+#[derive(Debug, Args)]
+pub(crate) struct RedisArgs {
+    /// Run as one of several nodes on this Redis, so a client's reconnect may land on any
+    /// node and resume exactly: `redis://[user:password@]host:port[/db]` (an ACL user and
+    /// password go in the URL; the password is never logged), `rediss://` for TLS (the
+    /// certificate is checked against the system's CA certificates, or the PEM file
+    /// `SSL_CERT_FILE` names) or `redis+unix:///path`. Redis must answer when the hub starts, else the
+    /// hub exits with status 1 (a supervisor restarts it); once running, it rides out Redis
+    /// outages: publishes and new streams get 503 `backplane_unavailable`, `/health/sse`
+    /// answers 503, open streams stay open. Needs `maxmemory-policy noeviction` and `timeout 0`
+    /// on Redis. With it, AG-UI tracking is off, the approval routes answer 501 and
+    /// `--self-publish` is refused.
+    #[arg(
+        long = "redis",
+        env = "TETHER_REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    url: Option<String>,
+    /// Prefix of every Redis key and channel of this deployment, so two deployments can share
+    /// one Redis.
+    #[arg(
+        long = "redis-prefix",
+        env = "TETHER_REDIS_PREFIX",
+        value_name = "PREFIX",
+        default_value = "tether"
+    )]
+    prefix: String,
+    /// This node's id on Redis, unique among the nodes. Default: `<host>:<port>-<6 random hex>`,
+    /// new at every start, so a restarted process inherits nothing of the dead one.
+    #[arg(long = "node-id", env = "TETHER_NODE_ID", value_name = "ID")]
+    node_id: Option<String>,
+    /// Milliseconds between the comparisons of connected sessions' heads with Redis's (they
+    /// find wakes that pub/sub lost and data Redis lost). For tests.
+    #[arg(long = "redis-head-check-ms", hide = true, default_value_t = 15_000)]
+    head_check_ms: u64,
+}
+
+/// The backplane flags, checked before anything starts: `None` without `--redis`.
+fn redis_config(args: &ServeArgs) -> Result<Option<tether_redis::RedisConfig>, String> {
+    let Some(url) = args.redis.url.as_deref() else {
+        return Ok(None);
+    };
+    tether_redis::check_url(url).map_err(|e| format!("--redis: {e}"))?;
+    if args.redis.prefix.is_empty() || args.redis.prefix.contains(['{', '}']) {
+        return Err("--redis-prefix must be non-empty and free of `{` and `}` (they delimit Redis Cluster hash tags)".into());
+    }
+    if args
+        .redis
+        .node_id
+        .as_deref()
+        .is_some_and(|n| n.is_empty() || n.contains(|c: char| c.is_whitespace() || c.is_control()))
+    {
+        return Err("--node-id must be non-empty and without spaces".into());
+    }
+    if args.self_publish.is_some() {
+        return Err(
+            "--self-publish publishes past the backplane; with --redis, publish over HTTP".into(),
+        );
+    }
+    Ok(Some(
+        tether_redis::RedisConfig::new(url)
+            .prefix(&args.redis.prefix)
+            .head_check_interval(Duration::from_millis(args.redis.head_check_ms.max(10))),
+    ))
 }
 
 /// What `tether serve` says when it has no credentials to check.
@@ -266,16 +336,17 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
     };
     let started = args.auth.jwt_keys().and_then(|jwt| {
         let hooks = access(&args, jwt.clone())?;
-        Ok((hooks, jwt))
+        let redis = redis_config(&args)?;
+        Ok((hooks, jwt, redis))
     });
-    let (hooks, jwt) = match started {
+    let (hooks, jwt, redis) = match started {
         Ok(v) => v,
         Err(e) => {
             eprintln!("tether: {e}");
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(args, hooks, jwt, open_files)) {
+    match runtime.block_on(run(args, hooks, jwt, redis, open_files)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tether: {e}");
@@ -288,10 +359,19 @@ async fn run(
     args: ServeArgs,
     hooks: Hooks,
     jwt: Option<JwtKeys>,
+    redis: Option<tether_redis::RedisConfig>,
     open_files: u64,
 ) -> Result<(), String> {
     let metrics = metrics_recorder()?;
-    let agui = agui_tracking(&args, std::env::var("TETHER_AGUI").ok().as_deref())?;
+    let mut agui = agui_tracking(&args, std::env::var("TETHER_AGUI").ok().as_deref())?;
+    if redis.is_some() && agui {
+        // A tracker sees only what this node publishes, not what reaches its ring from
+        // other nodes, so it would validate and prelude a partial stream.
+        tracing::warn!(
+            "AG-UI tracking is off with --redis: events from other nodes would pass it by"
+        );
+        agui = false;
+    }
     let broker = broker(&args, agui).start();
     if let Some(keys) = jwt {
         let sources = args.auth.sources();
@@ -309,6 +389,10 @@ async fn run(
         .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?
         .with_limits(limits);
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let backplane = match redis {
+        Some(config) => Some(start_backplane(&args, config, &broker, local).await?),
+        None => None,
+    };
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on http://{local}")
@@ -358,6 +442,10 @@ async fn run(
     } else {
         service
     };
+    let service = match backplane {
+        Some(backplane) => service.backplane(Arc::new(backplane)),
+        None => service,
+    };
     let left = tether_core::server::serve(
         listener,
         service,
@@ -370,6 +458,29 @@ async fn run(
     }
     tracing::info!("drained; bye");
     Ok(())
+}
+
+/// Connects to Redis for `--redis`; the error says where (without the password) and why.
+async fn start_backplane(
+    args: &ServeArgs,
+    config: tether_redis::RedisConfig,
+    broker: &Broker,
+    local: SocketAddr,
+) -> Result<tether_redis::RedisBackplane, String> {
+    let node_id = args
+        .redis
+        .node_id
+        .clone()
+        .unwrap_or_else(|| tether_redis::default_node_id(&local.port().to_string()));
+    let url = tether_redis::redact_url(args.redis.url.as_deref().unwrap_or_default());
+    tether_redis::metrics::describe();
+    let backplane = tether_redis::RedisBackplane::start(broker.clone(), config.node_id(&node_id))
+        .await
+        .map_err(|e| {
+            format!("cannot reach Redis at {url}: {e}; start Redis first, or leave out --redis to run one node alone")
+        })?;
+    tracing::info!(redis = %url, node_id = %node_id, prefix = %args.redis.prefix, "SSE backplane on Redis");
+    Ok(backplane)
 }
 
 #[cfg(test)]
@@ -399,6 +510,38 @@ mod tests {
         assert!(e.contains("empty"), "{e}");
         let e = access(&serve_args(&["--dev", "--cors-origin", "null"]), None).unwrap_err();
         assert!(e.contains("null"), "{e}");
+    }
+
+    #[test]
+    fn redis_flags_are_checked_before_anything_starts() {
+        assert!(redis_config(&serve_args(&["--dev"])).unwrap().is_none());
+        let c = redis_config(&serve_args(&[
+            "--redis",
+            "redis://app:pw@127.0.0.1:6379/1",
+            "--redis-prefix",
+            "blue",
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.get_prefix(), "blue");
+        assert!(redis_config(&serve_args(&["--redis", "rediss://app:pw@127.0.0.1:1"])).is_ok());
+        for (flags, says) in [
+            (&["--redis", "http://127.0.0.1:6379"][..], "redis://"),
+            (&["--redis", "redis://app:pw@"], "invalid Redis URL"),
+            (
+                &["--redis", "redis://h:1", "--redis-prefix", "a{b}"],
+                "prefix",
+            ),
+            (&["--redis", "redis://h:1", "--node-id", "a b"], "--node-id"),
+            (
+                &["--redis", "redis://h:1", "--self-publish", "10"],
+                "--self-publish",
+            ),
+        ] {
+            let e = redis_config(&serve_args(flags)).unwrap_err();
+            assert!(e.contains(says), "{flags:?}: {e}");
+            assert!(!e.contains("pw"), "the password never shows: {e}");
+        }
     }
 
     #[test]

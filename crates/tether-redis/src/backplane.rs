@@ -287,6 +287,13 @@ impl RedisBackplane {
             cfg,
         });
         metrics::gauge!(m::BACKPLANE_UP).set(1.0);
+        // Counters show in an exposition from the start, at 0, so a rate() over them works
+        // before the first wake or epoch change.
+        metrics::counter!(m::WAKES_TOTAL).increment(0);
+        metrics::counter!(m::GAPS_FILLED_TOTAL).increment(0);
+        for cause in ["missing", "regression"] {
+            metrics::counter!(m::EPOCH_CHANGES_TOTAL, "cause" => cause).increment(0);
+        }
         shared.warn_on_eviction_policy().await;
         let ingest = tokio::spawn(ingest(Arc::downgrade(&shared), rx, overflow.clone()));
         let supervisor = tokio::spawn(supervise(Arc::downgrade(&shared), overflow));
@@ -578,7 +585,9 @@ impl Shared {
         }
         let token = rand::random::<u64>() | 1;
         let guard = self.lock(session).await;
-        self.owned.insert(session.clone(), token);
+        // This node's connection that holds the session now, if any: a connect the broker
+        // refuses (Reject policy, a superseded client coming back) must leave it in place.
+        let previous = self.owned.insert(session.clone(), token);
         let synced = tokio::time::timeout(
             self.cfg.op_deadline,
             self.sync_locked(session, Claim::Force(token), Why::Read),
@@ -587,18 +596,55 @@ impl Shared {
         .map_err(|_| unavailable("reading the session from Redis timed out"))
         .and_then(|r| r);
         if let Err(e) = synced {
-            self.owned.remove_if(session, |_, t| *t == token);
+            // Redis did not answer: asking it again would only add another deadline.
+            if let Some(prev) = previous.filter(|_| self.broker.is_connected(session)) {
+                self.owned.insert(session.clone(), prev);
+            } else {
+                self.owned.remove_if(session, |_, t| *t == token);
+            }
             return Err(e);
         }
         let result = self.broker.connect(session, opts);
-        drop(guard);
         match result {
-            Ok(stream) => Ok(stream),
+            Ok(stream) => {
+                drop(guard);
+                Ok(stream)
+            }
             Err(e) => {
+                self.hand_back(session, token, previous).await;
+                drop(guard);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Undoes the claim of a connect the broker refused: the session goes back to the
+    /// connection of this node that held it (when the broker still has it), else it is
+    /// released. Called under the session's lock.
+    async fn hand_back(&self, session: &SessionId, token: u64, previous: Option<u64>) {
+        match previous.filter(|_| self.broker.is_connected(session)) {
+            Some(prev) => {
+                if self.owned.get(session).is_some_and(|t| *t.value() == token) {
+                    self.owned.insert(session.clone(), prev);
+                }
+                let mut con = self.cmd.clone();
+                let mut inv = self.scripts.restore.prepare_invoke();
+                inv.key(self.meta_key(session))
+                    .arg(&self.cfg.node_id)
+                    .arg(token.to_string())
+                    .arg(prev.to_string());
+                let restored: Result<Result<Value, _>, _> =
+                    tokio::time::timeout(self.cfg.op_deadline, inv.invoke_async(&mut con)).await;
+                if !matches!(restored, Ok(Ok(_))) {
+                    // The head check then sees a claim that is not the live connection's and
+                    // ends it with `superseded`: the client reconnects, nothing is lost.
+                    tracing::warn!(session = %session, "SSE backplane: could not hand the session back to its connection");
+                }
+            }
+            None => {
                 if self.owned.remove_if(session, |_, t| *t == token).is_some() {
                     let _ = self.release(session, token).await;
                 }
-                Err(e.into())
             }
         }
     }

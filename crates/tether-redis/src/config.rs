@@ -24,8 +24,8 @@ pub struct RedisConfig {
 impl RedisConfig {
     /// Settings for the Redis at `url`: `redis://[user:password@]host:port[/db]` (an ACL user
     /// and password in the URL are used for `AUTH`) or `redis+unix:///path`. `rediss://`
-    /// (TLS) needs one of the `redis` crate's TLS features, which this crate does not turn on
-    /// yet. The node id defaults to [`default_node_id`] with port 0; set it with
+    /// (TLS) needs this crate's `tls` feature; the server's certificate is checked against the
+    /// system's CA certificates (or those in the file `SSL_CERT_FILE` names). The node id defaults to [`default_node_id`] with port 0; set it with
     /// [`node_id`](Self::node_id).
     pub fn new(url: impl Into<String>) -> Self {
         Self {
@@ -165,4 +165,143 @@ pub fn default_node_id(port: &str) -> String {
         .unwrap_or_else(|| "localhost".to_owned());
     let suffix = rand::random::<u32>() & 0xff_ffff;
     format!("{host}:{port}-{suffix:06x}")
+}
+
+/// A Redis URL this build cannot open.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid Redis URL {url}: {reason}")]
+pub struct InvalidUrl {
+    /// The URL, with any password replaced by `***`.
+    pub url: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Checks that `url` is a Redis URL this build can open (`redis://[user:password@]host:port[/db]`,
+/// `redis+unix:///path`, and with the `tls` feature `rediss://`), without connecting. Without
+/// the `tls` feature `rediss://` is refused with a reason saying so.
+///
+/// ```
+/// assert!(tether_redis::check_url("redis://app:pw@127.0.0.1:6379/0").is_ok());
+/// let e = tether_redis::check_url("redis://app:pw@").unwrap_err();
+/// assert!(!e.to_string().contains("pw"));
+/// ```
+///
+/// # Errors
+/// [`InvalidUrl`], whose text never contains the password.
+pub fn check_url(url: &str) -> Result<(), InvalidUrl> {
+    use redis::IntoConnectionInfo;
+    let invalid = |reason: String| InvalidUrl {
+        url: redact_url(url),
+        reason,
+    };
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("redis" | "redis+unix" | "unix" | "valkey" | "valkey+unix") => {}
+        Some("rediss" | "valkeys") if cfg!(feature = "tls") => {}
+        Some("rediss" | "valkeys") => {
+            return Err(invalid(
+                "TLS (rediss://) needs tether-redis's `tls` feature, which this build lacks".into(),
+            ));
+        }
+        _ => {
+            return Err(invalid(
+                "expected redis://[user:password@]host:port[/db] or redis+unix:///path".into(),
+            ));
+        }
+    }
+    url.into_connection_info()
+        .map(|_| ())
+        .map_err(|e| invalid(scrub(&e.to_string(), url)))
+}
+
+/// Removes the URL's password from a message, should a library have quoted it.
+fn scrub(message: &str, url: &str) -> String {
+    match password_span(url) {
+        Some((from, to)) if to > from => message.replace(&url[from..to], "***"),
+        _ => message.to_owned(),
+    }
+}
+
+/// Where the secret of a URL's user info sits: the password after `user:`, or the whole user
+/// info when it has no `:` (a bare `redis://secret@host`). Also a `pass=` query parameter.
+fn password_span(url: &str) -> Option<(usize, usize)> {
+    let start = url.find("://")? + 3;
+    let rest = &url[start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    if let Some(at) = rest[..authority_end].rfind('@') {
+        let info = &rest[..at];
+        return Some(match info.find(':') {
+            Some(colon) => (start + colon + 1, start + at),
+            None => (start, start + at),
+        });
+    }
+    let q = url.find('?')?;
+    let pass = url[q..]
+        .match_indices(['?', '&'])
+        .map(|(i, _)| q + i + 1)
+        .find(|&i| url[i..].starts_with("pass=") || url[i..].starts_with("password="))?;
+    let value = pass + url[pass..].find('=')? + 1;
+    let end = url[value..].find('&').map_or(url.len(), |e| value + e);
+    Some((value, end))
+}
+
+/// `url` with its password (or a bare user info, or a `pass=` query parameter) replaced by
+/// `***`, for logs and error messages.
+///
+/// ```
+/// use tether_redis::redact_url;
+/// assert_eq!(redact_url("redis://app:s3cret@db:6379/1"), "redis://app:***@db:6379/1");
+/// assert_eq!(redact_url("redis://db:6379"), "redis://db:6379");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    match password_span(url) {
+        Some((from, to)) if to > from => format!("{}***{}", &url[..from], &url[to..]),
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show() {
+        for (url, shown) in [
+            ("redis://u:pw@h:1/0", "redis://u:***@h:1/0"),
+            ("redis://:pw@h:1", "redis://:***@h:1"),
+            ("redis://pw@h", "redis://***@h"),
+            (
+                "redis+unix:///tmp/r.sock?db=1&pass=pw",
+                "redis+unix:///tmp/r.sock?db=1&pass=***",
+            ),
+            ("redis://h:1", "redis://h:1"),
+        ] {
+            assert_eq!(redact_url(url), shown);
+        }
+    }
+
+    #[test]
+    fn urls_are_checked_without_connecting() {
+        assert!(check_url("redis://127.0.0.1:1").is_ok());
+        assert!(check_url("redis://user:pw@127.0.0.1:1/2").is_ok());
+        for bad in [
+            "http://h:1",
+            "127.0.0.1:6379",
+            "redis://u:pw@",
+            "redis://h:1/notadb",
+        ] {
+            let e = check_url(bad).expect_err(bad);
+            assert!(!e.to_string().contains("pw"), "{e}");
+        }
+        if cfg!(feature = "tls") {
+            assert!(check_url("rediss://u:pw@h:1").is_ok());
+        } else {
+            let e = check_url("rediss://u:pw@h:1").unwrap_err();
+            assert!(
+                e.reason.contains("TLS") && !e.to_string().contains("pw"),
+                "{e}"
+            );
+        }
+    }
 }

@@ -76,12 +76,14 @@
 //! |---|---|
 //! | `cluster` | turns on `redis/cluster-async`. The keys are laid out for Redis Cluster already (one hash tag per session, plain `PUBLISH` from scripts), but this release opens single-node connections only |
 //! | `sentinel` | turns on `redis/sentinel`; this release opens single-node connections only |
+//! | `tls` | `rediss://` URLs: turns on `redis/tokio-rustls-comp` with `rustls`'s ring provider; the server's certificate is checked against the system's CA certificates, or the PEM file `SSL_CERT_FILE` names |
 //!
 //! ## Where the dependencies are used
 //!
 //! | crate | for |
 //! |---|---|
 //! | redis | the connection managers (`tokio-comp`, `connection-manager`), the scripts (`script`), streams |
+//! | rustls | with `tls`: the crypto provider (ring) of the redis crate's TLS client |
 //! | dashmap | the sessions this node holds, and a per-session lock for appends from Redis |
 //! | tokio | the ingest and supervisor tasks, deadlines |
 //! | metrics / tracing | [`metrics`] and the "SSE backplane" log lines |
@@ -93,4 +95,4 @@ pub mod metrics;
 mod scripts;
 
 pub use backplane::RedisBackplane;
-pub use config::{RedisConfig, default_node_id};
+pub use config::{InvalidUrl, RedisConfig, check_url, default_node_id, redact_url};

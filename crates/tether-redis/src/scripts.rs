@@ -156,10 +156,26 @@ end
 return 0
 ";
 
+/// Hands the session's connection back to the connection of this node that held it before a
+/// connect that claimed it and was then refused by the broker (Reject policy, a superseded
+/// client coming back): only if the refused connect's claim is still in place.
+///
+/// KEYS[1] meta. ARGV[1] node, ARGV[2] the refused connect's token, ARGV[3] the previous
+/// token. Returns 1 when handed back.
+const RESTORE: &str = r"
+local o = redis.call('HMGET', KEYS[1], 'o', 'c')
+if o[1] == ARGV[1] and o[2] == ARGV[2] then
+  redis.call('HSET', KEYS[1], 'c', ARGV[3])
+  return 1
+end
+return 0
+";
+
 pub(crate) struct Scripts {
     pub(crate) append: Script,
     pub(crate) sync: Script,
     pub(crate) release: Script,
+    pub(crate) restore: Script,
 }
 
 impl Scripts {
@@ -168,6 +184,7 @@ impl Scripts {
             append: Script::new(&format!("{FENCE}{APPEND}")),
             sync: Script::new(&format!("{FENCE}{SYNC}")),
             release: Script::new(RELEASE),
+            restore: Script::new(RESTORE),
         }
     }
 }

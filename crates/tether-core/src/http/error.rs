@@ -8,11 +8,17 @@ use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderName, HeaderValue, StatusCode};
 
 use super::{Body, Response};
+use crate::backplane::BackplaneError;
 use crate::error::{ApprovalError, ConnectError, DecideError, PublishError};
 use crate::id::InvalidId;
 
 /// `Retry-After` of a node that holds its maximum of sessions.
 const FULL_RETRY_AFTER: Duration = Duration::from_secs(5);
+/// `Retry-After` when the backplane cannot be reached: its links reconnect within a second or
+/// two, so a client soon finds it back (or another node through the load balancer).
+const BACKPLANE_RETRY_AFTER: Duration = Duration::from_secs(2);
+/// `Retry-After` when the backplane refuses to store more: an operator has to act.
+const BACKPLANE_FULL_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// An error answer: status, a stable machine-readable code, and a message that says what to
 /// do. Rendered as `{"error": code, "message": message, ...}` with `Content-Type:
@@ -251,6 +257,33 @@ impl From<ConnectError> for HttpError {
     }
 }
 
+impl From<BackplaneError> for HttpError {
+    fn from(e: BackplaneError) -> Self {
+        match e {
+            BackplaneError::Publish(p) => p.into(),
+            BackplaneError::Connect(c) => c.into(),
+            BackplaneError::Unavailable(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "backplane_unavailable",
+                e.to_string(),
+            )
+            .with_retry_after(BACKPLANE_RETRY_AFTER),
+            BackplaneError::Full(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "backplane_full",
+                e.to_string(),
+            )
+            .with_retry_after(BACKPLANE_FULL_RETRY_AFTER),
+            #[allow(unreachable_patterns)]
+            other => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                other.to_string(),
+            ),
+        }
+    }
+}
+
 impl From<ApprovalError> for HttpError {
     fn from(e: ApprovalError) -> Self {
         match e {
@@ -347,10 +380,28 @@ mod tests {
             (ConnectError::TooManySessions { max: 1 }.into(), 503),
             (PublishError::TooLarge { size: 2, max: 1 }.into(), 413),
             (InvalidId { what: "session id" }.into(), 400),
+            (BackplaneError::Unavailable("down".into()).into(), 503),
+            (BackplaneError::Full("oom".into()).into(), 503),
+            (BackplaneError::Connect(ConnectError::Conflict).into(), 409),
+            (
+                BackplaneError::Publish(PublishError::TooLarge { size: 2, max: 1 }).into(),
+                413,
+            ),
         ];
         for (e, status) in cases {
             assert_eq!(e.status().as_u16(), status, "{e}");
         }
+    }
+
+    #[test]
+    fn backplane_errors_say_which_and_when_to_retry() {
+        let res = HttpError::from(BackplaneError::Unavailable("timed out".into())).into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[RETRY_AFTER], "2");
+        assert_eq!(json(&res)["error"], "backplane_unavailable");
+        let res = HttpError::from(BackplaneError::Full("OOM".into())).into_response();
+        assert_eq!(json(&res)["error"], "backplane_full");
+        assert!(res.headers().contains_key(RETRY_AFTER));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::hooks::Identity;
 use super::request::wants_event_stream;
 use super::{Body, Hooks, HttpError, Response};
 use crate::approval::{ApprovalRequest, Decision};
+use crate::backplane::{Backplane, BackplaneError};
 use crate::broker::{Broker, ConnectOptions};
 use crate::error::ConnectError;
 use crate::frame::EventName;
@@ -36,6 +37,8 @@ pub(super) struct Call<'a> {
     pub(super) broker: &'a Broker,
     pub(super) hooks: &'a Hooks,
     pub(super) headers: &'a HeaderMap,
+    /// The backplane the stream and publish routes go through, when there is one.
+    pub(super) backplane: Option<&'a dyn Backplane>,
 }
 
 /// The headers of an event stream: `Content-Type: text/event-stream`, `Cache-Control:
@@ -93,13 +96,23 @@ fn closing(mut res: Response) -> Response {
 /// `Retry-After` otherwise.
 ///
 /// A stream of a token's identity ends at the token's expiry with a `retry:` hint.
-pub(super) fn stream(
+///
+/// With a backplane the connect goes through it (the same options, identity included), and
+/// an unreachable backplane answers 503 `backplane_unavailable`.
+pub(super) async fn stream(
     call: &Call<'_>,
     sid: &SessionId,
     opts: ConnectOptions,
     who: Option<&Identity>,
 ) -> Response {
-    respond(match call.broker.connect(sid, opts) {
+    let connected = match call.backplane {
+        Some(backplane) => backplane.connect(sid, opts).await,
+        None => call
+            .broker
+            .connect(sid, opts)
+            .map_err(BackplaneError::Connect),
+    };
+    respond(match connected {
         Ok(stream) => {
             let body = match who.and_then(Identity::expires_at_unix) {
                 Some(exp) => Body::Chunks(Box::pin(UntilExpiry::new(
@@ -113,13 +126,17 @@ pub(super) fn stream(
             *res.headers_mut() = sse_headers(call.hooks);
             Ok(res)
         }
-        Err(ConnectError::Draining { retry_after }) if wants_event_stream(call.headers) => {
+        Err(BackplaneError::Connect(ConnectError::Draining { retry_after }))
+            if wants_event_stream(call.headers) =>
+        {
             let retry = format!("retry: {}\n\n", retry_after.as_millis());
             let mut res = Response::new(Body::Full(Bytes::from(retry)));
             *res.headers_mut() = sse_headers(call.hooks);
             Ok(closing(res))
         }
-        Err(e @ ConnectError::Draining { .. }) => Ok(closing(HttpError::from(e).into_response())),
+        Err(BackplaneError::Connect(e @ ConnectError::Draining { .. })) => {
+            Ok(closing(HttpError::from(e).into_response()))
+        }
         Err(e) => Err(e.into()),
     })
 }
@@ -212,18 +229,30 @@ fn ids_body(ids: &[crate::id::EventId]) -> Bytes {
 /// array of objects); `?event=NAME` sets the SSE event name of all of them.
 ///
 /// 202 `{"ids":[...]}`; 400 for invalid JSON or an event that is not an object; 413 for an
-/// event over the broker's maximum; 429 over the session's rate.
-pub(super) fn publish(
+/// event over the broker's maximum; 429 over the session's rate. With a backplane the events
+/// are appended through it; 503 `backplane_unavailable` or `backplane_full` when it cannot
+/// store them.
+pub(super) async fn publish(
     call: &Call<'_>,
     sid: &SessionId,
     name: Option<&EventName>,
     body: &[u8],
 ) -> Response {
-    respond((|| {
-        let events = parse_events(body, name, call.broker)?;
-        let ids = call.broker.publish_batch(sid, &events)?;
-        Ok(json(StatusCode::ACCEPTED, ids_body(&ids)))
-    })())
+    let events = match parse_events(body, name, call.broker) {
+        Ok(events) => events,
+        Err(e) => return e.into_response(),
+    };
+    let ids = match call.backplane {
+        Some(backplane) => backplane.publish(sid, events).await,
+        None => call
+            .broker
+            .publish_batch(sid, &events)
+            .map_err(BackplaneError::Publish),
+    };
+    respond(
+        ids.map(|ids| json(StatusCode::ACCEPTED, ids_body(&ids)))
+            .map_err(HttpError::from),
+    )
 }
 
 #[derive(Deserialize)]
@@ -352,24 +381,43 @@ pub(super) fn cancel_approval(call: &Call<'_>, sid: &SessionId, id: &str) -> Res
 }
 
 /// `GET /health/sse`: `{"status","sessions","connections","draining","ring_bytes",
-/// "backplane","settings","limits"}`, 200 when healthy and 503 (with `Retry-After`) while draining.
-/// `backplane` is `null` for the in-memory broker; `settings` is
+/// "backplane","settings","limits"}`, 200 when healthy and 503 (with `Retry-After`) while
+/// draining or while the backplane is down (`"status":"backplane_down"`). `backplane` is
+/// `null` for the in-memory broker, else `{"status":"up"|"down","node_id","since"}`;
+/// `limits` is [`Broker::limits_report`](crate::Broker::limits_report); `settings` is
 /// [`Broker::settings`](crate::Broker::settings).
-pub(super) fn health(broker: &Broker) -> Response {
+pub(super) fn health(broker: &Broker, backplane: Option<&dyn Backplane>) -> Response {
     let h = broker.health();
     let mut value = serde_json::to_value(&h).unwrap_or_default();
-    value["backplane"] = serde_json::Value::Null;
+    let backplane = backplane.map(Backplane::status);
+    value["backplane"] = match &backplane {
+        Some(status) => serde_json::to_value(status.health()).unwrap_or_default(),
+        None => serde_json::Value::Null,
+    };
     value["settings"] = serde_json::to_value(broker.settings()).unwrap_or_default();
     value["limits"] = broker.limits_report();
-    if h.is_healthy() {
+    let backplane_down = backplane.as_ref().is_some_and(|s| !s.up);
+    if backplane_down && h.is_healthy() {
+        value["status"] = "backplane_down".into();
+    }
+    if h.is_healthy() && !backplane_down {
         json_value(StatusCode::OK, &value)
     } else {
+        let retry = if h.is_healthy() {
+            BACKPLANE_HEALTH_RETRY
+        } else {
+            broker.drain_retry_hint()
+        };
         let mut res = json_value(StatusCode::SERVICE_UNAVAILABLE, &value);
         res.headers_mut()
-            .insert(RETRY_AFTER, retry_after_value(broker.drain_retry_hint()));
+            .insert(RETRY_AFTER, retry_after_value(retry));
         res
     }
 }
+
+/// `Retry-After` of `/health/sse` while the backplane is down: its links are retried every
+/// second or so.
+const BACKPLANE_HEALTH_RETRY: Duration = Duration::from_secs(2);
 
 /// `GET /metrics`: Prometheus text exposition.
 pub(super) fn metrics(text: String) -> Response {
@@ -804,6 +852,178 @@ mod tests {
             )
             .unwrap();
         assert!(!broker.approval(&s, h.id()).unwrap().expires_at.is_empty());
+    }
+
+    /// A backplane in front of one broker, recording what it was asked, that can be "down".
+    struct FakeBackplane {
+        broker: Broker,
+        up: std::sync::atomic::AtomicBool,
+        publishes: std::sync::atomic::AtomicUsize,
+        connects: parking_lot::Mutex<Vec<ConnectOptions>>,
+    }
+
+    impl FakeBackplane {
+        fn new(broker: Broker) -> std::sync::Arc<Self> {
+            std::sync::Arc::new(Self {
+                broker,
+                up: true.into(),
+                publishes: 0.into(),
+                connects: parking_lot::Mutex::new(Vec::new()),
+            })
+        }
+
+        fn set_up(&self, up: bool) {
+            self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+        }
+
+        fn is_up(&self) -> bool {
+            self.up.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    impl Backplane for FakeBackplane {
+        fn publish<'a>(
+            &'a self,
+            session: &'a SessionId,
+            events: Vec<Event>,
+        ) -> crate::BoxFuture<'a, Result<Vec<crate::EventId>, BackplaneError>> {
+            Box::pin(async move {
+                self.publishes
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if !self.is_up() {
+                    return Err(BackplaneError::Unavailable("test: down".into()));
+                }
+                Ok(self.broker.publish_batch(session, &events)?)
+            })
+        }
+
+        fn connect<'a>(
+            &'a self,
+            session: &'a SessionId,
+            opts: ConnectOptions,
+        ) -> crate::BoxFuture<'a, Result<crate::EventStream, BackplaneError>> {
+            Box::pin(async move {
+                self.connects.lock().push(opts.clone());
+                if !self.is_up() {
+                    return Err(BackplaneError::Unavailable("test: down".into()));
+                }
+                Ok(self.broker.connect(session, opts)?)
+            })
+        }
+
+        fn status(&self) -> crate::BackplaneStatus {
+            crate::BackplaneStatus {
+                up: self.is_up(),
+                node_id: "node-a".into(),
+                since: std::time::UNIX_EPOCH,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_backplane_carries_publish_and_connect() {
+        let broker = Broker::builder().start();
+        let bp = FakeBackplane::new(broker.clone());
+        let hooks = Hooks::allow_all()
+            .publish_token("tok")
+            .authorizer(SessionOwnerHeader::new(HeaderName::from_static("x-user")));
+        let svc = Service::new(broker, hooks).backplane(bp.clone());
+        assert!(svc.has_backplane());
+        let publisher = [("authorization", "Bearer tok")];
+        let events = "/api/sessions/alice:1/events";
+        let res = post(&svc, events, &publisher, br#"[{"a":1},{"b":2}]"#).await;
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        assert_eq!(bp.publishes.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let res = get(
+            &svc,
+            "/api/sse/session/alice:1?clientId=tab1",
+            &[("x-user", "alice"), ("last-event-id", "e1-1")],
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()[CONTENT_TYPE], "text/event-stream");
+        let opts = bp.connects.lock()[0].clone();
+        assert_eq!(
+            opts.identity.as_deref(),
+            Some("alice"),
+            "the identity goes along"
+        );
+        assert_eq!(opts.client_id.as_deref(), Some("tab1"));
+        assert_eq!(opts.last_event_id.as_deref(), Some("e1-1"));
+        // A refused caller never reaches the backplane.
+        let res = get(&svc, "/api/sse/session/alice:1", &[("x-user", "bob")]).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert_eq!(bp.connects.lock().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_backplane_that_is_down_answers_503() {
+        let broker = Broker::builder().start();
+        let bp = FakeBackplane::new(broker.clone());
+        let svc = open(broker.clone()).backplane(bp.clone());
+        let res = get(&svc, "/health/sse", &[]).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let v = body_json(&res);
+        assert_eq!(v["status"], "ok");
+        assert_eq!(v["backplane"]["status"], "up");
+        assert_eq!(v["backplane"]["node_id"], "node-a");
+        assert_eq!(v["backplane"]["since"], "1970-01-01T00:00:00Z");
+
+        bp.set_up(false);
+        let res = post(&svc, "/api/sessions/s/events", &[], b"{}").await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body_json(&res)["error"], "backplane_unavailable");
+        assert!(res.headers().contains_key(RETRY_AFTER));
+        assert_eq!(
+            broker.head(&SessionId::new("s").unwrap()),
+            None,
+            "nothing stored"
+        );
+        let res = get(&svc, "/api/sse/session/s", &[]).await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body_json(&res)["error"], "backplane_unavailable");
+        let res = get(&svc, "/health/sse", &[]).await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(res.headers().contains_key(RETRY_AFTER));
+        let v = body_json(&res);
+        assert_eq!(v["status"], "backplane_down");
+        assert_eq!(v["backplane"]["status"], "down");
+    }
+
+    #[tokio::test]
+    async fn a_backplane_keeps_the_draining_answers() {
+        let broker = Broker::builder().start();
+        let bp = FakeBackplane::new(broker.clone());
+        let svc = open(broker.clone()).backplane(bp);
+        broker.drain(Duration::from_secs(4));
+        let es = [("accept", "text/event-stream")];
+        let res = get(&svc, "/api/sse/session/s", &es).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()[CONNECTION], "close");
+        let res = get(&svc, "/api/sse/session/s", &[]).await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body_json(&res)["error"], "draining");
+    }
+
+    #[tokio::test]
+    async fn approvals_are_refused_on_a_backplane() {
+        let broker = Broker::builder().start();
+        let svc = Service::new(broker.clone(), Hooks::allow_all().publish_token("tok"))
+            .backplane(FakeBackplane::new(broker));
+        let create = "/api/sessions/s/approvals";
+        let res = post(&svc, create, &[], br#"{"payload":1}"#).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "credentials first");
+        let ok = [("authorization", "Bearer tok")];
+        let res = post(&svc, create, &ok, br#"{"payload":1}"#).await;
+        assert_eq!(res.status(), StatusCode::NOT_IMPLEMENTED);
+        assert_eq!(body_json(&res)["error"], "approvals_not_shared");
+        let res = get(&svc, "/api/sessions/s/approvals/a1?waitMs=0", &ok).await;
+        assert_eq!(res.status(), StatusCode::NOT_IMPLEMENTED);
+        let res = call(&svc, "DELETE", "/api/sessions/s/approvals/a1", &ok, b"").await;
+        assert_eq!(res.status(), StatusCode::NOT_IMPLEMENTED);
+        let decision = "/api/sessions/s/approvals/a1/decision";
+        let res = post(&svc, decision, &[], br#"{"approved":true}"#).await;
+        assert_eq!(res.status(), StatusCode::NOT_IMPLEMENTED);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use super::hooks::{AccessRequest, Capability, Identity};
 use super::request::{connect_options, session_id, wait_duration};
 use super::route::{self, Route, RouteError};
 use super::{Cors, Hooks, HttpError, Response, query_param};
+use crate::backplane::Backplane;
 use crate::broker::{Broker, ConnectOptions, event_name};
 use crate::frame::EventName;
 use crate::id::{InvalidId, SessionId, is_valid_id};
@@ -92,6 +93,7 @@ struct Inner {
     metrics: Option<Arc<MetricsRender>>,
     extensions: Vec<Arc<dyn RouteExtension>>,
     mode: Option<&'static str>,
+    backplane: Option<Arc<dyn Backplane>>,
 }
 
 /// tether's HTTP contract as one service: the broker, the application's [`Hooks`], CORS,
@@ -140,6 +142,7 @@ impl std::fmt::Debug for Service {
             .field("cors", &self.inner.cors)
             .field("metrics", &self.inner.metrics.is_some())
             .field("extensions", &self.inner.extensions.len())
+            .field("backplane", &self.inner.backplane.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -156,6 +159,7 @@ impl Service {
                 metrics: None,
                 extensions: Vec::new(),
                 mode: None,
+                backplane: None,
             }),
         }
     }
@@ -181,6 +185,35 @@ impl Service {
     /// open), so an operator can see it from outside. Default: no `mode` field.
     pub fn mode(self, mode: &'static str) -> Self {
         self.edit(|i| i.mode = Some(mode))
+    }
+
+    /// Serves the routes through a backplane shared by several nodes (`tether-redis`'s
+    /// `RedisBackplane`), which must feed this service's broker. Default: none (the broker
+    /// alone, one node).
+    ///
+    /// With a backplane:
+    /// - the publish route appends through [`Backplane::publish`], so ids are valid on every
+    ///   node; when the backplane cannot be reached it answers 503 `backplane_unavailable`
+    ///   (503 `backplane_full` when it refuses to store more), both with `Retry-After`, and
+    ///   nothing is kept only in this node's memory;
+    /// - the stream route connects through [`Backplane::connect`] with the same options
+    ///   (`Last-Event-ID`, `clientId`, `prelude`, the caller's identity), so a `Last-Event-ID`
+    ///   from any node resumes exactly and a connection on another node is superseded;
+    /// - `/health/sse` carries `"backplane":{"status","node_id","since"}` and answers 503
+    ///   while the backplane is down;
+    /// - the approval routes answer 501 `approvals_not_shared`: approvals live in one node's
+    ///   memory and their announcements would be numbered outside the shared log, so they
+    ///   are not offered until the backplane stores them.
+    ///
+    /// Session trackers (AG-UI validation and preludes) do not see events that come through
+    /// the backplane: run a backplane's broker without a tracker factory.
+    pub fn backplane(self, backplane: Arc<dyn Backplane>) -> Self {
+        self.edit(|i| i.backplane = Some(backplane))
+    }
+
+    /// Whether the service serves through a backplane (see [`backplane`](Self::backplane)).
+    pub fn has_backplane(&self) -> bool {
+        self.inner.backplane.is_some()
     }
 
     /// Adds routes of another crate (see [`RouteExtension`]).
@@ -297,6 +330,13 @@ impl Service {
         let (hooks, headers) = (&self.inner.hooks, &parts.headers);
         let query = parts.uri.query().unwrap_or("");
         let broker = &self.inner.broker;
+        // Approvals live in one node's memory, and their announcements would be numbered
+        // outside the backplane's log: refused (after the credential checks) until the
+        // backplane stores them.
+        let local_only = || match self.inner.backplane {
+            Some(_) => Err(approvals_not_shared()),
+            None => Ok(()),
+        };
         let check = |sid: &SessionId, capability| {
             hooks.check(&AccessRequest {
                 session: sid,
@@ -337,6 +377,7 @@ impl Service {
             Route::CreateApproval { session } => {
                 let sid = session_id(&session)?;
                 check(&sid, Capability::Publish).into_result()?;
+                local_only()?;
                 not_draining(broker)?;
                 Target::CreateApproval(sid)
             }
@@ -349,18 +390,21 @@ impl Service {
                 if !browser.is_allowed() && !check(&sid, Capability::Publish).is_allowed() {
                     browser.into_result()?;
                 }
+                local_only()?;
                 Target::ApprovalStatus(sid, approval, wait)
             }
             Route::CancelApproval { session, approval } => {
                 let sid = session_id(&session)?;
                 let approval = approval_id(approval)?;
                 check(&sid, Capability::Publish).into_result()?;
+                local_only()?;
                 Target::CancelApproval(sid, approval)
             }
             Route::Decide { session, approval } => {
                 let sid = session_id(&session)?;
                 let approval = approval_id(approval)?;
                 let who = check(&sid, Capability::Subscribe).into_result()?;
+                local_only()?;
                 Target::Decide(sid, approval, who)
             }
             Route::Health => Target::Health,
@@ -519,6 +563,14 @@ fn not_draining(broker: &Broker) -> Result<(), HttpError> {
     }
 }
 
+fn approvals_not_shared() -> HttpError {
+    HttpError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "approvals_not_shared",
+        "this server runs several nodes on a backplane, which does not share approvals yet; run one node without a backplane to use the approval routes",
+    )
+}
+
 fn approval_id(raw: String) -> Result<String, HttpError> {
     if is_valid_id(&raw) {
         Ok(raw)
@@ -641,18 +693,26 @@ impl Admitted<'_> {
             broker: &inner.broker,
             hooks: &inner.hooks,
             headers: &self.parts.headers,
+            backplane: inner.backplane.as_deref(),
         };
         let res = match self.target {
-            Target::Stream(sid, opts, who) => handlers::stream(&call, &sid, opts, who.as_ref()),
+            Target::Stream(sid, opts, who) => {
+                handlers::stream(&call, &sid, opts, who.as_ref()).await
+            }
             Target::StreamHead => handlers::stream_head(&call),
-            Target::Publish(sid, name) => handlers::publish(&call, &sid, name.as_ref(), &body),
+            Target::Publish(sid, name) => {
+                handlers::publish(&call, &sid, name.as_ref(), &body).await
+            }
             Target::CreateApproval(sid) => handlers::create_approval(&call, &sid, &body),
             Target::ApprovalStatus(sid, id, wait) => {
                 handlers::approval_status(&call, &sid, &id, wait).await
             }
             Target::CancelApproval(sid, id) => handlers::cancel_approval(&call, &sid, &id),
             Target::Decide(sid, id, who) => handlers::decide(&call, &sid, &id, &body, who.as_ref()),
-            Target::Health => with_mode(handlers::health(&inner.broker), inner.mode),
+            Target::Health => with_mode(
+                handlers::health(&inner.broker, inner.backplane.as_deref()),
+                inner.mode,
+            ),
             Target::Metrics => {
                 handlers::metrics(inner.metrics.as_deref().map(|f| f()).unwrap_or_default())
             }
