@@ -92,6 +92,7 @@ struct Inner {
     metrics: Option<Arc<MetricsRender>>,
     extensions: Vec<Arc<dyn RouteExtension>>,
     mode: Option<&'static str>,
+    trust_forwarded: bool,
 }
 
 /// tether's HTTP contract as one service: the broker, the application's [`Hooks`], CORS,
@@ -156,6 +157,7 @@ impl Service {
                 metrics: None,
                 extensions: Vec::new(),
                 mode: None,
+                trust_forwarded: false,
             }),
         }
     }
@@ -181,6 +183,13 @@ impl Service {
     /// open), so an operator can see it from outside. Default: no `mode` field.
     pub fn mode(self, mode: &'static str) -> Self {
         self.edit(|i| i.mode = Some(mode))
+    }
+
+    /// Names a stream's client in its log lines by the rightmost `X-Forwarded-For` address
+    /// (see [`client_info`](super::client_info)) instead of the socket peer: for a server
+    /// that only a proxy can reach. It decides nothing but what is logged. Default: off.
+    pub fn trust_forwarded(self, trust: bool) -> Self {
+        self.edit(|i| i.trust_forwarded = trust)
     }
 
     /// Adds routes of another crate (see [`RouteExtension`]).
@@ -308,7 +317,8 @@ impl Service {
         Ok(match route {
             Route::Stream { session } => {
                 let sid = session_id(&session)?;
-                let opts = connect_options(headers, query)?;
+                let opts = connect_options(headers, query)?
+                    .client(super::client_info(parts, self.inner.trust_forwarded));
                 let who = check(&sid, Capability::Subscribe).into_result()?;
                 // The identity decides who may take a superseded tab's place, replace its
                 // own stream under Reject, and how many sessions it may create.
@@ -364,6 +374,7 @@ impl Service {
                 Target::Decide(sid, approval, who)
             }
             Route::Health => Target::Health,
+            Route::Live => Target::Live,
             Route::Metrics => Target::Metrics,
         })
     }
@@ -553,6 +564,7 @@ enum Target<'a> {
     CancelApproval(SessionId, String),
     Decide(SessionId, String, Option<Identity>),
     Health,
+    Live,
     Metrics,
     Extension(&'a dyn RouteExtension),
 }
@@ -653,6 +665,7 @@ impl Admitted<'_> {
             Target::CancelApproval(sid, id) => handlers::cancel_approval(&call, &sid, &id),
             Target::Decide(sid, id, who) => handlers::decide(&call, &sid, &id, &body, who.as_ref()),
             Target::Health => with_mode(handlers::health(&inner.broker), inner.mode),
+            Target::Live => handlers::live(),
             Target::Metrics => {
                 handlers::metrics(inner.metrics.as_deref().map(|f| f()).unwrap_or_default())
             }

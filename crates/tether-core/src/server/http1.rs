@@ -71,6 +71,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Serves one accepted connection until the client leaves or the server closes it.
 pub async fn serve_connection(mut stream: TcpStream, service: Service) {
+    // Each request carries its client's address (for log lines); the request's head, and
+    // with it this copy, is freed before a response streams.
+    let peer = stream.peer_addr().ok().map(crate::http::PeerAddr);
     let mut buf = BytesMut::with_capacity(1024);
     loop {
         let head =
@@ -92,13 +95,16 @@ pub async fn serve_connection(mut stream: TcpStream, service: Service) {
                 return;
             }
         };
-        let parts = match head.into_parts() {
+        let mut parts = match head.into_parts() {
             Ok(parts) => parts,
             Err(res) => {
                 let _ = write_full(&mut stream, *res, version, false).await;
                 return;
             }
         };
+        if let Some(peer) = peer {
+            parts.extensions.insert(peer);
+        }
         let is_head = parts.method == Method::HEAD;
         let res = match service.admit(&parts) {
             // The body of a refused request is never read, so the connection cannot carry
