@@ -89,13 +89,18 @@ impl<'a> MakeWriter<'a> for Shared {
     }
 }
 
-/// Installs the global subscriber: `RUST_LOG` filters (default `info`), `format` shapes the
-/// lines, and `file` (appended) or stderr receives them. Returns the file, for
+/// Installs the global subscriber: `filter` (`--log-level`, or `RUST_LOG`) picks the lines,
+/// `format` shapes them, and `file` (appended) or stderr receives them. Returns the file, for
 /// [`reopen_on_sighup`].
-pub(crate) fn init(format: LogFormat, file: Option<&Path>) -> io::Result<Option<Arc<LogFile>>> {
-    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+pub(crate) fn init(
+    filter: &str,
+    format: LogFormat,
+    file: Option<&Path>,
+) -> io::Result<Option<Arc<LogFile>>> {
+    let filter = EnvFilter::try_new(filter)
+        .map_err(|e| io::Error::other(format!("--log-level {filter}: {e}")))?;
     let file = file.map(LogFile::open).transpose()?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let ansi = file.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let result = match (format, &file) {
         (LogFormat::Text, Some(f)) => builder

@@ -38,6 +38,10 @@ pub(crate) struct ServeArgs {
     /// Append log lines to this file instead of stderr; SIGHUP reopens it (for logrotate).
     #[arg(long, env = "TETHER_LOG_FILE", value_name = "PATH")]
     pub(crate) log_file: Option<std::path::PathBuf>,
+    /// Which lines are logged: a level (`info`, `warn`, ...) or `tracing` directives such as
+    /// `info,tether_core=debug`.
+    #[arg(long, env = "RUST_LOG", default_value = "info", value_name = "FILTER")]
+    pub(crate) log_level: String,
     /// Log lines as `text` (grep-friendly) or `json` (one object per line).
     #[arg(long, env = "TETHER_LOG_FORMAT", value_enum, default_value_t = crate::logging::LogFormat::Text)]
     pub(crate) log_format: crate::logging::LogFormat,
@@ -257,13 +261,14 @@ async fn wait_signal() {
 }
 
 pub(crate) fn main(args: ServeArgs) -> ExitCode {
-    let log_file = match crate::logging::init(args.log_format, args.log_file.as_deref()) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("tether: cannot open the log: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let log_file =
+        match crate::logging::init(&args.log_level, args.log_format, args.log_file.as_deref()) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("tether: cannot open the log: {e}");
+                return ExitCode::from(2);
+            }
+        };
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(error = %e, "could not raise the open-files limit");
     }
