@@ -37,7 +37,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the standalone hub: publish over HTTP, subscribe with EventSource.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Validate a service from the outside: hold a stream and report what the path did to it.
     ///
     /// Checks the headers, the `retry:` hint, heartbeats, buffering on the path, drops, an
@@ -96,7 +96,7 @@ fn main() -> std::process::ExitCode {
     };
     match cli.command {
         Command::Health(args) => health::main(args),
-        Command::Serve(args) => serve::main(args),
+        Command::Serve(args) => serve::main(*args),
         Command::Probe(args) => probe::main(args),
         Command::Replay { args } => match tokio::runtime::Builder::new_current_thread()
             .enable_all()

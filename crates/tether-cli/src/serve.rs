@@ -412,7 +412,7 @@ mod tests {
         let crate::Command::Serve(a) = cli.command else {
             panic!("parsed as serve")
         };
-        a
+        *a
     }
 
     #[test]
