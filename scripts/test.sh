@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need (nginx for the
 # proxy tests, redis-server for the backplane's tests, chromium for the JS client's browser
-# test, the official AG-UI client from npm), checks formatting, lints and docs, then runs
+# test, promtool (Debian's prometheus) for the alert rule tests, the official AG-UI client
+# from npm), checks formatting, lints and docs, then runs
 # every test of the workspace and of the JS client. Servers the tests need are started by the
 # tests themselves, on loopback only.
 set -euo pipefail
@@ -14,6 +15,7 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus) # promtool, for the alert rule tests
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq

@@ -10,15 +10,22 @@
 //! ```text
 //! tether serve --addr 127.0.0.1:8080 --jwt-secret-file /etc/tether/jwt.key --publish-token s3cret
 //! tether probe http://127.0.0.1:8080 --duration 300 --publish-token s3cret
+//! tether serve --config /etc/tether/sse.yml --log-file /var/log/tether/sse.log
+//! tether health http://127.0.0.1:8080/health/live
 //! ```
 
 mod auth;
+mod config;
+mod health;
 mod limits;
+mod logging;
 mod probe;
 mod self_publish;
 mod serve;
 
-use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// tether: streams live events to browsers over Server-Sent Events without losing one.
 #[derive(Debug, Parser)]
@@ -47,11 +54,49 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         args: Vec<String>,
     },
+    /// GET a URL and exit 0 on a 2xx answer (1 otherwise, 2 when unreachable): the
+    /// container's health check, since the image has no curl.
+    Health(health::HealthArgs),
+}
+
+/// Parses the command line; for `serve --config FILE` (or `TETHER_CONFIG`), the file's
+/// settings join it where neither a flag nor its environment variable gave one.
+fn parse(argv: Vec<OsString>) -> Result<Cli, String> {
+    let command = Cli::command();
+    let matches = command
+        .clone()
+        .try_get_matches_from(&argv)
+        .unwrap_or_else(|e| e.exit());
+    let extra = match matches.subcommand() {
+        Some(("serve", serve)) => match serve.get_one::<std::path::PathBuf>("config") {
+            Some(path) => {
+                let serve_command = command.find_subcommand("serve").ok_or("no serve command")?;
+                config::file_args(serve_command, serve, path).map_err(|e| e.to_string())?
+            }
+            None => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    let matches = if extra.is_empty() {
+        matches
+    } else {
+        command
+            .try_get_matches_from(argv.into_iter().chain(extra))
+            .unwrap_or_else(|e| e.exit())
+    };
+    Cli::from_arg_matches(&matches).map_err(|e| e.to_string())
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("tether: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     match cli.command {
+        Command::Health(args) => health::main(args),
         Command::Serve(args) => serve::main(*args),
         Command::Probe(args) => probe::main(args),
         Command::Replay { args } => match tokio::runtime::Builder::new_current_thread()

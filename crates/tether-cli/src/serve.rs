@@ -16,7 +16,6 @@ use tether_core::http::{
 use tether_core::net::SocketOptions;
 use tether_core::server::SseListener;
 use tether_core::{Broker, ConnectionPolicy};
-use tracing_subscriber::EnvFilter;
 
 /// One connection per session: what a second connection does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -27,9 +26,33 @@ pub(crate) enum Policy {
     Reject,
 }
 
-/// Flags of `tether serve`; each has an environment variable.
+/// Flags of `tether serve`; each has an environment variable, and each a key of `--config`.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
+    /// Settings file, YAML (`.yml`, `.yaml`) or TOML (`.toml`): keys are these flags' long
+    /// names with `_` (`keepalive_secs: 15`), plus the runbook's `keepalive_interval`,
+    /// `client_timeout`, `reconnect_backoff_max` and `max_connections_per_session` (1 only).
+    /// A flag or its environment variable wins over the file.
+    #[arg(long, env = "TETHER_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// Append log lines to this file instead of stderr; SIGHUP reopens it (for logrotate).
+    #[arg(long, env = "TETHER_LOG_FILE", value_name = "PATH")]
+    pub(crate) log_file: Option<std::path::PathBuf>,
+    /// Which lines are logged: a level (`info`, `warn`, ...) or `tracing` directives such as
+    /// `info,tether_core=debug`.
+    #[arg(long, env = "RUST_LOG", default_value = "info", value_name = "FILTER")]
+    pub(crate) log_level: String,
+    /// Log lines as `text` (grep-friendly) or `json` (one object per line).
+    #[arg(long, env = "TETHER_LOG_FORMAT", value_enum, default_value_t = crate::logging::LogFormat::Text)]
+    pub(crate) log_format: crate::logging::LogFormat,
+    /// Log a stream's client address as the rightmost `X-Forwarded-For` entry (what the
+    /// proxy in front saw) instead of the socket peer; for a hub only a proxy can reach.
+    #[arg(long, env = "TETHER_TRUST_FORWARDED")]
+    trust_forwarded: bool,
+    /// Longest `retry:` hint a stream is given, in seconds (runbook: `reconnect_backoff_max:
+    /// 30`); superseded streams get it.
+    #[arg(long, env = "TETHER_RECONNECT_BACKOFF_MAX_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    reconnect_backoff_max_secs: u64,
     /// Address to listen on; port 0 picks a free port (printed as `listening on http://ADDR`).
     #[arg(long, env = "TETHER_ADDR", default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
@@ -57,7 +80,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "TETHER_KEEPALIVE_SECS", default_value_t = 15)]
     keepalive_secs: u64,
     /// Seconds a client may stop reading before it is dropped and its session freed.
-    #[arg(long, env = "TETHER_CLIENT_TIMEOUT_SECS", default_value_t = 60)]
+    #[arg(long, env = "TETHER_CLIENT_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     client_timeout_secs: u64,
     /// Events each session keeps for resuming clients.
     #[arg(long, env = "TETHER_RING_EVENTS", default_value_t = 1024)]
@@ -259,6 +282,7 @@ fn broker(args: &ServeArgs, agui: bool) -> tether_core::BrokerBuilder {
         .broker(builder)
         .keepalive_interval(Some(Duration::from_secs(args.keepalive_secs)))
         .client_timeout(Duration::from_secs(args.client_timeout_secs.max(1)))
+        .reconnect_backoff_max(Duration::from_secs(args.reconnect_backoff_max_secs))
         .ring_max_events(args.ring_events)
         .ring_max_bytes(args.ring_bytes)
         .max_event_bytes(args.max_event_bytes)
@@ -310,13 +334,14 @@ async fn wait_signal() {
 }
 
 pub(crate) fn main(args: ServeArgs) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let log_file =
+        match crate::logging::init(&args.log_level, args.log_format, args.log_file.as_deref()) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("tether: cannot open the log: {e}");
+                return ExitCode::from(2);
+            }
+        };
     let open_files = match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => n,
         Err(e) => {
@@ -346,7 +371,7 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(args, hooks, jwt, redis, open_files)) {
+    match runtime.block_on(run(args, hooks, jwt, redis, open_files, log_file)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tether: {e}");
@@ -361,7 +386,10 @@ async fn run(
     jwt: Option<JwtKeys>,
     redis: Option<tether_redis::RedisConfig>,
     open_files: u64,
+    log_file: Option<Arc<crate::logging::LogFile>>,
 ) -> Result<(), String> {
+    // The recorder first: the broker registers its metric handles (every series at 0) with
+    // the recorder installed when it is built.
     let metrics = metrics_recorder()?;
     let mut agui = agui_tracking(&args, std::env::var("TETHER_AGUI").ok().as_deref())?;
     if redis.is_some() && agui {
@@ -373,6 +401,14 @@ async fn run(
         agui = false;
     }
     let broker = broker(&args, agui).start();
+    #[cfg(unix)]
+    if let Some(file) = log_file {
+        let reopen = crate::logging::reopen_on_sighup(file)
+            .map_err(|e| format!("cannot listen for SIGHUP: {e}"))?;
+        tokio::spawn(reopen);
+    }
+    #[cfg(not(unix))]
+    drop(log_file);
     if let Some(keys) = jwt {
         let sources = args.auth.sources();
         if sources.has_files() {
@@ -409,6 +445,8 @@ async fn run(
         addr = %local,
         keepalive_s = args.keepalive_secs,
         client_timeout_s = args.client_timeout_secs,
+        reconnect_backoff_max_s = args.reconnect_backoff_max_secs,
+        config = %args.config.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
         ring_events = args.ring_events,
         ring_bytes = args.ring_bytes,
         policy = ?args.policy,
@@ -436,7 +474,12 @@ async fn run(
     let render = metrics.clone();
     let service = Service::new(broker, hooks)
         .cors(Cors::new(&args.cors_origins))
-        .metrics(move || render.render());
+        .trust_forwarded(args.trust_forwarded)
+        .metrics(move || {
+            let mut text = render.render();
+            text.push_str(&tether_core::metrics::process_metrics_text());
+            text
+        });
     let service = if dev_open {
         service.mode("dev")
     } else {

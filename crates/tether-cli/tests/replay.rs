@@ -219,6 +219,7 @@ async fn health_reports_the_settings_the_hub_runs_with() {
             "max_event_bytes": 1000,
             "approval_timeout_ms": 300000,
             "connection_policy": "reject",
+            "reconnect_backoff_max_ms": 30000,
         }),
         "{v}"
     );

@@ -45,6 +45,49 @@ pub struct ConnectOptions {
     /// connection; and sessions created by connects are capped per identity
     /// ([`BrokerBuilder::max_sessions_per_subject`]).
     pub identity: Option<Arc<str>>,
+    /// Who is at the other end, for the connection's log lines. Default is unknown.
+    pub client: ClientInfo,
+}
+
+/// The client of a connection as its log lines name it: its address and its user agent.
+/// Servers fill it from the request (see [`http::client_info`](crate::http::client_info) with
+/// the `http` feature); it decides nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The client's address: the socket peer, or what a trusted proxy says it forwarded.
+    pub addr: Option<std::net::IpAddr>,
+    /// The `User-Agent` header, at most 256 bytes of it.
+    pub user_agent: Option<Box<str>>,
+}
+
+impl ClientInfo {
+    /// The longest user agent kept.
+    pub const MAX_USER_AGENT: usize = 256;
+
+    /// A client at `addr` (if known) with `user_agent` (if any), cut to
+    /// [`MAX_USER_AGENT`](Self::MAX_USER_AGENT) bytes.
+    pub fn new(addr: Option<std::net::IpAddr>, user_agent: Option<&str>) -> Self {
+        let user_agent = user_agent.map(|ua| {
+            let mut end = ua.len().min(Self::MAX_USER_AGENT);
+            while !ua.is_char_boundary(end) {
+                end -= 1;
+            }
+            ua[..end].into()
+        });
+        Self { addr, user_agent }
+    }
+}
+
+/// Renders an optional log field as its value or `-`.
+pub(crate) struct OrDash<'a, T: std::fmt::Display + ?Sized>(pub(crate) Option<&'a T>);
+
+impl<T: std::fmt::Display + ?Sized> std::fmt::Display for OrDash<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
 }
 
 impl ConnectOptions {
@@ -74,6 +117,13 @@ impl ConnectOptions {
     #[must_use]
     pub fn identity(mut self, sub: impl Into<Arc<str>>) -> Self {
         self.identity = Some(sub.into());
+        self
+    }
+
+    /// Names the client for the connection's log lines. Default is unknown.
+    #[must_use]
+    pub fn client(mut self, client: ClientInfo) -> Self {
+        self.client = client;
         self
     }
 }
@@ -123,6 +173,8 @@ pub(crate) struct Inner {
     pub(crate) idle: Notify,
     start: Instant,
     pub(crate) limits: crate::limits::LimitBook,
+    /// The metric handles, registered at build (see [`Broker::rebind_metrics`]).
+    metrics: parking_lot::RwLock<Arc<m::Handles>>,
 }
 
 impl Drop for Inner {
@@ -174,6 +226,7 @@ impl BrokerBuilder {
             idle: Notify::new(),
             start: Instant::now(),
             limits: Default::default(),
+            metrics: parking_lot::RwLock::new(Arc::new(m::Handles::register())),
         });
         let c = &inner.config;
         inner
@@ -201,6 +254,11 @@ impl BrokerBuilder {
 }
 
 impl Inner {
+    /// The metric handles.
+    pub(crate) fn mx(&self) -> parking_lot::RwLockReadGuard<'_, Arc<m::Handles>> {
+        self.metrics.read()
+    }
+
     pub(crate) fn now(&self) -> Now {
         let at = Instant::now();
         Now {
@@ -266,7 +324,7 @@ impl Inner {
                     state: Mutex::new(SessionState::new(&self.config, Instant::now())),
                 });
                 v.insert(s.clone());
-                metrics::gauge!(m::SESSIONS_ACTIVE).increment(1.0);
+                self.mx().sessions_active.increment(1.0);
                 Ok(s)
             }
         }
@@ -293,7 +351,7 @@ impl Inner {
             if let Some(sub) = &session.creator {
                 self.release_subject(sub);
             }
-            metrics::gauge!(m::SESSIONS_ACTIVE).decrement(1.0);
+            self.mx().sessions_active.decrement(1.0);
         }
     }
 
@@ -318,14 +376,13 @@ impl Inner {
             "ring bytes are settled under the session lock"
         );
         if !a.ids.is_empty() {
-            metrics::counter!(m::EVENTS_PUBLISHED_TOTAL).increment(a.ids.len() as u64);
+            self.mx().published.increment(a.ids.len() as u64);
         }
         if a.evicted.count > 0 {
-            metrics::counter!(m::EVENTS_EVICTED_TOTAL, "cause" => "ring")
-                .increment(a.evicted.count);
+            self.mx().evicted("ring").increment(a.evicted.count);
         }
         if a.evicted.unread > 0 {
-            metrics::counter!(m::EVENTS_EVICTED_UNREAD_TOTAL).increment(a.evicted.unread);
+            self.mx().evicted_unread.increment(a.evicted.unread);
         }
         if let Some(w) = a.waker {
             w.wake();
@@ -346,9 +403,9 @@ impl Inner {
         let ev = st.trim_to(target);
         if ev.count > 0 {
             self.ring_bytes.fetch_sub(ev.bytes, Ordering::Relaxed);
-            metrics::counter!(m::EVENTS_EVICTED_TOTAL, "cause" => "budget").increment(ev.count);
+            self.mx().evicted("budget").increment(ev.count);
             if ev.unread > 0 {
-                metrics::counter!(m::EVENTS_EVICTED_UNREAD_TOTAL).increment(ev.unread);
+                self.mx().evicted_unread.increment(ev.unread);
             }
         }
     }
@@ -373,9 +430,9 @@ impl Inner {
             self.ring_bytes.fetch_sub(ev.bytes, Ordering::Relaxed);
             drop(st);
             if ev.count > 0 {
-                metrics::counter!(m::EVENTS_EVICTED_TOTAL, "cause" => "budget").increment(ev.count);
+                self.mx().evicted("budget").increment(ev.count);
                 if ev.unread > 0 {
-                    metrics::counter!(m::EVENTS_EVICTED_UNREAD_TOTAL).increment(ev.unread);
+                    self.mx().evicted_unread.increment(ev.unread);
                 }
             }
         }
@@ -404,10 +461,17 @@ impl Inner {
             return;
         }
         let secs = conn.opened.elapsed().as_secs_f64();
-        metrics::gauge!(m::ACTIVE_CONNECTIONS).decrement(1.0);
-        metrics::histogram!(m::CONNECTION_DURATION_SECONDS).record(secs);
-        metrics::counter!(m::DISCONNECTS_TOTAL, "reason" => reason).increment(1);
-        tracing::info!(session = %conn.session, conn = conn.id, reason, duration_s = secs, "SSE disconnect");
+        self.mx().active_connections.decrement(1.0);
+        self.mx().connection_duration.record(secs);
+        self.mx().disconnects(reason).increment(1);
+        crate::session::conn_event!(
+            info,
+            *conn,
+            conn = conn.id,
+            reason,
+            duration_s = secs,
+            "SSE disconnect"
+        );
         if self.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle.notify_waiters();
         }
@@ -448,9 +512,8 @@ impl Inner {
             }
         }
         self.settle_bytes(out);
-        metrics::counter!(m::APPROVAL_DECISIONS_TOTAL, "outcome" => info.status.as_str())
-            .increment(1);
-        metrics::histogram!(m::APPROVAL_WAIT_SECONDS).record(
+        self.mx().decisions(info.status.as_str()).increment(1);
+        self.mx().approval_wait.record(
             now.at
                 .saturating_duration_since(pending.created)
                 .as_secs_f64(),
@@ -538,7 +601,14 @@ impl Inner {
                 }
             }
             if let Some(conn) = stalled {
-                tracing::warn!(session = %session.id, timeout_s = self.config.client_timeout.as_secs_f64(), "SSE keepalive timeout");
+                crate::session::conn_event!(
+                    warn,
+                    *conn,
+                    reason = "timeout",
+                    duration_s = conn.opened.elapsed().as_secs_f64(),
+                    timeout_s = self.config.client_timeout.as_secs_f64(),
+                    "SSE keepalive timeout"
+                );
                 if let Some(w) = conn.end(end::TIMEOUT) {
                     w.wake();
                 }
@@ -556,6 +626,22 @@ impl Broker {
     /// A builder with the runbook's defaults.
     pub fn builder() -> BrokerBuilder {
         BrokerBuilder::default()
+    }
+
+    /// Registers the broker's metric handles again, with the recorder installed now, and
+    /// sets the gauges to the broker's current state. A broker registers them when it is
+    /// built, so a recorder installed later sees nothing until this is called (see the
+    /// [`metrics`](crate::metrics) module). Counters and histograms start over in the new
+    /// recorder.
+    pub fn rebind_metrics(&self) {
+        let handles = m::Handles::register();
+        handles
+            .active_connections
+            .set(self.inner.connections.load(Ordering::Acquire) as f64);
+        handles
+            .sessions_active
+            .set(self.inner.sessions.len() as f64);
+        *self.inner.metrics.write() = Arc::new(handles);
     }
 
     /// The broker's configuration.
@@ -671,8 +757,7 @@ impl Broker {
             Ok::<_, PublishError>(())
         });
         if out.evicted.count > 0 {
-            metrics::counter!(m::EVENTS_EVICTED_TOTAL, "cause" => "lost")
-                .increment(out.evicted.count);
+            self.inner.mx().evicted("lost").increment(out.evicted.count);
             out.evicted.count = 0;
         }
         self.inner.account(out);
@@ -870,6 +955,8 @@ impl Broker {
                 drain_retry_ms: AtomicU64::new(0),
                 finished: AtomicBool::new(false),
                 opened: now.at,
+                client: opts.client.clone(),
+                last_event_id: opts.last_event_id.as_deref().map(Into::into),
             });
             st.conn = Some(conn.clone());
             st.last_activity = now.at;
@@ -884,14 +971,16 @@ impl Broker {
                 }
             }
             inner.connections.fetch_add(1, Ordering::AcqRel);
-            metrics::gauge!(m::ACTIVE_CONNECTIONS).increment(1.0);
-            if let Some(last) = &last {
-                metrics::counter!(m::RECONNECTS_TOTAL).increment(1);
-                tracing::info!(session = %session, last_event_id = %last, "SSE reconnect");
+            inner.mx().active_connections.increment(1.0);
+            if last.is_some() {
+                inner.mx().reconnects.increment(1);
+                crate::session::conn_event!(info, *conn, reason = "resume", "SSE reconnect");
+            } else {
+                crate::session::conn_event!(info, *conn, reason = "new", "SSE connect");
             }
             if let Some(r) = &resync_info {
-                metrics::counter!(m::RESYNCS_TOTAL, "reason" => r.reason.as_str()).increment(1);
-                tracing::info!(session = %session, reason = r.reason.as_str(), resume_from = %r.resume_from, "SSE resync");
+                inner.mx().resyncs(r.reason.as_str()).increment(1);
+                crate::session::conn_event!(info, *conn, reason = r.reason.as_str(), resume_from = %r.resume_from, "SSE resync");
             }
             let zero_id = cursor == 0
                 && (resync_info.is_some()
@@ -998,7 +1087,7 @@ impl Broker {
                 e
             }
         })?;
-        metrics::counter!(m::APPROVAL_REQUESTS_TOTAL).increment(1);
+        self.inner.mx().approval_requests.increment(1);
         Ok(ApprovalHandle {
             id,
             session: session.clone(),

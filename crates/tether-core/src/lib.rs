@@ -109,7 +109,7 @@ pub use approval::{
 pub use backplane::{
     Backplane, BackplaneError, BackplaneHealth, BackplaneStatus, BoxFuture, Placed,
 };
-pub use broker::{Broker, ConnectOptions, Health, event_name};
+pub use broker::{Broker, ClientInfo, ConnectOptions, Health, event_name};
 pub use config::{BrokerBuilder, Config, ConnectionPolicy, HeartbeatStyle, RateLimit};
 pub use driver::BrokerDriver;
 pub use error::{ApprovalError, ConnectError, DecideError, PublishError};

@@ -2,6 +2,18 @@
 //! buckets their histograms should be exported with.
 //!
 //! Metrics go through the [`metrics`] facade; the application installs the exporter.
+//!
+//! # Registered once, present from the first scrape
+//!
+//! A broker registers every series it writes when it is built
+//! ([`BrokerBuilder::build`](crate::BrokerBuilder::build)), each label value it knows
+//! ([`DISCONNECT_REASONS`], [`RESYNC_REASONS`], [`EVICTION_CAUSES`], [`APPROVAL_OUTCOMES`])
+//! included, and keeps the handles: a fresh node's `/metrics` already shows every series at 0
+//! (so the runbook's queries and `rate()` see the first increment), and the hot path does no
+//! recorder lookup. **Install the recorder before building the broker** (as
+//! [`install_prometheus`] then `Broker::builder()...build()`); a broker built before it keeps
+//! writing to the no-op recorder until [`Broker::rebind_metrics`](crate::Broker::rebind_metrics)
+//! registers its handles again with the recorder now installed.
 
 /// Gauge: open SSE connections.
 pub const ACTIVE_CONNECTIONS: &str = "sse_active_connections";
@@ -37,6 +49,211 @@ pub const APPROVAL_WAIT_SECONDS: &str = "approval_wait_seconds";
 /// Counter: requests or connections refused by a limit, by `limit` (connections,
 /// connections_per_ip, batch_events, pending_approvals, approval_bytes, ...).
 pub const LIMIT_REFUSALS_TOTAL: &str = "sse_limit_refusals_total";
+
+/// Gauge, always 1: the build, labelled `version`.
+pub const BUILD_INFO: &str = "tether_build_info";
+
+/// The `reason` values of [`DISCONNECTS_TOTAL`].
+pub const DISCONNECT_REASONS: &[&str] = &[
+    "client_closed",
+    "superseded",
+    "timeout",
+    "drain",
+    "error",
+    "removed",
+    "lagged",
+];
+/// The `reason` values of [`RESYNCS_TOTAL`].
+pub const RESYNC_REASONS: &[&str] = &["evicted", "epoch", "ahead", "unknown"];
+/// The `cause` values of [`EVENTS_EVICTED_TOTAL`]: the session's ring bound, the broker-wide
+/// budget, and events a backplane lost.
+pub const EVICTION_CAUSES: &[&str] = &["ring", "budget", "lost"];
+/// The `outcome` values of [`APPROVAL_DECISIONS_TOTAL`].
+pub const APPROVAL_OUTCOMES: &[&str] = &["approved", "rejected", "timed_out", "cancelled"];
+
+/// Every series a broker registers at build time, with its labels: what a fresh node's
+/// `/metrics` shows at 0. Histograms are named by their base name.
+pub fn registered_series() -> Vec<(&'static str, Option<(&'static str, &'static str)>)> {
+    let mut out = vec![
+        (ACTIVE_CONNECTIONS, None),
+        (CONNECTION_DURATION_SECONDS, None),
+        (RECONNECTS_TOTAL, None),
+        (EVENTS_PUBLISHED_TOTAL, None),
+        (EVENTS_DELIVERED_TOTAL, None),
+        (EVENTS_EVICTED_UNREAD_TOTAL, None),
+        (HEARTBEATS_TOTAL, None),
+        (SESSIONS_ACTIVE, None),
+        (APPROVAL_REQUESTS_TOTAL, None),
+        (APPROVAL_WAIT_SECONDS, None),
+        (BUILD_INFO, Some(("version", env!("CARGO_PKG_VERSION")))),
+    ];
+    let labelled: [(&'static str, &'static str, &'static [&'static str]); 4] = [
+        (DISCONNECTS_TOTAL, "reason", DISCONNECT_REASONS),
+        (RESYNCS_TOTAL, "reason", RESYNC_REASONS),
+        (EVENTS_EVICTED_TOTAL, "cause", EVICTION_CAUSES),
+        (APPROVAL_DECISIONS_TOTAL, "outcome", APPROVAL_OUTCOMES),
+    ];
+    for (name, label, values) in labelled {
+        out.extend(values.iter().map(|v| (name, Some((label, *v)))));
+    }
+    out
+}
+
+/// The handles of every series a broker writes, registered once with the recorder installed
+/// at the time.
+pub(crate) struct Handles {
+    pub(crate) active_connections: metrics::Gauge,
+    pub(crate) connection_duration: metrics::Histogram,
+    disconnects: Vec<metrics::Counter>,
+    pub(crate) reconnects: metrics::Counter,
+    resyncs: Vec<metrics::Counter>,
+    pub(crate) published: metrics::Counter,
+    pub(crate) delivered: metrics::Counter,
+    evicted: Vec<metrics::Counter>,
+    pub(crate) evicted_unread: metrics::Counter,
+    pub(crate) heartbeats: metrics::Counter,
+    pub(crate) sessions_active: metrics::Gauge,
+    pub(crate) approval_requests: metrics::Counter,
+    decisions: Vec<metrics::Counter>,
+    pub(crate) approval_wait: metrics::Histogram,
+}
+
+fn labelled(
+    name: &'static str,
+    label: &'static str,
+    values: &[&'static str],
+) -> Vec<metrics::Counter> {
+    values
+        .iter()
+        .map(|v| metrics::counter!(name, label => *v))
+        .collect()
+}
+
+fn pick<'a>(handles: &'a [metrics::Counter], values: &[&str], value: &str) -> &'a metrics::Counter {
+    let i = values.iter().position(|v| *v == value).unwrap_or(0);
+    &handles[i]
+}
+
+impl Handles {
+    /// Registers every series (at 0) with the current recorder and keeps the handles.
+    pub(crate) fn register() -> Self {
+        describe();
+        metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        Self {
+            active_connections: metrics::gauge!(ACTIVE_CONNECTIONS),
+            connection_duration: metrics::histogram!(CONNECTION_DURATION_SECONDS),
+            disconnects: labelled(DISCONNECTS_TOTAL, "reason", DISCONNECT_REASONS),
+            reconnects: metrics::counter!(RECONNECTS_TOTAL),
+            resyncs: labelled(RESYNCS_TOTAL, "reason", RESYNC_REASONS),
+            published: metrics::counter!(EVENTS_PUBLISHED_TOTAL),
+            delivered: metrics::counter!(EVENTS_DELIVERED_TOTAL),
+            evicted: labelled(EVENTS_EVICTED_TOTAL, "cause", EVICTION_CAUSES),
+            evicted_unread: metrics::counter!(EVENTS_EVICTED_UNREAD_TOTAL),
+            heartbeats: metrics::counter!(HEARTBEATS_TOTAL),
+            sessions_active: metrics::gauge!(SESSIONS_ACTIVE),
+            approval_requests: metrics::counter!(APPROVAL_REQUESTS_TOTAL),
+            decisions: labelled(APPROVAL_DECISIONS_TOTAL, "outcome", APPROVAL_OUTCOMES),
+            approval_wait: metrics::histogram!(APPROVAL_WAIT_SECONDS),
+        }
+    }
+
+    /// `sse_disconnects_total{reason}`; a reason outside [`DISCONNECT_REASONS`] (there is
+    /// none) would count as the first.
+    pub(crate) fn disconnects(&self, reason: &str) -> &metrics::Counter {
+        pick(&self.disconnects, DISCONNECT_REASONS, reason)
+    }
+    /// `sse_resyncs_total{reason}`.
+    pub(crate) fn resyncs(&self, reason: &str) -> &metrics::Counter {
+        pick(&self.resyncs, RESYNC_REASONS, reason)
+    }
+    /// `sse_events_evicted_total{cause}`.
+    pub(crate) fn evicted(&self, cause: &str) -> &metrics::Counter {
+        pick(&self.evicted, EVICTION_CAUSES, cause)
+    }
+    /// `approval_decisions_total{outcome}`.
+    pub(crate) fn decisions(&self, outcome: &str) -> &metrics::Counter {
+        pick(&self.decisions, APPROVAL_OUTCOMES, outcome)
+    }
+}
+
+/// The standard process metrics of the Prometheus client libraries, as exposition text:
+/// `process_resident_memory_bytes`, `process_open_fds`, `process_cpu_seconds_total` and
+/// `process_start_time_seconds`, read from `/proc/self` (Linux; empty elsewhere). Append it
+/// to the recorder's render on every scrape.
+pub fn process_metrics_text() -> String {
+    #[cfg(target_os = "linux")]
+    {
+        linux_process::text()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        String::new()
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod linux_process {
+    use std::fmt::Write as _;
+
+    /// Clock ticks per second of `/proc/*/stat` times: `USER_HZ`, 100 on every Linux
+    /// architecture's user-space ABI.
+    const TICKS: f64 = 100.0;
+    const PAGE: u64 = 4096;
+
+    fn stat_fields() -> Option<Vec<String>> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // The command name may hold spaces and parentheses: fields start after the last ')'.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        Some(rest.split_whitespace().map(str::to_owned).collect())
+    }
+
+    fn boot_time() -> Option<u64> {
+        let s = std::fs::read_to_string("/proc/stat").ok()?;
+        s.lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    pub(super) fn text() -> String {
+        let mut out = String::new();
+        let fields = stat_fields().unwrap_or_default();
+        let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+        // After the name: state is field 0, utime 11, stime 12, starttime 19, rss 21.
+        if let (Some(u), Some(s)) = (field(11), field(12)) {
+            let _ = write!(
+                out,
+                "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}\n",
+                (u + s) as f64 / TICKS
+            );
+        }
+        let rss = std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok());
+        if let Some(pages) = rss {
+            let _ = write!(
+                out,
+                "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n",
+                pages * PAGE
+            );
+        }
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            // The directory handle itself is one of the entries.
+            let n = dir.count().saturating_sub(1);
+            let _ = write!(
+                out,
+                "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {n}\n"
+            );
+        }
+        if let (Some(start), Some(boot)) = (field(19), boot_time()) {
+            let _ = write!(
+                out,
+                "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {}\n",
+                boot as f64 + start as f64 / TICKS
+            );
+        }
+        out
+    }
+}
 
 /// Buckets for [`CONNECTION_DURATION_SECONDS`].
 pub const CONNECTION_DURATION_BUCKETS: &[f64] = &[
@@ -101,6 +318,7 @@ pub fn describe() {
         Unit::Seconds,
         "Time from approval request to resolution."
     );
+    describe_gauge!(BUILD_INFO, "The tether build, labelled version; always 1.");
 }
 
 /// Installs the Prometheus recorder as the global one, with the explicit buckets of

@@ -51,7 +51,29 @@ pub(crate) struct ConnShared {
     pub(crate) drain_retry_ms: AtomicU64,
     pub(crate) finished: AtomicBool,
     pub(crate) opened: Instant,
+    /// The client's address and user agent, for log lines.
+    pub(crate) client: crate::broker::ClientInfo,
+    /// The `Last-Event-ID` the connect carried, as sent, for log lines.
+    pub(crate) last_event_id: Option<Box<str>>,
 }
+
+/// Logs an event about a connection with the fields every connection line carries: the
+/// session, the client's address, its user agent, the `Last-Event-ID` it connected with and
+/// the token's `sub` (`-` where unknown). Never the token itself.
+macro_rules! conn_event {
+    ($level:ident, $conn:expr, $($rest:tt)*) => {{
+        let conn: &$crate::session::ConnShared = &$conn;
+        tracing::$level!(
+            session = %conn.session,
+            client_addr = %$crate::broker::OrDash(conn.client.addr.as_ref()),
+            user_agent = %$crate::broker::OrDash(conn.client.user_agent.as_deref()),
+            last_event_id = %$crate::broker::OrDash(conn.last_event_id.as_deref()),
+            sub = %$crate::broker::OrDash(conn.identity.as_deref()),
+            $($rest)*
+        )
+    }};
+}
+pub(crate) use conn_event;
 
 impl ConnShared {
     /// Marks the stream as ending for `reason` (first reason wins) and returns its waker.

@@ -30,6 +30,8 @@ pub struct BrokerSettings {
     pub approval_timeout_ms: u64,
     /// What a second connection to a session does: `"replace"` or `"reject"`.
     pub connection_policy: &'static str,
+    /// The longest `retry:` hint a stream is given.
+    pub reconnect_backoff_max_ms: u64,
 }
 
 fn ms(d: std::time::Duration) -> u64 {
@@ -51,6 +53,7 @@ impl Broker {
                 ConnectionPolicy::Replace => "replace",
                 ConnectionPolicy::Reject => "reject",
             },
+            reconnect_backoff_max_ms: ms(c.reconnect_backoff_max()),
         }
     }
 }
@@ -82,6 +85,7 @@ mod tests {
                 "max_event_bytes": 1000,
                 "approval_timeout_ms": 300000,
                 "connection_policy": "reject",
+                "reconnect_backoff_max_ms": 30000,
             })
         );
         let d = Broker::builder().start().settings();

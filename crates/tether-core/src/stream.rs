@@ -25,7 +25,6 @@ use crate::broker::Inner;
 use crate::config::HeartbeatStyle;
 use crate::frame;
 use crate::id::EventId;
-use crate::metrics as m;
 use crate::session::{ConnShared, Session, end};
 use crate::signal::{Resync, ResyncReason, Signal};
 
@@ -117,7 +116,7 @@ impl EventStream {
     /// the client going away), so it is counted as `sse_disconnects_total{reason="error"}` and
     /// logged as "SSE error" when the stream is dropped.
     pub fn fail(&mut self, error: &dyn std::fmt::Display) {
-        tracing::warn!(session = %self.session.id, error = %error, "SSE error");
+        crate::session::conn_event!(warn, *self.conn, reason = "error", error = %error, "SSE error");
         let _ = self.conn.end(end::ERROR);
     }
 
@@ -165,8 +164,8 @@ impl EventStream {
                 epoch: st.epoch,
                 seq: new_cursor,
             }));
-            metrics::counter!(m::RESYNCS_TOTAL, "reason" => reason.as_str()).increment(1);
-            tracing::info!(session = %self.session.id, reason = reason.as_str(), "SSE resync");
+            self.inner.mx().resyncs(reason.as_str()).increment(1);
+            crate::session::conn_event!(info, *self.conn, reason = reason.as_str(), "SSE resync");
             prefix = Some(buf);
         }
         let chunk = st.ring.read_after(self.cursor, cap);
@@ -181,7 +180,7 @@ impl EventStream {
         #[cfg(test)]
         tests::after_unlock();
         if let Some(c) = &chunk {
-            metrics::counter!(m::EVENTS_DELIVERED_TOTAL).increment(c.frames);
+            self.inner.mx().delivered.increment(c.frames);
         }
         match (prefix, chunk) {
             (None, None) => None,
@@ -199,7 +198,12 @@ impl EventStream {
     fn end_lagged(&mut self) -> Bytes {
         self.done = true;
         self.inner.finish_connection(&self.conn, "lagged");
-        tracing::info!(session = %self.session.id, "SSE resync on reconnect: the connection fell behind the ring");
+        crate::session::conn_event!(
+            info,
+            *self.conn,
+            reason = "lagged",
+            "SSE resync on reconnect: the connection fell behind the ring"
+        );
         let mut buf = BytesMut::new();
         frame::put_retry(&mut buf, self.inner.retry_hint_ms());
         buf.extend_from_slice(b"\n");
@@ -272,7 +276,7 @@ impl Stream for EventStream {
                 sleep.as_mut().reset(now.at + interval);
                 // Register the new deadline before returning.
                 let _ = sleep.as_mut().poll(cx);
-                metrics::counter!(m::HEARTBEATS_TOTAL).increment(1);
+                this.inner.mx().heartbeats.increment(1);
                 return Poll::Ready(Some(this.heartbeat()));
             }
             sleep.as_mut().reset(due);

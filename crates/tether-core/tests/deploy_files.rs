@@ -37,12 +37,31 @@ fn metric_tokens(text: &str) -> Vec<String> {
 fn check(path: &str) {
     let text = std::fs::read_to_string(format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR")))
         .unwrap_or_else(|e| panic!("{path}: {e}"));
-    // Only query expressions name metrics (group names such as `sse_connection_health` do not).
-    let exprs: String = text
-        .lines()
-        .filter(|l| l.contains("expr"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    // Only query expressions name metrics (group names such as `sse_connection_health` do
+    // not): `expr` lines and the indented lines of a block `expr: |`; comments are skipped.
+    let mut exprs = String::new();
+    let mut block: Option<usize> = None;
+    for l in text.lines() {
+        let indent = l.len() - l.trim_start().len();
+        if l.trim_start().starts_with('#') {
+            continue;
+        }
+        match block {
+            Some(i) if indent > i && !l.trim().is_empty() => {
+                exprs.push_str(l);
+                exprs.push('\n');
+                continue;
+            }
+            _ => block = None,
+        }
+        if l.contains("expr") {
+            exprs.push_str(l);
+            exprs.push('\n');
+            if l.trim_end().ends_with('|') {
+                block = Some(indent);
+            }
+        }
+    }
     let tokens = metric_tokens(&exprs);
     assert!(tokens.len() >= 5, "{path} names metrics");
     for t in tokens {
@@ -78,4 +97,132 @@ fn the_runbooks_alert_expressions_are_kept_verbatim() {
     assert!(text.contains(
         "expr: histogram_quantile(0.95, rate(sse_connection_duration_seconds_bucket[5m])) < 60"
     ));
+}
+
+fn deploy(path: &str) -> String {
+    format!("{}/../../deploy/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// promtool, or `None` when it is not installed (a failure under `CI=true`, where
+/// `scripts/test.sh` installs it from Debian's `prometheus` package).
+fn promtool() -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("promtool"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "promtool is missing; scripts/test.sh installs it (Debian package prometheus)"
+        );
+        eprintln!("skipped: promtool is not installed");
+    }
+    found
+}
+
+fn run_promtool(args: &[&str]) -> String {
+    let Some(promtool) = promtool() else {
+        return String::new();
+    };
+    let out = std::process::Command::new(promtool)
+        .args(args)
+        .current_dir(deploy("prometheus"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool {args:?}:\n{text}");
+    text
+}
+
+#[test]
+fn promtool_checks_the_rules() {
+    run_promtool(&["check", "rules", "sse_alerts.yml"]);
+}
+
+#[test]
+fn promtool_rule_tests_pass() {
+    run_promtool(&["test", "rules", "sse_alerts_test.yml"]);
+}
+
+/// Every alert has a rule test in which it fires.
+#[test]
+fn every_alert_has_a_firing_test() {
+    let rules = std::fs::read_to_string(deploy("prometheus/sse_alerts.yml")).unwrap();
+    let tests = std::fs::read_to_string(deploy("prometheus/sse_alerts_test.yml")).unwrap();
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert!(alerts.len() >= 7, "{alerts:?}");
+    for alert in alerts {
+        // A test block naming the alert and expecting at least one alert (exp_labels).
+        let fires = tests.split("alertname: ").skip(1).any(|block| {
+            block.starts_with(alert)
+                && block
+                    .split("- eval_time")
+                    .next()
+                    .is_some_and(|b| b.contains("exp_labels"))
+        });
+        assert!(fires, "{alert} has no rule test in which it fires");
+    }
+    assert!(
+        tests.contains("alertname: SSEDisconnectsNotResumed\n        exp_alerts: []"),
+        "the ratio rule is shown quiet under churn"
+    );
+}
+
+#[test]
+fn the_runbooks_severities_are_labels() {
+    let text = std::fs::read_to_string(deploy("prometheus/sse_alerts.yml")).unwrap();
+    assert!(text.contains("promtool refuses a"), "the header says why");
+    for (alert, severity) in [
+        ("HighSSEDisconnectRate", "warning"),
+        ("LowSSEConnectionDuration", "critical"),
+    ] {
+        let block = text.split(&format!("- alert: {alert}\n")).nth(1).unwrap();
+        let block = block.split("- alert:").next().unwrap();
+        assert!(
+            block.contains(&format!("labels:\n          severity: {severity}")),
+            "{alert}: {block}"
+        );
+    }
+    assert!(text.contains("for: 5m") && text.contains("for: 10m"));
+}
+
+#[test]
+fn the_dashboard_has_the_runbooks_panel() {
+    let text = std::fs::read_to_string(deploy("grafana/tether-sse.json")).unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(dash["title"], "AG UI Protocol Monitoring");
+    let panels = dash["panels"].as_array().unwrap();
+    let panel = panels
+        .iter()
+        .find(|p| {
+            p["title"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("SSE Connection Duration"))
+        })
+        .expect("the runbook's panel SSE Connection Duration");
+    let expr = panel["targets"][0]["expr"].as_str().unwrap();
+    assert!(
+        expr.contains("sse_connection_duration_seconds_bucket"),
+        "{expr}"
+    );
+    for p in panels {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().unwrap_or_default();
+            for token in metric_tokens(expr) {
+                let base = ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .find_map(|s| token.strip_suffix(s))
+                    .unwrap_or(&token);
+                assert!(NAMES.contains(&base), "panel {} names {token}", p["title"]);
+            }
+        }
+    }
 }

@@ -236,3 +236,55 @@ async fn evictions_by_the_broker_wide_budget_are_counted_when_other_sessions_pay
     let kept = stored(&frames).len();
     assert_eq!(kept, 4, "{frames:?}");
 }
+
+/// Every series and known label value exists before any traffic, so a fresh node's first
+/// scrape already has them at 0.
+#[tokio::test(start_paused = true)]
+async fn every_series_is_registered_at_build() {
+    let recorder = DebuggingRecorder::new();
+    let snap = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let _broker = start(Broker::builder());
+    let seen: Vec<(String, Labels)> = snap
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(k, ..)| {
+            let key = k.key();
+            let labels = key
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            (key.name().to_owned(), labels)
+        })
+        .collect();
+    for (name, label) in tether_core::metrics::registered_series() {
+        assert!(
+            seen.iter().any(|(n, l)| n == name
+                && label.is_none_or(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))),
+            "{name} {label:?} is not registered"
+        );
+    }
+}
+
+/// A broker built before the recorder writes nowhere until it rebinds its handles.
+#[tokio::test(start_paused = true)]
+async fn rebind_metrics_moves_the_handles_to_the_recorder_installed_now() {
+    let broker = start(Broker::builder());
+    let s = sid("late");
+    broker.publish(&s, &1).unwrap();
+    let recorder = DebuggingRecorder::new();
+    let snap = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    broker.publish(&s, &2).unwrap();
+    assert_eq!(
+        Metrics::take(&snap).counter("sse_events_published_total", None),
+        0,
+        "handles were bound at build"
+    );
+    broker.rebind_metrics();
+    broker.publish(&s, &3).unwrap();
+    let m = Metrics::take(&snap);
+    assert_eq!(m.counter("sse_events_published_total", None), 1);
+    assert_eq!(m.gauge("sse_sessions_active"), 1.0);
+}

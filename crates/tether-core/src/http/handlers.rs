@@ -419,6 +419,13 @@ pub(super) fn health(broker: &Broker, backplane: Option<&dyn Backplane>) -> Resp
 /// second or so.
 const BACKPLANE_HEALTH_RETRY: Duration = Duration::from_secs(2);
 
+/// `GET /health/live`: `{"status":"alive"}`, 200 whenever the process answers, draining
+/// included: a liveness probe that failed during a drain would kill the process before its
+/// streams were told where to go.
+pub(super) fn live() -> Response {
+    json_value(StatusCode::OK, &serde_json::json!({ "status": "alive" }))
+}
+
 /// `GET /metrics`: Prometheus text exposition.
 pub(super) fn metrics(text: String) -> Response {
     let mut res = Response::new(Body::Full(Bytes::from(text)));

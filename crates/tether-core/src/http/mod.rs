@@ -29,6 +29,7 @@
 //! | `DELETE /api/sessions/{session_id}/approvals/{approval_id}` | cancel it |
 //! | `POST /api/sessions/{session_id}/approvals/{approval_id}/decision` | a human's decision |
 //! | `GET /health/sse` | health for probes |
+//! | `GET /health/live` | liveness: 200 while the process answers, draining included |
 //! | `GET /metrics` | Prometheus text, where [`Service::metrics`] mounts it |
 //!
 //! ```
@@ -110,8 +111,8 @@ pub use hooks::{
     Identity, SessionOwnerHeader,
 };
 pub use request::{
-    connect_options, last_event_id, percent_decode, query_param, session_id, wait_duration,
-    wants_event_stream,
+    client_info, connect_options, last_event_id, percent_decode, query_param, session_id,
+    wait_duration, wants_event_stream,
 };
 pub use route::{PREFIXES, Route, RouteError, claims};
 pub use service::{Admitted, ExtensionRequest, PeerAddr, ResponseFuture, RouteExtension, Service};
@@ -133,4 +134,6 @@ pub mod routes {
     pub const DECISION: &str = "/api/sessions/{session_id}/approvals/{approval_id}/decision";
     /// `GET`: health for probes.
     pub const HEALTH: &str = "/health/sse";
+    /// `GET`: liveness (200 while the process serves requests, draining or not).
+    pub const LIVE: &str = "/health/live";
 }

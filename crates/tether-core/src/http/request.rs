@@ -115,6 +115,30 @@ pub fn connect_options(headers: &HeaderMap, query: &str) -> Result<ConnectOption
     })
 }
 
+/// The client of a request for log lines: the socket peer (the [`PeerAddr`](super::PeerAddr)
+/// a server put in the request's extensions), or, when `trust_forwarded`, the rightmost
+/// address of `X-Forwarded-For` (the one the proxy in front added; the ones left of it are
+/// whatever the client sent); and the `User-Agent`.
+pub fn client_info(parts: &http::request::Parts, trust_forwarded: bool) -> crate::ClientInfo {
+    let peer = parts.extensions.get::<super::PeerAddr>().map(|p| p.0.ip());
+    let forwarded = trust_forwarded
+        .then(|| {
+            let last = parts
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .next_back()?;
+            let hop = last.to_str().ok()?.rsplit(',').next()?.trim();
+            hop.parse::<std::net::IpAddr>().ok()
+        })
+        .flatten();
+    let user_agent = parts
+        .headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    crate::ClientInfo::new(forwarded.or(peer), user_agent)
+}
+
 /// Whether the request accepts `text/event-stream` (every EventSource says so).
 pub fn wants_event_stream(headers: &HeaderMap) -> bool {
     headers.get_all(ACCEPT).iter().any(|v| {

@@ -54,6 +54,9 @@ pub enum Route {
     },
     /// `GET /health/sse` (or `HEAD`): health for probes.
     Health,
+    /// `GET /health/live` (or `HEAD`): liveness: 200 while the process serves requests, draining
+    /// or not, so an orchestrator restarts a hung process but never one that drains.
+    Live,
     /// `GET /metrics` (or `HEAD`): Prometheus text, where the server mounts it.
     Metrics,
 }
@@ -89,11 +92,12 @@ impl RouteError {
 /// application's own routes claims these and nothing else; see [`claims`].
 pub const PREFIXES: [&str; 3] = ["/api/sse/", "/api/sessions/", "/api/agui/"];
 
-/// Whether `path` belongs to tether (a prefix of [`PREFIXES`], `/health/sse`, or `/metrics`
-/// when `with_metrics`), so an adapter passes every other path to the application.
+/// Whether `path` belongs to tether (a prefix of [`PREFIXES`], `/health/sse`, `/health/live`,
+/// or `/metrics` when `with_metrics`), so an adapter passes every other path to the application.
 pub fn claims(path: &str, with_metrics: bool) -> bool {
     PREFIXES.iter().any(|p| path.starts_with(p))
         || path == "/health/sse"
+        || path == "/health/live"
         || (with_metrics && path == "/metrics")
 }
 
@@ -197,6 +201,9 @@ impl Route {
             [Some("health"), Some("sse"), None, ..] => by_method(method, "GET, HEAD", |m| {
                 (*m == Method::GET || *m == Method::HEAD).then_some(Route::Health)
             }),
+            [Some("health"), Some("live"), None, ..] => by_method(method, "GET, HEAD", |m| {
+                (*m == Method::GET || *m == Method::HEAD).then_some(Route::Live)
+            }),
             [Some("metrics"), None, ..] => by_method(method, "GET, HEAD", |m| {
                 (*m == Method::GET || *m == Method::HEAD).then_some(Route::Metrics)
             }),
@@ -263,6 +270,7 @@ mod tests {
             })
         );
         assert_eq!(get("/health/sse"), Ok(Route::Health));
+        assert_eq!(get("/health/live"), Ok(Route::Live));
         assert_eq!(
             Route::parse(&Method::HEAD, "/health/sse"),
             Ok(Route::Health)

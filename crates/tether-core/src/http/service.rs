@@ -94,6 +94,7 @@ struct Inner {
     extensions: Vec<Arc<dyn RouteExtension>>,
     mode: Option<&'static str>,
     backplane: Option<Arc<dyn Backplane>>,
+    trust_forwarded: bool,
 }
 
 /// tether's HTTP contract as one service: the broker, the application's [`Hooks`], CORS,
@@ -160,6 +161,7 @@ impl Service {
                 extensions: Vec::new(),
                 mode: None,
                 backplane: None,
+                trust_forwarded: false,
             }),
         }
     }
@@ -214,6 +216,13 @@ impl Service {
     /// Whether the service serves through a backplane (see [`backplane`](Self::backplane)).
     pub fn has_backplane(&self) -> bool {
         self.inner.backplane.is_some()
+    }
+
+    /// Names a stream's client in its log lines by the rightmost `X-Forwarded-For` address
+    /// (see [`client_info`](super::client_info)) instead of the socket peer: for a server
+    /// that only a proxy can reach. It decides nothing but what is logged. Default: off.
+    pub fn trust_forwarded(self, trust: bool) -> Self {
+        self.edit(|i| i.trust_forwarded = trust)
     }
 
     /// Adds routes of another crate (see [`RouteExtension`]).
@@ -348,7 +357,8 @@ impl Service {
         Ok(match route {
             Route::Stream { session } => {
                 let sid = session_id(&session)?;
-                let opts = connect_options(headers, query)?;
+                let opts = connect_options(headers, query)?
+                    .client(super::client_info(parts, self.inner.trust_forwarded));
                 let who = check(&sid, Capability::Subscribe).into_result()?;
                 // The identity decides who may take a superseded tab's place, replace its
                 // own stream under Reject, and how many sessions it may create.
@@ -408,6 +418,7 @@ impl Service {
                 Target::Decide(sid, approval, who)
             }
             Route::Health => Target::Health,
+            Route::Live => Target::Live,
             Route::Metrics => Target::Metrics,
         })
     }
@@ -605,6 +616,7 @@ enum Target<'a> {
     CancelApproval(SessionId, String),
     Decide(SessionId, String, Option<Identity>),
     Health,
+    Live,
     Metrics,
     Extension(&'a dyn RouteExtension),
 }
@@ -713,6 +725,7 @@ impl Admitted<'_> {
                 handlers::health(&inner.broker, inner.backplane.as_deref()),
                 inner.mode,
             ),
+            Target::Live => handlers::live(),
             Target::Metrics => {
                 handlers::metrics(inner.metrics.as_deref().map(|f| f()).unwrap_or_default())
             }

@@ -132,6 +132,9 @@ async fn run_connection(
     mut slot: Option<Slot>,
     limits: ConnectionLimits,
 ) {
+    // Each request carries its client's address (for log lines); the request's head, and
+    // with it this copy, is freed before a response streams.
+    let peer = stream.peer_addr().ok().map(crate::http::PeerAddr);
     let mut buf = BytesMut::with_capacity(1024);
     let mut first = true;
     loop {
@@ -153,13 +156,16 @@ async fn run_connection(
                 return;
             }
         };
-        let parts = match head.into_parts() {
+        let mut parts = match head.into_parts() {
             Ok(parts) => parts,
             Err(res) => {
                 let _ = write_full(&mut stream, *res, version, false).await;
                 return;
             }
         };
+        if let Some(peer) = peer {
+            parts.extensions.insert(peer);
+        }
         let is_head = parts.method == Method::HEAD;
         let res = match service.admit(&parts) {
             // The body of a refused request is never read, so the connection cannot carry
