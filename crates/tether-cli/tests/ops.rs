@@ -451,7 +451,6 @@ async fn json_log_lines_are_objects_with_the_runbooks_fields() {
 /// "SSE keepalive timeout": a client that reads too slowly is dropped after the client
 /// timeout, and the line carries the connection's fields in both formats.
 #[tokio::test]
-#[ignore = "over TCP a stalled client is counted as client_closed until the stall classification of the limits issue (#14) lands"]
 async fn a_stalled_client_is_logged_as_keepalive_timeout() {
     for format in ["text", "json"] {
         let dir = scratch(&format!("stall-{format}"));

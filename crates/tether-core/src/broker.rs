@@ -438,6 +438,30 @@ impl Inner {
         }
     }
 
+    /// The runbook's "SSE keepalive timeout" line for a connection that stopped reading.
+    pub(crate) fn log_keepalive_timeout(&self, conn: &crate::session::ConnShared) {
+        crate::session::conn_event!(
+            warn,
+            *conn,
+            reason = "timeout",
+            duration_s = conn.opened.elapsed().as_secs_f64(),
+            timeout_s = self.config.client_timeout.as_secs_f64(),
+            "SSE keepalive timeout"
+        );
+    }
+
+    /// Whether a connection whose server dropped it without saying why had stalled: frames
+    /// waited unread for at least half the client timeout. The kernel's `TCP_USER_TIMEOUT`
+    /// (the client timeout) cuts such a client about one timeout after its socket filled,
+    /// while the server may have taken frames into its own buffer a little later, so the
+    /// whole timeout would be a coin toss.
+    pub(crate) fn had_stalled(&self, conn: &crate::session::ConnShared) -> bool {
+        let now = self.now().ms;
+        let half_timeout_ms = self.config.client_timeout.as_millis() as u64 / 2;
+        let pending = conn.pending_since_ms.load(Ordering::Acquire);
+        pending != 0 && now.saturating_sub(pending) >= half_timeout_ms
+    }
+
     /// The jittered `retry:` hint: base ±50 %, never above the maximum.
     pub(crate) fn retry_hint_ms(&self) -> u64 {
         let base = self.config.reconnect_base.as_millis() as u64;
@@ -601,14 +625,7 @@ impl Inner {
                 }
             }
             if let Some(conn) = stalled {
-                crate::session::conn_event!(
-                    warn,
-                    *conn,
-                    reason = "timeout",
-                    duration_s = conn.opened.elapsed().as_secs_f64(),
-                    timeout_s = self.config.client_timeout.as_secs_f64(),
-                    "SSE keepalive timeout"
-                );
+                self.log_keepalive_timeout(&conn);
                 if let Some(w) = conn.end(end::TIMEOUT) {
                     w.wake();
                 }

@@ -120,6 +120,17 @@ impl EventStream {
         let _ = self.conn.end(end::ERROR);
     }
 
+    /// Marks the connection as ended because its client stopped reading (the kernel's
+    /// `TCP_USER_TIMEOUT` gave up on it, say), so it is counted as
+    /// `sse_disconnects_total{reason="timeout"}` and logged as "SSE keepalive timeout", as
+    /// when the broker's own sweep finds it.
+    pub fn timed_out(&mut self) {
+        if self.conn.end_reason() == end::LIVE {
+            self.inner.log_keepalive_timeout(&self.conn);
+            let _ = self.conn.end(end::TIMEOUT);
+        }
+    }
+
     /// Takes every frame after the cursor, with a resync first if the cursor fell out of the
     /// ring (the client was too slow) or the session started a new epoch.
     fn read(&mut self) -> Option<Bytes> {
@@ -299,6 +310,12 @@ fn reason_label(end_flag: u8) -> &'static str {
 
 impl Drop for EventStream {
     fn drop(&mut self) {
+        // A server that drops the stream without saying why (hyper and actix-web on a write
+        // error) leaves it to the stream's own state: frames left unread for long mean the
+        // client stalled, not that it left.
+        if self.conn.end_reason() == end::LIVE && self.inner.had_stalled(&self.conn) {
+            self.timed_out();
+        }
         let reason = reason_label(self.conn.end_reason());
         {
             let mut st = self.session.state.lock();

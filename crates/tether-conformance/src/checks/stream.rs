@@ -418,12 +418,14 @@ pub async fn heartbeats(base_url: &str, cfg: &SuiteConfig) -> CheckResult {
 }
 
 /// A client that stops reading is dropped within the client timeout once the socket buffers
-/// are full: `/health/sse` shows no connection and the session takes a new one.
+/// are full: `/health/sse` shows no connection, `/metrics` (when the server has it) counts a
+/// `timeout` disconnect, and the session takes a new one.
 pub async fn slow_reader(base_url: &str, cfg: &SuiteConfig) -> CheckResult {
     let ctx = Ctx::new(base_url, cfg)?;
     ctx.wait_no_connections(cfg.keepalive * 3 + cfg.timeout)
         .await?;
     let s = ctx.session("stalled");
+    let timeouts_before = timeouts(&ctx).await?;
     let mut headers = ctx.browser();
     headers.push(("Accept".into(), "text/event-stream".into()));
     let target = Target::parse(base_url)?;
@@ -478,6 +480,14 @@ pub async fn slow_reader(base_url: &str, cfg: &SuiteConfig) -> CheckResult {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    // Whichever part noticed (the broker's sweep, the kernel's TCP_USER_TIMEOUT, the server
+    // dropping the body), a stalled client is a timeout, not a client that left.
+    if let (Some(before), Some(after)) = (timeouts_before, timeouts(&ctx).await?) {
+        ensure!(
+            after >= before + 1.0,
+            "the stalled client was not counted as sse_disconnects_total{{reason=\"timeout\"}} ({before} before, {after} after)"
+        );
+    }
     let mut fresh = ctx.subscribe(&s, &[], "").await?;
     let ids = ctx.publish(&s, "", &json!({"after": "stall"})).await?;
     loop {
@@ -488,4 +498,17 @@ pub async fn slow_reader(base_url: &str, cfg: &SuiteConfig) -> CheckResult {
     }
     drop(stalled);
     Ok(())
+}
+
+/// `sse_disconnects_total{reason="timeout"}` from `/metrics`, when the server has it.
+async fn timeouts(ctx: &Ctx<'_>) -> Result<Option<f64>, CheckError> {
+    if !ctx.cfg.metrics {
+        return Ok(None);
+    }
+    let r = ctx.send("GET", "/metrics", &[], b"").await?;
+    ensure!(r.status == 200, "/metrics answered {}", r.status);
+    Ok(Some(
+        crate::prom::sample(&r.text(), "sse_disconnects_total", &[("reason", "timeout")])
+            .unwrap_or(0.0),
+    ))
 }

@@ -65,6 +65,14 @@ impl Body {
             s.fail(error);
         }
     }
+
+    /// Tells a session's stream that its client stopped reading (a write or read timed
+    /// out), so its end is counted as a timeout.
+    pub fn timed_out(&mut self) {
+        if let Self::Stream(s) = self {
+            s.timed_out();
+        }
+    }
 }
 
 impl From<Bytes> for Body {

@@ -520,7 +520,11 @@ async fn stream_body(
                         wr.write_all(&data).await
                     };
                     if let Err(e) = written {
-                        if !is_client_gone(&e) {
+                        if e.kind() == io::ErrorKind::TimedOut {
+                            // TCP_USER_TIMEOUT: written data went unacknowledged for the
+                            // client timeout. The client stalled; it did not leave.
+                            events.timed_out();
+                        } else if !is_client_gone(&e) {
                             events.fail(&e);
                         }
                         return Err(e);
@@ -536,6 +540,10 @@ async fn stream_body(
             },
             // A streaming response reads nothing more; a read of 0 means the client left.
             read = rd.read(&mut probe) => match read {
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    events.timed_out();
+                    return Ok(());
+                }
                 Ok(0) | Err(_) => return Ok(()),
                 Ok(_) => {}
             },
