@@ -8,6 +8,8 @@ use tether_core::{Epoch, Event, EventId, LastEventId, SessionId, is_valid_id};
 use crate::sse;
 use crate::transcript::Transcript;
 
+pub use crate::fuzz_hub::hub_connection;
+
 /// A check: panics when tether gets the input wrong.
 pub type Check = fn(&[u8]);
 
@@ -18,6 +20,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("publish_body", publish_body),
     ("transcript", transcript),
     ("sse_roundtrip", sse_roundtrip),
+    ("hub_connection", hub_connection),
 ];
 
 /// The id grammar, written out plainly: 1 to 128 bytes, each `A-Z`, `a-z`, `0-9`, `.`,

@@ -110,6 +110,8 @@ mod transcript;
 pub mod strategy;
 
 #[cfg(feature = "fuzzing")]
+mod fuzz_hub;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 
 pub use cli::run_cli;

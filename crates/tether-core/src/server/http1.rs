@@ -23,7 +23,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::SseListener;
@@ -45,8 +45,8 @@ pub async fn serve(
     let connections = Connections::new(listener.limits(), broker.clone());
     loop {
         tokio::select! {
-            (stream, _, slot) = listener.accept_kept(&connections, &broker) => {
-                tokio::spawn(run_connection(stream, service.clone(), Some(slot), listener.limits()));
+            (stream, peer, slot) = listener.accept_kept(&connections, &broker) => {
+                tokio::spawn(run_connection(stream, Some(peer), service.clone(), Some(slot), listener.limits()));
             }
             () = &mut shutdown => break,
         }
@@ -55,8 +55,8 @@ pub async fn serve(
     tokio::pin!(drained);
     loop {
         tokio::select! {
-            (stream, _, slot) = listener.accept_kept(&connections, &broker) => {
-                tokio::spawn(run_connection(stream, service.clone(), Some(slot), listener.limits()));
+            (stream, peer, slot) = listener.accept_kept(&connections, &broker) => {
+                tokio::spawn(run_connection(stream, Some(peer), service.clone(), Some(slot), listener.limits()));
             }
             left = &mut drained => return left,
         }
@@ -70,7 +70,17 @@ const MAX_HEADERS: usize = 64;
 /// Serves one accepted connection until the client leaves or the server closes it, with the
 /// default [`ConnectionLimits`]' timeouts and no connection count.
 pub async fn serve_connection(stream: TcpStream, service: Service) {
-    run_connection(stream, service, None, ConnectionLimits::default()).await;
+    let peer = stream.peer_addr().ok();
+    run_connection(stream, peer, service, None, ConnectionLimits::default()).await;
+}
+
+/// The connection loop on any byte stream (an in-memory pipe in the fuzz target and tests),
+/// with `limits`' timeouts and no connection count.
+pub async fn serve_io<S>(io: S, service: Service, limits: ConnectionLimits)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    run_connection(io, None, service, None, limits).await;
 }
 
 /// How waiting for the next request head ended.
@@ -86,8 +96,8 @@ enum Wait {
 /// its first byte, then up to the head timeout for the whole head (from the accept for the
 /// first request). While it waits, the connection is idle: the first to close when the
 /// server needs room.
-async fn next_head(
-    stream: &mut TcpStream,
+async fn next_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
     buf: &mut BytesMut,
     slot: &mut Option<Slot>,
     limits: &ConnectionLimits,
@@ -126,15 +136,16 @@ async fn next_head(
 }
 
 /// [`serve_connection`] holding `slot` in the server's connection registry.
-async fn run_connection(
-    mut stream: TcpStream,
+async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    peer: Option<std::net::SocketAddr>,
     service: Service,
     mut slot: Option<Slot>,
     limits: ConnectionLimits,
 ) {
     // Each request carries its client's address (for log lines); the request's head, and
     // with it this copy, is freed before a response streams.
-    let peer = stream.peer_addr().ok().map(crate::http::PeerAddr);
+    let peer = peer.map(crate::http::PeerAddr);
     let mut buf = BytesMut::with_capacity(1024);
     let mut first = true;
     loop {
@@ -310,7 +321,10 @@ fn full(error: HttpError) -> Box<http::Response<Bytes>> {
 
 /// Reads until a complete request head is buffered and parses it. `None` when the client
 /// closed the connection between requests.
-async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Option<Head>, HeadError> {
+async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+) -> Result<Option<Head>, HeadError> {
     loop {
         if !buf.is_empty() {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -410,8 +424,8 @@ fn body_framing(head: &Head) -> Result<usize, Box<http::Response<Bytes>>> {
 
 /// Reads the `len` body bytes of an admitted request (already-buffered bytes first), after a
 /// `100 Continue` if the client waits for one.
-async fn read_body(
-    stream: &mut TcpStream,
+async fn read_body<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     buf: &mut BytesMut,
     parts: &http::request::Parts,
     len: usize,
@@ -453,8 +467,8 @@ fn put_head(out: &mut BytesMut, parts: &http::response::Parts, version: Version)
     }
 }
 
-async fn write_full(
-    stream: &mut TcpStream,
+async fn write_full<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     res: http::Response<Bytes>,
     version: Version,
     keep_alive: bool,
@@ -482,8 +496,8 @@ async fn write_full(
 
 /// Writes a streaming response: chunked on HTTP/1.1, close-delimited on HTTP/1.0. Ends when
 /// the stream ends, the client closes its side, or a write fails.
-async fn stream_body(
-    stream: &mut TcpStream,
+async fn stream_body<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     mut parts: http::response::Parts,
     mut events: Body,
     version: Version,
@@ -501,7 +515,7 @@ async fn stream_body(
     stream.write_all(&head).await?;
     drop(head);
 
-    let (mut rd, mut wr) = stream.split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut probe = [0u8; 16];
     loop {
         tokio::select! {

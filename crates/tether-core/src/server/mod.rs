@@ -22,7 +22,7 @@ pub mod limits;
 mod listener;
 mod shed;
 
-pub use http1::{serve, serve_connection};
+pub use http1::{serve, serve_connection, serve_io};
 #[cfg(feature = "hyper")]
 pub use hyper_shell::serve_hyper;
 pub use limits::ConnectionLimits;
