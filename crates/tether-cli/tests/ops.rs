@@ -357,6 +357,8 @@ async fn provoke_the_runbooks_phrases(format: &str) -> (PathBuf, String) {
     wait_line(&log, &["SSE reconnect", "0badc0de-7"]).await;
     wait_line(&log, &["SSE resync", "0badc0de-7"]).await;
     drop(conn);
+    // The second connection's end is written once the hub has seen it close.
+    wait_line(&log, &["SSE disconnect", "last_event_id", "0badc0de-7"]).await;
 
     (log, token)
 }

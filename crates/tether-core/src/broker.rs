@@ -173,6 +173,8 @@ pub(crate) struct Inner {
     pub(crate) idle: Notify,
     start: Instant,
     pub(crate) limits: crate::limits::LimitBook,
+    /// The budget's clock hand over every session (see [`crate::budget`]).
+    pub(crate) clock: crate::budget::Clock,
     /// The metric handles, registered at build (see [`Broker::rebind_metrics`]).
     metrics: parking_lot::RwLock<Arc<m::Handles>>,
 }
@@ -226,6 +228,7 @@ impl BrokerBuilder {
             idle: Notify::new(),
             start: Instant::now(),
             limits: Default::default(),
+            clock: Default::default(),
             metrics: parking_lot::RwLock::new(Arc::new(m::Handles::register())),
         });
         let c = &inner.config;
@@ -324,6 +327,7 @@ impl Inner {
                     state: Mutex::new(SessionState::new(&self.config, Instant::now())),
                 });
                 v.insert(s.clone());
+                self.clock.add(&s);
                 self.mx().sessions_active.increment(1.0);
                 Ok(s)
             }
@@ -388,54 +392,6 @@ impl Inner {
             w.wake();
         }
         a.ids
-    }
-
-    /// Enforces the broker-wide ring budget on the session that just grew, under its lock,
-    /// and settles the append's bytes.
-    pub(crate) fn enforce_budget(&self, st: &mut SessionState, out: &mut Appended) {
-        self.settle_bytes(out);
-        let budget = self.config.total_ring_bytes;
-        let total = self.ring_bytes.load(Ordering::Relaxed);
-        if total <= budget {
-            return;
-        }
-        let target = st.ring.bytes().saturating_sub(total - budget);
-        let ev = st.trim_to(target);
-        if ev.count > 0 {
-            self.ring_bytes.fetch_sub(ev.bytes, Ordering::Relaxed);
-            self.mx().evicted("budget").increment(ev.count);
-            if ev.unread > 0 {
-                self.mx().evicted_unread.increment(ev.unread);
-            }
-        }
-    }
-
-    /// When the rings together still exceed the budget after the publishing session trimmed
-    /// its own, trims every session above its fair share (budget / sessions), oldest events
-    /// first. Runs outside any session lock, only while over budget, and leaves every ring
-    /// under its share, so it does not run again until the rings regrow.
-    fn rebalance(&self) {
-        let budget = self.config.total_ring_bytes;
-        if self.ring_bytes.load(Ordering::Relaxed) <= budget {
-            return;
-        }
-        let sessions: Vec<Arc<Session>> = self.sessions.iter().map(|e| e.value().clone()).collect();
-        let share = budget / sessions.len().max(1);
-        for s in sessions {
-            let mut st = s.state.lock();
-            if st.ring.bytes() <= share {
-                continue;
-            }
-            let ev = st.trim_to(share);
-            self.ring_bytes.fetch_sub(ev.bytes, Ordering::Relaxed);
-            drop(st);
-            if ev.count > 0 {
-                self.mx().evicted("budget").increment(ev.count);
-                if ev.unread > 0 {
-                    self.mx().evicted_unread.increment(ev.unread);
-                }
-            }
-        }
     }
 
     /// The runbook's "SSE keepalive timeout" line for a connection that stopped reading.
@@ -589,6 +545,7 @@ impl Inner {
 
     /// Drops stalled connections and expires idle sessions.
     pub(crate) fn sweep(&self) {
+        self.clock.prune();
         let now = self.now();
         let timeout_ms = self.config.client_timeout.as_millis() as u64;
         let silent_ms = self
@@ -720,7 +677,6 @@ impl Broker {
             r
         });
         let ids = self.inner.account(out);
-        self.inner.rebalance();
         result.map_err(|e| match e {
             SessionErr::Limit(max) => PublishError::TooManySessions { max },
             SessionErr::Inner(e) => e,
@@ -977,6 +933,7 @@ impl Broker {
             });
             st.conn = Some(conn.clone());
             st.last_activity = now.at;
+            st.referenced = true;
             // The stream's epoch is read under the same lock that placed its cursor: an
             // epoch switch in between would pair the new epoch with the old cursor.
             let epoch = st.epoch;

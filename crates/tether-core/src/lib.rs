@@ -81,6 +81,7 @@
 mod approval;
 mod backplane;
 mod broker;
+mod budget;
 mod config;
 mod driver;
 mod error;

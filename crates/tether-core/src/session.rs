@@ -170,6 +170,9 @@ pub(crate) struct SessionState {
     pub(crate) approvals: Approvals,
     pub(crate) tracker: Option<Box<dyn SessionTracker>>,
     pub(crate) last_activity: Instant,
+    /// Set by every publish and connect, cleared by the budget's clock hand: a session the
+    /// hand finds unset has been idle since its last visit, and loses its history first.
+    pub(crate) referenced: bool,
     /// Highest sequence number any connection has written.
     pub(crate) read_upto: u64,
     /// Set when the session was removed from the registry; a caller holding a stale handle
@@ -242,6 +245,7 @@ impl SessionState {
             approvals: Approvals::default(),
             tracker: None,
             last_activity: now,
+            referenced: true,
             read_upto: 0,
             removed: false,
             bucket: config.publish_rate.map(|l| TokenBucket::new(l, now)),
@@ -408,6 +412,7 @@ impl SessionState {
             return;
         }
         self.last_activity = now.at;
+        self.referenced = true;
         if let Some(conn) = &self.conn {
             // Frames are pending from now unless some already were.
             let _ = conn.pending_since_ms.compare_exchange(

@@ -60,3 +60,35 @@ async fn the_budget_evicts_only_what_it_must() {
     // Frames are about 110 bytes: over budget by less than one frame is evicted, no more.
     assert!(bytes <= 1_000 && bytes > 850, "{bytes}");
 }
+
+/// Over the budget, the session idle longest loses its history first, not the one being
+/// published to (whose reader would reconnect into a resync).
+#[tokio::test(start_paused = true)]
+async fn over_the_budget_the_idle_session_pays_before_the_active_one() {
+    let broker = start(Broker::builder().total_ring_bytes(3_000));
+    let dormant = sid("dormant");
+    let active = sid("active");
+    for i in 0..10u32 {
+        broker.publish(&dormant, &format!("{i:0>100}")).unwrap();
+    }
+    // The active session publishes on and on; the dormant one never again.
+    for i in 0..40u32 {
+        broker.publish(&active, &format!("{i:0>100}")).unwrap();
+    }
+    assert!(broker.health().ring_bytes <= 3_000, "{:?}", broker.health());
+    let quiet = std::time::Duration::from_millis(50);
+    let mut dormant_stream = broker.connect(&dormant, ConnectOptions::default()).unwrap();
+    let (dormant_frames, _) = drain_frames(&mut dormant_stream, quiet).await;
+    let mut active_stream = broker.connect(&active, ConnectOptions::default()).unwrap();
+    let (active_frames, _) = drain_frames(&mut active_stream, quiet).await;
+    let dormant_kept = stored(&dormant_frames).len();
+    let active_kept = stored(&active_frames).len();
+    assert!(
+        dormant_kept <= 1,
+        "the dormant session kept {dormant_kept} events"
+    );
+    assert!(
+        active_kept >= 20,
+        "the active session kept only {active_kept} events"
+    );
+}
