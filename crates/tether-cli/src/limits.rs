@@ -26,6 +26,19 @@ pub(crate) struct LimitArgs {
     /// that is --keepalive-secs).
     #[arg(long, env = "TETHER_IDLE_TIMEOUT_SECS", default_value_t = 60)]
     pub(crate) idle_timeout_secs: u64,
+    /// Sessions alive at once; a publish or connect that would create one more gets 503
+    /// `too_many_sessions` (health stays 200 and reports the refusals under `"limits"`).
+    #[arg(long, env = "TETHER_MAX_SESSIONS", default_value_t = 100_000)]
+    pub(crate) max_sessions: usize,
+    /// Seconds a session without a connection, a publish or a pending approval lives on.
+    #[arg(long, env = "TETHER_SESSION_TTL_SECS", default_value_t = 900)]
+    pub(crate) session_ttl_secs: u64,
+    /// Bytes all sessions' event history may hold together. Over it, the sessions idle
+    /// longest lose their history first (their clients resume into a resync), then the
+    /// publishing session its oldest events. Tracker state and approvals are bounded by their
+    /// own caps (--max-pending-approvals, --max-approval-bytes), not by this budget.
+    #[arg(long, env = "TETHER_MEMORY_BUDGET_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub(crate) memory_budget_bytes: usize,
     /// Events one publish may carry (413 `too_many_events` past it, nothing stored).
     #[arg(long, env = "TETHER_MAX_BATCH_EVENTS", default_value_t = 1000)]
     pub(crate) max_batch_events: usize,
@@ -42,6 +55,9 @@ impl LimitArgs {
     /// The broker's limits on batches and approvals.
     pub(crate) fn broker(&self, builder: tether_core::BrokerBuilder) -> tether_core::BrokerBuilder {
         let builder = builder
+            .max_sessions(self.max_sessions.max(1))
+            .session_ttl(Duration::from_secs(self.session_ttl_secs.max(1)))
+            .total_ring_bytes(self.memory_budget_bytes)
             .max_batch_events(self.max_batch_events)
             .max_pending_approvals(self.max_pending_approvals);
         match self.max_approval_bytes {

@@ -148,3 +148,47 @@ async fn batches_and_approvals_stay_within_their_caps() {
         serde_json::json!({"max": 2, "refused": 1})
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_session_table_refuses_with_503_while_health_stays_200() {
+    let args = ["--max-sessions", "3", "--memory-budget-bytes", "100000"];
+    let hub = Hub::spawn(EXE, &args.map(str::to_owned)).await.unwrap();
+    let target = Target::parse(&hub.base_url()).unwrap();
+    let limit = Duration::from_secs(10);
+    for i in 0..3 {
+        let path = format!("/api/sessions/full-{i}/events");
+        let reply = send(
+            &target,
+            "POST",
+            &path,
+            &json(Vec::new()),
+            br#"{"n":1}"#,
+            limit,
+        )
+        .await
+        .unwrap();
+        assert_eq!(reply.status, 202, "{}", reply.text());
+    }
+    let reply = send(
+        &target,
+        "POST",
+        "/api/sessions/full-3/events",
+        &json(Vec::new()),
+        br#"{"n":1}"#,
+        limit,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert_eq!(reply.json().unwrap()["error"], "too_many_sessions");
+    let health = send(&target, "GET", "/health/sse", &[], b"", limit)
+        .await
+        .unwrap();
+    assert_eq!(health.status, 200);
+    let health = health.json().unwrap();
+    assert_eq!(
+        health["limits"]["sessions"],
+        serde_json::json!({"max": 3, "refused": 1})
+    );
+    assert_eq!(health["limits"]["memory_budget_bytes"]["max"], 100000);
+}

@@ -232,6 +232,10 @@ impl BrokerBuilder {
             metrics: parking_lot::RwLock::new(Arc::new(m::Handles::register())),
         });
         let c = &inner.config;
+        inner.limits.declare("sessions", c.max_sessions as u64);
+        inner
+            .limits
+            .declare("memory_budget_bytes", c.total_ring_bytes as u64);
         inner
             .limits
             .declare("batch_events", c.max_batch_events as u64);
@@ -291,11 +295,11 @@ impl Inner {
         if self.session_count.fetch_add(1, Ordering::AcqRel) >= max {
             self.session_count.fetch_sub(1, Ordering::AcqRel);
             // Someone may have created it meanwhile.
-            return self
-                .sessions
-                .get(id)
-                .map(|s| s.clone())
-                .ok_or(Limit::Total(max));
+            let existing = self.sessions.get(id).map(|s| s.clone());
+            if existing.is_none() {
+                self.limits.refuse("sessions");
+            }
+            return existing.ok_or(Limit::Total(max));
         }
         if let Some(sub) = creator {
             let max = self.config.max_sessions_per_subject;
