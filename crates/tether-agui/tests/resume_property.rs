@@ -56,7 +56,7 @@ impl Script {
 
     /// A continuation repeats its opener's explicit tag, or carries none.
     fn continuation_tag(&self, id: &str, d: u8) -> Option<String> {
-        if self.tagged.contains(id) && d % 2 == 0 {
+        if self.tagged.contains(id) && d.is_multiple_of(2) {
             self.owner.get(id).cloned().flatten()
         } else {
             None
@@ -67,7 +67,7 @@ impl Script {
         self.runs += 1;
         let run = format!("r{}", self.runs);
         let mut event = run_started("t", &run);
-        if c % 3 == 0 {
+        if c.is_multiple_of(3) {
             let user = self.id("u");
             event["input"] = json!({
                 "threadId": "t", "runId": run,
@@ -161,15 +161,20 @@ impl Script {
             }
             4 if self.tools.len() < 3 => {
                 let id = self.id("tc");
-                let parent = if d % 2 == 0 {
+                let parent = if d.is_multiple_of(2) {
                     Self::pick(&self.texts, d).or_else(|| Self::pick(&self.done_messages, d))
                 } else {
                     None
                 };
                 // A call carries its parent message's owner, or no tag.
                 let owner = match &parent {
-                    Some(p) => self.owner.get(p).cloned().flatten().filter(|_| d % 3 != 0),
-                    None => (d % 3 == 0).then(|| "sa3".to_owned()),
+                    Some(p) => self
+                        .owner
+                        .get(p)
+                        .cloned()
+                        .flatten()
+                        .filter(|_| !d.is_multiple_of(3)),
+                    None => d.is_multiple_of(3).then(|| "sa3".to_owned()),
                 };
                 self.events.push(tag(
                     tool_start(&id, &format!("tool{}", d % 4), parent.as_deref()),
@@ -205,7 +210,7 @@ impl Script {
                 if let Some(call) = Self::pick(&self.unanswered, d) {
                     self.unanswered.retain(|t| t != &call);
                     let id = self.id("res");
-                    let owner = (d % 2 == 0).then(|| "sa4".to_owned());
+                    let owner = d.is_multiple_of(2).then(|| "sa4".to_owned());
                     self.owner.insert(id.clone(), owner.clone());
                     self.events.push(tag(
                         tool_result(&id, &call, &format!("result {d}")),
@@ -214,7 +219,7 @@ impl Script {
                 }
             }
             9 => {
-                if !self.state_known || d % 4 == 0 {
+                if !self.state_known || d.is_multiple_of(4) {
                     self.events.push(state(json!({"k0": d, "list": []})));
                     self.state_known = true;
                     self.state_keys = vec!["k0".into()];
@@ -265,7 +270,7 @@ impl Script {
                     .cloned()
                     .collect();
                 for id in named {
-                    let owner = (d % 2 == 0).then(|| "sa5".to_owned());
+                    let owner = d.is_multiple_of(2).then(|| "sa5".to_owned());
                     let mut m = json!({"id": id, "role": "assistant", "content": "restated"});
                     if let Some(o) = &owner {
                         m["subagentRunId"] = o.clone().into();
@@ -277,12 +282,12 @@ impl Script {
                 self.events
                     .push(json!({"type": "MESSAGES_SNAPSHOT", "messages": messages}));
             }
-            11 => self.events.push(if d % 2 == 0 {
+            11 => self.events.push(if d.is_multiple_of(2) {
                 json!({"type": "CUSTOM", "name": "app.progress", "value": d})
             } else {
                 json!({"type": "app.unknown", "n": d})
             }),
-            12 if d % 3 == 0 => self.finish(d % 5 == 0),
+            12 if d.is_multiple_of(3) => self.finish(d.is_multiple_of(5)),
             _ => {}
         }
     }
@@ -406,7 +411,7 @@ fn check_case(
                 let what = format!("{name} after event {k} (pick {pick})");
                 return Err(fail(&what, ring, n, e, &seen));
             }
-            if exact_after.is_none() && kept < 2 && (case + i as u64) % 5 == 0 {
+            if exact_after.is_none() && kept < 2 && (case + i as u64).is_multiple_of(5) {
                 kept += 1;
                 SAMPLE
                     .lock()

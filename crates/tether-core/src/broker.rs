@@ -943,10 +943,10 @@ impl Broker {
             let epoch = st.epoch;
             drop(st);
 
-            if let Some(old) = superseded {
-                if let Some(w) = old.end(end::SUPERSEDED) {
-                    w.wake();
-                }
+            if let Some(old) = superseded
+                && let Some(w) = old.end(end::SUPERSEDED)
+            {
+                w.wake();
             }
             inner.connections.fetch_add(1, Ordering::AcqRel);
             inner.mx().active_connections.increment(1.0);

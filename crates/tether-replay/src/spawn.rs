@@ -17,7 +17,7 @@ const LOG_LINES: usize = 40;
 
 /// Whole seconds of a scaled duration: the hub's flags take seconds.
 fn secs(name: &str, ms: u64, needed: bool, round_up: bool) -> Result<u64, String> {
-    if ms % 1000 == 0 && ms > 0 {
+    if ms.is_multiple_of(1000) && ms > 0 {
         return Ok(ms / 1000);
     }
     if needed {

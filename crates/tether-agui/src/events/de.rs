@@ -31,12 +31,12 @@ where
     D: Deserializer<'de>,
 {
     let value: Option<i64> = present(deserializer)?;
-    if let Some(millis) = value {
-        if !(-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&millis) {
-            return Err(D::Error::custom(
-                "timestamp must be an integer number of milliseconds within ±(2^53 - 1)",
-            ));
-        }
+    if let Some(millis) = value
+        && !(-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&millis)
+    {
+        return Err(D::Error::custom(
+            "timestamp must be an integer number of milliseconds within ±(2^53 - 1)",
+        ));
     }
     Ok(value)
 }
@@ -47,12 +47,12 @@ where
     D: Deserializer<'de>,
 {
     let value: Option<u64> = present(deserializer)?;
-    if let Some(count) = value {
-        if count > MAX_SAFE_INTEGER as u64 {
-            return Err(D::Error::custom(
-                "a token count must be an integer between 0 and 2^53 - 1",
-            ));
-        }
+    if let Some(count) = value
+        && count > MAX_SAFE_INTEGER as u64
+    {
+        return Err(D::Error::custom(
+            "a token count must be an integer between 0 and 2^53 - 1",
+        ));
     }
     Ok(value)
 }

@@ -176,14 +176,12 @@ impl Authenticator {
 
     /// Who the holder of `token` is.
     pub fn verify(&self, token: &PresentedToken<'_>) -> Result<Identity, TokenError> {
-        if token.source == TokenSource::Bearer {
-            if let Some(expected) = &self.publish_token {
-                if !expected.is_empty()
-                    && constant_time_eq(token.as_str().as_bytes(), expected.as_bytes())
-                {
-                    return Ok(Identity::static_publisher());
-                }
-            }
+        if token.source == TokenSource::Bearer
+            && let Some(expected) = &self.publish_token
+            && !expected.is_empty()
+            && constant_time_eq(token.as_str().as_bytes(), expected.as_bytes())
+        {
+            return Ok(Identity::static_publisher());
         }
         #[cfg(feature = "jwt")]
         if let Some(keys) = &self.keys {
