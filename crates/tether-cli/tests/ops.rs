@@ -720,3 +720,77 @@ async fn the_health_subcommand_checks_a_running_hub() {
     assert_eq!(run("/health/sse"), Some(0));
     assert_eq!(run("/no/such/route"), Some(1));
 }
+
+/// A stream that reaches its token's expiry ends with one "SSE disconnect" line that names
+/// the reason and carries the connection's fields, and is counted as `token_expired`.
+#[tokio::test]
+async fn a_stream_ended_by_its_tokens_expiry_is_logged_with_its_fields() {
+    let dir = scratch("token-expiry");
+    let log = dir.join("sse.log");
+    let hub = Hub::spawn(
+        EXE,
+        &args(&[
+            "--jwt-secret",
+            SECRET,
+            "--log-file",
+            log.to_str().unwrap(),
+            "--log-level",
+            "info",
+        ]),
+    )
+    .await
+    .unwrap();
+    let target = Target::parse(&hub.base_url()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let short = mint_hs256(
+        SECRET.as_bytes(),
+        &Claims::new(now + 2).subject("alice").subscribe("alice:*"),
+    );
+    let mut headers = bearer(&short);
+    headers.push(("User-Agent".into(), "ops-test/1.0 (expiry)".into()));
+    let mut conn = SseConn::open(
+        &target,
+        "/api/sse/session/alice:expiring",
+        StreamOptions {
+            headers,
+            recv_buffer: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(conn.status(), 200);
+    conn.until_end(Duration::from_secs(20)).await.unwrap();
+    let line = wait_line(&log, &["SSE disconnect", "alice:expiring"]).await;
+    for field in [
+        "reason=\"token_expired\"",
+        "sub=alice",
+        "user_agent=ops-test/1.0 (expiry)",
+        "client_addr=127.0.0.1",
+    ] {
+        assert!(line.contains(field), "{field} in {line}");
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines = text
+        .lines()
+        .filter(|l| l.contains("SSE disconnect") && l.contains("alice:expiring"))
+        .count();
+    assert_eq!(lines, 1, "one disconnect line per stream:\n{text}");
+    let metrics = send(
+        &target,
+        "GET",
+        "/metrics",
+        &[],
+        b"",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap()
+    .text();
+    assert!(
+        metrics.contains("sse_disconnects_total{reason=\"token_expired\"} 1"),
+        "{metrics}"
+    );
+}

@@ -19,7 +19,8 @@
 pub const ACTIVE_CONNECTIONS: &str = "sse_active_connections";
 /// Histogram: how long connections lasted, in seconds.
 pub const CONNECTION_DURATION_SECONDS: &str = "sse_connection_duration_seconds";
-/// Counter: ended connections by `reason`: the runbook's client_closed, superseded, timeout,
+/// Counter: ended connections by `reason` (token_expired: the stream reached its token's
+/// expiry and told its client to come back with a fresh one): the runbook's client_closed, superseded, timeout,
 /// drain and error, plus removed (the session was removed) and lagged (an AG-UI stream fell
 /// behind its ring and ends so its client resyncs on a fresh response).
 pub const DISCONNECTS_TOTAL: &str = "sse_disconnects_total";
@@ -62,6 +63,7 @@ pub const DISCONNECT_REASONS: &[&str] = &[
     "error",
     "removed",
     "lagged",
+    "token_expired",
 ];
 /// The `reason` values of [`RESYNCS_TOTAL`].
 pub const RESYNC_REASONS: &[&str] = &["evicted", "epoch", "ahead", "unknown"];

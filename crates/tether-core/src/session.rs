@@ -30,6 +30,7 @@ pub(crate) mod end {
     pub(crate) const TIMEOUT: u8 = 3;
     pub(crate) const CLOSED: u8 = 4;
     pub(crate) const ERROR: u8 = 5;
+    pub(crate) const TOKEN_EXPIRED: u8 = 6;
 }
 
 /// The part of a connection the broker can reach: its wake-up and its end flag. The cursor

@@ -131,6 +131,12 @@ impl EventStream {
         }
     }
 
+    /// Marks the connection as ended at its token's expiry, so it is counted and logged
+    /// with `reason="token_expired"`.
+    pub(crate) fn token_expired(&mut self) {
+        let _ = self.conn.end(end::TOKEN_EXPIRED);
+    }
+
     /// Takes every frame after the cursor, with a resync first if the cursor fell out of the
     /// ring (the client was too slow) or the session started a new epoch.
     fn read(&mut self) -> Option<Bytes> {
@@ -304,6 +310,7 @@ fn reason_label(end_flag: u8) -> &'static str {
         end::TIMEOUT => "timeout",
         end::CLOSED => "removed",
         end::ERROR => "error",
+        end::TOKEN_EXPIRED => "token_expired",
         _ => "client_closed",
     }
 }

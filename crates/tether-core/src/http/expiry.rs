@@ -46,11 +46,8 @@ impl Stream for UntilExpiry {
         }
         if this.deadline.as_mut().poll(cx).is_ready() {
             this.ended = true;
-            tracing::info!(
-                session = %this.inner.session(),
-                reason = "token_expired",
-                "SSE disconnect"
-            );
+            // Logged as "SSE disconnect" with the connection's fields when the stream ends.
+            this.inner.token_expired();
             return Poll::Ready(Some(Bytes::from(format!("retry: {}\n\n", this.retry_ms))));
         }
         Pin::new(&mut this.inner).poll_next(cx)
