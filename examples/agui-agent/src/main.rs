@@ -25,7 +25,7 @@
 //!
 //! and the rest of tether's HTTP contract. Ctrl-C or SIGTERM drains the streams.
 //!
-//! Access (see `example_access`): the stream, decision and run routes take tokens signed
+//! Access (see `example_support::access`): the stream, decision and run routes take tokens signed
 //! with `--jwt-secret` (a random secret when none is given); the page's URL carries the
 //! development token printed at startup. `--dev` opens every route on loopback.
 //! `/api/demo/start` is the demo's own route and stays open: it only starts the simulated
@@ -65,7 +65,7 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     drain_secs: u64,
     #[command(flatten)]
-    access: example_access::AccessArgs,
+    access: example_support::AccessArgs,
 }
 
 /// How the simulated agent paces itself.
@@ -193,33 +193,10 @@ async fn page() -> impl IntoResponse {
     ([(header::CACHE_CONTROL, "no-cache")], Html(PAGE))
 }
 
-/// Resolves at the first Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("shutting down: draining the streams");
-}
-
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    example_support::init_tracing();
 
     let access = args.access.access(args.addr)?;
     access.announce();
@@ -259,7 +236,7 @@ async fn main() -> std::io::Result<()> {
         listener,
         router,
         broker,
-        shutdown_signal(),
+        example_support::shutdown_signal(),
         Duration::from_secs(args.drain_secs),
     )
     .await

@@ -26,7 +26,7 @@
 //! `/api/sessions/{id}/events`, approvals, `/health/sse`), and `/metrics` serves the
 //! runbook's metrics to Prometheus. Ctrl-C or SIGTERM drains the streams before exiting.
 //!
-//! Access (see `example_access`): tokens signed with `--jwt-secret` (a random secret when
+//! Access (see `example_support::access`): tokens signed with `--jwt-secret` (a random secret when
 //! none is given), the development token printed at startup, or `--dev` to open every route
 //! on loopback.
 
@@ -36,7 +36,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
-use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::json;
 use tether_core::{Broker, SessionId};
@@ -54,7 +53,7 @@ struct Args {
     #[arg(long, default_value_t = 5)]
     drain_secs: u64,
     #[command(flatten)]
-    access: example_access::AccessArgs,
+    access: example_support::AccessArgs,
 }
 
 struct Jobs {
@@ -73,7 +72,11 @@ fn start_job(jobs: &Jobs, q: JobQuery) -> impl warp::Reply + use<> {
     let steps = q.steps.unwrap_or(10).clamp(1, 100);
     let job = format!("job-{}", jobs.next_job.fetch_add(1, Ordering::Relaxed) + 1);
     let session = SessionId::new(&job).expect("job ids are valid session ids");
-    tokio::spawn(run_job(jobs.broker.clone(), session, steps));
+    tokio::spawn(example_support::run_job(
+        jobs.broker.clone(),
+        session,
+        steps,
+    ));
     let events = format!("/api/sse/session/{job}");
     warp::reply::with_status(
         warp::reply::json(&json!({ "job": job, "events": events })),
@@ -81,58 +84,12 @@ fn start_job(jobs: &Jobs, q: JobQuery) -> impl warp::Reply + use<> {
     )
 }
 
-/// The simulated job: one progress event every 100 ms, then `finished`. Publishing never
-/// waits for the browser; whoever connects later gets the events from the session's ring.
-async fn run_job(broker: Broker, session: SessionId, steps: u32) {
-    let job = session.as_str().to_owned();
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    tick.tick().await;
-    for step in 1..=steps {
-        tick.tick().await;
-        let progress = json!({ "type": "progress", "job": job, "step": step, "steps": steps });
-        if let Err(e) = broker.publish(&session, &progress) {
-            tracing::warn!(%job, error = %e, "job stopped: cannot publish");
-            return;
-        }
-    }
-    let finished = json!({ "type": "finished", "job": job, "steps": steps });
-    if let Err(e) = broker.publish(&session, &finished) {
-        tracing::warn!(%job, error = %e, "cannot publish the end of the job");
-    }
-}
-
-fn prometheus() -> PrometheusHandle {
-    tether_core::metrics::install_prometheus().expect("no other metrics recorder is installed")
-}
-
-/// Resolves at the first Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("shutting down: draining the streams");
-}
-
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let metrics = prometheus();
+    example_support::init_tracing();
+    let metrics =
+        tether_core::metrics::install_prometheus().expect("no other metrics recorder is installed");
 
     let access = args.access.access(args.addr)?;
     access.announce();
@@ -156,7 +113,7 @@ async fn main() -> std::io::Result<()> {
         listener,
         app,
         broker,
-        shutdown_signal(),
+        example_support::shutdown_signal(),
         Duration::from_secs(args.drain_secs),
     )
     .await
