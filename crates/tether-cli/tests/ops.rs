@@ -295,12 +295,11 @@ async fn publish_pad(target: &Target, headers: &[(String, String)], session: &st
     }
 }
 
-/// Provokes "SSE connect", "SSE disconnect", "SSE reconnect" and "SSE resync", and returns
-/// the log file with the token that was used.
-async fn provoke_the_runbooks_phrases(format: &str) -> (PathBuf, String) {
-    let dir = scratch(&format!("phrases-{format}"));
-    let log = dir.join("sse.log");
-    let hub = Hub::spawn(
+/// A hub that checks tokens signed with [`SECRET`] and logs at `info` to `log` in `format`,
+/// with a client timeout of 1 s and rings large enough that a stalled client is not resynced
+/// first.
+async fn logging_hub(log: &Path, format: &str) -> Hub {
+    Hub::spawn(
         EXE,
         &args(&[
             "--jwt-secret",
@@ -318,7 +317,15 @@ async fn provoke_the_runbooks_phrases(format: &str) -> (PathBuf, String) {
         ]),
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// Provokes "SSE connect", "SSE disconnect", "SSE reconnect" and "SSE resync", and returns
+/// the log file with the token that was used.
+async fn provoke_the_runbooks_phrases(format: &str) -> (PathBuf, String) {
+    let dir = scratch(&format!("phrases-{format}"));
+    let log = dir.join("sse.log");
+    let hub = logging_hub(&log, format).await;
     let target = Target::parse(&hub.base_url()).unwrap();
     let token = token("alice");
     let ua = ("User-Agent".to_owned(), "ops-test/1.0 (runbook)".to_owned());
@@ -457,25 +464,7 @@ async fn a_stalled_client_is_logged_as_keepalive_timeout() {
     for format in ["text", "json"] {
         let dir = scratch(&format!("stall-{format}"));
         let log = dir.join("sse.log");
-        let hub = Hub::spawn(
-            EXE,
-            &args(&[
-                "--jwt-secret",
-                SECRET,
-                "--log-file",
-                log.to_str().unwrap(),
-                "--log-format",
-                format,
-                "--log-level",
-                "info",
-                "--client-timeout-secs",
-                "1",
-                "--ring-bytes",
-                "67108864",
-            ]),
-        )
-        .await
-        .unwrap();
+        let hub = logging_hub(&log, format).await;
         let target = Target::parse(&hub.base_url()).unwrap();
         let token = token("alice");
         // A client that reads too slowly: a trickle keeps its TCP connection alive (the kernel
@@ -727,19 +716,7 @@ async fn the_health_subcommand_checks_a_running_hub() {
 async fn a_stream_ended_by_its_tokens_expiry_is_logged_with_its_fields() {
     let dir = scratch("token-expiry");
     let log = dir.join("sse.log");
-    let hub = Hub::spawn(
-        EXE,
-        &args(&[
-            "--jwt-secret",
-            SECRET,
-            "--log-file",
-            log.to_str().unwrap(),
-            "--log-level",
-            "info",
-        ]),
-    )
-    .await
-    .unwrap();
+    let hub = logging_hub(&log, "text").await;
     let target = Target::parse(&hub.base_url()).unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

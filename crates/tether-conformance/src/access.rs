@@ -192,24 +192,17 @@ fn error_code(reply: &Reply) -> String {
 
 impl<'a> Ctx<'a> {
     fn new(base_url: &str, cfg: &'a AccessConfig) -> Result<Self, CheckError> {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static RUNS: AtomicU64 = AtomicU64::new(0);
         let target = Target::parse(base_url)?;
         let authority = base_url
             .trim_start_matches("http://")
             .split('/')
             .next()
             .unwrap_or_default();
-        let n = RUNS.fetch_add(1, Ordering::Relaxed);
-        let run = format!(
-            "{:x}{n}",
-            (unix_now() ^ u64::from(std::process::id())) & 0xff_ffff
-        );
         Ok(Self {
             target,
             origin: format!("http://{authority}"),
             cfg,
-            run,
+            run: crate::run_id(),
         })
     }
 

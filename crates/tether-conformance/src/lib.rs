@@ -365,6 +365,22 @@ pub async fn run_all(base_url: &str, cfg: &SuiteConfig) -> Report {
     report
 }
 
+/// A name for one check's run, different in every check and process, for the session names
+/// it uses (so checks never meet each other's sessions on a shared server).
+pub(crate) fn run_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let n = RUNS.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{:x}{n}",
+        (nanos ^ u64::from(std::process::id())) & 0xff_ffff
+    )
+}
+
 /// What every check shares: the target, the configuration and the session names of this run.
 pub(crate) struct Ctx<'a> {
     pub(crate) target: Target,
@@ -374,20 +390,10 @@ pub(crate) struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub(crate) fn new(base_url: &str, cfg: &'a SuiteConfig) -> Result<Self, CheckError> {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static RUNS: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        let n = RUNS.fetch_add(1, Ordering::Relaxed);
         Ok(Self {
             target: Target::parse(base_url)?,
             cfg,
-            run: format!(
-                "{:x}{n}",
-                (nanos ^ u64::from(std::process::id())) & 0xff_ffff
-            ),
+            run: run_id(),
         })
     }
 
