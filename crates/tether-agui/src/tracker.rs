@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::Value;
 use tether_core::{
-    ApprovalInfo, Resync, SessionId, SessionTracker, Signal, Terminal, TrackerFactory,
+    ApprovalInfo, Refusal, Resync, SessionId, SessionTracker, Signal, Terminal, TrackerFactory,
 };
 
 use crate::events::{
@@ -244,6 +244,13 @@ pub struct RunTracker {
     touched: Option<String>,
 }
 
+/// What a parsed state tree costs per byte of its JSON, about (a `serde_json::Value` holds
+/// each value in a 32-byte node, each key and string on the heap).
+const STATE_TREE_FACTOR: usize = 4;
+/// What an open entity or kept message costs beyond its text, about (ids, owners, the
+/// verifiers' sets).
+const ENTITY_BYTES: usize = 256;
+
 fn json_len<T: serde::Serialize>(value: &T) -> usize {
     serde_json::to_vec(value).map(|v| v.len()).unwrap_or(0)
 }
@@ -326,7 +333,7 @@ impl RunTracker {
 
     /// Checks one event and records it; on error nothing changes. `data_len`
     /// is the size of its JSON, used for the state's byte count.
-    pub fn publish(&mut self, event: &Event, data_len: usize) -> Result<(), String> {
+    pub fn publish(&mut self, event: &Event, data_len: usize) -> Result<(), Refusal> {
         if matches!(
             event,
             Event::TextMessageChunk(_) | Event::ToolCallChunk(_) | Event::ReasoningMessageChunk(_)
@@ -334,7 +341,7 @@ impl RunTracker {
             return Err(format!(
                 "{} is not accepted in a tracked AG-UI session: publish the start, content and end events instead, which a resync can re-open",
                 event.type_name()
-            ));
+            ).into());
         }
         self.exact.check(event).map_err(|e| e.0)?;
         self.joined
@@ -375,22 +382,22 @@ impl RunTracker {
         )
     }
 
-    fn check_opener(&self) -> Result<(), String> {
+    fn check_opener(&self) -> Result<(), Refusal> {
         if self.open.len() >= self.limits.open {
-            return Err(format!(
+            return Err(Refusal::TooLarge(format!(
                 "this run already has {} open messages, tool calls, reasoning spans and steps, the tracker's limit; close some first",
                 self.open.len()
-            ));
+            )));
         }
         Ok(())
     }
 
-    fn check_growth(&self, id: &str, delta: &str) -> Result<(), String> {
+    fn check_growth(&self, id: &str, delta: &str) -> Result<(), Refusal> {
         if self.open_bytes + delta.len() > self.limits.open_bytes {
-            return Err(format!(
+            return Err(Refusal::TooLarge(format!(
                 "the content streamed into the open entities of this run would exceed the tracker's limit of {} bytes (at '{id}'); end them and continue in new ones",
                 self.limits.open_bytes
-            ));
+            )));
         }
         Ok(())
     }
@@ -411,7 +418,7 @@ impl RunTracker {
     }
 
     /// Applies an event to the model, all or nothing.
-    fn model(&mut self, event: &Event, data_len: usize) -> Result<(), String> {
+    fn model(&mut self, event: &Event, data_len: usize) -> Result<(), Refusal> {
         match event {
             Event::RunStarted(e) => {
                 self.phase = Phase::Open;
@@ -547,10 +554,10 @@ impl RunTracker {
             }
             Event::StateSnapshot(e) => {
                 if data_len > self.limits.state_bytes {
-                    return Err(format!(
+                    return Err(Refusal::TooLarge(format!(
                         "the state snapshot ({data_len} bytes) exceeds the tracker's limit of {} bytes",
                         self.limits.state_bytes
-                    ));
+                    )));
                 }
                 self.state = Some(e.snapshot.clone());
                 self.state_bytes = data_len;
@@ -598,10 +605,10 @@ impl RunTracker {
             }
             Event::SubagentStarted(e) => {
                 if self.subagents.len() >= self.limits.open {
-                    return Err(format!(
+                    return Err(Refusal::TooLarge(format!(
                         "this run already started {} subagents, the tracker's limit",
                         self.subagents.len()
-                    ));
+                    )));
                 }
                 self.subagents.push((e.clone(), None));
             }
@@ -657,7 +664,7 @@ impl RunTracker {
         &mut self,
         patch: &[crate::events::JsonPatchOperation],
         data_len: usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refusal> {
         let Some(state) = self.state.as_mut() else {
             // Nothing to patch: the state the client patches came from
             // elsewhere. The prelude then carries no state.
@@ -678,10 +685,10 @@ impl RunTracker {
         }
         let size = json_len(&next);
         if size > self.limits.state_bytes {
-            return Err(format!(
+            return Err(Refusal::TooLarge(format!(
                 "the state after this delta ({size} bytes) would exceed the tracker's limit of {} bytes",
                 self.limits.state_bytes
-            ));
+            )));
         }
         self.state = Some(next);
         self.state_bytes = size;
@@ -903,7 +910,7 @@ impl RunTracker {
         }
         let mut metadata = Metadata::new();
         if !approval.payload.is_null() {
-            metadata.insert("payload".into(), approval.payload.clone());
+            metadata.insert("payload".into(), approval.payload.to_value());
         }
         Interrupt {
             id: approval.id.clone(),
@@ -1022,7 +1029,7 @@ impl RunTracker {
 }
 
 impl SessionTracker for RunTracker {
-    fn on_publish(&mut self, _name: Option<&str>, data: &str) -> Result<(), String> {
+    fn on_publish(&mut self, _name: Option<&str>, data: &str) -> Result<(), Refusal> {
         let value: Value = serde_json::from_str(data)
             .map_err(|e| format!("an AG-UI session carries JSON events: {e}"))?;
         let type_name = match value.as_object().and_then(|o| o.get("type")) {
@@ -1037,7 +1044,8 @@ impl SessionTracker for RunTracker {
             if LEGACY_TYPES.contains(&type_name) {
                 return Err(format!(
                     "`{type_name}` is a pre-1.0 event type; publish its REASONING_* equivalent"
-                ));
+                )
+                .into());
             }
             // Other types pass through: the client drops them unseen.
             return Ok(());
@@ -1048,6 +1056,15 @@ impl SessionTracker for RunTracker {
 
     fn has_snapshot(&self) -> bool {
         true
+    }
+
+    fn state_bytes(&self) -> usize {
+        // Text and arguments are kept as strings about as long as their JSON; the state tree
+        // costs several times its JSON, and every entity its ids and bookkeeping.
+        self.open_bytes
+            + self.message_bytes
+            + self.state_bytes * STATE_TREE_FACTOR
+            + (self.open.len() + self.subagents.len() + self.messages.len()) * ENTITY_BYTES
     }
 
     fn prelude_on_join(&self) -> bool {

@@ -16,6 +16,14 @@ fn refused(broker: &Broker, session: &SessionId, event: serde_json::Value) -> St
     }
 }
 
+/// A refusal for what a prelude would have to carry (HTTP 413 `prelude_too_large`).
+fn too_large(broker: &Broker, session: &SessionId, event: serde_json::Value) -> String {
+    match broker.publish(session, &event) {
+        Err(PublishError::PreludeTooLarge { reason, .. }) => reason,
+        other => panic!("{event} should be refused as too large, got {other:?}"),
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn events_that_would_break_the_stream_are_refused_and_change_nothing() {
     let broker = tracked(Broker::builder());
@@ -555,15 +563,15 @@ async fn limits_refuse_what_the_tracker_cannot_keep() {
             text("m1", "0123456789"),
         ],
     );
-    let r = refused(&broker, &s, text("m1", "x"));
+    let r = too_large(&broker, &s, text("m1", "x"));
     assert!(r.contains("exceed the tracker's limit of 10 bytes"), "{r}");
     publish_all(&broker, &s, &[tool_start("tc1", "f", None)]);
-    let r = refused(&broker, &s, step("s", true));
+    let r = too_large(&broker, &s, step("s", true));
     assert!(r.contains("the tracker's limit"), "{r}");
-    let r = refused(&broker, &s, state(json!({"big": "x".repeat(100)})));
+    let r = too_large(&broker, &s, state(json!({"big": "x".repeat(100)})));
     assert!(r.contains("exceeds the tracker's limit of 64 bytes"), "{r}");
     publish_all(&broker, &s, &[state(json!({"a": 1}))]);
-    let r = refused(
+    let r = too_large(
         &broker,
         &s,
         delta(json!([{"op": "add", "path": "/b", "value": "y".repeat(80)}])),

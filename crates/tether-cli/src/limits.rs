@@ -33,10 +33,10 @@ pub(crate) struct LimitArgs {
     /// Seconds a session without a connection, a publish or a pending approval lives on.
     #[arg(long, env = "TETHER_SESSION_TTL_SECS", default_value_t = 900)]
     pub(crate) session_ttl_secs: u64,
-    /// Bytes all sessions' event history may hold together. Over it, the sessions idle
-    /// longest lose their history first (their clients resume into a resync), then the
-    /// publishing session its oldest events. Tracker state and approvals are bounded by their
-    /// own caps (--max-pending-approvals, --max-approval-bytes), not by this budget.
+    /// Bytes all sessions may hold together: event history, AG-UI tracker state and approval
+    /// payloads. Over it, the sessions idle longest lose their history first (their clients
+    /// resume into a resync), then the publishing session its oldest events; when only state
+    /// in use is left, new sessions and approvals get 503 `memory_budget_exceeded`.
     #[arg(long, env = "TETHER_MEMORY_BUDGET_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub(crate) memory_budget_bytes: usize,
     /// Events one publish may carry (413 `too_many_events` past it, nothing stored).
@@ -45,7 +45,7 @@ pub(crate) struct LimitArgs {
     /// Pending approvals per session (409 `too_many_pending_approvals` past it).
     #[arg(long, env = "TETHER_MAX_PENDING_APPROVALS", default_value_t = 64)]
     pub(crate) max_pending_approvals: usize,
-    /// Largest approval payload, as compact JSON (413 `approval_too_large` past it).
+    /// Largest approval payload, as sent (413 `approval_too_large` past it).
     /// Default: --max-event-bytes.
     #[arg(long, env = "TETHER_MAX_APPROVAL_BYTES")]
     pub(crate) max_approval_bytes: Option<usize>,

@@ -8,9 +8,11 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -69,6 +71,100 @@ impl ApprovalStatus {
     }
 }
 
+/// An approval's payload: the requester's JSON, kept as its bytes.
+///
+/// A payload is stored once, as JSON text (compact when built from a value, as sent when it came over HTTP), and written into every announcement and
+/// prelude as those bytes: it is never held as a parsed tree (which costs many times its
+/// size) and never re-encoded. Clones share the bytes.
+#[derive(Clone)]
+pub struct Payload(Arc<RawValue>);
+
+impl Payload {
+    /// The payload of `value`, as compact JSON.
+    pub fn new(value: &serde_json::Value) -> Self {
+        let text = value.to_string();
+        // Compact JSON written by serde_json is always valid raw JSON.
+        Self(Arc::from(
+            RawValue::from_string(text).unwrap_or_else(|_| null_raw()),
+        ))
+    }
+
+    /// The payload of JSON text, checked and kept as given (whitespace included).
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        RawValue::from_string(text.trim().to_owned()).map(|raw| Self(Arc::from(raw)))
+    }
+
+    /// The payload of raw JSON already checked by serde.
+    pub fn from_raw(raw: Box<RawValue>) -> Self {
+        Self(Arc::from(raw))
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Its size in bytes, as the budget counts it.
+    pub fn len(&self) -> usize {
+        self.get().len()
+    }
+
+    /// Whether the payload is empty text (never: JSON is at least one byte).
+    pub fn is_empty(&self) -> bool {
+        self.get().is_empty()
+    }
+
+    /// Whether the payload is JSON `null`.
+    pub fn is_null(&self) -> bool {
+        self.get() == "null"
+    }
+
+    /// The payload parsed into a tree, for code that inspects it.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(self.get()).unwrap_or_default()
+    }
+}
+
+fn null_raw() -> Box<RawValue> {
+    RawValue::from_string("null".to_owned()).expect("null is JSON")
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.get())
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl PartialEq<serde_json::Value> for Payload {
+    fn eq(&self, other: &serde_json::Value) -> bool {
+        self.to_value() == *other
+    }
+}
+
+impl From<serde_json::Value> for Payload {
+    fn from(value: serde_json::Value) -> Self {
+        Self::new(&value)
+    }
+}
+
+impl From<Box<RawValue>> for Payload {
+    fn from(raw: Box<RawValue>) -> Self {
+        Self::from_raw(raw)
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (*self.0).serialize(s)
+    }
+}
+
 /// An approval as clients see it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -79,7 +175,7 @@ pub struct ApprovalInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     /// What is to be approved, as the requester described it.
-    pub payload: serde_json::Value,
+    pub payload: Payload,
     /// The deadline, RFC 3339 in UTC.
     pub expires_at: String,
     /// Where it stands.
@@ -93,7 +189,7 @@ pub struct ApprovalInfo {
 pub struct ApprovalRequest {
     pub(crate) id: Option<String>,
     pub(crate) title: Option<String>,
-    pub(crate) payload: serde_json::Value,
+    pub(crate) payload: Payload,
     pub(crate) timeout: Option<Duration>,
     pub(crate) announce: bool,
 }
@@ -101,11 +197,11 @@ pub struct ApprovalRequest {
 impl ApprovalRequest {
     /// A request with the given payload, a generated id, the broker's default timeout, and
     /// announcement in the session's stream.
-    pub fn new(payload: serde_json::Value) -> Self {
+    pub fn new(payload: impl Into<Payload>) -> Self {
         Self {
             id: None,
             title: None,
-            payload,
+            payload: payload.into(),
             timeout: None,
             announce: true,
         }
@@ -258,11 +354,26 @@ pub(crate) struct Approvals {
     pub(crate) resolved: VecDeque<ApprovalInfo>,
     /// Pending approvals whose request was announced in the stream (their outcome is too).
     pub(crate) announced: HashSet<String>,
+    /// Bytes of the payloads of the pending and resolved approvals, for the memory budget.
+    pub(crate) payload_bytes: usize,
 }
 
 impl Approvals {
     pub(crate) fn contains(&self, id: &str) -> bool {
         self.pending.contains_key(id) || self.resolved.iter().any(|a| a.id == id)
+    }
+
+    /// Adds a pending approval.
+    pub(crate) fn insert(&mut self, pending: PendingApproval) {
+        self.payload_bytes += pending.info.payload.len();
+        self.pending.insert(pending.info.id.clone(), pending);
+    }
+
+    /// Forgets the resolved approvals (the session starts over).
+    pub(crate) fn forget_resolved(&mut self) {
+        for info in self.resolved.drain(..) {
+            self.payload_bytes -= info.payload.len();
+        }
     }
 
     pub(crate) fn resolved(&self, id: &str) -> Option<&ApprovalInfo> {
@@ -293,7 +404,9 @@ impl Approvals {
         let info = p.info.clone();
         self.resolved.push_back(info.clone());
         while self.resolved.len() > keep.max(1) {
-            self.resolved.pop_front();
+            if let Some(gone) = self.resolved.pop_front() {
+                self.payload_bytes -= gone.payload.len();
+            }
         }
         Some((info, p))
     }

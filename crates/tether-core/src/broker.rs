@@ -141,6 +141,9 @@ pub struct Health {
     pub draining: bool,
     /// Bytes held by all rings.
     pub ring_bytes: usize,
+    /// Bytes held by the sessions' trackers (AG-UI snapshots) and approval payloads; with
+    /// `ring_bytes`, what the memory budget covers.
+    pub state_bytes: usize,
 }
 
 impl Health {
@@ -163,6 +166,9 @@ pub(crate) struct Inner {
     /// Sessions created by connects, per identity.
     subject_sessions: Mutex<HashMap<Arc<str>, usize>>,
     pub(crate) ring_bytes: AtomicUsize,
+    /// Bytes held by the sessions' trackers and approval payloads (see
+    /// [`SessionState::held_state`]); with `ring_bytes`, what the memory budget covers.
+    pub(crate) state_bytes: AtomicUsize,
     pub(crate) connections: AtomicUsize,
     pub(crate) draining: AtomicBool,
     drain_window_ms: AtomicU64,
@@ -218,6 +224,7 @@ impl BrokerBuilder {
             session_count: AtomicUsize::new(0),
             subject_sessions: Mutex::new(HashMap::new()),
             ring_bytes: AtomicUsize::new(0),
+            state_bytes: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             drain_window_ms: AtomicU64::new(0),
@@ -376,6 +383,23 @@ impl Inner {
         }
     }
 
+    /// Brings the broker-wide state total up to date with a session's tracker and approvals.
+    /// Called under the session's lock after anything that changes them.
+    pub(crate) fn settle_state(&self, st: &mut SessionState) {
+        let now = if st.removed { 0 } else { st.held_state() };
+        let before = std::mem::replace(&mut st.state_counted, now);
+        if now > before {
+            self.state_bytes.fetch_add(now - before, Ordering::Relaxed);
+        } else if before > now {
+            self.state_bytes.fetch_sub(before - now, Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes the memory budget covers: rings, trackers and approval payloads.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.ring_bytes.load(Ordering::Relaxed) + self.state_bytes.load(Ordering::Relaxed)
+    }
+
     /// Accounts for an append after the session's lock is released (its bytes were settled
     /// under the lock); hands back the ids it stored.
     pub(crate) fn account(&self, a: Appended) -> Vec<EventId> {
@@ -496,6 +520,7 @@ impl Inner {
             }
         }
         self.settle_bytes(out);
+        self.settle_state(st);
         self.mx().decisions(info.status.as_str()).increment(1);
         self.mx().approval_wait.record(
             now.at
@@ -582,6 +607,7 @@ impl Inner {
                     st.removed = true;
                     let bytes = st.ring.clear();
                     self.ring_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                    self.settle_state(&mut st);
                     expired = true;
                 }
             }
@@ -664,6 +690,13 @@ impl Broker {
             return Err(PublishError::TooManyEvents {
                 count: events.len(),
                 max,
+            });
+        }
+        // A session already in use keeps publishing (refusing it would keep its run from
+        // finishing and its state from being freed); a new one waits for room.
+        if !self.inner.sessions.contains_key(session) && !self.inner.make_room() {
+            return Err(PublishError::MemoryBudget {
+                budget: self.inner.config.total_ring_bytes,
             });
         }
         let now = self.inner.now();
@@ -1001,13 +1034,18 @@ impl Broker {
             .unwrap_or(self.inner.config.approval_timeout)
             .min(crate::approval::MAX_TIMEOUT);
         let max_bytes = self.inner.config.max_approval_bytes();
-        let size = json_len(&req.payload);
+        let size = req.payload.len();
         if size > max_bytes {
             self.inner.limits.refuse("approval_bytes");
             return Err(ApprovalError::TooLarge {
                 size,
                 max: max_bytes,
             });
+        }
+        if !self.inner.make_room() {
+            return Err(ApprovalError::Publish(PublishError::MemoryBudget {
+                budget: self.inner.config.total_ring_bytes,
+            }));
         }
         let now = self.inner.now();
         let deadline = now.at + timeout;
@@ -1043,16 +1081,15 @@ impl Broker {
             }
             let key = self.inner.timer_insert(deadline, session, &id);
             let (tx, rx) = tokio::sync::watch::channel(ApprovalStatus::Pending);
-            st.approvals.pending.insert(
-                id.clone(),
-                PendingApproval {
-                    info,
-                    deadline_key: key,
-                    created: now.at,
-                    announced_at,
-                    tx,
-                },
-            );
+            st.approvals.insert(PendingApproval {
+                info,
+                deadline_key: key,
+                created: now.at,
+                announced_at,
+                tx,
+            });
+            // The payload is new state: idle sessions pay for it as for a publish.
+            self.inner.enforce_budget(st, &mut out);
             Ok(rx)
         });
         self.inner.account(out);
@@ -1281,6 +1318,7 @@ impl Broker {
             st.removed = true;
             out.evicted.bytes += st.ring.clear();
             self.inner.settle_bytes(&mut out);
+            self.inner.settle_state(&mut st);
             st.conn.take()
         };
         self.inner.account(out);
@@ -1302,6 +1340,7 @@ impl Broker {
             connections: self.connection_count(),
             draining,
             ring_bytes: self.inner.ring_bytes.load(Ordering::Relaxed),
+            state_bytes: self.inner.state_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -1352,22 +1391,4 @@ enum SessionErr<E> {
 /// Validates an SSE event name (helper for adapters' `?event=NAME`).
 pub fn event_name(name: &str) -> Result<EventName, PublishError> {
     EventName::new(name).map_err(PublishError::from)
-}
-
-/// The length of `value` as compact JSON, without building the string.
-fn json_len(value: &serde_json::Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    // Writing a Value to a counter cannot fail.
-    let _ = serde_json::to_writer(&mut count, value);
-    count.0
 }

@@ -69,13 +69,14 @@ impl Clock {
 }
 
 impl Inner {
-    /// Settles the append's bytes and, while the rings are over the budget, evicts history:
-    /// first of sessions idle since the clock hand's last visit, then the publishing
+    /// Settles the append's bytes and, while the broker is over its memory budget, evicts
+    /// history: first of sessions idle since the clock hand's last visit, then the publishing
     /// session's own oldest events. Runs under the publishing session's lock (`st`).
     pub(crate) fn enforce_budget(&self, st: &mut SessionState, out: &mut Appended) {
         self.settle_bytes(out);
+        self.settle_state(st);
         let budget = self.config.total_ring_bytes;
-        if self.ring_bytes.load(Ordering::Relaxed) <= budget {
+        if self.memory_bytes() <= budget {
             return;
         }
         // Idle sessions first; the publishing session's own oldest events next; then, the
@@ -89,7 +90,7 @@ impl Inner {
         if sweep {
             freed += self.evict_idle(budget);
         }
-        let total = self.ring_bytes.load(Ordering::Relaxed);
+        let total = self.memory_bytes();
         if total > budget {
             let target = st.ring.bytes().saturating_sub(total - budget);
             let ev = st.trim_to(target);
@@ -98,31 +99,51 @@ impl Inner {
                 self.count_budget_eviction(ev.count, ev.unread);
             }
         }
-        if sweep && self.ring_bytes.load(Ordering::Relaxed) > budget {
+        if sweep && self.memory_bytes() > budget {
             freed += self.evict_idle(budget);
             if freed == 0 {
                 self.clock.skip.store(BARREN_SKIP, Ordering::Relaxed);
             }
         }
-        if self.ring_bytes.load(Ordering::Relaxed) > budget
-            && !self.clock.warned.swap(true, Ordering::Relaxed)
-        {
+        if self.memory_bytes() > budget && !self.clock.warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 budget,
                 ring_bytes = self.ring_bytes.load(Ordering::Relaxed),
-                "SSE memory budget: the rings stay over the budget (sessions busy publishing hold it); raise the budget or lower ring sizes"
+                state_bytes = self.state_bytes.load(Ordering::Relaxed),
+                "SSE memory budget: the broker stays over its budget (sessions in use hold it); new sessions and approvals are refused until it frees; raise the budget or lower ring sizes"
             );
         }
     }
 
+    /// Whether new state (a new session's, an approval's) fits the memory budget, after the
+    /// clock hand had a pass at idle sessions. When it does not, the refusal is counted under
+    /// `memory_budget_bytes`.
+    pub(crate) fn make_room(&self) -> bool {
+        let budget = self.config.total_ring_bytes;
+        if self.memory_bytes() <= budget {
+            return true;
+        }
+        // Twice, as a publish does: the first pass gives the sessions it passes their second
+        // chance, the second takes from those still idle.
+        for _ in 0..2 {
+            self.evict_idle(budget);
+            if self.memory_bytes() <= budget {
+                return true;
+            }
+        }
+        self.limits.refuse("memory_budget_bytes");
+        false
+    }
+
     /// Moves the clock hand over at most [`SWEEP_STEPS`] sessions (once round the clock at
-    /// most), emptying the rings of idle ones (all but their newest event) until the rings
-    /// fit the budget.
+    /// most), taking the history of idle ones until the broker fits its budget: a session
+    /// nobody is connected to and no approval waits on loses its every event and its tracker
+    /// state; one with a connection keeps only its newest event.
     /// Returns the bytes freed.
     fn evict_idle(&self, budget: usize) -> usize {
         let mut freed = 0;
         for _ in 0..SWEEP_STEPS.min(self.clock.len()) {
-            if self.ring_bytes.load(Ordering::Relaxed) <= budget {
+            if self.memory_bytes() <= budget {
                 break;
             }
             let Some(session) = self.clock.next() else {
@@ -132,16 +153,23 @@ impl Inner {
             let Some(mut st) = session.state.try_lock() else {
                 continue;
             };
-            if st.removed || st.ring.bytes() == 0 {
+            if st.removed || (st.ring.bytes() == 0 && st.state_counted == 0) {
                 continue;
             }
             if std::mem::take(&mut st.referenced) {
                 continue;
             }
-            let ev = st.trim_to(0);
+            let before = st.state_counted;
+            let ev = if st.conn.is_none() && st.approvals.pending.is_empty() {
+                let ev = st.forget_history();
+                self.settle_state(&mut st);
+                ev
+            } else {
+                st.trim_to(0)
+            };
             self.ring_bytes.fetch_sub(ev.bytes, Ordering::Relaxed);
+            freed += ev.bytes + before.saturating_sub(st.state_counted);
             drop(st);
-            freed += ev.bytes;
             if ev.count > 0 {
                 self.count_budget_eviction(ev.count, ev.unread);
             }

@@ -158,7 +158,7 @@ impl Config {
     pub fn max_pending_approvals(&self) -> usize {
         self.max_pending_approvals
     }
-    /// Largest approval payload, as compact JSON.
+    /// Largest approval payload, in bytes of its JSON as given (the HTTP route keeps the bytes sent).
     pub fn max_approval_bytes(&self) -> usize {
         self.max_approval_bytes.unwrap_or(self.max_event_bytes)
     }
@@ -200,9 +200,14 @@ impl BrokerBuilder {
         self.config.ring_max_bytes = n.max(1);
         self
     }
-    /// Budget for the bytes of every ring together; past it, a publishing session evicts its
-    /// own oldest events first (counted in `sse_events_evicted_total{cause="budget"}`).
-    /// Default is 256 MiB.
+    /// The broker-wide memory budget: the bytes of every ring, every tracker's state (AG-UI
+    /// snapshots) and every approval payload together. Past it, the sessions idle longest
+    /// lose their history first (one nobody is connected to and no approval waits on loses
+    /// every event and its tracker state; its client comes back to a resync), then the
+    /// publishing session its oldest events (counted in
+    /// `sse_events_evicted_total{cause="budget"}`). When what is left is state in use, a new
+    /// session or approval is refused ([`PublishError::MemoryBudget`](crate::PublishError::MemoryBudget),
+    /// HTTP 503 `memory_budget_exceeded`) until some frees. Default is 256 MiB.
     pub fn total_ring_bytes(mut self, n: usize) -> Self {
         self.config.total_ring_bytes = n;
         self
@@ -242,7 +247,7 @@ impl BrokerBuilder {
         self.config.max_pending_approvals = n.max(1);
         self
     }
-    /// Largest approval payload, as compact JSON; a larger one is refused with
+    /// Largest approval payload, in bytes of its JSON as given; a larger one is refused with
     /// [`ApprovalError::TooLarge`](crate::ApprovalError::TooLarge) (HTTP 413
     /// `approval_too_large`). Default is [`max_event_bytes`](Self::max_event_bytes).
     pub fn max_approval_bytes(mut self, n: usize) -> Self {

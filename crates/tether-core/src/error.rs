@@ -48,6 +48,28 @@ pub enum PublishError {
         /// Ids of the events of the batch stored before it.
         stored: Vec<EventId>,
     },
+    /// The session's tracker refused the event because the state it keeps for preludes would
+    /// pass its cap (HTTP 413 `prelude_too_large`). Events of the same batch before it were
+    /// stored; their ids are in `stored`.
+    #[error("event {index} was refused: {reason}")]
+    PreludeTooLarge {
+        /// Position of the refused event in its batch.
+        index: usize,
+        /// What would pass the cap.
+        reason: String,
+        /// Ids of the events of the batch stored before it.
+        stored: Vec<EventId>,
+    },
+    /// The broker's memory budget is spent by state it cannot evict (tracker state and
+    /// approvals of sessions in use), so it takes no new session or approval (HTTP 503
+    /// `memory_budget_exceeded`).
+    #[error(
+        "the broker's memory budget of {budget} bytes is spent by sessions in use; retry later or raise memory_budget_bytes"
+    )]
+    MemoryBudget {
+        /// The configured budget.
+        budget: usize,
+    },
     /// A sequence number outside 1 to 2^64 - 2 (an explicit one given to
     /// [`append_at`](crate::Broker::append_at) or
     /// [`mark_lost`](crate::Broker::mark_lost), or the next one of a session whose numbers are
@@ -135,7 +157,7 @@ pub enum ApprovalError {
     /// The payload is larger than the configured maximum (HTTP 413).
     #[error("the approval's payload is {size} bytes of JSON, more than the maximum of {max}")]
     TooLarge {
-        /// Payload size, as compact JSON.
+        /// Payload size, in bytes of JSON as given.
         size: usize,
         /// Configured maximum.
         max: usize,

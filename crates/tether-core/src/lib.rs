@@ -106,6 +106,7 @@ pub mod server;
 
 pub use approval::{
     ApprovalHandle, ApprovalInfo, ApprovalOutcome, ApprovalRequest, ApprovalStatus, Decision,
+    Payload,
 };
 pub use backplane::{
     Backplane, BackplaneError, BackplaneHealth, BackplaneStatus, BoxFuture, Placed,
@@ -119,8 +120,8 @@ pub use session::Event;
 pub use settings::BrokerSettings;
 pub use shutdown::SHUTDOWN_GRACE;
 pub use signal::{
-    Resync, ResyncReason, SessionTracker, Signal, SnapshotProvider, Terminal, TrackerFactory,
-    default_prelude,
+    Refusal, Resync, ResyncReason, SessionTracker, Signal, SnapshotProvider, Terminal,
+    TrackerFactory, default_prelude,
 };
 pub use stream::EventStream;
 

@@ -20,7 +20,7 @@ use crate::error::PublishError;
 use crate::frame::{self, EventName};
 use crate::id::{Epoch, EventId, SessionId};
 use crate::ring::{Evicted, Ring};
-use crate::signal::{Resync, SessionTracker, Signal, Terminal};
+use crate::signal::{Refusal, Resync, SessionTracker, Signal, Terminal};
 
 /// Why a connection's stream ended (or `LIVE` while it has not).
 pub(crate) mod end {
@@ -174,6 +174,9 @@ pub(crate) struct SessionState {
     /// Set by every publish and connect, cleared by the budget's clock hand: a session the
     /// hand finds unset has been idle since its last visit, and loses its history first.
     pub(crate) referenced: bool,
+    /// Tracker and approval bytes this session added to the broker's memory total when it
+    /// was last settled.
+    pub(crate) state_counted: usize,
     /// Highest sequence number any connection has written.
     pub(crate) read_upto: u64,
     /// Set when the session was removed from the registry; a caller holding a stale handle
@@ -247,10 +250,29 @@ impl SessionState {
             tracker: None,
             last_activity: now,
             referenced: true,
+            state_counted: 0,
             read_upto: 0,
             removed: false,
             bucket: config.publish_rate.map(|l| TokenBucket::new(l, now)),
         }
+    }
+
+    /// The bytes of state besides the ring: the tracker's and the approvals' payloads.
+    pub(crate) fn held_state(&self) -> usize {
+        self.tracker.as_ref().map_or(0, |t| t.state_bytes()) + self.approvals.payload_bytes
+    }
+
+    /// Frees everything the session keeps for clients that come back, when the budget takes
+    /// it: every retained event (a client that returns gets a resync, reason `evicted`, and
+    /// the session's numbering goes on in its epoch, so no id is ever reused) and the
+    /// tracker's state (a publisher starts a new run on a fresh tracker). Only for sessions
+    /// without a connection or a pending approval.
+    pub(crate) fn forget_history(&mut self) -> Evicted {
+        let ev = self.ring.evict_through(self.head, self.read_upto);
+        self.floor = self.head;
+        self.tracker = None;
+        self.approvals.forget_resolved();
+        ev
     }
 
     /// Whether a stream at `cursor` lost events after it; if so, how many (when known).
@@ -334,6 +356,11 @@ impl SessionState {
                     reason,
                     stored: out.ids.clone(),
                 },
+                PublishError::PreludeTooLarge { reason, .. } => PublishError::PreludeTooLarge {
+                    index,
+                    reason,
+                    stored: out.ids.clone(),
+                },
                 other => other,
             };
             if frame.len() > config.max_event_bytes {
@@ -352,16 +379,22 @@ impl SessionState {
                 self.tracker = factory.track(session, name_str, data);
             }
             if let Some(tracker) = self.tracker.as_mut()
-                && let Err(reason) = tracker.on_publish(name_str, data)
+                && let Err(refusal) = tracker.on_publish(name_str, data)
             {
-                return Err(refuse(
-                    PublishError::Rejected {
+                let stored = Vec::new();
+                let error = match refusal {
+                    Refusal::TooLarge(reason) => PublishError::PreludeTooLarge {
                         index,
                         reason,
-                        stored: Vec::new(),
+                        stored,
                     },
-                    out,
-                ));
+                    Refusal::Invalid(reason) => PublishError::Rejected {
+                        index,
+                        reason,
+                        stored,
+                    },
+                };
+                return Err(refuse(error, out));
             }
             self.store(id, frame, out);
         }

@@ -94,36 +94,80 @@ impl Signal<'_> {
 
     /// The signal's value object.
     pub fn value(&self) -> serde_json::Value {
-        match self {
-            Self::Resync(r) => serde_json::to_value(r).unwrap_or_default(),
-            Self::Superseded => serde_json::json!({}),
-            Self::Drain { retry_ms } => serde_json::json!({ "retryMs": retry_ms }),
-            Self::ApprovalRequested(a) => {
-                let mut v = serde_json::json!({
-                    "id": a.id,
-                    "payload": a.payload,
-                    "expiresAt": a.expires_at,
-                });
-                // Optional fields are absent rather than null (AG-UI's checks refuse null).
-                if let Some(title) = &a.title {
-                    v["title"] = title.as_str().into();
-                }
-                v
-            }
-            Self::ApprovalResolved(a) => {
-                let mut v = serde_json::json!({ "id": a.id, "outcome": a.status.as_str() });
-                if let Some(reason) = a.status.reason() {
-                    v["reason"] = reason.into();
-                }
-                v
-            }
-        }
+        serde_json::to_value(SignalValue(self)).unwrap_or_default()
     }
 
     /// The signal as a CUSTOM event's JSON: `{"type":"CUSTOM","name":...,"value":...}`.
+    /// An approval's payload is copied in as its stored bytes, never parsed.
     pub fn custom_json(&self) -> String {
-        serde_json::json!({ "type": "CUSTOM", "name": self.name(), "value": self.value() })
-            .to_string()
+        #[derive(Serialize)]
+        struct Custom<'a> {
+            r#type: &'static str,
+            name: &'static str,
+            value: SignalValue<'a>,
+        }
+        serde_json::to_string(&Custom {
+            r#type: "CUSTOM",
+            name: self.name(),
+            value: SignalValue(self),
+        })
+        .unwrap_or_default()
+    }
+}
+
+/// A signal's value object, written straight to JSON.
+struct SignalValue<'a>(&'a Signal<'a>);
+
+/// An approval request as announced.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Requested<'a> {
+    id: &'a str,
+    // Optional fields are absent rather than null (AG-UI's checks refuse null).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<&'a str>,
+    payload: &'a crate::approval::Payload,
+    expires_at: &'a str,
+}
+
+/// An approval's outcome as announced.
+#[derive(Serialize)]
+struct Resolved<'a> {
+    id: &'a str,
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DrainValue {
+    retry_ms: u64,
+}
+
+#[derive(Serialize)]
+struct Empty {}
+
+impl Serialize for SignalValue<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self.0 {
+            Signal::Resync(r) => r.serialize(s),
+            Signal::Superseded => Empty {}.serialize(s),
+            Signal::Drain { retry_ms } => DrainValue { retry_ms }.serialize(s),
+            Signal::ApprovalRequested(a) => Requested {
+                id: &a.id,
+                title: a.title.as_deref(),
+                payload: &a.payload,
+                expires_at: &a.expires_at,
+            }
+            .serialize(s),
+            Signal::ApprovalResolved(a) => Resolved {
+                id: &a.id,
+                outcome: a.status.as_str(),
+                reason: a.status.reason(),
+            }
+            .serialize(s),
+        }
     }
 }
 
@@ -136,14 +180,60 @@ pub enum Terminal {
     Comment(String),
 }
 
+/// Why a [`SessionTracker`] refused an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The event would make the stream invalid
+    /// ([`PublishError::Rejected`](crate::PublishError::Rejected), HTTP 400 `rejected`).
+    Invalid(String),
+    /// The event would grow what the tracker keeps for preludes past its cap
+    /// ([`PublishError::PreludeTooLarge`](crate::PublishError::PreludeTooLarge), HTTP 413
+    /// `prelude_too_large`): a prelude cut short would itself be an invalid stream.
+    TooLarge(String),
+}
+
+impl Refusal {
+    /// What is wrong with the event.
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Invalid(r) | Self::TooLarge(r) => r,
+        }
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Self {
+        Self::Invalid(reason)
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(reason: &str) -> Self {
+        Self::Invalid(reason.to_owned())
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
 /// Follows one session's events to validate them and to render snapshots and signals.
 ///
 /// Every method runs under the session's lock: keep them short and never block.
 pub trait SessionTracker: Send + 'static {
-    /// Sees every event before it is stored. An error refuses the event
-    /// ([`PublishError::Rejected`](crate::PublishError::Rejected), HTTP 400) and must leave the
-    /// tracker unchanged.
-    fn on_publish(&mut self, name: Option<&str>, data: &str) -> Result<(), String>;
+    /// Sees every event before it is stored. An error refuses the event (see [`Refusal`]) and
+    /// must leave the tracker unchanged.
+    fn on_publish(&mut self, name: Option<&str>, data: &str) -> Result<(), Refusal>;
+
+    /// Bytes the tracker holds for this session (its snapshot's parts, about as their JSON
+    /// is long). They count against the broker's memory budget with the rings; keep the
+    /// count cheap, it is read after every publish. Default is 0.
+    fn state_bytes(&self) -> usize {
+        0
+    }
 
     /// Whether [`prelude`](Self::prelude) restores the session's state. With a snapshot, a
     /// resynced stream continues from the head; without one, from the oldest retained event.
@@ -222,7 +312,7 @@ impl<F> SessionTracker for SnapshotProvider<F>
 where
     F: Fn(&mut Vec<String>) + Send + 'static,
 {
-    fn on_publish(&mut self, _: Option<&str>, _: &str) -> Result<(), String> {
+    fn on_publish(&mut self, _: Option<&str>, _: &str) -> Result<(), Refusal> {
         Ok(())
     }
     fn has_snapshot(&self) -> bool {

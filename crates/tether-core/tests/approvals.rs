@@ -430,7 +430,7 @@ async fn exactly_the_configured_number_of_decisions_is_remembered() {
 /// A tracker that stores no announcement and announces nothing silent.
 struct Unstored;
 impl tether_core::SessionTracker for Unstored {
-    fn on_publish(&mut self, _: Option<&str>, _: &str) -> Result<(), String> {
+    fn on_publish(&mut self, _: Option<&str>, _: &str) -> Result<(), tether_core::Refusal> {
         Ok(())
     }
     fn prelude_includes_silent(&self) -> bool {

@@ -94,7 +94,7 @@ async fn the_eviction_boundary_mid_stream() {
 /// A tracker whose sessions end a lagging stream instead of resyncing in it.
 struct EndsStream;
 impl SessionTracker for EndsStream {
-    fn on_publish(&mut self, _: Option<&str>, _: &str) -> Result<(), String> {
+    fn on_publish(&mut self, _: Option<&str>, _: &str) -> Result<(), tether_core::Refusal> {
         Ok(())
     }
     fn resync_ends_stream(&self) -> bool {

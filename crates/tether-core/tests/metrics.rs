@@ -205,9 +205,10 @@ async fn evictions_by_the_broker_wide_budget_are_counted_when_other_sessions_pay
     let _guard = metrics::set_default_local_recorder(&recorder);
     let broker = start(Broker::builder().total_ring_bytes(1_000));
     let a = sid("budget-a");
-    for i in 0..9u32 {
-        broker.publish(&a, &format!("{i:0>80}")).unwrap();
-    }
+    let ids: Vec<_> = (0..9u32)
+        .map(|i| broker.publish(&a, &format!("{i:0>80}")).unwrap())
+        .collect();
+    let (a_first, a_last) = (ids[0], ids[8]);
     assert_eq!(
         Metrics::take(&snap).counter("sse_events_evicted_total", Some(("cause", "budget"))),
         0,
@@ -221,20 +222,24 @@ async fn evictions_by_the_broker_wide_budget_are_counted_when_other_sessions_pay
     let evicted = m.counter("sse_events_evicted_total", Some(("cause", "budget")));
     // Nobody had read them.
     assert_eq!(m.counter("sse_events_evicted_unread_total", None), evicted);
-    let mut stream = broker.connect(&a, ConnectOptions::default()).unwrap();
+    assert_eq!(evicted, 9, "each budget eviction is counted once");
+    // Nobody was connected to the idle session: it lost every event, so its client comes
+    // back to a resync that counts them, never to a silent gap.
+    let mut stream = broker
+        .connect(&a, ConnectOptions::resume(a_first.to_string()))
+        .unwrap();
     let (frames, _) = drain_frames(&mut stream, QUIET).await;
-    let skipped = frames
+    let resync = frames
         .iter()
         .find(|f| f.signal().as_deref() == Some("tether.resync"))
         .expect("a resync for what the budget took")
-        .json()["value"]["skipped"]
-        .as_u64()
-        .unwrap();
-    assert!(skipped > 0);
-    assert_eq!(evicted, skipped, "each budget eviction is counted once");
-    // The idle session lost its history but its newest event.
-    let kept = stored(&frames).len();
-    assert_eq!(kept, 1, "{frames:?}");
+        .json();
+    assert_eq!(resync["value"]["reason"], "evicted", "{resync}");
+    assert_eq!(resync["value"]["skipped"], 8, "{resync}");
+    assert!(stored(&frames).is_empty(), "{frames:?}");
+    // Its numbering goes on: no id is reused.
+    let next = broker.publish(&a, &"after").unwrap();
+    assert_eq!(next.seq, a_last.seq + 1);
 }
 
 /// Every series and known label value exists before any traffic, so a fresh node's first

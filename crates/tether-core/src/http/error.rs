@@ -210,6 +210,18 @@ impl From<PublishError> for HttpError {
                     .with_field("index", index)
                     .with_field("ids", ids)
             }
+            PublishError::PreludeTooLarge { index, stored, .. } => {
+                let ids: Vec<String> = stored.iter().map(ToString::to_string).collect();
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "prelude_too_large", msg)
+                    .with_field("index", index)
+                    .with_field("ids", ids)
+            }
+            PublishError::MemoryBudget { .. } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "memory_budget_exceeded",
+                msg,
+            )
+            .with_retry_after(FULL_RETRY_AFTER),
             PublishError::OutOfOrder { .. } => Self::new(StatusCode::CONFLICT, "out_of_order", msg),
             PublishError::SeqOutOfRange { .. } => Self::bad_request("seq_out_of_range", msg),
             PublishError::TooManyEvents { count, max } => {

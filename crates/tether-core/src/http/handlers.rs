@@ -260,7 +260,8 @@ pub(super) async fn publish(
 struct NewApproval {
     id: Option<String>,
     title: Option<String>,
-    payload: serde_json::Value,
+    /// Kept as the bytes sent: never parsed into a tree.
+    payload: Box<serde_json::value::RawValue>,
     timeout_ms: Option<u64>,
 }
 
