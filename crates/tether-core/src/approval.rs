@@ -73,9 +73,10 @@ impl ApprovalStatus {
 
 /// An approval's payload: the requester's JSON, kept as its bytes.
 ///
-/// A payload is stored once, as JSON text (compact when built from a value, as sent when it came over HTTP), and written into every announcement and
-/// prelude as those bytes: it is never held as a parsed tree (which costs many times its
-/// size) and never re-encoded. Clones share the bytes.
+/// A payload is stored once, as JSON text (compact when built from a value, as sent when it
+/// came over HTTP), and written into every announcement and prelude as those bytes: it is
+/// never held as a parsed tree (which costs many times its size) and never re-encoded.
+/// Clones share the bytes.
 #[derive(Clone)]
 pub struct Payload(Arc<RawValue>);
 
