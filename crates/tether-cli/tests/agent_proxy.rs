@@ -432,6 +432,8 @@ async fn a_dropped_browser_reattaches_with_last_event_id_and_misses_nothing() {
         .expect("the stream's events carry ids");
     assert!(!has_end(&seen), "dropped before the run ended");
     drop(first);
+    // Nobody reads the thread for a few words: the agent's run goes on all the same.
+    tokio::time::sleep(Duration::from_millis(400)).await;
 
     let path = format!("/api/sse/session/{thread}");
     let mut second = Raw::open(
