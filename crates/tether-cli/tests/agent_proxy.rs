@@ -472,6 +472,23 @@ async fn a_dropped_browser_reattaches_with_last_event_id_and_misses_nothing() {
     joined.extend_from_slice(&rest[..end]);
     let mut official = Official::new("proxy-reattach");
     official.add("reattached", &joined);
+    // A later reader without an id replays the thread's whole history.
+    let mut replay = Raw::open(
+        hub.addr(),
+        "GET",
+        &path,
+        &[("Accept", "text/event-stream")],
+        None,
+    )
+    .await;
+    replay.until(has_end).await;
+    let replayed = replay.body.clone();
+    assert_eq!(text(&replayed), SENTENCE, "the replay");
+    let end = replayed
+        .windows(2)
+        .rposition(|w| w == b"\n\n")
+        .map_or(replayed.len(), |i| i + 2);
+    official.add("replayed", &replayed[..end]);
     official.check().await;
 }
 

@@ -15,6 +15,7 @@ use tether_agui::{AguiError, Event, RunAgentInput, RunFinishedOutcome, RunPublis
 use tokio::time::Instant;
 
 use super::Proxy;
+use super::cancel::Registered;
 use super::metrics::Outcome;
 use super::reader::EventReader;
 use super::upstream::UpstreamError;
@@ -66,11 +67,15 @@ impl Ended {
 }
 
 /// Forwards one run and ends it; the run route spawns this for every new run.
-pub(crate) async fn run(proxy: Arc<Proxy>, input: RunAgentInput, mut run: RunPublisher) {
+pub(crate) async fn run(
+    proxy: Arc<Proxy>,
+    input: RunAgentInput,
+    mut run: RunPublisher,
+    mut registered: Registered,
+) {
     let started = Instant::now();
     let session = run.session().clone();
     let run_id = run.run_id().to_owned();
-    let mut registered = proxy.cancels.register(&session, &run_id);
     let mut status = None;
     let ended = tokio::select! {
         ended = pump(&proxy, &input, &mut run, &mut status) => ended,

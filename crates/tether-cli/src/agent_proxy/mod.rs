@@ -128,8 +128,13 @@ impl ProxyConfig {
         });
         tracing::info!(agent_url = %proxy.upstream.url(), timeout_s = proxy.timeout.as_secs(), "AG-UI runs are forwarded to the agent");
         let runs = AguiRuns::new(service.broker().clone());
-        let route = RunRoute::new(runs, move |input, publisher| {
-            forward::run(proxy.clone(), input, publisher)
+        let route = RunRoute::new(runs, move |input, publisher: tether_agui::RunPublisher| {
+            // Registered before the run's task is spawned, so a DELETE right after the POST's
+            // head finds the run.
+            let registered = proxy
+                .cancels
+                .register(publisher.session(), publisher.run_id());
+            forward::run(proxy.clone(), input, publisher, registered)
         });
         service.extension(route).extension(CancelRoute { cancels })
     }
