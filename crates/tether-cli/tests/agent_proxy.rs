@@ -352,7 +352,11 @@ async fn a_full_run_and_a_crlf_agent_pass_the_official_client() {
     let Some(agent) = Agent::start().await else {
         return;
     };
-    let hub = hub(&agent.url(), &[]).await;
+    let hub = hub(
+        &agent.url(),
+        &["--agent-header", "Authorization: Bearer agent-key"],
+    )
+    .await;
     let mut official = Official::new("proxy-full");
     for mode in ["text", "crlf"] {
         let mut r = post_run(
@@ -374,10 +378,17 @@ async fn a_full_run_and_a_crlf_agent_pass_the_official_client() {
         assert_eq!(last(&body)["runId"], "run-1");
         official.add(&format!("full-{mode}"), &body);
     }
+    // The agent's own credentials ride on every call; the browser never sees them.
+    let mut r = post_run(
+        hub.addr(),
+        &input("full-auth", "run-1", json!({"mode": "auth"})),
+    )
+    .await;
+    assert_eq!(text(r.read_to_end().await), "Bearer agent-key");
     let mut metrics = Raw::open(hub.addr(), "GET", "/metrics", &[], None).await;
     let m = String::from_utf8_lossy(metrics.read_to_end().await).into_owned();
     assert!(
-        m.contains("tether_agent_runs_total{outcome=\"finished\"} 2"),
+        m.contains("tether_agent_runs_total{outcome=\"finished\"} 3"),
         "{m}"
     );
     assert!(

@@ -15,6 +15,7 @@ sets the pause between streamed words (default 5 ms):
 - interrupt: without `resume`, a tool call `tool-1` and RUN_FINISHED with an interrupt
   outcome (interrupt `approve-1`); with `resume`, a message naming the answer
   ("resume approve-1 resolved {...}"), then RUN_FINISHED.
+- auth: the message is the request's `Authorization` header.
 - invalid: content for a message that was never started.
 - status: HTTP 503 with a short text body.
 """
@@ -78,7 +79,12 @@ async def run(request: Request):
             yield encode(RunFinishedEvent(thread_id=thread_id, run_id=run_id))
             return
         yield encode(TextMessageStartEvent(message_id=message_id, role="assistant"))
-        words = WORDS[: len(WORDS) // 2] if mode == "fail" else WORDS
+        if mode == "fail":
+            words = WORDS[: len(WORDS) // 2]
+        elif mode == "auth":
+            words = [request.headers.get("authorization", "no Authorization header")]
+        else:
+            words = WORDS
         for word in words:
             await asyncio.sleep(delay)
             yield encode(TextMessageContentEvent(message_id=message_id, delta=word))
