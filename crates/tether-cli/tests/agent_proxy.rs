@@ -39,8 +39,9 @@ impl Agent {
         let python = dir.join(".venv/bin/python");
         if !python.is_file() {
             let why = format!(
-                "{} is missing: run scripts/test.sh, or `python3 -m venv {0}/.venv && {0}/.venv/bin/pip install -r {0}/requirements.txt`",
+                "{} is missing: run scripts/test.sh, or `python3 -m venv {d}/.venv && {d}/.venv/bin/pip install -r {d}/requirements.txt`",
                 python.display(),
+                d = dir.display(),
             );
             assert!(!ci(), "CI=true and the agent's virtualenv: {why}");
             eprintln!("skipped: {why}");
