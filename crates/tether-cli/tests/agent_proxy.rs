@@ -698,3 +698,29 @@ async fn an_unreachable_agent_is_a_run_error_and_https_is_refused_at_start() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("https is not supported"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_is_authorized_like_starting() {
+    // No agent is needed: the checks come before any call to it.
+    let hub = hub("http://127.0.0.1:9/", &["--user-header", "x-user"]).await;
+    let path = "/api/agui/run/alice:t-1";
+    for (headers, status) in [
+        (&[][..], 401),
+        (&[("x-user", "mallory")][..], 403),
+        (&[("x-user", "alice")][..], 404),
+    ] {
+        let mut r = Raw::open(hub.addr(), "DELETE", path, headers, None).await;
+        r.read_to_end().await;
+        assert_eq!(r.status, status, "DELETE with {headers:?}: {}", r.head);
+    }
+    let mut r = Raw::open(
+        hub.addr(),
+        "POST",
+        RUN,
+        &[("Accept", "text/event-stream"), ("x-user", "mallory")],
+        Some(&input("alice:t-1", "run-1", json!({}))),
+    )
+    .await;
+    r.read_to_end().await;
+    assert_eq!(r.status, 403, "a run on another user's thread: {}", r.head);
+}
