@@ -2,7 +2,8 @@
 # The whole test suite, on a fresh machine: installs what the tests need (nginx for the
 # proxy tests, redis-server for the backplane's tests, chromium for the JS client's browser
 # test, promtool (Debian's prometheus) for the alert rule tests, the official AG-UI client
-# from npm), checks formatting, lints and docs, then runs
+# from npm, the official AG-UI Python SDK in a virtualenv for the agent proxy's tests), checks
+# formatting, lints and docs, then runs
 # every test of the workspace and of the JS client. Servers the tests need are started by the
 # tests themselves, on loopback only.
 set -euo pipefail
@@ -16,6 +17,7 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus) # promtool, for the alert rule tests
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3 python3-venv) # the proxy tests' agent
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
@@ -29,6 +31,18 @@ for dir in crates/*/tests/conformance; do
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 done
+
+# The AG-UI agent server of the agent proxy's tests (crates/tether-cli/tests/agent): the
+# official Python SDK `ag-ui-protocol` on Starlette and uvicorn, pinned in requirements.txt,
+# in a virtualenv of its own; made again when the pins change.
+agent_dir=crates/tether-cli/tests/agent
+if ! cmp -s "$agent_dir/requirements.txt" "$agent_dir/.venv/requirements.txt"; then
+  echo "installing the test agent's Python packages in $agent_dir/.venv"
+  rm -rf "$agent_dir/.venv"
+  python3 -m venv "$agent_dir/.venv"
+  "$agent_dir/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$agent_dir/requirements.txt"
+  cp "$agent_dir/requirements.txt" "$agent_dir/.venv/requirements.txt"
+fi
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings

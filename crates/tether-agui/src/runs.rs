@@ -685,6 +685,61 @@ impl RunPublisher {
         self.close(event)
     }
 
+    /// Ends the run with `finished`, another agent's own `RUN_FINISHED` (a proxy
+    /// forwarding a remote agent's run): its thread and run ids become this run's,
+    /// so the stream stays one run whatever the remote agent named it. For an
+    /// `interrupt` outcome use [`finish_interrupted`](Self::finish_interrupted).
+    pub fn finish_with(&mut self, mut finished: RunFinished) -> Result<EventId, AguiError> {
+        let run = self.run()?;
+        finished.thread_id = run.thread_id.clone();
+        finished.run_id = run.run_id.clone();
+        self.close(Event::from(finished))
+    }
+
+    /// Ends the run with `RUN_FINISHED` whose outcome is `interrupt`, for
+    /// interrupts another agent raised (a proxy forwarding a remote agent's
+    /// run): each becomes a silent tether approval with the interrupt's id and
+    /// `timeout`, so tether's decision route and a `resume` entry of the next
+    /// run answer it alike, and pending ones are re-announced after a resync.
+    /// The interrupt's `expiresAt` is set to the approval's deadline. An
+    /// interrupt whose id tether cannot use as an approval id is passed on
+    /// unchanged and left out of the returned list of approval ids. The
+    /// agent's interrupts are not awaited here: the next run's `resume`
+    /// entries go to whoever runs it.
+    pub fn finish_interrupted(
+        &mut self,
+        mut finished: RunFinished,
+        timeout: Duration,
+    ) -> Result<Vec<String>, AguiError> {
+        let broker = self.runs.broker().clone();
+        let mut created = Vec::new();
+        if let Some(RunFinishedOutcome::Interrupt { interrupts }) = finished.outcome.as_mut() {
+            for interrupt in interrupts.iter_mut() {
+                let payload = serde_json::to_value(&*interrupt).unwrap_or(Value::Null);
+                let request = ApprovalRequest::new(payload)
+                    .id(interrupt.id.clone())
+                    .title(interrupt.reason.clone())
+                    .timeout(timeout)
+                    .silent();
+                if let Ok(handle) = broker.request_approval(&self.session, request) {
+                    interrupt.expires_at = broker
+                        .approval(&self.session, handle.id())
+                        .map(|a| a.expires_at);
+                    created.push(handle.id().to_owned());
+                }
+            }
+        }
+        match self.finish_with(finished) {
+            Ok(_) => Ok(created),
+            Err(e) => {
+                for id in &created {
+                    let _ = broker.cancel_approval(&self.session, id);
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Ends the run with `RUN_ERROR`.
     pub fn fail(&mut self, message: &str, code: Option<&str>) -> Result<EventId, AguiError> {
         self.run()?;

@@ -504,6 +504,20 @@ mod tests {
     }
 
     #[test]
+    fn the_agent_proxy_settings_have_keys() {
+        let yml = "agent_url: http://127.0.0.1:8000/\nagent_header:\n  - 'Authorization: Bearer k'\n  - 'x-tenant: blue'\nagent_timeout_secs: 30\n";
+        let args = apply("yml", yml, &[]).unwrap();
+        for a in [
+            "--agent-url=http://127.0.0.1:8000/",
+            "--agent-header=Authorization: Bearer k",
+            "--agent-header=x-tenant: blue",
+            "--agent-timeout-secs=30",
+        ] {
+            assert!(args.iter().any(|x| x == a), "{a} in {args:?}");
+        }
+    }
+
+    #[test]
     fn every_flag_has_a_key() {
         let keys = keys(&serve());
         for k in [

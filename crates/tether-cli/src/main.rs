@@ -14,6 +14,7 @@
 //! tether health http://127.0.0.1:8080/health/live
 //! ```
 
+mod agent_proxy;
 mod auth;
 mod config;
 mod health;

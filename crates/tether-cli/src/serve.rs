@@ -129,6 +129,8 @@ pub(crate) struct ServeArgs {
     no_accel_buffering_header: bool,
     #[command(flatten)]
     redis: RedisArgs,
+    #[command(flatten)]
+    agent: crate::agent_proxy::AgentArgs,
 }
 
 /// Flags of the Redis backplane (several nodes serving the same sessions).
@@ -294,9 +296,38 @@ fn broker(args: &ServeArgs, agui: bool) -> tether_core::BrokerBuilder {
 }
 
 /// Installs the Prometheus recorder with explicit buckets (a summary would leave the
-/// runbook's `histogram_quantile(..._bucket)` with nothing to read).
+/// runbook's `histogram_quantile(..._bucket)` with nothing to read): the broker's and the
+/// agent proxy's histograms.
 fn metrics_recorder() -> Result<PrometheusHandle, String> {
-    tether_core::metrics::install_prometheus().map_err(|e| e.to_string())
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let mut builder = PrometheusBuilder::new();
+    for (name, buckets) in tether_core::metrics::HISTOGRAMS
+        .iter()
+        .chain(crate::agent_proxy::HISTOGRAMS)
+    {
+        builder = builder
+            .set_buckets_for_metric(Matcher::Full((*name).to_owned()), buckets)
+            .map_err(|e| e.to_string())?;
+    }
+    let handle = builder.install_recorder().map_err(|e| e.to_string())?;
+    tether_core::metrics::describe();
+    Ok(handle)
+}
+
+/// The agent proxy's settings (`--agent-url`), checked against the flags it needs.
+fn agent_config(args: &ServeArgs) -> Result<Option<crate::agent_proxy::ProxyConfig>, String> {
+    let Some(config) = crate::agent_proxy::ProxyConfig::from_args(&args.agent)? else {
+        return Ok(None);
+    };
+    if args.redis.url.is_some() {
+        return Err("--agent-url needs AG-UI tracking, which is off with --redis; run the agent proxy on one node".into());
+    }
+    if !agui_tracking(args, std::env::var("TETHER_AGUI").ok().as_deref())? {
+        return Err(
+            "--agent-url needs AG-UI tracking; leave out --no-agui (and TETHER_AGUI=off)".into(),
+        );
+    }
+    Ok(Some(config))
 }
 
 /// Resolves at the first SIGTERM or Ctrl-C; a second one ends the process at once.
@@ -362,16 +393,17 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
     let started = args.auth.jwt_keys().and_then(|jwt| {
         let hooks = access(&args, jwt.clone())?;
         let redis = redis_config(&args)?;
-        Ok((hooks, jwt, redis))
+        let agent = agent_config(&args)?;
+        Ok((hooks, jwt, redis, agent))
     });
-    let (hooks, jwt, redis) = match started {
+    let (hooks, jwt, redis, agent) = match started {
         Ok(v) => v,
         Err(e) => {
             eprintln!("tether: {e}");
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(args, hooks, jwt, redis, open_files, log_file)) {
+    match runtime.block_on(run(args, hooks, jwt, redis, agent, open_files, log_file)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tether: {e}");
@@ -385,6 +417,7 @@ async fn run(
     hooks: Hooks,
     jwt: Option<JwtKeys>,
     redis: Option<tether_redis::RedisConfig>,
+    agent: Option<crate::agent_proxy::ProxyConfig>,
     open_files: u64,
     log_file: Option<Arc<crate::logging::LogFile>>,
 ) -> Result<(), String> {
@@ -489,6 +522,10 @@ async fn run(
         Some(backplane) => service.backplane(Arc::new(backplane)),
         None => service,
     };
+    let service = match agent {
+        Some(agent) => agent.mount(service, args.max_event_bytes),
+        None => service,
+    };
     let left = tether_core::server::serve(
         listener,
         service,
@@ -585,6 +622,22 @@ mod tests {
             assert!(e.contains(says), "{flags:?}: {e}");
             assert!(!e.contains("pw"), "the password never shows: {e}");
         }
+    }
+
+    #[test]
+    fn the_agent_proxy_needs_agui_tracking_on_one_node() {
+        assert!(agent_config(&serve_args(&["--dev"])).unwrap().is_none());
+        let url = "http://127.0.0.1:8000/";
+        assert!(
+            agent_config(&serve_args(&["--agent-url", url]))
+                .unwrap()
+                .is_some()
+        );
+        let e = agent_config(&serve_args(&["--agent-url", url, "--no-agui"])).unwrap_err();
+        assert!(e.contains("--no-agui"), "{e}");
+        let e =
+            agent_config(&serve_args(&["--agent-url", url, "--redis", "redis://h:1"])).unwrap_err();
+        assert!(e.contains("--redis"), "{e}");
     }
 
     #[test]
