@@ -45,6 +45,13 @@ pub(crate) struct LimitArgs {
     /// Pending approvals per session (409 `too_many_pending_approvals` past it).
     #[arg(long, env = "TETHER_MAX_PENDING_APPROVALS", default_value_t = 64)]
     pub(crate) max_pending_approvals: usize,
+    /// Bytes an AG-UI session's tracker keeps for its prelude, for each of: the text and
+    /// arguments streamed into the open messages and tool calls, the agent state, the
+    /// completed messages (the oldest leave the snapshot past it). A publish that would pass
+    /// either of the first two is refused with 413 `prelude_too_large`: a prelude cut short
+    /// would not be a valid AG-UI stream.
+    #[arg(long, env = "TETHER_MAX_PRELUDE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub(crate) max_prelude_bytes: usize,
     /// Largest approval payload, as sent (413 `approval_too_large` past it).
     /// Default: --max-event-bytes.
     #[arg(long, env = "TETHER_MAX_APPROVAL_BYTES")]
@@ -64,6 +71,15 @@ impl LimitArgs {
             Some(n) => builder.max_approval_bytes(n),
             None => builder,
         }
+    }
+
+    /// What an AG-UI session's tracker keeps.
+    pub(crate) fn tracker(&self) -> tether_agui::TrackerLimits {
+        let n = self.max_prelude_bytes.max(1);
+        tether_agui::TrackerLimits::default()
+            .max_open_bytes(n)
+            .max_state_bytes(n)
+            .max_message_bytes(n)
     }
 
     /// The connection limits for a process allowed `open_files` descriptors.

@@ -276,7 +276,9 @@ fn agui_tracking(args: &ServeArgs, env: Option<&str>) -> Result<bool, String> {
 fn broker(args: &ServeArgs, agui: bool) -> tether_core::BrokerBuilder {
     let builder = Broker::builder();
     let builder = if agui {
-        builder.tracker_factory(Arc::new(tether_agui::AguiTrackerFactory::new()))
+        builder.tracker_factory(Arc::new(tether_agui::AguiTrackerFactory::with_limits(
+            args.limits.tracker(),
+        )))
     } else {
         builder
     };
