@@ -15,8 +15,11 @@ export type TetherConnection =
   | { state: 'reconnecting'; attempt: number; delay: number; cause: ReconnectCause }
   /** History was lost (`reason` from `tether.resync`): the state starts again from a prelude. */
   | { state: 'resynced'; reason: string; resumeFrom?: string }
-  /** The observable ended: `ended` (the run is over, or the stream closed), `error` or `detached`. */
-  | { state: 'stopped'; reason: 'ended' | 'error' | 'detached' };
+  /**
+   * The observable ended: `ended` (the run is over, or the stream was closed), `superseded`
+   * (another tab or request took the thread's stream over), `error` or `detached`.
+   */
+  | { state: 'stopped'; reason: 'ended' | 'superseded' | 'error' | 'detached' };
 
 /** Options of {@link TetherAgent}: AG-UI's agent config, the transport's, and these. */
 export interface TetherAgentConfig

@@ -158,13 +158,13 @@ export class TetherAgent extends AbstractAgent {
       const remember = () => {
         if (es.lastEventId) this._rememberId(thread, es.lastEventId);
       };
-      const finish = (error) => {
+      const finish = (error, reason = error ? 'error' : 'ended') => {
         if (done) return;
         done = true;
         remember();
         es.close();
         if (this._source === es) this._source = null;
-        if (!this._restart) this._state({ state: 'stopped', reason: error ? 'error' : 'ended' });
+        if (!this._restart) this._state({ state: 'stopped', reason });
         if (error) subscriber.error(error);
         else subscriber.complete();
       };
@@ -225,7 +225,9 @@ export class TetherAgent extends AbstractAgent {
       });
       es.addEventListener('close', (e) => {
         if (done) return;
-        if (e.reason === 'closed' || e.reason === 'superseded') {
+        if (e.reason === 'superseded') {
+          finish(null, 'superseded'); // another tab or a later request took the thread over
+        } else if (e.reason === 'closed') {
           finish();
         } else {
           finish(new Error(`tether-client/agui: the stream ended (${e.reason}${status ? `, HTTP ${status}` : ''})`));
