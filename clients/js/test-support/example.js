@@ -42,6 +42,7 @@ export function startExample(args = []) {
   });
   return new Promise((resolve, reject) => {
     let stdout = '';
+    let started = false;
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`example-agui-agent did not print its address within 20 s\n${stderr}`));
@@ -53,7 +54,9 @@ export function startExample(args = []) {
     child.stdout.on('data', (d) => {
       stdout += d;
       const m = /listening on http:\/\/(\S+)/.exec(stdout);
-      if (!m) return;
+      // The example prints more after its address: only the first match starts the test.
+      if (!m || started) return;
+      started = true;
       clearTimeout(timer);
       child.removeAllListeners('exit');
       const url = `http://${m[1]}`;

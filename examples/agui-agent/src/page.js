@@ -184,8 +184,8 @@ const subscriber = {
     streaming.clear();
   },
   onMessagesChanged: () => renderMessages(streaming),
-  onRunFinishedEvent: ({ event }) => {
-    interrupts = event.outcome?.type === 'interrupt' ? event.outcome.interrupts : [];
+  onRunFinishedEvent: ({ outcome, interrupts: pending }) => {
+    interrupts = outcome === 'interrupt' ? pending : [];
     renderApprovals();
   },
   onRunErrorEvent: ({ event }) => log('run error: ' + event.message, null, 'signal'),
