@@ -166,8 +166,9 @@ const streaming = new Set();
 const subscriber = {
   onEvent: ({ event }) => {
     if (event.type === 'TEXT_MESSAGE_CONTENT') seen.deltas.push(event.delta);
-    const what = event.type + (event.delta ? ' ' + JSON.stringify(event.delta) : '');
-    log(what, agent.lastEventId);
+    // Events are applied after their chunk was read, so the stream's last id may already be
+    // ahead of this one: the header shows it, the log does not pair them.
+    log(event.type + (event.delta ? ' ' + JSON.stringify(event.delta) : ''));
   },
   onRunStartedEvent: () => {
     // A prelude or the next run announces whatever is still pending again.
