@@ -225,3 +225,92 @@ test('run(): posts to the run route; a cut mid-run resumes in the same run, whic
   assert.ok(get.headers['last-event-id']);
   assert.equal(more.length, 0);
 });
+
+/** A response whose body is `text`, then a cut (`cut`) or a stream that stays open. */
+function sseResponse(text, { cut = false } = {}) {
+  let sent = false;
+  const body = new ReadableStream({
+    pull(controller) {
+      // Erroring at once would discard what is queued: the cut comes on the next read.
+      if (!sent) {
+        sent = true;
+        controller.enqueue(new TextEncoder().encode(text));
+      } else if (cut) {
+        controller.error(new TypeError('terminated'));
+      } else {
+        return new Promise(() => {}); // open until cancelled
+      }
+    },
+  });
+  return new Response(body, { status: 200, headers: { 'Content-Type': 'text/event-stream' } });
+}
+
+const frame = (event, id) => `${id ? `id: ${id}\n` : ''}data: ${JSON.stringify(event)}\n\n`;
+
+test('runAgent(): a resync in the middle of a run ends its observable and continues through a fresh connect()', { timeout: 30_000 }, async () => {
+  const thread = 'agent-run-resync';
+  const requests = [];
+  const responses = [
+    // The run's own response, cut after two words.
+    () =>
+      sseResponse(
+        'retry: 100\n\n' +
+          frame(run(thread), 'e1-1') +
+          frame(start, 'e1-2') +
+          frame(content(WORDS[0]), 'e1-3') +
+          frame(content(WORDS[1]), 'e1-4'),
+        { cut: true },
+      ),
+    // The resume found the history gone: a resync inside a prelude (no ids), then an id-only frame.
+    () =>
+      sseResponse(
+        frame(run(thread)) +
+          frame({ type: 'MESSAGES_SNAPSHOT', messages: [] }) +
+          frame({ type: 'CUSTOM', name: 'tether.resync', value: { reason: 'evicted', lastEventId: 'e1-4', resumeFrom: 'e1-9' } }) +
+          frame(start) +
+          frame(content(WORDS.slice(0, 4).join(''))) +
+          'id: e1-8\n\n' +
+          frame(content(WORDS[4]), 'e1-9'),
+      ),
+    // The fresh connect(): its prelude, then the rest of the run.
+    () =>
+      sseResponse(
+        frame(run(thread)) +
+          frame({ type: 'MESSAGES_SNAPSHOT', messages: [] }) +
+          frame(start) +
+          frame(content(WORDS.slice(0, 5).join(''))) +
+          'id: e1-9\n\n' +
+          WORDS.slice(5).map((w, i) => frame(content(w), `e1-${10 + i}`)).join('') +
+          frame(end, 'e1-30') +
+          frame(finished(thread), 'e1-31'),
+      ),
+  ];
+  const agent = new TetherAgent({
+    url: 'http://tether.invalid',
+    threadId: thread,
+    storage: memoryStorage(),
+    random: () => 0,
+    fetch: async (url, init) => {
+      requests.push({ url: String(url), method: init.method, lastEventId: new Headers(init.headers).get('last-event-id') });
+      const next = responses.shift();
+      if (!next) throw new Error('no more responses');
+      return next();
+    },
+  });
+  const rec = recorder();
+  await agent.runAgent(undefined, rec.subscriber);
+
+  assert.equal(rec.observables.length, 2, 'the run, then a fresh connect');
+  await verified(rec.observables[0]);
+  await verified(rec.observables[1]);
+  assert.deepEqual(deltas(rec.observables[0], 'm1'), WORDS.slice(0, 2), 'the resync prelude never reached the run');
+  assert.equal(textOf(agent, 'm1'), WORDS.join(''));
+  assert.deepEqual(
+    requests.map((q) => [q.method, new URL(q.url).pathname, new URL(q.url).searchParams.get('prelude'), q.lastEventId]),
+    [
+      ['POST', '/api/agui/run', null, null],
+      ['GET', `/api/sse/session/${thread}`, null, 'e1-4'],
+      ['GET', `/api/sse/session/${thread}`, 'always', 'e1-4'],
+    ],
+  );
+});
