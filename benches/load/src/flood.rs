@@ -262,9 +262,8 @@ async fn event_round_trip(
     bench_event(&mut event, ts, 1, 200);
     let mut publisher = Publisher::new(publish_target.clone());
     let delivered = timeout(request_timeout, async {
-        let (posted, received) = tokio::join!(publisher.post(session, &event), async {
-            await_event(sse, ts).await
-        });
+        let (posted, received) =
+            tokio::join!(publisher.post(session, &event), await_event(sse, ts));
         posted?;
         Ok(received?.saturating_sub(ts).max(1))
     })
@@ -288,54 +287,20 @@ async fn legit_round(
     }
 }
 
-/// Histograms and counts of the legitimate requests.
-struct Tally {
-    health: Histogram<u64>,
-    subscribe: Histogram<u64>,
-    event: Histogram<u64>,
+/// How many legitimate requests were made and how many went wrong.
+#[derive(Default)]
+struct Counts {
     requests: u64,
     failed: u64,
     timed_out: u64,
 }
 
-impl Tally {
-    fn new() -> Self {
-        Self {
-            health: new_histogram(),
-            subscribe: new_histogram(),
-            event: new_histogram(),
-            requests: 0,
-            failed: 0,
-            timed_out: 0,
-        }
-    }
-
-    fn add(&mut self, round: Round) {
-        let Round {
-            health,
-            subscribe,
-            event,
-        } = round;
-        let subscribed = matches!(subscribe, Outcome::Ok(_));
-        self.count("health", health, Which::Health);
-        self.count("subscribe", subscribe, Which::Subscribe);
-        // Without a stream there was no publish to time: the subscribe counted the failure.
-        if subscribed {
-            self.count("event", event, Which::Event);
-        }
-    }
-
-    fn count(&mut self, what: &str, outcome: Outcome, which: Which) {
+impl Counts {
+    /// Counts `outcome` and records its time in `hist` when it succeeded.
+    fn record(&mut self, what: &str, outcome: Outcome, hist: &mut Histogram<u64>) {
         self.requests += 1;
         match outcome {
-            Outcome::Ok(us) => {
-                let hist = match which {
-                    Which::Health => &mut self.health,
-                    Which::Subscribe => &mut self.subscribe,
-                    Which::Event => &mut self.event,
-                };
-                hist.saturating_record(us);
-            }
+            Outcome::Ok(us) => hist.saturating_record(us),
             Outcome::Failed(why) => {
                 self.failed += 1;
                 if self.failed <= ERRORS_SHOWN {
@@ -352,11 +317,34 @@ impl Tally {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Which {
-    Health,
-    Subscribe,
-    Event,
+/// Histograms and counts of the legitimate requests.
+struct Tally {
+    health: Histogram<u64>,
+    subscribe: Histogram<u64>,
+    event: Histogram<u64>,
+    counts: Counts,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            health: new_histogram(),
+            subscribe: new_histogram(),
+            event: new_histogram(),
+            counts: Counts::default(),
+        }
+    }
+
+    fn add(&mut self, round: Round) {
+        let subscribed = matches!(round.subscribe, Outcome::Ok(_));
+        self.counts.record("health", round.health, &mut self.health);
+        self.counts
+            .record("subscribe", round.subscribe, &mut self.subscribe);
+        // Without a stream there was no publish to time: the subscribe counted the failure.
+        if subscribed {
+            self.counts.record("event", round.event, &mut self.event);
+        }
+    }
 }
 
 /// What the server's `/health/sse` says of its connection limit: (max, refused).
@@ -473,9 +461,9 @@ pub async fn run_idle_flood(cfg: &RunConfig, opts: &FloodOptions) -> ScenarioRes
         latency_us: Some(Summary::of(&tally.event)),
         health_us: Some(Summary::of(&tally.health)),
         subscribe_us: Some(Summary::of(&tally.subscribe)),
-        legit_requests: Some(tally.requests),
-        legit_failed: Some(tally.failed),
-        legit_timed_out: Some(tally.timed_out),
+        legit_requests: Some(tally.counts.requests),
+        legit_failed: Some(tally.counts.failed),
+        legit_timed_out: Some(tally.counts.timed_out),
         flood_closed_opening: Some(closed_opening),
         flood_closed: Some(closed_window),
         flood_held_min: Some(readings.held_min as u64),

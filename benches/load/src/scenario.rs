@@ -313,10 +313,10 @@ impl ScenarioResult {
         if let Some(v) = self.server_refused {
             push(format!("server refused {v}"));
         }
-        if self.scenario == "idle-flood" {
-            if let Some(v) = self.rss_after_kib {
-                push(format!("server rss max {:.1} MiB", v as f64 / 1024.0));
-            }
+        if self.scenario == "idle-flood"
+            && let Some(v) = self.rss_after_kib
+        {
+            push(format!("server rss max {:.1} MiB", v as f64 / 1024.0));
         }
         if let Some(v) = self.reconnect_all_ms {
             push(format!("all reconnected {v:.0} ms"));
