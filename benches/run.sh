@@ -16,12 +16,18 @@
 #   SESSIONS=1000      sessions of throughput and latency
 #   IDLE_CONNS=15000   connections of the idle scenario
 #   STORM_SESSIONS=5000
+#   FLOOD_CONNS=15000  idle connections of idle-flood (the generator's fd limit is the bound)
+#   FLOOD_MAX_CONNS=10000  the hub's --max-connections in idle-flood, below FLOOD_CONNS so
+#                      the flood overflows the cap
+#   FLOOD_ROUNDS=200   legitimate rounds (health check, subscribe + publish) during the flood
+#   FLOOD_DURATION=20  seconds the rounds are spread over
 #   SERVERS="naive bare tether"   (also: redis1 = the hub with --redis on one node, redis2 =
 #                      two hubs on one Redis, clients on one, the generator publishing on the
 #                      other; both need redis-server and run only the HTTP scenarios; their
 #                      server CPU sums the hubs and redis-server)
-#   SCENARIOS="throughput-http throughput-self latency-http latency-self idle storm-self"
-#                      (storm-http is available too)
+#   SCENARIOS="throughput-http throughput-self latency-http latency-self idle idle-flood storm-self"
+#                      (storm-http is available too; idle-flood runs on tether only: the
+#                      baselines have no connection cap to overflow)
 #   OUT=benches/results/<date>   output path without extension
 set -euo pipefail
 
@@ -36,8 +42,12 @@ STORM_RATE=${STORM_RATE:-20000}
 SESSIONS=${SESSIONS:-1000}
 IDLE_CONNS=${IDLE_CONNS:-15000}
 STORM_SESSIONS=${STORM_SESSIONS:-5000}
+FLOOD_CONNS=${FLOOD_CONNS:-15000}
+FLOOD_MAX_CONNS=${FLOOD_MAX_CONNS:-10000}
+FLOOD_ROUNDS=${FLOOD_ROUNDS:-200}
+FLOOD_DURATION=${FLOOD_DURATION:-20}
 SERVERS=${SERVERS:-"naive bare tether"}
-SCENARIOS=${SCENARIOS:-"throughput-http throughput-self latency-http latency-self idle storm-self"}
+SCENARIOS=${SCENARIOS:-"throughput-http throughput-self latency-http latency-self idle idle-flood storm-self"}
 DATE=$(date -u +%Y-%m-%d)
 OUT=${OUT:-benches/results/$DATE}
 
@@ -47,17 +57,25 @@ log() { printf '[%4ds] %s\n' "$(($(date +%s) - started))" "$*" >&2; }
 # 15,000 connections need 15,000 descriptors in the server and in the generator.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-log "building baselines and generator (release)"
-cargo build --release -p baseline-naive -p baseline-bare -p tether-load
-
+# One cargo invocation for everything the run needs, so shared dependencies are built once
+# with one set of features; the baselines only when they run.
+packages=(-p tether-load)
+for s in naive bare; do
+    if [[ " $SERVERS " == *" $s "* ]]; then packages+=(-p "baseline-$s"); fi
+done
 tether_bin=""
 if [[ " $SERVERS " == *" tether "* || " $SERVERS " == *" redis"* ]]; then
-    log "building tether's hub (release)"
-    if cargo build --release --bin tether >/dev/null 2>&1 && [[ -x target/release/tether ]]; then
+    log "building the generator, baselines and tether's hub (release)"
+    if cargo build --release "${packages[@]}" -p tether-cli >/dev/null 2>&1 &&
+        [[ -x target/release/tether ]]; then
         tether_bin=target/release/tether
     else
         log "target/release/tether does not build: tether is skipped"
     fi
+fi
+if [[ -z $tether_bin ]]; then
+    log "building the generator and baselines (release)"
+    cargo build --release "${packages[@]}"
 fi
 
 servers=()
@@ -79,6 +97,8 @@ SERVER_PID=""
 EXTRA_PIDS=()
 # Extra generator flags for the server under test (redis2 publishes on the other node).
 GEN_EXTRA=()
+# Extra flags of tether's hub for the scenario being run (idle-flood's connection cap).
+HUB_FLAGS=()
 cleanup() {
     for pid in $SERVER_PID "${EXTRA_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     rm -f "$jsonl" "$server_log"
@@ -129,7 +149,7 @@ start_server() {
     case $name in
         naive) cmd=(target/release/baseline-naive) ;;
         bare) cmd=(target/release/baseline-bare) ;;
-        tether) cmd=("$tether_bin" serve --dev) ;;
+        tether) cmd=("$tether_bin" serve --dev "${HUB_FLAGS[@]}") ;;
         redis1 | redis2)
             start_redis || { stop_server; return 1; }
             cmd=("$tether_bin" serve --dev --redis "$REDIS_URL")
@@ -169,12 +189,17 @@ stop_server() {
 run_one() {
     local scenario=$1 server=$2 round=$3 rate=0 gen
     local window=(--warmup "$WARMUP" --duration "$DURATION")
+    HUB_FLAGS=()
     case $scenario in
         throughput-http) gen=(throughput --publish http --sessions "$SESSIONS" "${window[@]}") ;;
         throughput-self) rate=$SELF_RATE; gen=(throughput --publish self --rate "$SELF_RATE" --sessions "$SESSIONS" "${window[@]}") ;;
         latency-http) gen=(latency --publish http --rate "$LATENCY_RATE" --sessions "$SESSIONS" "${window[@]}") ;;
         latency-self) rate=$LATENCY_RATE; gen=(latency --publish self --rate "$LATENCY_RATE" --sessions "$SESSIONS" "${window[@]}") ;;
         idle) gen=(idle --connections "$IDLE_CONNS") ;;
+        idle-flood)
+            gen=(idle-flood --connections "$FLOOD_CONNS" --rounds "$FLOOD_ROUNDS" --duration "$FLOOD_DURATION")
+            HUB_FLAGS=(--max-connections "$FLOOD_MAX_CONNS")
+            ;;
         storm-self) rate=$STORM_RATE; gen=(storm --publish self --rate "$STORM_RATE" --sessions "$STORM_SESSIONS") ;;
         storm-http) gen=(storm --publish http --rate "$STORM_RATE" --sessions "$STORM_SESSIONS") ;;
         *) log "unknown scenario $scenario"; return 0 ;;
@@ -182,6 +207,12 @@ run_one() {
     if [[ $server == redis* && ($rate -gt 0 || $scenario == idle) ]]; then
         # --self-publish would number events past the backplane, and idle says nothing of it.
         log "round $round: $scenario is not run on $server"
+        return 0
+    fi
+    if [[ $scenario == idle-flood && $server != tether ]]; then
+        # The baselines have no connection cap: 15,000 idle connections fit in their 20,000
+        # descriptors and overflow nothing, and more would exhaust the generator's own.
+        log "round $round: idle-flood runs on tether only"
         return 0
     fi
     log "round $round: $scenario on $server"

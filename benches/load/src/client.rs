@@ -142,6 +142,57 @@ async fn read_head(
     }
 }
 
+/// Reads a whole response (head and a body framed by `Content-Length` or chunked encoding);
+/// returns its head and decoded body.
+async fn read_response(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> Result<(ResponseHead, Vec<u8>), RequestError> {
+    let (head, body_start) = read_head(stream, buf).await?;
+    let body = if let Some(len) = head.content_length {
+        while buf.len() < body_start + len {
+            if stream.read_buf(buf).await? == 0 {
+                return Err(RequestError::Protocol("connection closed inside the body"));
+            }
+        }
+        buf[body_start..body_start + len].to_vec()
+    } else if head.chunked {
+        let mut decoder = ChunkedDecoder::default();
+        let mut decoded = Vec::new();
+        let mut from = body_start;
+        loop {
+            decoder
+                .feed(&buf[from..], &mut |b| decoded.extend_from_slice(b))
+                .map_err(|_| RequestError::Protocol("bad chunked body"))?;
+            from = buf.len();
+            if decoder.is_done() {
+                break;
+            }
+            if stream.read_buf(buf).await? == 0 {
+                return Err(RequestError::Protocol("connection closed inside the body"));
+            }
+        }
+        decoded
+    } else {
+        return Err(RequestError::Protocol("answer without a length"));
+    };
+    Ok((head, body))
+}
+
+/// `GET path` on a fresh connection (closed after the answer); returns the status and body.
+pub async fn get(target: &Target, path: &str) -> Result<(u16, Vec<u8>), RequestError> {
+    let mut stream = TcpStream::connect(target.addr).await?;
+    stream.set_nodelay(true)?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        target.host
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut buf = Vec::with_capacity(2048);
+    let (head, body) = read_response(&mut stream, &mut buf).await?;
+    Ok((head.status, body))
+}
+
 /// An SSE response whose head has been read.
 #[derive(Debug)]
 pub struct SseStream {
@@ -272,34 +323,7 @@ impl Publisher {
         stream.write_all(&self.request).await?;
 
         self.buf.clear();
-        let (head, body_start) = read_head(stream, &mut self.buf).await?;
-        let answer = if let Some(len) = head.content_length {
-            while self.buf.len() < body_start + len {
-                if stream.read_buf(&mut self.buf).await? == 0 {
-                    return Err(RequestError::Protocol("connection closed inside the body"));
-                }
-            }
-            self.buf[body_start..body_start + len].to_vec()
-        } else if head.chunked {
-            let mut decoder = ChunkedDecoder::default();
-            let mut decoded = Vec::new();
-            let mut from = body_start;
-            loop {
-                decoder
-                    .feed(&self.buf[from..], &mut |b| decoded.extend_from_slice(b))
-                    .map_err(|_| RequestError::Protocol("bad chunked body"))?;
-                from = self.buf.len();
-                if decoder.is_done() {
-                    break;
-                }
-                if stream.read_buf(&mut self.buf).await? == 0 {
-                    return Err(RequestError::Protocol("connection closed inside the body"));
-                }
-            }
-            decoded
-        } else {
-            return Err(RequestError::Protocol("publish answer without a length"));
-        };
+        let (head, answer) = read_response(stream, &mut self.buf).await?;
         if head.status != 202 {
             return Err(RequestError::Status(head.status));
         }

@@ -15,7 +15,8 @@
 //!   part of each event id (after the last `-`, so `<epoch>-<seq>` and plain numbers both
 //!   work). Gaps announced by a `tether.resync` signal are counted apart from silent losses.
 //!
-//! Scenarios live in [`scenario`], the tables and chart built from their JSON lines in
+//! Scenarios live in [`scenario`] and [`flood`] (the connection cap filled with idle
+//! connections while legitimate requests are timed), the tables and chart built from their JSON lines in
 //! [`report`]. Only loopback targets are accepted ([`client::Target::parse`]).
 //!
 //! ```
@@ -33,6 +34,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod client;
+pub mod flood;
 pub mod procfs;
 pub mod report;
 pub mod scenario;

@@ -5,6 +5,7 @@ use std::{io::Write, path::PathBuf, process::ExitCode, time::Duration};
 use clap::{Parser, Subcommand, ValueEnum};
 use tether_load::{
     client::Target,
+    flood::{self, FloodOptions},
     report,
     scenario::{self, Publish, RunConfig, ScenarioResult, StormOptions, StreamOptions},
 };
@@ -118,6 +119,24 @@ enum Command {
         /// Seconds to wait with every connection open before reading the server's RSS.
         #[arg(long, default_value_t = 2.0)]
         settle: f64,
+    },
+    /// Idle flood: holds idle TCP connections that send nothing (reopened whenever the server
+    /// closes one) and times legitimate requests meanwhile. Start the server with a
+    /// `--max-connections` below `--connections`, so the flood overflows it.
+    IdleFlood {
+        /// Idle connections to hold.
+        #[arg(long, default_value_t = 15_000)]
+        connections: usize,
+        /// Rounds of legitimate requests: each a `GET /health/sse`, then a subscribe to a
+        /// fresh session and a publish of one event to it, each on a fresh connection.
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+        /// Seconds the rounds are spread over, with the flood held.
+        #[arg(long, default_value_t = 20.0)]
+        duration: f64,
+        /// Seconds each legitimate request (or event) may take before it counts as timed out.
+        #[arg(long, default_value_t = 5.0)]
+        request_timeout: f64,
     },
     /// Reconnect storm: every client drops and reconnects with Last-Event-ID at once.
     Storm {
@@ -280,6 +299,20 @@ fn main() -> ExitCode {
                 connections,
                 settle,
             } => scenario::run_idle(&cfg, connections, secs(settle)).await,
+            Command::IdleFlood {
+                connections,
+                rounds,
+                duration,
+                request_timeout,
+            } => {
+                let opts = FloodOptions {
+                    connections,
+                    rounds,
+                    duration: secs(duration),
+                    request_timeout: secs(request_timeout),
+                };
+                flood::run_idle_flood(&cfg, &opts).await
+            }
             Command::Storm {
                 sessions,
                 publish: mode,

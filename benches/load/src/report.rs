@@ -79,7 +79,56 @@ const STORM_CPU: Metric = metric("server CPU ms (storm)", Better::Lower, 0, |r| 
     r.storm_server_cpu_ms
 });
 
+fn ms(us: Option<u64>) -> Option<f64> {
+    us.map(|us| us as f64 / 1e3)
+}
+
+const HEALTH_P50: Metric = metric("health p50 ms", Better::Lower, 2, |r| {
+    ms(r.health_us.map(|l| l.p50))
+});
+const HEALTH_P99: Metric = metric("health p99 ms", Better::Lower, 2, |r| {
+    ms(r.health_us.map(|l| l.p99))
+});
+const HEALTH_MAX: Metric = metric("health max ms", Better::Lower, 2, |r| {
+    ms(r.health_us.map(|l| l.max))
+});
+const EVENT_P50: Metric = metric("event p50 ms", Better::Lower, 2, |r| {
+    ms(r.latency_us.map(|l| l.p50))
+});
+const EVENT_P99: Metric = metric("event p99 ms", Better::Lower, 2, |r| {
+    ms(r.latency_us.map(|l| l.p99))
+});
+const EVENT_MAX: Metric = metric("event max ms", Better::Lower, 2, |r| {
+    ms(r.latency_us.map(|l| l.max))
+});
+const LEGIT_FAILED: Metric = metric("failed", Better::Lower, 0, |r| {
+    r.legit_failed.map(|v| v as f64)
+});
+const LEGIT_TIMED_OUT: Metric = metric("timed out", Better::Lower, 0, |r| {
+    r.legit_timed_out.map(|v| v as f64)
+});
+const FLOOD_CLOSED: Metric = metric("flood closed in window", Better::Higher, 0, |r| {
+    r.flood_closed.map(|v| v as f64)
+});
+const RSS_MAX_MIB: Metric = metric("server RSS MiB", Better::Lower, 1, |r| {
+    r.rss_after_kib.map(|kib| kib as f64 / 1024.0)
+});
+
 fn metrics_for(scenario: &str) -> Vec<&'static Metric> {
+    if scenario == "idle-flood" {
+        return vec![
+            &HEALTH_P50,
+            &HEALTH_P99,
+            &HEALTH_MAX,
+            &EVENT_P50,
+            &EVENT_P99,
+            &EVENT_MAX,
+            &LEGIT_FAILED,
+            &LEGIT_TIMED_OUT,
+            &FLOOD_CLOSED,
+            &RSS_MAX_MIB,
+        ];
+    }
     match scenario.split('-').next().unwrap_or_default() {
         "throughput" => vec![
             &DELIVERED,
@@ -126,6 +175,9 @@ fn describe(scenario: &str, results: &[&ScenarioResult]) -> String {
         _ => "published in-process by the server (`--self-publish`)",
     };
     let publish = scenario.rsplit('-').next().unwrap_or_default();
+    if scenario == "idle-flood" {
+        return describe_flood(first.copied());
+    }
     match scenario.split('-').next().unwrap_or_default() {
         "throughput" => format!(
             "{conns} sessions with one SSE client each, ~200-byte events {}{}, as fast as the server takes them.",
@@ -150,13 +202,26 @@ fn describe(scenario: &str, results: &[&ScenarioResult]) -> String {
     }
 }
 
+fn describe_flood(first: Option<&ScenarioResult>) -> String {
+    let conns = first.map_or(0, |r| r.connections);
+    let cap = first
+        .and_then(|r| r.server_max_connections)
+        .map(|m| format!(" (the server's `--max-connections` is {m})"))
+        .unwrap_or_default();
+    let requests = first.and_then(|r| r.legit_requests).unwrap_or(0);
+    format!(
+        "{conns} idle TCP connections that send nothing{cap}, each reopened when the server closes it; meanwhile {requests} legitimate requests on fresh connections: `GET /health/sse`, and a subscribe to a fresh session plus a publish over HTTP, timed until the event arrives (each with its own timeout). Flood closed counts flood connections the server closed during the window (to make room, or at its head timeout); RSS is the most read during the window."
+    )
+}
+
 fn scenario_rank(key: &str) -> usize {
-    const ORDER: [&str; 8] = [
+    const ORDER: [&str; 9] = [
         "throughput-http",
         "throughput-self",
         "latency-http",
         "latency-self",
         "idle",
+        "idle-flood",
         "storm-self",
         "storm-http",
         "",
@@ -320,6 +385,8 @@ fn chart_panels() -> Vec<(&'static str, &'static Metric)> {
         ("latency-self", &P99),
         ("latency-self", &CPU_PER_EVENT),
         ("idle", &RSS_PER_CONN),
+        ("idle-flood", &HEALTH_P99),
+        ("idle-flood", &EVENT_P99),
         ("storm-self", &CATCHUP_ALL),
         ("storm-self", &LOST),
         ("storm-http", &CATCHUP_ALL),
@@ -478,6 +545,40 @@ mod tests {
         assert!(chart.contains("a &lt;title&gt;"));
         assert_eq!(chart.matches("<rect x=").count(), 4);
         assert!(chart.contains(r#"width="520.0""#));
+    }
+
+    #[test]
+    fn idle_flood_has_its_own_table() {
+        let flood = ScenarioResult {
+            scenario: "idle-flood".into(),
+            server: "tether".into(),
+            round: 1,
+            connections: 15_000,
+            health_us: Some(Summary {
+                count: 200,
+                p50: 1_500,
+                p99: 4_000,
+                p999: 4_000,
+                max: 9_000,
+            }),
+            legit_failed: Some(0),
+            legit_timed_out: Some(2),
+            flood_closed: Some(12_345),
+            server_max_connections: Some(10_000),
+            rss_after_kib: Some(51_200),
+            ..ScenarioResult::default()
+        };
+        let md = markdown(&[flood]);
+        assert!(md.contains("### idle-flood"), "{md}");
+        assert!(md.contains("`--max-connections` is 10000"), "{md}");
+        assert!(md.contains("| health p50 ms ↓ |"), "{md}");
+        assert!(
+            md.contains(
+                "| tether | 1.50 | 4.00 | 9.00 | – | – | – | 0 | 2 | 12\u{2009}345 | 50.0 |"
+            ),
+            "{md}"
+        );
+        assert!(!md.contains("RSS KiB/conn"), "{md}");
     }
 
     #[test]

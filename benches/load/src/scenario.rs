@@ -1,5 +1,6 @@
 //! The load scenarios: fan-out throughput, latency at a fixed rate, idle connections and a
-//! reconnect storm. Each returns one [`ScenarioResult`].
+//! reconnect storm (the idle flood lives in [`flood`](crate::flood)). Each returns one
+//! [`ScenarioResult`].
 
 use std::{
     sync::{
@@ -116,7 +117,7 @@ pub struct StormOptions {
 /// One scenario's measurements, written as one JSON line.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ScenarioResult {
-    /// `throughput`, `latency`, `idle` or `storm`.
+    /// `throughput`, `latency`, `idle`, `idle-flood` or `storm`.
     pub scenario: String,
     /// `http` or `self`, for scenarios that publish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -142,7 +143,8 @@ pub struct ScenarioResult {
     /// Events delivered per second in the window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered_per_s: Option<f64>,
-    /// Publish-to-receive latency in the window, microseconds.
+    /// Publish-to-receive latency in the window, microseconds (idle flood: from the start of
+    /// the publish request to the event's arrival).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_us: Option<Summary>,
     /// Server CPU time (user + system) per delivered event in the window, microseconds.
@@ -157,13 +159,14 @@ pub struct ScenarioResult {
     /// Server RSS before the connections were opened, KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rss_before_kib: Option<u64>,
-    /// Server RSS with every connection open, KiB.
+    /// Server RSS with every connection open, KiB (idle flood: the most read in the window).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rss_after_kib: Option<u64>,
     /// Server RSS growth per open connection, bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rss_per_conn_bytes: Option<f64>,
-    /// Time to open every connection, milliseconds.
+    /// Time to open every connection, milliseconds (idle flood: until each flood connection
+    /// made its first attempt).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_all_ms: Option<f64>,
     /// Storm: time from the drop until every client had its new stream, milliseconds.
@@ -181,6 +184,37 @@ pub struct ScenarioResult {
     /// Storm: server CPU time from the drop until every client caught up, milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storm_server_cpu_ms: Option<f64>,
+    /// Idle flood: `GET /health/sse` round trips on fresh connections, microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_us: Option<Summary>,
+    /// Idle flood: time from connect to the stream's 200 head, microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscribe_us: Option<Summary>,
+    /// Idle flood: legitimate requests made (health checks, subscribes, published events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legit_requests: Option<u64>,
+    /// Idle flood: legitimate requests that got a wrong answer or a broken connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legit_failed: Option<u64>,
+    /// Idle flood: legitimate requests with no answer (or event) within their timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legit_timed_out: Option<u64>,
+    /// Idle flood: flood connections the server closed while the flood was being opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flood_closed_opening: Option<u64>,
+    /// Idle flood: flood connections the server closed during the window (each reopened).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flood_closed: Option<u64>,
+    /// Idle flood: fewest flood connections held at once during the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flood_held_min: Option<u64>,
+    /// Idle flood: the server's connection limit, as its `/health/sse` reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_max_connections: Option<u64>,
+    /// Idle flood: connections the server refused by its limit during the run (its
+    /// `/health/sse` `limits.connections.refused`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_refused: Option<u64>,
     /// Events received (whole run, every session).
     pub delivered: u64,
     /// Events silently missing (gaps in the ids, or published but never received).
@@ -228,17 +262,61 @@ impl ScenarioResult {
         if let Some(v) = self.server_cpu_pct {
             push(format!("server cpu {v:.0}%"));
         }
-        if let Some(l) = &self.latency_us {
-            push(format!(
+        match &self.latency_us {
+            // The flood's few hundred events say little past p99: their max is the news.
+            Some(l) if self.scenario == "idle-flood" => push(format!(
+                "event p50 {} p99 {} max {} µs",
+                l.p50, l.p99, l.max
+            )),
+            Some(l) => push(format!(
                 "latency p50 {} p99 {} p99.9 {} µs",
                 l.p50, l.p99, l.p999
-            ));
+            )),
+            None => {}
         }
         if let Some(v) = self.rss_per_conn_bytes {
             push(format!("rss {:.1} KiB/conn", v / 1024.0));
         }
         if let Some(v) = self.connect_all_ms {
             push(format!("opened in {v:.0} ms"));
+        }
+        if let Some(h) = &self.health_us {
+            push(format!(
+                "health p50 {} p99 {} max {} µs",
+                h.p50, h.p99, h.max
+            ));
+        }
+        if let Some(s) = &self.subscribe_us {
+            push(format!(
+                "subscribe p50 {} p99 {} max {} µs",
+                s.p50, s.p99, s.max
+            ));
+        }
+        if let (Some(n), Some(failed), Some(timed_out)) =
+            (self.legit_requests, self.legit_failed, self.legit_timed_out)
+        {
+            push(format!(
+                "legit requests {n} failed {failed} timed out {timed_out}"
+            ));
+        }
+        if let (Some(opening), Some(window)) = (self.flood_closed_opening, self.flood_closed) {
+            push(format!(
+                "flood closed by server {opening} opening + {window} in window"
+            ));
+        }
+        if let Some(v) = self.flood_held_min {
+            push(format!("flood held min {v}"));
+        }
+        if let Some(v) = self.server_max_connections {
+            push(format!("server max connections {v}"));
+        }
+        if let Some(v) = self.server_refused {
+            push(format!("server refused {v}"));
+        }
+        if self.scenario == "idle-flood"
+            && let Some(v) = self.rss_after_kib
+        {
+            push(format!("server rss max {:.1} MiB", v as f64 / 1024.0));
         }
         if let Some(v) = self.reconnect_all_ms {
             push(format!("all reconnected {v:.0} ms"));
@@ -604,12 +682,12 @@ async fn publisher(
 }
 
 /// A progress bar on stderr, or nothing.
-struct Progress {
-    bar: ProgressBar,
+pub(crate) struct Progress {
+    pub(crate) bar: ProgressBar,
 }
 
 impl Progress {
-    fn new(enabled: bool) -> Self {
+    pub(crate) fn new(enabled: bool) -> Self {
         let bar = if enabled {
             ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
         } else {
@@ -618,7 +696,7 @@ impl Progress {
         Self { bar }
     }
 
-    fn stage(&self, message: String, len: u64) {
+    pub(crate) fn stage(&self, message: String, len: u64) {
         let style = ProgressStyle::with_template(
             "{prefix:>10} {wide_msg} [{bar:30}] {pos}/{len} {elapsed}",
         )
@@ -630,7 +708,7 @@ impl Progress {
         self.bar.set_message(message);
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         self.bar.finish_and_clear();
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tether_load::{
     client::Target,
+    flood::{self, FloodOptions},
     scenario::{self, Publish, RunConfig, StormOptions, StreamOptions},
 };
 
@@ -97,4 +98,38 @@ async fn idle_connections_are_counted() {
         "{result:?}"
     );
     assert!(result.rss_per_conn_bytes.is_some(), "{result:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_flood_times_events_while_the_flood_is_held() {
+    let cfg = start_server(None).await;
+    let opts = FloodOptions {
+        connections: 200,
+        rounds: 10,
+        duration: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(5),
+    };
+    let result = flood::run_idle_flood(&cfg, &opts).await;
+    // The bare server has no connection cap and no head timeout: it closes no flood connection.
+    assert_eq!(result.connected, 200, "{result:?}");
+    assert_eq!(
+        (result.flood_closed, result.flood_held_min),
+        (Some(0), Some(200)),
+        "{result:?}"
+    );
+    // It has no /health/sse either: every health check fails, every event arrives.
+    assert_eq!(result.legit_requests, Some(30), "{result:?}");
+    assert_eq!(
+        (result.legit_failed, result.legit_timed_out),
+        (Some(10), Some(0)),
+        "{result:?}"
+    );
+    let event = result.latency_us.unwrap();
+    assert!(event.count == 10 && event.p50 > 0, "{result:?}");
+    assert_eq!(result.subscribe_us.unwrap().count, 10, "{result:?}");
+    assert_eq!(result.server_max_connections, None, "{result:?}");
+    assert!(
+        result.human().contains("legit requests 30 failed 10"),
+        "{result:?}"
+    );
 }
