@@ -12,13 +12,14 @@ use tokio::time::Instant;
 
 use super::registry::Limit;
 use super::{Broker, Inner};
-use crate::config::ConnectionPolicy;
+use crate::config::{Config, ConnectionPolicy};
 use crate::error::ConnectError;
 use crate::frame;
-use crate::id::{EventId, LastEventId, SessionId};
-use crate::session::{ConnShared, Victim, end};
-use crate::signal::{Resync, ResyncReason};
-use crate::stream::{EventStream, Position};
+use crate::id::{LastEventId, SessionId};
+use crate::resume::{Reader, Standing};
+use crate::session::{ConnShared, SessionState, Victim, end};
+use crate::signal::Resync;
+use crate::stream::EventStream;
 
 /// How a connecting client wants its stream opened.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -164,13 +165,9 @@ impl Broker {
             None => None,
         };
         let inner = &self.inner;
-        let draining = || ConnectError::Draining {
-            retry_after: Duration::from_millis(inner.drain_retry_ms()),
-        };
         if inner.draining.load(Ordering::Acquire) {
-            return Err(draining());
+            return Err(inner.draining_error());
         }
-        let config = &inner.config;
         let now = inner.now();
         let conn_id = inner.conn_ids.fetch_add(1, Ordering::Relaxed);
         loop {
@@ -188,113 +185,44 @@ impl Broker {
             // session under its lock, so a connect either sees the flag here or installs its
             // connection before `drain` looks, which then ends it.
             if inner.draining.load(Ordering::Acquire) {
-                return Err(draining());
+                return Err(inner.draining_error());
             }
-            let grace = config.supersede_grace;
-            st.superseded
-                .retain(|v| now.at.saturating_duration_since(v.at) < grace);
-            if let Some(holder) = &st.conn
-                && is_returning_victim(&st.superseded, holder, &opts, last.is_some(), now.at, grace)
-            {
-                return Err(ConnectError::SupersededRecently);
-            }
-            let mut superseded = None;
-            if let Some(old) = st.conn.take() {
-                let same_instance = old.client_id.is_some()
-                    && old.client_id.as_deref() == opts.client_id.as_deref();
-                if config.connection_policy == ConnectionPolicy::Reject
-                    && !(same_instance && old.identity == opts.identity)
-                {
-                    st.conn = Some(old);
-                    return Err(ConnectError::Conflict);
-                }
-                if !same_instance && old.client_id.is_some() {
-                    st.superseded.push(Victim {
-                        client_id: old.client_id.clone(),
-                        identity: old.identity.clone(),
-                        at: now.at,
-                        by: conn_id,
-                    });
-                    if st.superseded.len() > 16 {
-                        st.superseded.remove(0);
-                    }
-                }
-                superseded = Some(old);
-            }
-            let victim = superseded.as_ref().and_then(|old| {
-                let same_instance = old.client_id.is_some()
-                    && old.client_id.as_deref() == opts.client_id.as_deref();
-                (!same_instance).then(|| Victim {
-                    client_id: old.client_id.clone(),
-                    identity: old.identity.clone(),
-                    at: now.at,
-                    by: conn_id,
-                })
-            });
-
-            let floor = st.floor;
-            let resync = match &last {
-                None if floor > 0 => Some((ResyncReason::Evicted, st.lost_after(0).flatten())),
-                None => None,
-                Some(LastEventId::Foreign(_)) => Some((ResyncReason::Unknown, None)),
-                Some(LastEventId::Known(id)) if id.epoch != st.epoch => {
-                    Some((ResyncReason::Epoch, None))
-                }
-                Some(LastEventId::Known(id)) if id.seq > st.head => {
-                    Some((ResyncReason::Ahead, None))
-                }
-                Some(LastEventId::Known(id)) => st
-                    .lost_after(id.seq)
-                    .map(|skipped| (ResyncReason::Evicted, skipped)),
-            };
-            let (has_snapshot, join_prelude) = st
-                .tracker
-                .as_ref()
-                .map_or((false, false), |t| (t.has_snapshot(), t.prelude_on_join()));
-            let prelude =
-                resync.is_some() || opts.prelude_always || (last.is_none() && join_prelude);
-            let mut cursor = match &last {
-                Some(LastEventId::Known(id)) if resync.is_none() => id.seq,
-                _ => floor,
-            };
-            if prelude && has_snapshot {
-                cursor = st.head;
-            }
+            let slot = take_slot(
+                &mut st,
+                &inner.config,
+                &opts,
+                last.is_some(),
+                conn_id,
+                now.at,
+            )?;
 
             let mut opening = BytesMut::with_capacity(64);
             frame::put_retry(&mut opening, inner.retry_hint_ms());
             opening.extend_from_slice(b"\n");
-            let resync_info = resync.map(|(reason, skipped)| Resync {
-                reason,
+            let reader = Reader {
+                at: Standing::Connecting(last.as_ref()),
                 last_event_id: last.as_ref().map(ToString::to_string),
-                resume_from: EventId {
-                    epoch: st.epoch,
-                    seq: st.next_seq_after(cursor),
-                },
-                skipped: skipped.filter(|n| *n > 0),
-            });
-            if prelude {
-                st.put_prelude(resync_info.as_ref(), cursor, &mut opening);
-                // Moves the client's last id to the cursor, so its next reconnect resumes
-                // there instead of resyncing again (`<epoch>-0` before the first event).
-                if cursor > 0 || resync_info.is_some() {
-                    opening.extend_from_slice(&frame::encode_id_only(EventId {
-                        epoch: st.epoch,
-                        seq: cursor,
-                    }));
-                }
-            }
+                prelude_always: opts.prelude_always,
+            };
+            let lost = reader.at.lost(&st);
+            // The stream's epoch is read under the same lock that placed its cursor: an
+            // epoch switch in between would pair the new epoch with the old cursor.
+            let placed = reader.place(&st, lost, &mut opening);
 
             let conn = Arc::new(ConnShared {
                 id: conn_id,
                 session: session.clone(),
                 client_id: opts.client_id.as_deref().map(Into::into),
                 identity: opts.identity.clone(),
-                superseded: victim,
+                superseded: slot.victim,
                 waker: Default::default(),
                 end: Default::default(),
                 last_poll_ms: AtomicU64::new(now.ms),
-                pending_since_ms: AtomicU64::new(if cursor < st.head { now.ms } else { 0 }),
+                pending_since_ms: AtomicU64::new(if placed.position.cursor < st.head {
+                    now.ms
+                } else {
+                    0
+                }),
                 drain_retry_ms: AtomicU64::new(0),
                 finished: AtomicBool::new(false),
                 opened: now.at,
@@ -304,45 +232,123 @@ impl Broker {
             st.conn = Some(conn.clone());
             st.last_activity = now.at;
             st.referenced = true;
-            // The stream's epoch is read under the same lock that placed its cursor: an
-            // epoch switch in between would pair the new epoch with the old cursor.
-            let epoch = st.epoch;
             drop(st);
 
-            if let Some(old) = superseded
-                && let Some(w) = old.end(end::SUPERSEDED)
-            {
-                w.wake();
-            }
-            inner.connections.fetch_add(1, Ordering::AcqRel);
-            inner.mx().active_connections.increment(1.0);
-            if last.is_some() {
-                inner.mx().reconnects.increment(1);
-                crate::session::conn_event!(info, *conn, reason = "resume", "SSE reconnect");
-            } else {
-                crate::session::conn_event!(info, *conn, reason = "new", "SSE connect");
-            }
-            if let Some(r) = &resync_info {
-                inner.mx().resyncs(r.reason.as_str()).increment(1);
-                crate::session::conn_event!(info, *conn, reason = r.reason.as_str(), resume_from = %r.resume_from, "SSE resync");
-            }
-            let zero_id = cursor == 0
-                && (resync_info.is_some()
-                    || matches!(&last, Some(LastEventId::Known(id)) if id.seq == 0));
+            inner.opened(
+                &conn,
+                slot.superseded,
+                last.is_some(),
+                placed.resync.as_ref(),
+            );
             return Ok(EventStream::new(
                 inner.clone(),
                 sess,
                 conn,
-                Position {
-                    epoch,
-                    cursor,
-                    zero_id,
-                },
+                placed.position,
                 opening.freeze(),
                 now.at,
             ));
         }
     }
+}
+
+impl Inner {
+    /// The refusal of a connect while the broker drains.
+    fn draining_error(&self) -> ConnectError {
+        ConnectError::Draining {
+            retry_after: Duration::from_millis(self.drain_retry_ms()),
+        }
+    }
+
+    /// Counts and logs a connection that was just installed, and ends the one it superseded.
+    fn opened(
+        &self,
+        conn: &ConnShared,
+        superseded: Option<Arc<ConnShared>>,
+        resumes: bool,
+        resync: Option<&Resync>,
+    ) {
+        if let Some(old) = superseded
+            && let Some(w) = old.end(end::SUPERSEDED)
+        {
+            w.wake();
+        }
+        self.connections.fetch_add(1, Ordering::AcqRel);
+        self.mx().active_connections.increment(1.0);
+        if resumes {
+            self.mx().reconnects.increment(1);
+            crate::session::conn_event!(info, *conn, reason = "resume", "SSE reconnect");
+        } else {
+            crate::session::conn_event!(info, *conn, reason = "new", "SSE connect");
+        }
+        if let Some(r) = resync {
+            self.mx().resyncs(r.reason.as_str()).increment(1);
+            crate::session::conn_event!(info, *conn, reason = r.reason.as_str(), resume_from = %r.resume_from, "SSE resync");
+        }
+    }
+}
+
+/// The session's connection slot as a connect found it.
+struct Slot {
+    /// The live connection the new one supersedes, to be ended once the lock is released.
+    superseded: Option<Arc<ConnShared>>,
+    /// Who the new connection superseded, unless it replaced its own client instance.
+    victim: Option<Victim>,
+}
+
+/// Frees the session's connection slot for connection `conn_id` under the session's lock,
+/// or refuses it: a client instance the live stream superseded within the grace comes back
+/// ([`ConnectError::SupersededRecently`]), or [`ConnectionPolicy::Reject`] keeps the live
+/// stream ([`ConnectError::Conflict`]) unless the same instance and identity replaces its own.
+fn take_slot(
+    st: &mut SessionState,
+    config: &Config,
+    opts: &ConnectOptions,
+    resumes: bool,
+    conn_id: u64,
+    now: Instant,
+) -> Result<Slot, ConnectError> {
+    let grace = config.supersede_grace;
+    st.superseded
+        .retain(|v| now.saturating_duration_since(v.at) < grace);
+    if let Some(holder) = &st.conn
+        && is_returning_victim(&st.superseded, holder, opts, resumes, now, grace)
+    {
+        return Err(ConnectError::SupersededRecently);
+    }
+    let Some(old) = st.conn.take() else {
+        return Ok(Slot {
+            superseded: None,
+            victim: None,
+        });
+    };
+    let same_instance =
+        old.client_id.is_some() && old.client_id.as_deref() == opts.client_id.as_deref();
+    if config.connection_policy == ConnectionPolicy::Reject
+        && !(same_instance && old.identity == opts.identity)
+    {
+        st.conn = Some(old);
+        return Err(ConnectError::Conflict);
+    }
+    let victim = (!same_instance).then(|| Victim {
+        client_id: old.client_id.clone(),
+        identity: old.identity.clone(),
+        at: now,
+        by: conn_id,
+    });
+    // Only a named instance can be told apart when it comes back.
+    if let Some(v) = &victim
+        && old.client_id.is_some()
+    {
+        st.superseded.push(v.clone());
+        if st.superseded.len() > 16 {
+            st.superseded.remove(0);
+        }
+    }
+    Ok(Slot {
+        superseded: Some(old),
+        victim,
+    })
 }
 
 /// Whether a connect comes from a client instance that the session's live stream
