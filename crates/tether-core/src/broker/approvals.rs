@@ -106,6 +106,39 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// Whether a payload of `size` bytes may be stored: within the approval size limit, and
+    /// with room in the memory budget.
+    fn admit_payload(&self, size: usize) -> Result<(), ApprovalError> {
+        let max_bytes = self.config.max_approval_bytes();
+        if size > max_bytes {
+            self.limits.refuse("approval_bytes");
+            return Err(ApprovalError::TooLarge {
+                size,
+                max: max_bytes,
+            });
+        }
+        if !self.make_room() {
+            return Err(ApprovalError::Publish(PublishError::MemoryBudget {
+                budget: self.config.total_ring_bytes,
+            }));
+        }
+        Ok(())
+    }
+}
+
+/// The request's approval id, checked, or a random one.
+fn approval_id(id: Option<String>) -> Result<String, ApprovalError> {
+    match id {
+        Some(id) if is_valid_id(&id) => Ok(id),
+        Some(_) => Err(crate::id::InvalidId {
+            what: "approval id",
+        }
+        .into()),
+        None => Ok(format!("apr-{:016x}", rand::random::<u64>())),
+    }
+}
+
 impl Broker {
     /// Asks a human for a decision. The request is stored in the session, announced in its
     /// stream (unless [`silent`](ApprovalRequest::silent)), and resolves exactly once.
@@ -114,35 +147,13 @@ impl Broker {
         session: &SessionId,
         req: ApprovalRequest,
     ) -> Result<ApprovalHandle, ApprovalError> {
-        let id = match req.id {
-            Some(id) if is_valid_id(&id) => id,
-            Some(_) => {
-                return Err(crate::id::InvalidId {
-                    what: "approval id",
-                }
-                .into());
-            }
-            None => format!("apr-{:016x}", rand::random::<u64>()),
-        };
+        let id = approval_id(req.id)?;
         // A deadline past what an Instant or a calendar date can hold would panic on addition.
         let timeout = req
             .timeout
             .unwrap_or(self.inner.config.approval_timeout)
             .min(crate::approval::MAX_TIMEOUT);
-        let max_bytes = self.inner.config.max_approval_bytes();
-        let size = req.payload.len();
-        if size > max_bytes {
-            self.inner.limits.refuse("approval_bytes");
-            return Err(ApprovalError::TooLarge {
-                size,
-                max: max_bytes,
-            });
-        }
-        if !self.inner.make_room() {
-            return Err(ApprovalError::Publish(PublishError::MemoryBudget {
-                budget: self.inner.config.total_ring_bytes,
-            }));
-        }
+        self.inner.admit_payload(req.payload.len())?;
         let now = self.inner.now();
         let deadline = now.at + timeout;
         let mut out = Appended::default();

@@ -17,7 +17,7 @@ use crate::error::ConnectError;
 use crate::frame;
 use crate::id::{LastEventId, SessionId};
 use crate::resume::{Reader, Standing};
-use crate::session::{ConnShared, SessionState, Victim, end};
+use crate::session::{ConnShared, Now, SessionState, Victim, end};
 use crate::signal::Resync;
 use crate::stream::EventStream;
 
@@ -173,10 +173,7 @@ impl Broker {
         loop {
             let sess = inner
                 .session_by(session, opts.identity.as_ref())
-                .map_err(|e| match e {
-                    Limit::Total(max) => ConnectError::TooManySessions { max },
-                    Limit::Subject(max) => ConnectError::TooManySessionsForSubject { max },
-                })?;
+                .map_err(Limit::into_connect)?;
             let mut st = sess.state.lock();
             if st.removed {
                 continue;
@@ -209,26 +206,8 @@ impl Broker {
             // epoch switch in between would pair the new epoch with the old cursor.
             let placed = reader.place(&st, lost, &mut opening);
 
-            let conn = Arc::new(ConnShared {
-                id: conn_id,
-                session: session.clone(),
-                client_id: opts.client_id.as_deref().map(Into::into),
-                identity: opts.identity.clone(),
-                superseded: slot.victim,
-                waker: Default::default(),
-                end: Default::default(),
-                last_poll_ms: AtomicU64::new(now.ms),
-                pending_since_ms: AtomicU64::new(if placed.position.cursor < st.head {
-                    now.ms
-                } else {
-                    0
-                }),
-                drain_retry_ms: AtomicU64::new(0),
-                finished: AtomicBool::new(false),
-                opened: now.at,
-                client: opts.client.clone(),
-                last_event_id: opts.last_event_id.as_deref().map(Into::into),
-            });
+            let pending = placed.position.cursor < st.head;
+            let conn = new_conn(conn_id, session, &opts, slot.victim, now, pending);
             st.conn = Some(conn.clone());
             st.last_activity = now.at;
             st.referenced = true;
@@ -286,6 +265,33 @@ impl Inner {
             crate::session::conn_event!(info, *conn, reason = r.reason.as_str(), resume_from = %r.resume_from, "SSE resync");
         }
     }
+}
+
+/// The shared state of connection `id`, opened `now` with frames `pending` or not.
+fn new_conn(
+    id: u64,
+    session: &SessionId,
+    opts: &ConnectOptions,
+    superseded: Option<Victim>,
+    now: Now,
+    pending: bool,
+) -> Arc<ConnShared> {
+    Arc::new(ConnShared {
+        id,
+        session: session.clone(),
+        client_id: opts.client_id.as_deref().map(Into::into),
+        identity: opts.identity.clone(),
+        superseded,
+        waker: Default::default(),
+        end: Default::default(),
+        last_poll_ms: AtomicU64::new(now.ms),
+        pending_since_ms: AtomicU64::new(if pending { now.ms } else { 0 }),
+        drain_retry_ms: AtomicU64::new(0),
+        finished: AtomicBool::new(false),
+        opened: now.at,
+        client: opts.client.clone(),
+        last_event_id: opts.last_event_id.as_deref().map(Into::into),
+    })
 }
 
 /// The session's connection slot as a connect found it.

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::{Broker, Inner};
 use crate::approval::ApprovalStatus;
-use crate::error::PublishError;
+use crate::error::{ConnectError, PublishError};
 use crate::id::{EventId, SessionId};
 use crate::session::{Appended, Session, SessionState, end};
 
@@ -193,6 +193,16 @@ impl Broker {
 pub(super) enum Limit {
     Total(usize),
     Subject(usize),
+}
+
+impl Limit {
+    /// The connect error for the limit.
+    pub(super) fn into_connect(self) -> ConnectError {
+        match self {
+            Limit::Total(max) => ConnectError::TooManySessions { max },
+            Limit::Subject(max) => ConnectError::TooManySessionsForSubject { max },
+        }
+    }
 }
 
 /// Why an operation under a session's lock did not run or failed.
