@@ -37,6 +37,8 @@ pub struct ConnectOptions {
     /// [`ConnectionPolicy::Reject`] the same identity and `clientId` may replace its own
     /// connection; and sessions created by connects are capped per identity
     /// ([`BrokerBuilder::max_sessions_per_subject`]).
+    ///
+    /// [`BrokerBuilder::max_sessions_per_subject`]: crate::BrokerBuilder::max_sessions_per_subject
     pub identity: Option<Arc<str>>,
     /// Who is at the other end, for the connection's log lines. Default is unknown.
     pub client: ClientInfo,

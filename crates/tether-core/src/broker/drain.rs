@@ -21,6 +21,8 @@ impl Broker {
     /// Starts draining: every stream ends now with a `retry:` hint spread uniformly over
     /// `window` (so clients come back through the load balancer at different moments), and
     /// new connections are refused with [`ConnectError::Draining`].
+    ///
+    /// [`ConnectError::Draining`]: crate::ConnectError::Draining
     pub fn drain(&self, window: Duration) {
         let inner = &self.inner;
         inner
