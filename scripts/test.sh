@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need (nginx for the
 # proxy tests, redis-server for the backplane's tests, chromium for the JS client's browser
-# test, promtool (Debian's prometheus) for the alert rule tests, the official AG-UI client
+# tests, promtool (Debian's prometheus) for the alert rule tests, the official AG-UI client
 # from npm, the official AG-UI Python SDK in a virtualenv for the agent proxy's tests), checks
 # formatting, lints and docs, then runs
 # every test of the workspace and of the JS client. Servers the tests need are started by the
@@ -66,5 +66,12 @@ if [ "$node_major" -lt 20 ]; then
   echo "error: the JS client's tests need Node >= 20, found $(node --version 2>/dev/null || echo none); install Node 20 or newer" >&2
   exit 1
 fi
-cargo build -p tether-cli --quiet # a no-op when the cargo tests built it
+# The hub and the AG-UI example (its page runs in Chromium); no-ops when the cargo tests built them.
+cargo build -p tether-cli -p example-agui-agent --quiet
+# Its dev dependencies from the lock file: @ag-ui/client 1.0.0 and rxjs (TetherAgent's tests),
+# playwright-core (drives Debian's chromium), esbuild (rebuilds the example's page bundle).
+if [ ! -d clients/js/node_modules ]; then
+  echo "installing npm packages in clients/js"
+  (cd clients/js && npm ci --no-audit --no-fund --loglevel=error)
+fi
 (cd clients/js && CI="${CI:-true}" TETHER_BIN="${TETHER_BIN:-../../target/debug/tether}" npm test)

@@ -53,6 +53,21 @@ export interface TetherEventSourceOptions {
   signal?: AbortSignal;
   /** Source of randomness for the backoff's jitter, in [0, 1). Default `Math.random`. */
   random?: () => number;
+  /**
+   * How the instance's first request differs from the `GET` of later attempts: another URL
+   * (resolved against the stream's), another method with a body, extra headers. For a stream
+   * that starts with a `POST` whose response is the stream (an AG-UI run) or with query
+   * parameters only the first request carries (`prelude=always`). Default: none.
+   */
+  firstRequest?: FirstRequest;
+}
+
+/** See {@link TetherEventSourceOptions.firstRequest}. */
+export interface FirstRequest {
+  url?: string | URL;
+  method?: string;
+  body?: BodyInit;
+  headers?: HeadersInit;
 }
 
 /** Why an attempt ended and another is coming. */

@@ -67,6 +67,7 @@ export class TetherEventSource extends EventTarget {
     this._drainMs = null;
     this._waitingForOnline = false;
     this._suspended = false;
+    this._requests = 0; // requests made; the first may be `firstRequest`
 
     for (const type of ['open', 'message', 'error']) {
       this.addEventListener(type, (event) => {
@@ -123,13 +124,18 @@ export class TetherEventSource extends EventTarget {
     this._readyState = CONNECTING;
     this._touch(gen);
 
+    // The first request may differ (another URL, a POST with a body): an AG-UI run starts
+    // with a POST whose response is the session's stream, and later attempts resume it.
+    const first = this._options.firstRequest && this._requests === 0 ? this._options.firstRequest : null;
+    this._requests++;
     let res;
     try {
-      const url = await this._requestUrl();
-      const headers = await this._requestHeaders();
+      const url = await this._requestUrl(first?.url);
+      const headers = await this._requestHeaders(first?.headers);
       if (gen !== this._gen) return;
       res = await this._fetch(url, {
-        method: 'GET',
+        method: first?.method ?? 'GET',
+        ...(first?.body !== undefined ? { body: first.body } : {}),
         headers,
         credentials: this.withCredentials ? 'include' : 'same-origin',
         cache: 'no-store',
@@ -221,8 +227,8 @@ export class TetherEventSource extends EventTarget {
     this._retry({ cause: this._drainMs === null ? 'closed' : 'drain', clean: true });
   }
 
-  async _requestUrl() {
-    const url = new URL(this.url);
+  async _requestUrl(override) {
+    const url = new URL(override ?? this.url, this.url);
     if (this.clientId) url.searchParams.set('clientId', this.clientId);
     if (this._options.tokenInQuery) {
       const token = await this._token();
@@ -231,10 +237,11 @@ export class TetherEventSource extends EventTarget {
     return url.href;
   }
 
-  async _requestHeaders() {
+  async _requestHeaders(firstHeaders) {
     const h = this._options.headers;
     const extra = typeof h === 'function' ? await h() : h;
     const headers = new Headers(extra ?? undefined);
+    for (const [k, v] of new Headers(firstHeaders ?? undefined)) headers.set(k, v);
     headers.set('Accept', 'text/event-stream');
     if (this._lastEventId) headers.set('Last-Event-ID', this._lastEventId);
     if (!this._options.tokenInQuery) {

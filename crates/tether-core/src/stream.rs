@@ -47,6 +47,9 @@ pub struct EventStream {
     opening: Option<Bytes>,
     heartbeat: Option<Pin<Box<Sleep>>>,
     last_write: Instant,
+    /// Whether the last poll handed the server a chunk: dropped long after that, the stream
+    /// was waiting on a write its client never took.
+    handed_out: bool,
     done: bool,
 }
 
@@ -96,6 +99,7 @@ impl EventStream {
             opening: Some(opening),
             heartbeat: None,
             last_write: now,
+            handed_out: false,
             done: false,
         }
     }
@@ -243,6 +247,15 @@ impl Stream for EventStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         let this = &mut *self;
+        let polled = this.poll_chunk(cx);
+        this.handed_out = matches!(polled, Poll::Ready(Some(_)));
+        polled
+    }
+}
+
+impl EventStream {
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let this = self;
         if this.done {
             return Poll::Ready(None);
         }
@@ -303,7 +316,9 @@ impl Drop for EventStream {
         // A server that drops the stream without saying why (hyper and actix-web on a write
         // error) leaves it to the stream's own state: frames left unread for long mean the
         // client stalled, not that it left.
-        if self.conn.end_reason() == end::LIVE && self.inner.had_stalled(&self.conn) {
+        if self.conn.end_reason() == end::LIVE
+            && self.inner.had_stalled(&self.conn, self.handed_out)
+        {
             self.timed_out();
         }
         let reason = reason_label(self.conn.end_reason());

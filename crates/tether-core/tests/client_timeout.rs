@@ -171,3 +171,50 @@ async fn a_reader_that_caught_up_is_not_stalled_while_nothing_is_pending() {
     tokio::time::sleep(Duration::from_secs(300)).await;
     assert_eq!(broker.connection_count(), 1);
 }
+
+/// A server that took the stream's last frames and never came back for more was stuck
+/// writing them to a client that stopped reading: when it drops the stream without saying
+/// why (hyper and actix-web on a write error), the end counts as a timeout. One that was
+/// waiting for events when it dropped the stream saw its client leave.
+#[tokio::test(start_paused = true)]
+async fn a_stream_dropped_while_its_last_chunk_was_being_written_counts_as_a_timeout() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let broker = start(
+        Broker::builder()
+            .keepalive_interval(None)
+            .client_timeout(Duration::from_secs(10)),
+    );
+
+    let stuck = sid("stuck-writing");
+    let mut stream = broker.connect(&stuck, ConnectOptions::default()).unwrap();
+    let _opening = stream.next().await.unwrap();
+    broker.publish(&stuck, &"x".repeat(100_000)).unwrap();
+    // The server takes every frame: nothing is left pending in the session.
+    let _chunk = stream.next().await.unwrap();
+    // Its write of that chunk never ends; the client timeout cuts the socket.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    drop(stream);
+
+    let waiting = sid("waiting-for-events");
+    let mut stream = broker.connect(&waiting, ConnectOptions::default()).unwrap();
+    broker.publish(&waiting, &1).unwrap();
+    let (frames, _) = drain_frames(&mut stream, Duration::from_millis(1)).await;
+    assert_eq!(stored(&frames).len(), 1);
+    // The server waits for the next event; the client leaves long after.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    drop(stream);
+
+    let snap = snapshotter.snapshot().into_vec();
+    assert_eq!(
+        counter(&snap, "sse_disconnects_total", Some(("reason", "timeout"))),
+        1,
+        "the stream stuck writing"
+    );
+    assert_eq!(
+        counter(&snap, "sse_disconnects_total", Some(("reason", "client_closed"))),
+        1,
+        "the stream waiting for events"
+    );
+}

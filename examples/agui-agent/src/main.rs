@@ -2,9 +2,10 @@
 //!
 //! A simulated AG-UI agent on axum with tether. It streams an assistant message token by
 //! token, proposes a tool call that needs a human's approval (an AG-UI interrupt), waits for
-//! the decision and finishes. Open the printed URL: the page follows the thread on its event
-//! stream, can drop its connection and come back without losing a token, and approves or
-//! rejects the tool call through tether's decision route.
+//! the decision and finishes. Open the printed URL: the page is an AG-UI client
+//! (`TetherAgent` of `tether-client/agui`) that starts the run on the run route, stays
+//! attached to the thread, comes back after a lost connection or a reload without losing a
+//! token, and approves or rejects the tool call through tether's decision route.
 //!
 //! ```text
 //! $ cargo run -p example-agui-agent
@@ -18,6 +19,7 @@
 //! | route | |
 //! |---|---|
 //! | `GET /` | the page |
+//! | `GET /page.js` | its script: `TetherAgent` of `tether-client/agui`, bundled |
 //! | `POST /api/demo/start` | `{"threadId": ...}`: starts the agent on a thread |
 //! | `POST /api/agui/run` | durable AG-UI runs (`HttpAgent` of `@ag-ui/client` posts here) |
 //! | `GET /api/sse/session/{threadId}` | the thread's event stream (`lastEventId` query parameter for manual reconnects) |
@@ -48,6 +50,10 @@ use tether_axum::{Service, SocketOptions, SseListener};
 use tether_core::{ApprovalOutcome, Broker, SessionId};
 
 const PAGE: &str = include_str!("page.html");
+/// The page's script with tether-client's `TetherAgent` and `@ag-ui/client` bundled in, so the
+/// page needs no CDN: built from `page.js` by `clients/js/scripts/bundle-example.mjs`, and
+/// checked against its sources by the JS client's tests.
+const SCRIPT: &str = include_str!("page.bundle.js");
 
 /// A simulated AG-UI agent with approvals, on tether.
 #[derive(Debug, Clone, Parser)]
@@ -193,6 +199,16 @@ async fn page() -> impl IntoResponse {
     ([(header::CACHE_CONTROL, "no-cache")], Html(PAGE))
 }
 
+async fn script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        SCRIPT,
+    )
+}
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
@@ -217,6 +233,7 @@ async fn main() -> std::io::Result<()> {
     let run_agent = move |_input: RunAgentInput, run: RunPublisher| agent(pace, run);
     let router = axum::Router::new()
         .route("/", get(page))
+        .route("/page.js", get(script))
         .route("/api/demo/start", post(start))
         .with_state(app)
         .merge(tether_axum::router(

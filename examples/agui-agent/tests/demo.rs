@@ -220,13 +220,30 @@ async fn the_page_is_served_and_the_stream_needs_the_token() {
     let page = send(&target, "GET", "/", &[], b"", LIMIT).await.unwrap();
     assert_eq!(page.status, 200);
     let html = page.text();
-    assert!(html.contains("new EventSource(url)"));
-    assert!(html.contains(r#"query.set("lastEventId""#));
-    assert!(html.contains(r#"query.set("token""#));
-    assert!(html.contains("Authorization: \"Bearer \""));
+    assert!(
+        html.contains(r#"<script src="/page.js""#),
+        "the page loads its bundled script from the example itself, no CDN"
+    );
+    assert!(
+        !html.contains("new EventSource"),
+        "no hand-written stream code"
+    );
+    assert!(!html.contains("https://"), "nothing from another origin");
     assert!(
         !html.contains(&token),
         "the page takes the token from its URL"
     );
-    assert!(html.contains("/decision"));
+
+    let script = send(&target, "GET", "/page.js", &[], b"", LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(script.status, 200);
+    let js = script.text();
+    assert_eq!(js, include_str!("../src/page.bundle.js"));
+    // The bundle carries TetherAgent's routes and the page's own decision call.
+    assert!(js.contains("api/agui/run"));
+    assert!(js.contains("prelude=always"));
+    assert!(js.contains("/decision"));
+    assert!(!js.contains("new EventSource"));
+    assert!(!js.contains(&token));
 }

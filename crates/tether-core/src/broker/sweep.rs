@@ -21,15 +21,19 @@ impl Inner {
     }
 
     /// Whether a connection whose server dropped it without saying why had stalled: frames
-    /// waited unread for at least half the client timeout. The kernel's `TCP_USER_TIMEOUT`
-    /// (the client timeout) cuts such a client about one timeout after its socket filled,
-    /// while the server may have taken frames into its own buffer a little later, so the
-    /// whole timeout would be a coin toss.
-    pub(crate) fn had_stalled(&self, conn: &ConnShared) -> bool {
+    /// waited unread for at least half the client timeout, or the server took a chunk and
+    /// never came back for the next one for as long (its write to the client never ended:
+    /// the stream had handed over every frame, so none was left pending). The kernel's
+    /// `TCP_USER_TIMEOUT` (the client timeout) cuts such a client about one timeout after
+    /// its socket filled, while the server may have taken frames into its own buffer a little
+    /// later, so the whole timeout would be a coin toss.
+    pub(crate) fn had_stalled(&self, conn: &ConnShared, handed_out: bool) -> bool {
         let now = self.now().ms;
         let half_timeout_ms = self.config.client_timeout.as_millis() as u64 / 2;
         let pending = conn.pending_since_ms.load(Ordering::Acquire);
-        pending != 0 && now.saturating_sub(pending) >= half_timeout_ms
+        let last_poll = conn.last_poll_ms.load(Ordering::Acquire);
+        (pending != 0 && now.saturating_sub(pending) >= half_timeout_ms)
+            || (handed_out && now.saturating_sub(last_poll) >= half_timeout_ms)
     }
 
     /// Drops stalled connections and expires idle sessions.
