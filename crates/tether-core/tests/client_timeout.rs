@@ -213,7 +213,11 @@ async fn a_stream_dropped_while_its_last_chunk_was_being_written_counts_as_a_tim
         "the stream stuck writing"
     );
     assert_eq!(
-        counter(&snap, "sse_disconnects_total", Some(("reason", "client_closed"))),
+        counter(
+            &snap,
+            "sse_disconnects_total",
+            Some(("reason", "client_closed"))
+        ),
         1,
         "the stream waiting for events"
     );
