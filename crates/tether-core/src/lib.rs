@@ -90,6 +90,7 @@ mod id;
 mod limits;
 pub mod metrics;
 pub mod net;
+mod resume;
 mod ring;
 mod session;
 mod settings;

@@ -58,6 +58,18 @@ pub(crate) struct ConnShared {
     pub(crate) last_event_id: Option<Box<str>>,
 }
 
+/// Renders an optional log field as its value or `-`.
+pub(crate) struct OrDash<'a, T: std::fmt::Display + ?Sized>(pub(crate) Option<&'a T>);
+
+impl<T: std::fmt::Display + ?Sized> std::fmt::Display for OrDash<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
 /// Logs an event about a connection with the fields every connection line carries: the
 /// session, the client's address, its user agent, the `Last-Event-ID` it connected with and
 /// the token's `sub` (`-` where unknown). Never the token itself.
@@ -66,10 +78,10 @@ macro_rules! conn_event {
         let conn: &$crate::session::ConnShared = &$conn;
         tracing::$level!(
             session = %conn.session,
-            client_addr = %$crate::broker::OrDash(conn.client.addr.as_ref()),
-            user_agent = %$crate::broker::OrDash(conn.client.user_agent.as_deref()),
-            last_event_id = %$crate::broker::OrDash(conn.last_event_id.as_deref()),
-            sub = %$crate::broker::OrDash(conn.identity.as_deref()),
+            client_addr = %$crate::session::OrDash(conn.client.addr.as_ref()),
+            user_agent = %$crate::session::OrDash(conn.client.user_agent.as_deref()),
+            last_event_id = %$crate::session::OrDash(conn.last_event_id.as_deref()),
+            sub = %$crate::session::OrDash(conn.identity.as_deref()),
             $($rest)*
         )
     }};

@@ -25,8 +25,9 @@ use crate::broker::Inner;
 use crate::config::HeartbeatStyle;
 use crate::frame;
 use crate::id::EventId;
+use crate::resume::{Reader, Standing};
 use crate::session::{ConnShared, Session, end};
-use crate::signal::{Resync, ResyncReason, Signal};
+use crate::signal::Signal;
 
 /// The bytes of one SSE connection, ready to write: `retry:` first, then the prelude or
 /// replay, then live events and heartbeats. It ends after a final signal when superseded or
@@ -147,46 +148,28 @@ impl EventStream {
         let cap = self.inner.config.max_chunk_bytes;
         let mut st = self.session.state.lock();
         let mut prefix: Option<BytesMut> = None;
-        let lost_epoch = st.epoch != self.epoch;
-        let lost = if lost_epoch {
-            None
-        } else {
-            st.lost_after(self.cursor)
-        };
-        if lost_epoch || lost.is_some() {
+        let at = Standing::Reading(EventId {
+            epoch: self.epoch,
+            seq: self.cursor,
+        });
+        if let Some(lost) = at.lost(&st) {
             if st.tracker.as_ref().is_some_and(|t| t.resync_ends_stream()) {
                 drop(st);
                 return Some(self.end_lagged());
             }
-            let has_snapshot = st.tracker.as_ref().is_some_and(|t| t.has_snapshot());
-            let new_cursor = if has_snapshot { st.head } else { st.floor };
-            let (reason, skipped) = if lost_epoch {
-                (ResyncReason::Epoch, None)
-            } else {
-                (ResyncReason::Evicted, lost.flatten())
-            };
-            let resync = Resync {
-                reason,
+            let reader = Reader {
+                at,
                 last_event_id: self.last_event_id().map(|id| id.to_string()),
-                resume_from: EventId {
-                    epoch: st.epoch,
-                    seq: st.next_seq_after(new_cursor),
-                },
-                skipped,
+                prelude_always: false,
             };
             let mut buf = BytesMut::new();
-            st.put_prelude(Some(&resync), new_cursor, &mut buf);
-            self.epoch = st.epoch;
-            self.cursor = new_cursor;
-            self.zero_id = new_cursor == 0;
-            // Moves the client's last id forward, even to `<epoch>-0` in a new epoch whose
-            // ring starts at 1, so its next reconnect does not resync again.
-            buf.extend_from_slice(&frame::encode_id_only(EventId {
-                epoch: st.epoch,
-                seq: new_cursor,
-            }));
-            self.inner.mx().resyncs(reason.as_str()).increment(1);
-            crate::session::conn_event!(info, *self.conn, reason = reason.as_str(), "SSE resync");
+            let placed = reader.place(&st, Some(lost), &mut buf);
+            self.epoch = placed.position.epoch;
+            self.cursor = placed.position.cursor;
+            self.zero_id = placed.position.zero_id;
+            let reason = lost.reason.as_str();
+            self.inner.mx().resyncs(reason).increment(1);
+            crate::session::conn_event!(info, *self.conn, reason, "SSE resync");
             prefix = Some(buf);
         }
         let chunk = st.ring.read_after(self.cursor, cap);

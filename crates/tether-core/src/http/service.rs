@@ -13,7 +13,7 @@ use http::request::Parts;
 use http::{HeaderMap, Method, StatusCode};
 
 use super::handlers;
-use super::hooks::{AccessRequest, Capability, Identity};
+use super::hooks::{Access, AccessRequest, Capability, Identity};
 use super::request::{connect_options, session_id, wait_duration};
 use super::route::{self, Route, RouteError};
 use super::{Cors, Hooks, HttpError, Response, query_param};
@@ -336,38 +336,13 @@ impl Service {
             Err(RouteError::NotFound) => return self.extension_target(parts),
             Err(e) => return Err(e.into_http_error()),
         };
-        let (hooks, headers) = (&self.inner.hooks, &parts.headers);
+        let headers = &parts.headers;
         let query = parts.uri.query().unwrap_or("");
         let broker = &self.inner.broker;
-        // Approvals live in one node's memory, and their announcements would be numbered
-        // outside the backplane's log: refused (after the credential checks) until the
-        // backplane stores them.
-        let local_only = || match self.inner.backplane {
-            Some(_) => Err(approvals_not_shared()),
-            None => Ok(()),
-        };
-        let check = |sid: &SessionId, capability| {
-            hooks.check(&AccessRequest {
-                session: sid,
-                capability,
-                headers,
-                query,
-            })
-        };
+        let check = |sid: &SessionId, capability| self.check(sid, capability, parts);
+        let local_only = || self.local_only();
         Ok(match route {
-            Route::Stream { session } => {
-                let sid = session_id(&session)?;
-                let opts = connect_options(headers, query)?
-                    .client(super::client_info(parts, self.inner.trust_forwarded));
-                let who = check(&sid, Capability::Subscribe).into_result()?;
-                // The identity decides who may take a superseded tab's place, replace its
-                // own stream under Reject, and how many sessions it may create.
-                let opts = match who.as_ref().and_then(Identity::subject) {
-                    Some(sub) => opts.identity(sub),
-                    None => opts,
-                };
-                Target::Stream(sid, opts, who)
-            }
+            Route::Stream { session } => self.stream_target(parts, &session)?,
             Route::StreamHead { session } => {
                 let sid = session_id(&session)?;
                 connect_options(headers, query)?;
@@ -421,6 +396,45 @@ impl Service {
             Route::Live => Target::Live,
             Route::Metrics => Target::Metrics,
         })
+    }
+
+    /// A stream request's session and connect options, its identity among them, once the
+    /// subscriber may read the session.
+    fn stream_target<'a>(&self, parts: &Parts, session: &str) -> Result<Target<'a>, HttpError> {
+        let sid = session_id(session)?;
+        let query = parts.uri.query().unwrap_or("");
+        let opts = connect_options(&parts.headers, query)?
+            .client(super::client_info(parts, self.inner.trust_forwarded));
+        let who = self
+            .check(&sid, Capability::Subscribe, parts)
+            .into_result()?;
+        // The identity decides who may take a superseded tab's place, replace its own stream
+        // under Reject, and how many sessions it may create.
+        let opts = match who.as_ref().and_then(Identity::subject) {
+            Some(sub) => opts.identity(sub),
+            None => opts,
+        };
+        Ok(Target::Stream(sid, opts, who))
+    }
+
+    /// The hooks' decision on `capability` for the session, from the request's head.
+    fn check(&self, sid: &SessionId, capability: Capability, parts: &Parts) -> Access {
+        self.inner.hooks.check(&AccessRequest {
+            session: sid,
+            capability,
+            headers: &parts.headers,
+            query: parts.uri.query().unwrap_or(""),
+        })
+    }
+
+    /// Approvals live in one node's memory, and their announcements would be numbered
+    /// outside the backplane's log: refused (after the credential checks) until the
+    /// backplane stores them.
+    fn local_only(&self) -> Result<(), HttpError> {
+        match self.inner.backplane {
+            Some(_) => Err(approvals_not_shared()),
+            None => Ok(()),
+        }
     }
 
     fn extension_target<'a>(&'a self, parts: &'a Parts) -> Result<Target<'a>, HttpError> {

@@ -206,38 +206,46 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
             }
         };
         drop(parts);
-        let (parts, body) = res.into_parts();
-        let closes = parts
-            .headers
-            .get(CONNECTION)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
-        let keep_alive = keep_alive && !closes;
-        match body {
-            Body::Full(bytes) => {
-                let res =
-                    http::Response::from_parts(parts, if is_head { Bytes::new() } else { bytes });
-                if write_full(&mut stream, res, version, keep_alive)
-                    .await
-                    .is_err()
-                    || !keep_alive
-                {
-                    return;
-                }
-            }
-            streaming if is_head => {
-                // A HEAD request gets the stream's headers and no stream.
-                drop(streaming);
-                let res = http::Response::from_parts(parts, Bytes::new());
-                let _ = write_full(&mut stream, res, version, false).await;
-                return;
-            }
-            streaming => {
-                // Nothing is read from a streaming connection: free the request buffer for
-                // the stream's whole life.
-                drop(std::mem::take(&mut buf));
-                let _ = stream_body(&mut stream, parts, streaming, version).await;
-                return;
-            }
+        if !write_response(&mut stream, &mut buf, res, version, keep_alive, is_head).await {
+            return;
+        }
+    }
+}
+
+/// Writes a handler's answer: a full body, or a stream to its end. Whether the connection
+/// may carry another request after it.
+async fn write_response<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    res: crate::http::Response,
+    version: Version,
+    keep_alive: bool,
+    is_head: bool,
+) -> bool {
+    let (parts, body) = res.into_parts();
+    let closes = parts
+        .headers
+        .get(CONNECTION)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+    let keep_alive = keep_alive && !closes;
+    match body {
+        Body::Full(bytes) => {
+            let res = http::Response::from_parts(parts, if is_head { Bytes::new() } else { bytes });
+            write_full(stream, res, version, keep_alive).await.is_ok() && keep_alive
+        }
+        streaming if is_head => {
+            // A HEAD request gets the stream's headers and no stream.
+            drop(streaming);
+            let res = http::Response::from_parts(parts, Bytes::new());
+            let _ = write_full(stream, res, version, false).await;
+            false
+        }
+        streaming => {
+            // Nothing is read from a streaming connection: free the request buffer for the
+            // stream's whole life.
+            drop(std::mem::take(buf));
+            let _ = stream_body(stream, parts, streaming, version).await;
+            false
         }
     }
 }

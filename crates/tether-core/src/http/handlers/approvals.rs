@@ -1,0 +1,146 @@
+//! The approval routes: create, long-poll the status, decide and cancel.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use serde::Deserialize;
+
+use super::super::hooks::Identity;
+use super::super::{HttpError, Response};
+use super::{Call, json_value, respond};
+use crate::approval::{ApprovalRequest, Decision};
+use crate::id::SessionId;
+
+/// Long-poll of the approval status route when the request names no `waitMs`: 25 seconds,
+/// below the usual 30 to 60 second idle timeouts of proxies.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(25);
+/// Longest long-poll of the approval status route.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+/// Longest `timeoutMs` of an approval request created over HTTP.
+const MAX_APPROVAL_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewApproval {
+    id: Option<String>,
+    title: Option<String>,
+    /// Kept as the bytes sent: never parsed into a tree.
+    payload: Box<serde_json::value::RawValue>,
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    approved: bool,
+    reason: Option<String>,
+}
+
+fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8], shape: &str) -> Result<T, HttpError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let code = if e.is_data() {
+            "invalid_body"
+        } else {
+            "invalid_json"
+        };
+        HttpError::bad_request(code, format!("expected {shape}: {e}"))
+    })
+}
+
+/// `POST /api/sessions/{session_id}/approvals`: ask a human for a decision. Body `{"id"?,
+/// "title"?, "payload", "timeoutMs"?}`; the request is announced in the session's stream.
+///
+/// 201 `{"id":...,"expiresAt":...}`; 400 for a bad body or id; 409 when the id is taken.
+pub(in crate::http) fn create_approval(call: &Call<'_>, sid: &SessionId, body: &[u8]) -> Response {
+    respond((|| {
+        let shape = r#"{"id"?: string, "title"?: string, "payload": any, "timeoutMs"?: number}"#;
+        let new: NewApproval = parse_json(body, shape)?;
+        let mut req = ApprovalRequest::new(new.payload);
+        if let Some(id) = new.id {
+            req = req.id(id);
+        }
+        if let Some(title) = new.title {
+            req = req.title(title);
+        }
+        if let Some(ms) = new.timeout_ms {
+            let timeout = Duration::from_millis(ms);
+            if timeout.is_zero() || timeout > MAX_APPROVAL_TIMEOUT {
+                return Err(HttpError::bad_request(
+                    "invalid_body",
+                    "timeoutMs must be between 1 and 86400000 (one day)",
+                ));
+            }
+            req = req.timeout(timeout);
+        }
+        let handle = call.broker.request_approval(sid, req)?;
+        let expires_at = call
+            .broker
+            .approval(sid, handle.id())
+            .map(|a| a.expires_at)
+            .unwrap_or_default();
+        Ok(json_value(
+            StatusCode::CREATED,
+            &serde_json::json!({ "id": handle.id(), "expiresAt": expires_at }),
+        ))
+    })())
+}
+
+/// `GET /api/sessions/{session_id}/approvals/{approval_id}?waitMs=`: the approval as it stands,
+/// after waiting up to `waitMs` (default 25 s, at most 60 s) for a pending one to be resolved.
+///
+/// 200 `{"id","title"?,"payload","expiresAt","status","reason"?}` with `status` one of
+/// `pending`, `approved`, `rejected`, `timed_out`, `cancelled`; 404 for an unknown approval.
+pub(in crate::http) async fn approval_status(
+    call: &Call<'_>,
+    sid: &SessionId,
+    id: &str,
+    wait: Duration,
+) -> Response {
+    match call.broker.wait_approval(sid, id, wait).await {
+        Some(info) => json_value(StatusCode::OK, &info),
+        None => HttpError::from(crate::error::DecideError::Unknown).into_response(),
+    }
+}
+
+/// `POST /api/sessions/{session_id}/approvals/{approval_id}/decision`: a human's decision,
+/// body `{"approved": bool, "reason"?: string}`.
+///
+/// 200 with the resolved approval; 400 for a bad body; 404 unknown; 409 already decided or
+/// cancelled; 410 expired.
+pub(in crate::http) fn decide(
+    call: &Call<'_>,
+    sid: &SessionId,
+    id: &str,
+    body: &[u8],
+    who: Option<&Identity>,
+) -> Response {
+    respond((|| {
+        let d: DecisionBody = parse_json(body, r#"{"approved": bool, "reason"?: string}"#)?;
+        let approved = d.approved;
+        let decision = Decision {
+            approved,
+            reason: d.reason,
+        };
+        let info = call.broker.decide(sid, id, decision)?;
+        tracing::info!(
+            session = %sid,
+            approval = id,
+            approved,
+            sub = who.and_then(Identity::subject).unwrap_or("-"),
+            "approval decided"
+        );
+        Ok(json_value(StatusCode::OK, &info))
+    })())
+}
+
+/// `DELETE /api/sessions/{session_id}/approvals/{approval_id}`: cancels a pending approval.
+///
+/// 200 with the cancelled approval; 404 unknown; 409 already decided; 410 expired.
+pub(in crate::http) fn cancel_approval(call: &Call<'_>, sid: &SessionId, id: &str) -> Response {
+    respond(
+        call.broker
+            .cancel_approval(sid, id)
+            .map(|info| json_value(StatusCode::OK, &info))
+            .map_err(HttpError::from),
+    )
+}
