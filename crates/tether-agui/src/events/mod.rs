@@ -27,6 +27,9 @@
 //!   drops such material instead; refusing it keeps a producer from sending
 //!   something whose meaning a 1.0 client would lose.
 
+#[macro_use]
+mod fields;
+
 mod de;
 mod messages;
 mod patch;
@@ -35,7 +38,7 @@ mod run;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use self::de::{present, timestamp};
+use self::de::present;
 pub use self::messages::{
     ActivityMessage, AssistantMessage, Content, ContentPart, DataSource, DeveloperMessage,
     FileSource, FunctionCall, MediaPart, Message, PartSource, ReasoningMessage, SystemMessage,
@@ -340,1234 +343,569 @@ pub enum EncryptedValueSubtype {
     Message,
 }
 
-/// `TEXT_MESSAGE_START`: opens a streamed text message, continued by
-/// `TEXT_MESSAGE_CONTENT` and closed by `TEXT_MESSAGE_END`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TextMessageStart {
-    /// Message id.
-    pub message_id: String,
-    /// The author's role.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub role: Option<TextMessageRole>,
-    /// Optional author name.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub name: Option<String>,
-    /// The subagent invocation this event belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+attributed_event! {
+    /// `TEXT_MESSAGE_START`: opens a streamed text message, continued by
+    /// `TEXT_MESSAGE_CONTENT` and closed by `TEXT_MESSAGE_END`.
+    #[derive(Default)]
+    pub struct TextMessageStart {
+        /// Message id.
+        pub message_id: String,
+        /// The author's role.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub role: Option<TextMessageRole>,
+        /// Optional author name.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub name: Option<String>,
+    }
 }
 
-/// `TEXT_MESSAGE_CONTENT`: appends `delta` to an open text message.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TextMessageContent {
-    /// Message id.
-    pub message_id: String,
-    /// The text to append.
-    pub delta: String,
-    /// The subagent invocation this event belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+attributed_event! {
+    /// `TEXT_MESSAGE_CONTENT`: appends `delta` to an open text message.
+    #[derive(Default)]
+    pub struct TextMessageContent {
+        /// Message id.
+        pub message_id: String,
+        /// The text to append.
+        pub delta: String,
+    }
 }
 
-/// `TEXT_MESSAGE_END`: closes a streamed text message.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TextMessageEnd {
-    /// Message id.
-    pub message_id: String,
-    /// The subagent invocation this event belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+attributed_event! {
+    /// `TEXT_MESSAGE_END`: closes a streamed text message.
+    #[derive(Default)]
+    pub struct TextMessageEnd {
+        /// Message id.
+        pub message_id: String,
+    }
 }
 
-/// `TEXT_MESSAGE_CHUNK`: shorthand the client expands into start, content and
-/// end events. Every field is optional; a continuation chunk omits what has
-/// not changed, but the first chunk of a message must carry `messageId`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TextMessageChunk {
-    /// Message id.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub message_id: Option<String>,
-    /// The author's role.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub role: Option<TextMessageRole>,
-    /// The text to append.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub delta: Option<String>,
-    /// Optional author name.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub name: Option<String>,
-    /// The subagent invocation this event belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+attributed_event! {
+    /// `TEXT_MESSAGE_CHUNK`: shorthand the client expands into start, content and
+    /// end events. Every field is optional; a continuation chunk omits what has
+    /// not changed, but the first chunk of a message must carry `messageId`.
+    #[derive(Default)]
+    pub struct TextMessageChunk {
+        /// Message id.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub message_id: Option<String>,
+        /// The author's role.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub role: Option<TextMessageRole>,
+        /// The text to append.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub delta: Option<String>,
+        /// Optional author name.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub name: Option<String>,
+    }
 }
 
-/// `TOOL_CALL_START`: opens a tool call, continued by `TOOL_CALL_ARGS` and
-/// closed by `TOOL_CALL_END`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ToolCallStart {
-    /// Tool call id.
-    pub tool_call_id: String,
-    /// The tool called.
-    pub tool_call_name: String,
-    /// The assistant message carrying the call. A legacy `null` reads as
-    /// absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent_message_id: Option<String>,
-    /// The subagent invocation this event belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+attributed_event! {
+    /// `TOOL_CALL_START`: opens a tool call, continued by `TOOL_CALL_ARGS` and
+    /// closed by `TOOL_CALL_END`.
+    #[derive(Default)]
+    pub struct ToolCallStart {
+        /// Tool call id.
+        pub tool_call_id: String,
+        /// The tool called.
+        pub tool_call_name: String,
+        /// The assistant message carrying the call. A legacy `null` reads as
+        /// absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub parent_message_id: Option<String>,
+    }
 }
 
-/// `TOOL_CALL_ARGS`: appends to an open tool call's arguments.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ToolCallArgs {
-    /// Tool call id.
-    pub tool_call_id: String,
-    /// A fragment of the JSON arguments.
-    pub delta: String,
-    /// The subagent invocation this event belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+attributed_event! {
+    /// `TOOL_CALL_ARGS`: appends to an open tool call's arguments.
+    #[derive(Default)]
+    pub struct ToolCallArgs {
+        /// Tool call id.
+        pub tool_call_id: String,
+        /// A fragment of the JSON arguments.
+        pub delta: String,
+    }
 }
 
-/// `TOOL_CALL_END`: closes a tool call; its arguments are complete.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ToolCallEnd {
-    /// Tool call id.
-    pub tool_call_id: String,
-    /// The subagent invocation this event belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+attributed_event! {
+    /// `TOOL_CALL_END`: closes a tool call; its arguments are complete.
+    #[derive(Default)]
+    pub struct ToolCallEnd {
+        /// Tool call id.
+        pub tool_call_id: String,
+    }
 }
 
-/// `TOOL_CALL_CHUNK`: shorthand the client expands into start, args and end
-/// events. The first chunk of a call must carry `toolCallId` and
-/// `toolCallName`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ToolCallChunk {
-    /// Tool call id.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub tool_call_id: Option<String>,
-    /// The tool called.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub tool_call_name: Option<String>,
-    /// The assistant message carrying the call. A legacy `null` reads as
-    /// absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent_message_id: Option<String>,
-    /// A fragment of the JSON arguments.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub delta: Option<String>,
-    /// The subagent invocation this event belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+attributed_event! {
+    /// `TOOL_CALL_CHUNK`: shorthand the client expands into start, args and end
+    /// events. The first chunk of a call must carry `toolCallId` and
+    /// `toolCallName`.
+    #[derive(Default)]
+    pub struct ToolCallChunk {
+        /// Tool call id.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub tool_call_id: Option<String>,
+        /// The tool called.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub tool_call_name: Option<String>,
+        /// The assistant message carrying the call. A legacy `null` reads as
+        /// absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub parent_message_id: Option<String>,
+        /// A fragment of the JSON arguments.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub delta: Option<String>,
+    }
 }
 
-/// `TOOL_CALL_RESULT`: what a tool returned. Creates a tool message with its
-/// own `messageId`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ToolCallResult {
-    /// The tool message this result becomes.
-    pub message_id: String,
-    /// The call answered.
-    pub tool_call_id: String,
-    /// Text, or a list of parts.
-    pub content: Content,
-    /// Always `"tool"` when present.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub role: Option<ToolRole>,
-    /// The subagent invocation this event belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+attributed_event! {
+    /// `TOOL_CALL_RESULT`: what a tool returned. Creates a tool message with its
+    /// own `messageId`.
+    pub struct ToolCallResult {
+        /// The tool message this result becomes.
+        pub message_id: String,
+        /// The call answered.
+        pub tool_call_id: String,
+        /// Text, or a list of parts.
+        pub content: Content,
+        /// Always `"tool"` when present.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub role: Option<ToolRole>,
+    }
 }
 
-/// `STATE_SNAPSHOT`: replaces the agent state wholesale.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StateSnapshot {
-    /// The new state: any JSON value, `null` included. Required.
-    pub snapshot: Value,
-    /// The subagent invocation this event belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+attributed_event! {
+    /// `STATE_SNAPSHOT`: replaces the agent state wholesale.
+    #[derive(Default)]
+    pub struct StateSnapshot {
+        /// The new state: any JSON value, `null` included. Required.
+        pub snapshot: Value,
+    }
 }
 
-/// `STATE_DELTA`: changes the agent state with a JSON Patch.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StateDelta {
-    /// The patch.
-    pub delta: JsonPatch,
-    /// The subagent invocation this event belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+attributed_event! {
+    /// `STATE_DELTA`: changes the agent state with a JSON Patch.
+    #[derive(Default)]
+    pub struct StateDelta {
+        /// The patch.
+        pub delta: JsonPatch,
+    }
 }
 
-/// `MESSAGES_SNAPSHOT`: the complete set of messages the producer owns, in
-/// order. Conversation-wide, so it carries no subagent attribution.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MessagesSnapshot {
-    /// The messages.
-    pub messages: Vec<Message>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+event! {
+    /// `MESSAGES_SNAPSHOT`: the complete set of messages the producer owns, in
+    /// order. Conversation-wide, so it carries no subagent attribution.
+    #[derive(Default)]
+    pub struct MessagesSnapshot {
+        /// The messages.
+        pub messages: Vec<Message>,
+    }
 }
 
-/// `ACTIVITY_SNAPSHOT`: structured progress, kept in the message sequence as
-/// an activity message.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ActivitySnapshot {
-    /// The activity message's id.
-    pub message_id: String,
-    /// What kind of activity this is, as the application names it.
-    pub activity_type: String,
-    /// The activity's content: a JSON object.
-    pub content: Metadata,
-    /// Whether this snapshot replaces an existing activity message with the
-    /// same id (absent means yes).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub replace: Option<bool>,
-    /// The subagent invocation this event belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+attributed_event! {
+    /// `ACTIVITY_SNAPSHOT`: structured progress, kept in the message sequence as
+    /// an activity message.
+    #[derive(Default)]
+    pub struct ActivitySnapshot {
+        /// The activity message's id.
+        pub message_id: String,
+        /// What kind of activity this is, as the application names it.
+        pub activity_type: String,
+        /// The activity's content: a JSON object.
+        pub content: Metadata,
+        /// Whether this snapshot replaces an existing activity message with the
+        /// same id (absent means yes).
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub replace: Option<bool>,
+    }
 }
 
-/// `ACTIVITY_DELTA`: changes an activity message's content with a JSON Patch.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ActivityDelta {
-    /// The activity message's id.
-    pub message_id: String,
-    /// What kind of activity this is.
-    pub activity_type: String,
-    /// The patch, applied to the content.
-    pub patch: JsonPatch,
-    /// The subagent invocation this event belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+attributed_event! {
+    /// `ACTIVITY_DELTA`: changes an activity message's content with a JSON Patch.
+    #[derive(Default)]
+    pub struct ActivityDelta {
+        /// The activity message's id.
+        pub message_id: String,
+        /// What kind of activity this is.
+        pub activity_type: String,
+        /// The patch, applied to the content.
+        pub patch: JsonPatch,
+    }
 }
 
-/// `RAW`: a provider-native event passed through untranslated.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Raw {
-    /// The provider's event: any JSON value, `null` included. Required.
-    pub event: Value,
-    /// Where it came from.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub source: Option<String>,
-    /// The subagent invocation this event belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+attributed_event! {
+    /// `RAW`: a provider-native event passed through untranslated.
+    #[derive(Default)]
+    pub struct Raw {
+        /// The provider's event: any JSON value, `null` included. Required.
+        pub event: Value,
+        /// Where it came from.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub source: Option<String>,
+    }
 }
 
-/// `CUSTOM`: the protocol's extension point for an application's own events.
-///
-/// ```
-/// use serde_json::json;
-/// use tether_agui::{Custom, Event};
-///
-/// let event = Event::from(Custom {
-///     name: "tether.resync".into(),
-///     value: json!({"reason": "evicted"}),
-///     ..Default::default()
-/// });
-/// assert_eq!(
-///     serde_json::to_string(&event)?,
-///     r#"{"type":"CUSTOM","name":"tether.resync","value":{"reason":"evicted"}}"#,
-/// );
-/// # Ok::<(), serde_json::Error>(())
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Custom {
-    /// The event's name.
-    pub name: String,
-    /// Its payload: any JSON value, `null` included. Required.
-    pub value: Value,
-    /// The subagent invocation this event belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+attributed_event! {
+    /// `CUSTOM`: the protocol's extension point for an application's own events.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use tether_agui::{Custom, Event};
+    ///
+    /// let event = Event::from(Custom {
+    ///     name: "tether.resync".into(),
+    ///     value: json!({"reason": "evicted"}),
+    ///     ..Default::default()
+    /// });
+    /// assert_eq!(
+    ///     serde_json::to_string(&event)?,
+    ///     r#"{"type":"CUSTOM","name":"tether.resync","value":{"reason":"evicted"}}"#,
+    /// );
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    #[derive(Default)]
+    pub struct Custom {
+        /// The event's name.
+        pub name: String,
+        /// Its payload: any JSON value, `null` included. Required.
+        pub value: Value,
+    }
 }
 
-/// `RUN_STARTED`: opens a run. Run-scoped, so it carries no subagent
-/// attribution.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RunStarted {
-    /// The conversation thread.
-    pub thread_id: String,
-    /// The run.
-    pub run_id: String,
-    /// The protocol version the producer speaks, `"1.0"`.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub protocol_version: Option<String>,
-    /// The run this one continues from.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub parent_run_id: Option<String>,
-    /// The input the run was started with, echoed back.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub input: Option<Box<RunAgentInput>>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+event! {
+    /// `RUN_STARTED`: opens a run. Run-scoped, so it carries no subagent
+    /// attribution.
+    #[derive(Default)]
+    pub struct RunStarted {
+        /// The conversation thread.
+        pub thread_id: String,
+        /// The run.
+        pub run_id: String,
+        /// The protocol version the producer speaks, `"1.0"`.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub protocol_version: Option<String>,
+        /// The run this one continues from.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub parent_run_id: Option<String>,
+        /// The input the run was started with, echoed back.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub input: Option<Box<RunAgentInput>>,
+    }
 }
 
-/// `RUN_FINISHED`: closes a run that did not fail. Run-scoped, so it carries
-/// no subagent attribution.
-///
-/// ```
-/// use tether_agui::{Event, Interrupt, RunFinished, RunFinishedOutcome};
-///
-/// let event = Event::from(RunFinished {
-///     thread_id: "t1".into(),
-///     run_id: "r1".into(),
-///     outcome: Some(RunFinishedOutcome::Interrupt {
-///         interrupts: vec![Interrupt {
-///             id: "approval-1".into(),
-///             reason: "approval".into(),
-///             expires_at: Some("2030-01-01T00:00:00Z".into()),
-///             ..Default::default()
-///         }],
-///     }),
-///     ..Default::default()
-/// });
-/// assert_eq!(
-///     serde_json::to_string(&event)?,
-///     r#"{"type":"RUN_FINISHED","threadId":"t1","runId":"r1","outcome":{"type":"interrupt","interrupts":[{"id":"approval-1","reason":"approval","expiresAt":"2030-01-01T00:00:00Z"}]}}"#,
-/// );
-/// # Ok::<(), serde_json::Error>(())
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RunFinished {
-    /// The conversation thread.
-    pub thread_id: String,
-    /// The run.
-    pub run_id: String,
-    /// The run's result: any JSON value except `null`. A legacy `null` reads
-    /// as absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
-    /// Why the run ended; absent means success. A legacy `null` reads as
-    /// absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<RunFinishedOutcome>,
-    /// Tokens the run used, per provider and model.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub usage: Option<Vec<TokenUsage>>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+event! {
+    /// `RUN_FINISHED`: closes a run that did not fail. Run-scoped, so it carries
+    /// no subagent attribution.
+    ///
+    /// ```
+    /// use tether_agui::{Event, Interrupt, RunFinished, RunFinishedOutcome};
+    ///
+    /// let event = Event::from(RunFinished {
+    ///     thread_id: "t1".into(),
+    ///     run_id: "r1".into(),
+    ///     outcome: Some(RunFinishedOutcome::Interrupt {
+    ///         interrupts: vec![Interrupt {
+    ///             id: "approval-1".into(),
+    ///             reason: "approval".into(),
+    ///             expires_at: Some("2030-01-01T00:00:00Z".into()),
+    ///             ..Default::default()
+    ///         }],
+    ///     }),
+    ///     ..Default::default()
+    /// });
+    /// assert_eq!(
+    ///     serde_json::to_string(&event)?,
+    ///     r#"{"type":"RUN_FINISHED","threadId":"t1","runId":"r1","outcome":{"type":"interrupt","interrupts":[{"id":"approval-1","reason":"approval","expiresAt":"2030-01-01T00:00:00Z"}]}}"#,
+    /// );
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    #[derive(Default)]
+    pub struct RunFinished {
+        /// The conversation thread.
+        pub thread_id: String,
+        /// The run.
+        pub run_id: String,
+        /// The run's result: any JSON value except `null`. A legacy `null` reads
+        /// as absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub result: Option<Value>,
+        /// Why the run ended; absent means success. A legacy `null` reads as
+        /// absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub outcome: Option<RunFinishedOutcome>,
+        /// Tokens the run used, per provider and model.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub usage: Option<Vec<TokenUsage>>,
+    }
 }
 
-/// `RUN_ERROR`: ends a run that failed. Run-scoped, so it carries no subagent
-/// attribution.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RunError {
-    /// What went wrong.
-    pub message: String,
-    /// A machine-readable code.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub code: Option<String>,
-    /// Tokens the run used, per provider and model.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub usage: Option<Vec<TokenUsage>>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+event! {
+    /// `RUN_ERROR`: ends a run that failed. Run-scoped, so it carries no subagent
+    /// attribution.
+    #[derive(Default)]
+    pub struct RunError {
+        /// What went wrong.
+        pub message: String,
+        /// A machine-readable code.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub code: Option<String>,
+        /// Tokens the run used, per provider and model.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub usage: Option<Vec<TokenUsage>>,
+    }
 }
 
-/// `STEP_STARTED`: opens a named step within a run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StepStarted {
-    /// The step's name.
-    pub step_name: String,
-    /// The subagent invocation this event belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+attributed_event! {
+    /// `STEP_STARTED`: opens a named step within a run.
+    #[derive(Default)]
+    pub struct StepStarted {
+        /// The step's name.
+        pub step_name: String,
+    }
 }
 
-/// `STEP_FINISHED`: closes a named step.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StepFinished {
-    /// The step's name.
-    pub step_name: String,
-    /// The subagent invocation this event belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+attributed_event! {
+    /// `STEP_FINISHED`: closes a named step.
+    #[derive(Default)]
+    pub struct StepFinished {
+        /// The step's name.
+        pub step_name: String,
+    }
 }
 
-/// `REASONING_START`: opens a span of reasoning, which may hold several
-/// reasoning messages.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReasoningStart {
-    /// The span's id.
-    pub message_id: String,
-    /// The subagent invocation this event belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+attributed_event! {
+    /// `REASONING_START`: opens a span of reasoning, which may hold several
+    /// reasoning messages.
+    #[derive(Default)]
+    pub struct ReasoningStart {
+        /// The span's id.
+        pub message_id: String,
+    }
 }
 
-/// `REASONING_MESSAGE_START`: opens a streamed reasoning message.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReasoningMessageStart {
-    /// Message id.
-    pub message_id: String,
-    /// Always `"reasoning"`; required.
-    pub role: ReasoningRole,
-    /// The subagent invocation this event belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+attributed_event! {
+    /// `REASONING_MESSAGE_START`: opens a streamed reasoning message.
+    #[derive(Default)]
+    pub struct ReasoningMessageStart {
+        /// Message id.
+        pub message_id: String,
+        /// Always `"reasoning"`; required.
+        pub role: ReasoningRole,
+    }
 }
 
-/// `REASONING_MESSAGE_CONTENT`: appends to an open reasoning message.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReasoningMessageContent {
-    /// Message id.
-    pub message_id: String,
-    /// The text to append.
-    pub delta: String,
-    /// The subagent invocation this event belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+attributed_event! {
+    /// `REASONING_MESSAGE_CONTENT`: appends to an open reasoning message.
+    #[derive(Default)]
+    pub struct ReasoningMessageContent {
+        /// Message id.
+        pub message_id: String,
+        /// The text to append.
+        pub delta: String,
+    }
 }
 
-/// `REASONING_MESSAGE_END`: closes a streamed reasoning message.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReasoningMessageEnd {
-    /// Message id.
-    pub message_id: String,
-    /// The subagent invocation this event belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+attributed_event! {
+    /// `REASONING_MESSAGE_END`: closes a streamed reasoning message.
+    #[derive(Default)]
+    pub struct ReasoningMessageEnd {
+        /// Message id.
+        pub message_id: String,
+    }
 }
 
-/// `REASONING_MESSAGE_CHUNK`: shorthand the client expands into a reasoning
-/// message's start, content and end. The first chunk must carry `messageId`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReasoningMessageChunk {
-    /// Message id.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub message_id: Option<String>,
-    /// The text to append.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub delta: Option<String>,
-    /// The subagent invocation this event belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+attributed_event! {
+    /// `REASONING_MESSAGE_CHUNK`: shorthand the client expands into a reasoning
+    /// message's start, content and end. The first chunk must carry `messageId`.
+    #[derive(Default)]
+    pub struct ReasoningMessageChunk {
+        /// Message id.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub message_id: Option<String>,
+        /// The text to append.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub delta: Option<String>,
+    }
 }
 
-/// `REASONING_END`: closes a span of reasoning.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReasoningEnd {
-    /// The span's id.
-    pub message_id: String,
-    /// The subagent invocation this event belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+attributed_event! {
+    /// `REASONING_END`: closes a span of reasoning.
+    #[derive(Default)]
+    pub struct ReasoningEnd {
+        /// The span's id.
+        pub message_id: String,
+    }
 }
 
-/// `REASONING_ENCRYPTED_VALUE`: a provider's opaque, encrypted reasoning
-/// artefact that a consumer stores and returns on a later turn.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReasoningEncryptedValue {
-    /// Whether `entity_id` names a message or a tool call.
-    pub subtype: EncryptedValueSubtype,
-    /// The message or tool call the value belongs to.
-    pub entity_id: String,
-    /// The encrypted value.
-    pub encrypted_value: String,
-    /// The subagent invocation this event belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+attributed_event! {
+    /// `REASONING_ENCRYPTED_VALUE`: a provider's opaque, encrypted reasoning
+    /// artefact that a consumer stores and returns on a later turn.
+    #[derive(Default)]
+    pub struct ReasoningEncryptedValue {
+        /// Whether `entity_id` names a message or a tool call.
+        pub subtype: EncryptedValueSubtype,
+        /// The message or tool call the value belongs to.
+        pub entity_id: String,
+        /// The encrypted value.
+        pub encrypted_value: String,
+    }
 }
 
-/// `SUBAGENT_STARTED`: a subagent invocation began. Its `subagentRunId`
-/// identifies the invocation; later events carrying it belong to it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SubagentStarted {
-    /// The invocation's id, unique within the run.
-    pub subagent_run_id: String,
-    /// The subagent's name.
-    pub name: String,
-    /// What the subagent does.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub description: Option<String>,
-    /// The enclosing subagent invocation, when nested.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub parent_subagent_run_id: Option<String>,
-    /// The tool call that delegated to the subagent.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub parent_tool_call_id: Option<String>,
-    /// The message that delegated to the subagent.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub parent_message_id: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+event! {
+    /// `SUBAGENT_STARTED`: a subagent invocation began. Its `subagentRunId`
+    /// identifies the invocation; later events carrying it belong to it.
+    #[derive(Default)]
+    pub struct SubagentStarted {
+        /// The invocation's id, unique within the run.
+        pub subagent_run_id: String,
+        /// The subagent's name.
+        pub name: String,
+        /// What the subagent does.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub description: Option<String>,
+        /// The enclosing subagent invocation, when nested.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub parent_subagent_run_id: Option<String>,
+        /// The tool call that delegated to the subagent.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub parent_tool_call_id: Option<String>,
+        /// The message that delegated to the subagent.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub parent_message_id: Option<String>,
+    }
 }
 
-/// `SUBAGENT_FINISHED`: a subagent invocation's segment of the run ended,
-/// completed or suspended.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SubagentFinished {
-    /// The invocation's id.
-    pub subagent_run_id: String,
-    /// Its result: any JSON value except `null`. A legacy `null` reads as
-    /// absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
-    /// Why it ended; absent means success.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub outcome: Option<SubagentFinishedOutcome>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+event! {
+    /// `SUBAGENT_FINISHED`: a subagent invocation's segment of the run ended,
+    /// completed or suspended.
+    #[derive(Default)]
+    pub struct SubagentFinished {
+        /// The invocation's id.
+        pub subagent_run_id: String,
+        /// Its result: any JSON value except `null`. A legacy `null` reads as
+        /// absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub result: Option<Value>,
+        /// Why it ended; absent means success.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub outcome: Option<SubagentFinishedOutcome>,
+    }
 }
 
-/// `SUBAGENT_ERROR`: a subagent invocation failed. The run may go on.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SubagentError {
-    /// The invocation's id.
-    pub subagent_run_id: String,
-    /// What went wrong.
-    pub message: String,
-    /// A machine-readable code.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub code: Option<String>,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "timestamp"
-    )]
-    pub timestamp: Option<i64>,
-    /// The provider event this one was made from: any JSON value except `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_event: Option<Value>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+event! {
+    /// `SUBAGENT_ERROR`: a subagent invocation failed. The run may go on.
+    #[derive(Default)]
+    pub struct SubagentError {
+        /// The invocation's id.
+        pub subagent_run_id: String,
+        /// What went wrong.
+        pub message: String,
+        /// A machine-readable code.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        pub code: Option<String>,
+    }
 }
