@@ -1,434 +1,34 @@
-//! Runs of AG-UI threads on a tether broker, for agent code: publish typed
-//! events into a run, ask for approvals as interrupts, continue after them.
-//!
-//! A thread's id is its session's id. [`AguiRuns`] keeps, per thread, the run
-//! in progress (a second one is refused with [`AguiError::Busy`]) and the agent
-//! waiting for the client's answer to an interrupt, so the run that carries
-//! the answer (`RunAgentInput.resume`) continues that agent.
+//! The agent's side of a run: [`RunPublisher`] writes typed events into the
+//! open run, asks for approvals as interrupts and continues after them.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::Value;
-use tether_core::{
-    ApprovalError, ApprovalHandle, ApprovalRequest, Broker, DecideError, Decision, EventId,
-    InvalidId, PublishError, SessionId,
-};
-use tokio::sync::{Notify, oneshot, watch};
+use tether_core::{ApprovalHandle, ApprovalRequest, Broker, EventId, SessionId};
+use tokio::sync::{oneshot, watch};
 
+use super::{AguiError, AguiRuns};
 use crate::events::{
-    Content, Custom, Event, Interrupt, JsonPatch, Metadata, ResumeEntry, ResumeStatus,
-    RunAgentInput, RunError, RunFinished, RunFinishedOutcome, RunStarted, StateDelta,
-    StateSnapshot, StepFinished, StepStarted, TextMessageContent, TextMessageEnd, TextMessageRole,
-    TextMessageStart, ToolCallArgs, ToolCallEnd, ToolCallResult, ToolCallStart,
+    Content, Custom, Event, Interrupt, JsonPatch, Metadata, RunAgentInput, RunError, RunFinished,
+    RunFinishedOutcome, StateDelta, StateSnapshot, StepFinished, StepStarted, TextMessageContent,
+    TextMessageEnd, TextMessageRole, TextMessageStart, ToolCallArgs, ToolCallEnd, ToolCallResult,
+    ToolCallStart,
 };
-
-/// Why a run could not be started, continued or written to.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AguiError {
-    /// The thread id is not a valid session id.
-    #[error("invalid thread id: {0}")]
-    InvalidThread(#[from] InvalidId),
-    /// Another run of the thread is in progress (HTTP 409).
-    #[error("thread `{0}` already has a run in progress; wait until it finishes")]
-    Busy(String),
-    /// The publisher has no open run: it finished, failed or was interrupted.
-    #[error("no run is open on this publisher; after an interrupt, call `next_run` first")]
-    NoRun,
-    /// The publisher's run is still open.
-    #[error("the publisher's run is still open; finish it before starting the next")]
-    StillOpen,
-    /// Open and close runs with the publisher's own methods.
-    #[error("{0} is written by the publisher itself; use `finish`, `fail` or `next_run`")]
-    Lifecycle(&'static str),
-    /// The broker refused an event (for example the session's tracker found it
-    /// invalid).
-    #[error(transparent)]
-    Publish(#[from] PublishError),
-    /// The broker refused an approval.
-    #[error(transparent)]
-    Approval(#[from] ApprovalError),
-}
-
-/// What the registry knows about one thread.
-#[derive(Default)]
-struct Slot {
-    /// The id of the run in progress (or reserved by a client request).
-    active: Option<String>,
-    /// The agent waiting for the client's answer to an interrupt.
-    waiter: Option<oneshot::Sender<Handoff>>,
-}
-
-struct RunsInner {
-    broker: Broker,
-    threads: Mutex<HashMap<SessionId, Slot>>,
-    /// Woken whenever a thread's run ends or a reservation is given up.
-    released: Notify,
-}
-
-/// The AG-UI runs of a broker's threads. Cheap to clone.
-///
-/// ```
-/// use std::sync::Arc;
-/// use tether_agui::{AguiRuns, AguiTrackerFactory};
-/// use tether_core::Broker;
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let broker = Broker::builder().tracker_factory(Arc::new(AguiTrackerFactory::new())).start();
-/// let runs = AguiRuns::new(broker);
-///
-/// let mut run = runs.start_run("thread-1", "run-1")?;
-/// run.text("msg-1", "Hello!")?;
-/// run.finish(None)?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone)]
-pub struct AguiRuns {
-    inner: Arc<RunsInner>,
-}
-
-impl std::fmt::Debug for AguiRuns {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AguiRuns").finish_non_exhaustive()
-    }
-}
-
-impl AguiRuns {
-    /// Runs on `broker`, whose AG-UI sessions should be tracked (register
-    /// [`AguiTrackerFactory`](crate::AguiTrackerFactory) on its builder).
-    pub fn new(broker: Broker) -> Self {
-        Self {
-            inner: Arc::new(RunsInner {
-                broker,
-                threads: Mutex::new(HashMap::new()),
-                released: Notify::new(),
-            }),
-        }
-    }
-
-    /// The broker the runs publish to.
-    pub fn broker(&self) -> &Broker {
-        &self.inner.broker
-    }
-
-    fn threads(&self) -> MutexGuard<'_, HashMap<SessionId, Slot>> {
-        self.inner
-            .threads
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Whether a run of the thread is in progress.
-    pub fn is_busy(&self, thread_id: &str) -> bool {
-        SessionId::new(thread_id)
-            .ok()
-            .and_then(|s| self.threads().get(&s).map(|slot| slot.active.is_some()))
-            .unwrap_or(false)
-    }
-
-    fn claim(&self, session: &SessionId, run_id: &str) -> Result<(), AguiError> {
-        let mut threads = self.threads();
-        let slot = threads.entry(session.clone()).or_default();
-        if slot.active.is_some() {
-            return Err(AguiError::Busy(session.to_string()));
-        }
-        slot.active = Some(run_id.to_owned());
-        Ok(())
-    }
-
-    fn release(&self, session: &SessionId, run_id: &str) {
-        let mut threads = self.threads();
-        if let Some(slot) = threads.get_mut(session) {
-            if slot.active.as_deref() == Some(run_id) {
-                slot.active = None;
-            }
-            if slot.active.is_none() && slot.waiter.as_ref().is_none_or(|w| w.is_closed()) {
-                threads.remove(session);
-            }
-        }
-        drop(threads);
-        self.inner.released.notify_waiters();
-    }
-
-    /// Starts a run that agent code drives on its own (no client request):
-    /// publishes `RUN_STARTED` and returns the run's publisher.
-    pub fn start_run(
-        &self,
-        thread_id: &str,
-        run_id: impl Into<String>,
-    ) -> Result<RunPublisher, AguiError> {
-        let session = SessionId::new(thread_id)?;
-        let run_id = run_id.into();
-        let run = self.open_run(&session, thread_id, run_id, None, None)?;
-        Ok(RunPublisher {
-            runs: self.clone(),
-            session,
-            thread_id: thread_id.to_owned(),
-            last_run_id: run.run_id.clone(),
-            current: Some(run),
-            waiting: None,
-        })
-    }
-
-    /// Claims the thread, publishes `RUN_STARTED` and returns the open run.
-    fn open_run(
-        &self,
-        session: &SessionId,
-        thread_id: &str,
-        run_id: String,
-        parent_run_id: Option<String>,
-        input: Option<&RunAgentInput>,
-    ) -> Result<ActiveRun, AguiError> {
-        self.claim(session, &run_id)?;
-        self.open_claimed(session, thread_id, run_id, parent_run_id, input)
-    }
-
-    fn open_claimed(
-        &self,
-        session: &SessionId,
-        thread_id: &str,
-        run_id: String,
-        parent_run_id: Option<String>,
-        input: Option<&RunAgentInput>,
-    ) -> Result<ActiveRun, AguiError> {
-        let started = Event::from(RunStarted {
-            thread_id: thread_id.to_owned(),
-            run_id: run_id.clone(),
-            parent_run_id,
-            input: input.map(|i| Box::new(i.clone())),
-            ..Default::default()
-        });
-        if let Err(e) = self.inner.broker.publish(session, &started) {
-            self.release(session, &run_id);
-            return Err(e.into());
-        }
-        let (end, _) = watch::channel(None);
-        Ok(ActiveRun {
-            runs: self.clone(),
-            session: session.clone(),
-            thread_id: thread_id.to_owned(),
-            run_id,
-            end,
-            done: false,
-        })
-    }
-
-    /// Reserves the thread for the run a client asks for, before its response
-    /// is connected; [`Reservation::start`] then starts it. Refused with
-    /// [`AguiError::Busy`] while another run of the thread is in progress.
-    pub fn reserve(&self, input: &RunAgentInput) -> Result<Reservation, AguiError> {
-        let session = SessionId::new(&input.thread_id)?;
-        self.claim(&session, &input.run_id)?;
-        Ok(Reservation {
-            runs: self.clone(),
-            session,
-            run_id: input.run_id.clone(),
-            armed: true,
-        })
-    }
-
-    /// Answers interrupts from a client's `resume` entries, each exactly once:
-    /// `resolved` approves or rejects the approval with the interrupt's id
-    /// (see [`decision_from_resume`]), `cancelled` cancels it. An approval that
-    /// was already decided (through tether's decision route) is accepted as
-    /// is; an entry whose id is no approval of the thread is left to the agent.
-    /// Returns the interrupts answered `resolved` after their deadline.
-    pub fn answer(&self, session: &SessionId, resume: &[ResumeEntry]) -> Vec<Interrupt> {
-        let broker = &self.inner.broker;
-        let mut expired = Vec::new();
-        for entry in resume {
-            let id = entry.interrupt_id.as_str();
-            let result = match entry.status {
-                ResumeStatus::Resolved => {
-                    broker.decide(session, id, decision_from_resume(entry.payload.as_ref()))
-                }
-                ResumeStatus::Cancelled => broker.cancel_approval(session, id),
-            };
-            if let (Err(DecideError::Expired), ResumeStatus::Resolved) = (result, entry.status) {
-                expired.push(Interrupt {
-                    id: entry.interrupt_id.clone(),
-                    reason: "approval".into(),
-                    expires_at: broker.approval(session, id).map(|a| a.expires_at),
-                    ..Default::default()
-                });
-            }
-        }
-        expired
-    }
-}
-
-/// How a `resolved` resume entry's payload decides an approval: `false`, or an
-/// object with `"approved": false`, rejects (with the object's `"reason"`, if
-/// a string); anything else approves.
-///
-/// ```
-/// use serde_json::json;
-/// use tether_agui::decision_from_resume;
-///
-/// assert!(decision_from_resume(None).approved);
-/// assert!(!decision_from_resume(Some(&json!(false))).approved);
-/// let d = decision_from_resume(Some(&json!({"approved": false, "reason": "too risky"})));
-/// assert_eq!((d.approved, d.reason.as_deref()), (false, Some("too risky")));
-/// ```
-pub fn decision_from_resume(payload: Option<&Value>) -> Decision {
-    match payload {
-        Some(Value::Bool(approved)) => Decision {
-            approved: *approved,
-            reason: None,
-        },
-        Some(Value::Object(o)) => Decision {
-            approved: o.get("approved").and_then(Value::as_bool).unwrap_or(true),
-            reason: o.get("reason").and_then(Value::as_str).map(str::to_owned),
-        },
-        _ => Decision::approve(),
-    }
-}
-
-/// A thread held for a client's run between the 409 check and the start of
-/// the run; dropping it gives the thread back.
-#[derive(Debug)]
-#[must_use = "a reservation holds the thread until it is started or dropped"]
-pub struct Reservation {
-    runs: AguiRuns,
-    session: SessionId,
-    run_id: String,
-    armed: bool,
-}
-
-/// The run a client started, as [`Reservation::start`] left it.
-#[derive(Debug)]
-pub enum ClientRun {
-    /// A new run: hand the publisher to the agent.
-    New {
-        /// The run's publisher.
-        publisher: RunPublisher,
-        /// Resolves to the id of the run's last event.
-        end: RunEnd,
-    },
-    /// The run continues the agent that waited for the answer to its
-    /// interrupt ([`RunPublisher::next_run`]).
-    Resumed {
-        /// Resolves to the id of the run's last event.
-        end: RunEnd,
-    },
-    /// The run failed at once with `RUN_ERROR` (a `resolved` answer to an
-    /// interrupt past its deadline).
-    Failed {
-        /// Resolves to the id of the `RUN_ERROR`.
-        end: RunEnd,
-    },
-}
-
-impl ClientRun {
-    /// Resolves to the id of the run's last event.
-    pub fn end(&self) -> RunEnd {
-        match self {
-            ClientRun::New { end, .. } | ClientRun::Resumed { end } | ClientRun::Failed { end } => {
-                end.clone()
-            }
-        }
-    }
-}
-
-/// The id of a run's last event (`RUN_FINISHED` or `RUN_ERROR`), once written.
-#[derive(Debug, Clone)]
-pub struct RunEnd(watch::Receiver<Option<EventId>>);
-
-impl RunEnd {
-    /// The id, if the run has ended.
-    pub fn get(&self) -> Option<EventId> {
-        *self.0.borrow()
-    }
-
-    /// Waits for the run to end; `None` if its publisher vanished without
-    /// ending it.
-    pub async fn wait(&mut self) -> Option<EventId> {
-        self.0.wait_for(Option::is_some).await.ok().and_then(|v| *v)
-    }
-}
-
-impl Reservation {
-    /// Starts the client's run: answers its `resume` entries
-    /// ([`AguiRuns::answer`]), then publishes `RUN_STARTED` (echoing `input`)
-    /// and hands the run to the agent waiting on the thread, or returns it for
-    /// a new agent. A `resolved` answer past its deadline fails the run with
-    /// `RUN_ERROR`.
-    pub fn start(mut self, input: RunAgentInput) -> Result<ClientRun, AguiError> {
-        self.armed = false;
-        let runs = self.runs.clone();
-        let session = self.session.clone();
-        let expired = runs.answer(&session, input.resume.as_deref().unwrap_or_default());
-        let mut run = runs.open_claimed(
-            &session,
-            &input.thread_id,
-            input.run_id.clone(),
-            input.parent_run_id.clone(),
-            Some(&input),
-        )?;
-        let end = RunEnd(run.end.subscribe());
-        if let Some(first) = expired.first() {
-            let message = format!(
-                "interrupt {} expired at {}; answer it with status \"cancelled\" to continue the thread",
-                first.id,
-                first.expires_at.as_deref().unwrap_or("its deadline")
-            );
-            run.close(Event::from(RunError {
-                message,
-                code: Some("interrupt_expired".into()),
-                ..Default::default()
-            }))?;
-            return Ok(ClientRun::Failed { end });
-        }
-        let waiter = runs
-            .threads()
-            .get_mut(&session)
-            .and_then(|slot| slot.waiter.take());
-        let mut handoff = Handoff { run, input };
-        if let Some(waiter) = waiter {
-            match waiter.send(handoff) {
-                Ok(()) => return Ok(ClientRun::Resumed { end }),
-                Err(back) => handoff = back,
-            }
-        }
-        Ok(ClientRun::New {
-            publisher: RunPublisher {
-                runs: runs.clone(),
-                session,
-                thread_id: handoff.input.thread_id.clone(),
-                last_run_id: handoff.run.run_id.clone(),
-                current: Some(handoff.run),
-                waiting: None,
-            },
-            end,
-        })
-    }
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        if self.armed {
-            self.runs.release(&self.session, &self.run_id);
-        }
-    }
-}
 
 /// A client's run handed to the agent that waits for it.
-struct Handoff {
-    run: ActiveRun,
-    input: RunAgentInput,
+pub(super) struct Handoff {
+    pub(super) run: ActiveRun,
+    pub(super) input: RunAgentInput,
 }
 
 /// One open run. Dropped while open, it fails the run with `RUN_ERROR`, so a
 /// vanished agent never leaves its thread's run open.
-struct ActiveRun {
+pub(super) struct ActiveRun {
     runs: AguiRuns,
     session: SessionId,
     thread_id: String,
     run_id: String,
-    end: watch::Sender<Option<EventId>>,
+    pub(super) end: watch::Sender<Option<EventId>>,
     done: bool,
 }
 
@@ -442,12 +42,24 @@ impl std::fmt::Debug for ActiveRun {
 }
 
 impl ActiveRun {
+    pub(super) fn new(runs: AguiRuns, session: SessionId, thread_id: &str, run_id: String) -> Self {
+        let (end, _) = watch::channel(None);
+        Self {
+            runs,
+            session,
+            thread_id: thread_id.to_owned(),
+            run_id,
+            end,
+            done: false,
+        }
+    }
+
     fn publish(&self, event: &Event) -> Result<EventId, AguiError> {
         Ok(self.runs.inner.broker.publish(&self.session, event)?)
     }
 
     /// Publishes the run's last event and gives the thread back.
-    fn close(&mut self, event: Event) -> Result<EventId, AguiError> {
+    pub(super) fn close(&mut self, event: Event) -> Result<EventId, AguiError> {
         let id = self.publish(&event)?;
         self.done = true;
         self.end.send_replace(Some(id));
@@ -495,6 +107,18 @@ impl std::fmt::Debug for Handoff {
 }
 
 impl RunPublisher {
+    /// The publisher of `run`, an open run of the thread.
+    pub(super) fn new(runs: AguiRuns, session: SessionId, thread_id: &str, run: ActiveRun) -> Self {
+        Self {
+            runs,
+            session,
+            thread_id: thread_id.to_owned(),
+            last_run_id: run.run_id.clone(),
+            current: Some(run),
+            waiting: None,
+        }
+    }
+
     /// The thread (and session) id.
     pub fn thread_id(&self) -> &str {
         &self.thread_id

@@ -29,11 +29,15 @@
 //! # Ok::<(), tether_agui::StreamError>(())
 //! ```
 
+mod sse;
+
 use std::collections::{HashMap, HashSet};
 
-use serde_json::Value;
-
-use crate::events::{EncryptedValueSubtype, Event, Message, is_agui_type};
+pub use self::sse::{StreamError, sse_data, verify_sse};
+use crate::events::{
+    EncryptedValueSubtype, Event, Message, ReasoningEncryptedValue, SubagentError,
+    SubagentFinished, SubagentStarted, ToolCallStart,
+};
 
 /// Why an event breaks the sequence rules; the message is the client's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -228,6 +232,57 @@ impl Verifier {
     /// Whether `event` may come next. Changes nothing.
     pub fn check(&self, event: &Event) -> Result<(), VerifyError> {
         let ty = event.type_name();
+        self.check_run_phase(event, ty)?;
+        let tag = subagent_tag(event);
+        match event {
+            Event::TextMessageStart(e) => self.check_text_start(ty, tag, &e.message_id),
+            Event::TextMessageContent(e) => self.continuation(ty, tag, &e.message_id, true),
+            Event::TextMessageEnd(e) => self.continuation(ty, tag, &e.message_id, false),
+            Event::ToolCallStart(e) => self.check_tool_start(ty, tag, e),
+            Event::ToolCallArgs(e) => self.tool_continuation(ty, tag, &e.tool_call_id),
+            Event::ToolCallEnd(e) => self.tool_continuation(ty, tag, &e.tool_call_id),
+            Event::StepStarted(e) => self.check_step_started(tag, &e.step_name),
+            Event::StepFinished(e) => self.check_step_finished(tag, &e.step_name),
+            Event::ReasoningStart(e) => self.reasoning_opener(ty, tag, &e.message_id, true),
+            Event::ReasoningMessageStart(e) => self.reasoning_opener(ty, tag, &e.message_id, false),
+            Event::ReasoningMessageContent(e) => {
+                self.reasoning_continuation(ty, tag, &e.message_id, false)
+            }
+            Event::ReasoningMessageEnd(e) => {
+                self.reasoning_continuation(ty, tag, &e.message_id, false)
+            }
+            Event::ReasoningEnd(e) => self.reasoning_continuation(ty, tag, &e.message_id, true),
+            Event::ReasoningEncryptedValue(e) => self.check_encrypted_value(ty, tag, e),
+            Event::ActivityDelta(e) => tag_error(
+                ty,
+                tag,
+                self.owners.activity.get(&e.message_id),
+                "activity",
+                &e.message_id,
+            ),
+            Event::SubagentStarted(e) => self.check_subagent_started(e),
+            Event::SubagentFinished(_) | Event::SubagentError(_) => {
+                let id = tag.unwrap_or_default();
+                if !self.active_subagents.contains(id) {
+                    return fail(format!(
+                        "Cannot send '{ty}': no active subagent found with ID '{id}'. A 'SUBAGENT_STARTED' event must be sent first."
+                    ));
+                }
+                Ok(())
+            }
+            Event::RunFinished(_) => self.check_run_finished(),
+            Event::TextMessageChunk(_)
+            | Event::ToolCallChunk(_)
+            | Event::ReasoningMessageChunk(_) => fail(format!(
+                "'{ty}' must be expanded into start, content and end events before it is verified; this port of verifyEvents does not expand chunks"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// What may come after a run errored or finished, first, or while a run
+    /// is open.
+    fn check_run_phase(&self, event: &Event, ty: &str) -> Result<(), VerifyError> {
         if self.run_error && !matches!(event, Event::RunStarted(_)) {
             return fail(format!(
                 "Cannot send event type '{ty}': The run has already errored with 'RUN_ERROR'. No further events can be sent."
@@ -247,198 +302,174 @@ impl Verifier {
                 "Cannot send 'RUN_STARTED' while a run is still active. The previous run must be finished with 'RUN_FINISHED' before starting a new run.",
             );
         }
-        let tag = subagent_tag(event);
-        let o = &self.owners;
-        match event {
-            Event::TextMessageStart(e) => {
-                let id = &e.message_id;
-                if self.active_messages.contains(id) {
-                    return fail(format!(
-                        "Cannot send 'TEXT_MESSAGE_START' event: A text message with ID '{id}' is already in progress. Complete it with 'TEXT_MESSAGE_END' first."
-                    ));
-                }
-                tag_error(ty, tag, o.message.get(id), "message", id)
-            }
-            Event::TextMessageContent(e) => self.continuation(ty, tag, &e.message_id, true),
-            Event::TextMessageEnd(e) => self.continuation(ty, tag, &e.message_id, false),
-            Event::ToolCallStart(e) => {
-                let id = &e.tool_call_id;
-                if self.active_tool_calls.contains(id) {
-                    return fail(format!(
-                        "Cannot send 'TOOL_CALL_START' event: A tool call with ID '{id}' is already in progress. Complete it with 'TOOL_CALL_END' first."
-                    ));
-                }
-                let inherited = self.inherited_owner(e.parent_message_id.as_deref());
-                if let (Some(parent), Some(owner), Some(tag)) =
-                    (e.parent_message_id.as_deref(), inherited, tag)
-                    && owner.as_deref() != Some(tag)
-                {
-                    return fail(format!(
-                        "Cannot send 'TOOL_CALL_START': subagentRunId '{tag}' does not match its parent message '{parent}' owner {}. A tool call belongs to the message that carries it.",
-                        who(owner)
-                    ));
-                }
-                if let Some(existing) = o.tool_call.get(id) {
-                    tag_error(ty, tag, Some(existing), "tool call", id)?;
-                    if tag.is_none()
-                        && let Some(inherited) = inherited
-                        && inherited != existing
-                    {
-                        return fail(format!(
-                            "Cannot send 'TOOL_CALL_START': tool call '{id}' is owned by {} but its parent message '{}' is owned by {}. A tool call belongs to the message that carries it.",
-                            who(existing),
-                            e.parent_message_id.as_deref().unwrap_or_default(),
-                            who(inherited)
-                        ));
-                    }
-                }
-                Ok(())
-            }
-            Event::ToolCallArgs(e) => self.tool_continuation(ty, tag, &e.tool_call_id),
-            Event::ToolCallEnd(e) => self.tool_continuation(ty, tag, &e.tool_call_id),
-            Event::StepStarted(e) => {
-                let owner: Owner = tag.map(str::to_owned);
-                if self
-                    .active_steps
-                    .get(&owner)
-                    .is_some_and(|names| names.contains(&e.step_name))
-                {
-                    let within = tag
-                        .map(|t| format!(" in subagent '{t}'"))
-                        .unwrap_or_default();
-                    return fail(format!(
-                        "Step \"{}\" is already active for 'STEP_STARTED'{within}",
-                        e.step_name
-                    ));
-                }
-                Ok(())
-            }
-            Event::StepFinished(e) => {
-                let owner: Owner = tag.map(str::to_owned);
-                let name = &e.step_name;
-                if self
-                    .active_steps
-                    .get(&owner)
-                    .is_some_and(|names| names.contains(name))
-                {
-                    return Ok(());
-                }
-                let other = self
-                    .active_steps
-                    .iter()
-                    .find(|(o, names)| **o != owner && names.contains(name));
-                if let Some((other, _)) = other {
-                    let describe = |o: &Owner| match o {
-                        Some(id) => format!("subagent '{id}'"),
-                        None => "the parent agent".into(),
-                    };
-                    return fail(format!(
-                        "Cannot send 'STEP_FINISHED' for step \"{name}\" attributed to {}: that step is open under {}. A step must be finished by whoever started it.",
-                        describe(&owner),
-                        describe(other)
-                    ));
-                }
-                fail(format!(
-                    "Cannot send 'STEP_FINISHED' for step \"{name}\" that was not started"
-                ))
-            }
-            Event::ReasoningStart(e) => self.reasoning_opener(ty, tag, &e.message_id, true),
-            Event::ReasoningMessageStart(e) => self.reasoning_opener(ty, tag, &e.message_id, false),
-            Event::ReasoningMessageContent(e) => {
-                self.reasoning_continuation(ty, tag, &e.message_id, false)
-            }
-            Event::ReasoningMessageEnd(e) => {
-                self.reasoning_continuation(ty, tag, &e.message_id, false)
-            }
-            Event::ReasoningEnd(e) => self.reasoning_continuation(ty, tag, &e.message_id, true),
-            Event::ReasoningEncryptedValue(e) => {
-                let id = &e.entity_id;
-                let (owner, kind) = match e.subtype {
-                    EncryptedValueSubtype::ToolCall => (o.tool_call.get(id), "tool call"),
-                    EncryptedValueSubtype::Message => {
-                        (o.message.get(id).or_else(|| o.reasoning.get(id)), "message")
-                    }
-                };
-                tag_error(ty, tag, owner, kind, id)
-            }
-            Event::ActivityDelta(e) => tag_error(
-                ty,
-                tag,
-                o.activity.get(&e.message_id),
-                "activity",
-                &e.message_id,
-            ),
-            Event::SubagentStarted(e) => {
-                let id = &e.subagent_run_id;
-                if self.active_subagents.contains(id) {
-                    return fail(format!(
-                        "Cannot send 'SUBAGENT_STARTED': subagent '{id}' is already active. Finish it with 'SUBAGENT_FINISHED' first."
-                    ));
-                }
-                if self.closed_subagents.contains(id) {
-                    return fail(format!(
-                        "Cannot send 'SUBAGENT_STARTED': subagent '{id}' has already finished in this run. Subagent IDs are per-invocation and cannot be reused."
-                    ));
-                }
-                if let Some(parent) = &e.parent_subagent_run_id
-                    && !self.active_subagents.contains(parent)
-                    && !self.closed_subagents.contains(parent)
-                {
-                    return fail(format!(
-                        "Cannot send 'SUBAGENT_STARTED': parentSubagentRunId '{parent}' has not been started in this run."
-                    ));
-                }
-                Ok(())
-            }
-            Event::SubagentFinished(_) | Event::SubagentError(_) => {
-                let id = tag.unwrap_or_default();
-                if !self.active_subagents.contains(id) {
-                    return fail(format!(
-                        "Cannot send '{ty}': no active subagent found with ID '{id}'. A 'SUBAGENT_STARTED' event must be sent first."
-                    ));
-                }
-                Ok(())
-            }
-            Event::RunFinished(_) => {
-                if self.steps_open() {
-                    let mut parts = Vec::new();
-                    for (owner, names) in &self.active_steps {
-                        for name in names {
-                            parts.push(match owner {
-                                Some(o) => format!("{name} (subagent '{o}')"),
-                                None => name.clone(),
-                            });
-                        }
-                    }
-                    return fail(format!(
-                        "Cannot send 'RUN_FINISHED' while steps are still active: {}",
-                        parts.join(", ")
-                    ));
-                }
-                let open = |what: &str, set: &HashSet<String>| -> Result<(), VerifyError> {
-                    if set.is_empty() {
-                        return Ok(());
-                    }
-                    let mut ids: Vec<&str> = set.iter().map(String::as_str).collect();
-                    ids.sort_unstable();
-                    fail(format!(
-                        "Cannot send 'RUN_FINISHED' while {what} are still active: {}",
-                        ids.join(", ")
-                    ))
-                };
-                open("text messages", &self.active_messages)?;
-                open("reasoning messages", &self.active_reasoning_messages)?;
-                open("reasoning spans", &self.active_reasoning_spans)?;
-                open("tool calls", &self.active_tool_calls)?;
-                open("subagents", &self.active_subagents)
-            }
-            Event::TextMessageChunk(_)
-            | Event::ToolCallChunk(_)
-            | Event::ReasoningMessageChunk(_) => fail(format!(
-                "'{ty}' must be expanded into start, content and end events before it is verified; this port of verifyEvents does not expand chunks"
-            )),
-            _ => Ok(()),
+        Ok(())
+    }
+
+    fn check_text_start(&self, ty: &str, tag: Option<&str>, id: &str) -> Result<(), VerifyError> {
+        if self.active_messages.contains(id) {
+            return fail(format!(
+                "Cannot send 'TEXT_MESSAGE_START' event: A text message with ID '{id}' is already in progress. Complete it with 'TEXT_MESSAGE_END' first."
+            ));
         }
+        tag_error(ty, tag, self.owners.message.get(id), "message", id)
+    }
+
+    fn check_tool_start(
+        &self,
+        ty: &str,
+        tag: Option<&str>,
+        e: &ToolCallStart,
+    ) -> Result<(), VerifyError> {
+        let id = &e.tool_call_id;
+        if self.active_tool_calls.contains(id) {
+            return fail(format!(
+                "Cannot send 'TOOL_CALL_START' event: A tool call with ID '{id}' is already in progress. Complete it with 'TOOL_CALL_END' first."
+            ));
+        }
+        let inherited = self.inherited_owner(e.parent_message_id.as_deref());
+        if let (Some(parent), Some(owner), Some(tag)) =
+            (e.parent_message_id.as_deref(), inherited, tag)
+            && owner.as_deref() != Some(tag)
+        {
+            return fail(format!(
+                "Cannot send 'TOOL_CALL_START': subagentRunId '{tag}' does not match its parent message '{parent}' owner {}. A tool call belongs to the message that carries it.",
+                who(owner)
+            ));
+        }
+        if let Some(existing) = self.owners.tool_call.get(id) {
+            tag_error(ty, tag, Some(existing), "tool call", id)?;
+            if tag.is_none()
+                && let Some(inherited) = inherited
+                && inherited != existing
+            {
+                return fail(format!(
+                    "Cannot send 'TOOL_CALL_START': tool call '{id}' is owned by {} but its parent message '{}' is owned by {}. A tool call belongs to the message that carries it.",
+                    who(existing),
+                    e.parent_message_id.as_deref().unwrap_or_default(),
+                    who(inherited)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_step_started(&self, tag: Option<&str>, name: &str) -> Result<(), VerifyError> {
+        let owner: Owner = tag.map(str::to_owned);
+        if self
+            .active_steps
+            .get(&owner)
+            .is_some_and(|names| names.iter().any(|n| n == name))
+        {
+            let within = tag
+                .map(|t| format!(" in subagent '{t}'"))
+                .unwrap_or_default();
+            return fail(format!(
+                "Step \"{name}\" is already active for 'STEP_STARTED'{within}"
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_step_finished(&self, tag: Option<&str>, name: &str) -> Result<(), VerifyError> {
+        let owner: Owner = tag.map(str::to_owned);
+        let has = |names: &Vec<String>| names.iter().any(|n| n == name);
+        if self.active_steps.get(&owner).is_some_and(has) {
+            return Ok(());
+        }
+        let other = self
+            .active_steps
+            .iter()
+            .find(|(o, names)| **o != owner && has(names));
+        if let Some((other, _)) = other {
+            let describe = |o: &Owner| match o {
+                Some(id) => format!("subagent '{id}'"),
+                None => "the parent agent".into(),
+            };
+            return fail(format!(
+                "Cannot send 'STEP_FINISHED' for step \"{name}\" attributed to {}: that step is open under {}. A step must be finished by whoever started it.",
+                describe(&owner),
+                describe(other)
+            ));
+        }
+        fail(format!(
+            "Cannot send 'STEP_FINISHED' for step \"{name}\" that was not started"
+        ))
+    }
+
+    fn check_encrypted_value(
+        &self,
+        ty: &str,
+        tag: Option<&str>,
+        e: &ReasoningEncryptedValue,
+    ) -> Result<(), VerifyError> {
+        let o = &self.owners;
+        let id = &e.entity_id;
+        let (owner, kind) = match e.subtype {
+            EncryptedValueSubtype::ToolCall => (o.tool_call.get(id), "tool call"),
+            EncryptedValueSubtype::Message => {
+                (o.message.get(id).or_else(|| o.reasoning.get(id)), "message")
+            }
+        };
+        tag_error(ty, tag, owner, kind, id)
+    }
+
+    fn check_subagent_started(&self, e: &SubagentStarted) -> Result<(), VerifyError> {
+        let id = &e.subagent_run_id;
+        if self.active_subagents.contains(id) {
+            return fail(format!(
+                "Cannot send 'SUBAGENT_STARTED': subagent '{id}' is already active. Finish it with 'SUBAGENT_FINISHED' first."
+            ));
+        }
+        if self.closed_subagents.contains(id) {
+            return fail(format!(
+                "Cannot send 'SUBAGENT_STARTED': subagent '{id}' has already finished in this run. Subagent IDs are per-invocation and cannot be reused."
+            ));
+        }
+        if let Some(parent) = &e.parent_subagent_run_id
+            && !self.active_subagents.contains(parent)
+            && !self.closed_subagents.contains(parent)
+        {
+            return fail(format!(
+                "Cannot send 'SUBAGENT_STARTED': parentSubagentRunId '{parent}' has not been started in this run."
+            ));
+        }
+        Ok(())
+    }
+
+    /// `RUN_FINISHED` needs every step, message, reasoning span, tool call
+    /// and subagent closed.
+    fn check_run_finished(&self) -> Result<(), VerifyError> {
+        if self.steps_open() {
+            let mut parts = Vec::new();
+            for (owner, names) in &self.active_steps {
+                for name in names {
+                    parts.push(match owner {
+                        Some(o) => format!("{name} (subagent '{o}')"),
+                        None => name.clone(),
+                    });
+                }
+            }
+            return fail(format!(
+                "Cannot send 'RUN_FINISHED' while steps are still active: {}",
+                parts.join(", ")
+            ));
+        }
+        let open = |what: &str, set: &HashSet<String>| -> Result<(), VerifyError> {
+            if set.is_empty() {
+                return Ok(());
+            }
+            let mut ids: Vec<&str> = set.iter().map(String::as_str).collect();
+            ids.sort_unstable();
+            fail(format!(
+                "Cannot send 'RUN_FINISHED' while {what} are still active: {}",
+                ids.join(", ")
+            ))
+        };
+        open("text messages", &self.active_messages)?;
+        open("reasoning messages", &self.active_reasoning_messages)?;
+        open("reasoning spans", &self.active_reasoning_spans)?;
+        open("tool calls", &self.active_tool_calls)?;
+        open("subagents", &self.active_subagents)
     }
 
     fn inherited_owner(&self, parent: Option<&str>) -> Option<&Owner> {
@@ -547,14 +578,7 @@ impl Verifier {
 
     /// Records `event`, which [`check`](Self::check) accepted.
     pub fn apply(&mut self, event: &Event) {
-        if !self.first_event_received {
-            self.first_event_received = true;
-        } else if matches!(event, Event::RunStarted(_)) && (self.run_finished || self.run_error) {
-            *self = Self {
-                first_event_received: true,
-                ..Self::default()
-            };
-        }
+        self.begin(event);
         let tag: Owner = subagent_tag(event).map(str::to_owned);
         match event {
             Event::TextMessageStart(e) => {
@@ -567,20 +591,7 @@ impl Verifier {
             Event::TextMessageEnd(e) => {
                 self.active_messages.remove(&e.message_id);
             }
-            Event::ToolCallStart(e) => {
-                let inherited = self
-                    .inherited_owner(e.parent_message_id.as_deref())
-                    .cloned();
-                self.active_tool_calls.insert(e.tool_call_id.clone());
-                if !self.owners.tool_call.contains_key(&e.tool_call_id) {
-                    let owner = if tag.is_some() {
-                        tag
-                    } else {
-                        inherited.unwrap_or(None)
-                    };
-                    self.owners.tool_call.insert(e.tool_call_id.clone(), owner);
-                }
-            }
+            Event::ToolCallStart(e) => self.open_tool_call(e, tag),
             Event::ToolCallEnd(e) => {
                 self.active_tool_calls.remove(&e.tool_call_id);
             }
@@ -627,13 +638,14 @@ impl Verifier {
             Event::SubagentStarted(e) => {
                 self.active_subagents.insert(e.subagent_run_id.clone());
             }
-            Event::SubagentFinished(e) => {
-                self.active_subagents.remove(&e.subagent_run_id);
-                self.closed_subagents.insert(e.subagent_run_id.clone());
-            }
-            Event::SubagentError(e) => {
-                self.active_subagents.remove(&e.subagent_run_id);
-                self.closed_subagents.insert(e.subagent_run_id.clone());
+            Event::SubagentFinished(SubagentFinished {
+                subagent_run_id, ..
+            })
+            | Event::SubagentError(SubagentError {
+                subagent_run_id, ..
+            }) => {
+                self.active_subagents.remove(subagent_run_id);
+                self.closed_subagents.insert(subagent_run_id.clone());
             }
             Event::MessagesSnapshot(e) => self.seed_owners(&e.messages, true),
             Event::RunStarted(e) => {
@@ -647,103 +659,34 @@ impl Verifier {
             _ => {}
         }
     }
-}
 
-/// Why a response body fails the client's pipeline.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum StreamError {
-    /// A `data:` document is not JSON, not an object, or has no string `type`
-    /// (the transport stage).
-    #[error("frame {frame}: {message}")]
-    Transport {
-        /// The position of the frame among the body's frames.
-        frame: usize,
-        /// What is wrong.
-        message: String,
-    },
-    /// An event of a known type does not match its schema (`enforceEvents`).
-    #[error("frame {frame}: {message}")]
-    Schema {
-        /// The position of the frame.
-        frame: usize,
-        /// What is wrong.
-        message: String,
-    },
-    /// An event breaks the sequence rules (`verifyEvents`).
-    #[error("frame {frame}: {error}")]
-    Sequence {
-        /// The position of the frame.
-        frame: usize,
-        /// The rule broken.
-        error: VerifyError,
-    },
-}
-
-/// Splits an SSE body into the `data` documents the client parses: frames are
-/// cut at `\n\n`, lines starting with `data:` are kept (one following space
-/// dropped) and joined with `\n`; a frame without a `data:` line yields
-/// nothing. The unterminated tail counts as a last frame.
-pub fn sse_data(body: &[u8]) -> Vec<String> {
-    let text = String::from_utf8_lossy(body);
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let mut out = Vec::new();
-    for frame in text.split("\n\n") {
-        let mut data: Option<String> = None;
-        for line in frame.split('\n') {
-            if let Some(rest) = line.strip_prefix("data:") {
-                let rest = rest.strip_prefix(' ').unwrap_or(rest);
-                match data.as_mut() {
-                    Some(d) => {
-                        d.push('\n');
-                        d.push_str(rest);
-                    }
-                    None => data = Some(rest.to_owned()),
-                }
-            }
+    /// The first event starts the response; a `RUN_STARTED` after a finished
+    /// or errored run starts over.
+    fn begin(&mut self, event: &Event) {
+        if !self.first_event_received {
+            self.first_event_received = true;
+        } else if matches!(event, Event::RunStarted(_)) && (self.run_finished || self.run_error) {
+            *self = Self {
+                first_event_received: true,
+                ..Self::default()
+            };
         }
-        out.extend(data);
     }
-    out
-}
 
-/// Runs a response body through the client's SSE framing, its event check and
-/// the sequence rules; returns how many events reached the verifier. Frames
-/// whose `type` is not a 1.0 type are dropped, as the client drops them.
-pub fn verify_sse(body: &[u8]) -> Result<usize, StreamError> {
-    let mut verifier = Verifier::new();
-    let mut count = 0;
-    for (frame, data) in sse_data(body).into_iter().enumerate() {
-        let value: Value = serde_json::from_str(&data).map_err(|e| StreamError::Transport {
-            frame,
-            message: format!("not JSON: {e}"),
-        })?;
-        let type_name = match value.as_object().map(|o| o.get("type")) {
-            Some(Some(Value::String(t))) if !t.is_empty() => t.clone(),
-            Some(_) => {
-                return Err(StreamError::Transport {
-                    frame,
-                    message: "Invalid event: the frame carries no event type.".into(),
-                });
-            }
-            None => {
-                return Err(StreamError::Transport {
-                    frame,
-                    message: "Invalid event: the frame is not a JSON object.".into(),
-                });
-            }
-        };
-        if !is_agui_type(&type_name) {
-            continue;
+    /// A tool call's owner is its tag, or else its parent message's owner;
+    /// an owner already recorded stays.
+    fn open_tool_call(&mut self, e: &ToolCallStart, tag: Owner) {
+        let inherited = self
+            .inherited_owner(e.parent_message_id.as_deref())
+            .cloned();
+        self.active_tool_calls.insert(e.tool_call_id.clone());
+        if !self.owners.tool_call.contains_key(&e.tool_call_id) {
+            let owner = if tag.is_some() {
+                tag
+            } else {
+                inherited.unwrap_or(None)
+            };
+            self.owners.tool_call.insert(e.tool_call_id.clone(), owner);
         }
-        let event = Event::from_value(value).map_err(|e| StreamError::Schema {
-            frame,
-            message: e.to_string(),
-        })?;
-        verifier
-            .feed(&event)
-            .map_err(|error| StreamError::Sequence { frame, error })?;
-        count += 1;
     }
-    Ok(count)
 }
