@@ -207,6 +207,20 @@ async fn post_json(target: &Target, path: &str, body: &str) -> tether_conformanc
     .unwrap()
 }
 
+/// `GET /health/sse`.
+async fn get_health(target: &Target) -> tether_conformance::client::Reply {
+    send(
+        target,
+        "GET",
+        "/health/sse",
+        &[],
+        b"",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap()
+}
+
 fn approval(id: &str, bytes: usize) -> String {
     serde_json::json!({"id": id, "payload": {"diff": "x".repeat(bytes)}}).to_string()
 }
@@ -263,16 +277,7 @@ async fn preludes_and_the_memory_budget_refuse_with_their_own_codes() {
     let in_use = post_json(&target, "/api/sessions/holding/events", r#"{"n":1}"#).await;
     assert_eq!(in_use.status, 202, "{}", in_use.text());
 
-    let health = send(
-        &target,
-        "GET",
-        "/health/sse",
-        &[],
-        b"",
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
+    let health = get_health(&target).await;
     assert_eq!(health.status, 200, "a full node stays healthy");
     let health = health.json().unwrap();
     assert_eq!(
@@ -345,18 +350,7 @@ async fn tracker_and_approval_memory_stays_within_the_budget_in_rss() {
         assert_eq!(reply.status, 202, "{}", reply.text());
     }
     let after = rss_bytes(pid);
-    let health = send(
-        &target,
-        "GET",
-        "/health/sse",
-        &[],
-        b"",
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap()
-    .json()
-    .unwrap();
+    let health = get_health(&target).await.json().unwrap();
     let held = health["ring_bytes"].as_u64().unwrap() + health["state_bytes"].as_u64().unwrap();
     eprintln!(
         "rss before {before} after {after} (+{} MiB); budget {BUDGET}; held {held}; approvals accepted {accepted_payload} bytes",
