@@ -12,8 +12,10 @@
 //!   that closed their connection (actix-web by default keeps writing to a half-closed
 //!   connection, so a closed tab would hold its session's slot until a write fails), and it
 //!   applies [`SocketOptions`] (TCP keepalive, `TCP_USER_TIMEOUT`) to every accepted socket.
-//! - [`serve`]: all of the above with [`Broker::shutdown`] hooked into graceful shutdown;
-//!   [`run_with_drain`] does the same for an `HttpServer` built by the application.
+//! - [`serve`]: actix-web's HTTP/1.1 service behind the core's connection limits (the same
+//!   cap, shed answers, idle-first closing and per-address cap as the hub), with
+//!   [`Broker::shutdown`](tether_core::Broker::shutdown) hooked into graceful shutdown;
+//!   [`run_with_drain`] does the drain for an `HttpServer` built by the application.
 //!
 //! Routing, credentials, CORS, body limits and every answer live in
 //! [`tether_core::http`]; this crate only converts between the two.
@@ -22,8 +24,7 @@
 //! use std::time::Duration;
 //! use actix_web::{App, web};
 //! use tether_actix::{Hooks, Service, SocketOptions, SseListener};
-//! use tether_core::Broker;
-//!
+//! //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
 //! let broker = Broker::builder().start();
@@ -51,7 +52,8 @@
 //! that closed its connection while its stream is idle, and under the Reject policy the
 //! client's next connect to the session gets 409 until a heartbeat write fails. Then run it
 //! with [`run_with_drain`]. actix-web runs its own accept loop (it pauses accepting when the
-//! process is out of file descriptors).
+//! process is out of file descriptors), and at its connection cap it stops accepting rather
+//! than answering the connection past it: [`serve`] answers it.
 //!
 //! actix-web speaks the `http` 0.2 types and the core the `http` 1 types: methods, status codes
 //! and header maps are converted at this crate's edge, so neither side sees the other's.
@@ -63,23 +65,21 @@
 //! | `agui` | module `agui` (`tether_agui::http` re-exported): the durable AG-UI run route (`POST /api/agui/run`), plugged in with `Service::extension` |
 #![doc(test(attr(deny(warnings))))]
 
-use std::any::Any;
 use std::fmt;
-use std::future::Future;
-use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use actix_web::body::{BodySize, MessageBody};
-use actix_web::dev::{AppConfig, HttpServiceFactory, Server, ServiceFactory};
+use actix_web::dev::HttpServiceFactory;
 use actix_web::http::{StatusCode, header as ax_header};
 use actix_web::web::{self, Bytes};
-use actix_web::{HttpRequest, HttpResponse, HttpServer};
+use actix_web::{HttpRequest, HttpResponse};
 use http as http1;
-use tether_core::Broker;
 use tether_core::http::{self as th, PREFIXES};
 
+mod server;
+
+pub use server::{configure_server, run_with_drain, serve};
 #[cfg(feature = "agui")]
 pub use tether_agui::http as agui;
 pub use tether_core::SHUTDOWN_GRACE;
@@ -201,110 +201,4 @@ pub fn into_response(res: th::Response) -> HttpResponse {
         }
     }
     out.map_into_boxed_body()
-}
-
-/// Applies the settings an SSE server needs to an `HttpServer`; call it before `bind` or
-/// `listen` (actix-web captures the connect hook when a listener is added):
-///
-/// - `h1_allow_half_closed(false)`: a client that closes its connection ends its stream at
-///   once. actix-web's default (`true`) keeps serving a half-closed connection, so a closed
-///   tab would hold its session's slot until a write to it fails.
-/// - [`SocketOptions`] on every accepted TCP socket: keepalive probes, `TCP_USER_TIMEOUT`
-///   and `TCP_NODELAY`.
-/// - [`ConnectionLimits`]: `client_request_timeout` is the head timeout, `keep_alive` the
-///   idle timeout, and `max_connections` the cap shared among the workers (one per CPU).
-///   At the cap actix-web stops accepting, so the connection past it waits in the backlog
-///   instead of being answered as the hub and the hyper adapters answer it, and
-///   `max_per_ip` is not applied.
-pub fn configure_server<F, I, S, B>(
-    server: HttpServer<F, I, S, B>,
-    options: SocketOptions,
-    limits: ConnectionLimits,
-) -> HttpServer<F, I, S, B>
-where
-    F: Fn() -> I + Send + Clone + 'static,
-    I: actix_service::IntoServiceFactory<S, actix_http::Request>,
-    S: ServiceFactory<actix_http::Request, Config = AppConfig> + 'static,
-    S::Error: Into<actix_web::Error> + 'static,
-    S::InitError: fmt::Debug,
-    S::Response: Into<actix_web::dev::Response<B>> + 'static,
-    <S::Service as actix_web::dev::Service<actix_http::Request>>::Future: 'static,
-    S::Service: 'static,
-    B: MessageBody + 'static,
-{
-    // actix-web counts connections per worker and stops accepting at the cap (new
-    // connections wait in the backlog rather than being answered).
-    let workers = std::thread::available_parallelism().map_or(1, usize::from);
-    server
-        .h1_allow_half_closed(false)
-        .client_request_timeout(limits.head_timeout)
-        .keep_alive(actix_web::http::KeepAlive::Timeout(limits.idle_timeout))
-        .max_connections(limits.max_connections.div_ceil(workers).max(1))
-        .on_connect(move |conn: &dyn Any, _ext| {
-            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>()
-                && let Err(e) = options.apply(tcp)
-            {
-                tracing::debug!(error = %e, "could not apply socket options");
-            }
-        })
-}
-
-/// Serves the application built by `factory` on `listener` until `shutdown` resolves, then
-/// drains (see [`run_with_drain`]). The server is set up with [`configure_server`] (closed
-/// clients are noticed, the listener's [`SocketOptions`] are applied to every connection),
-/// actix-web's own signal handling is off (pass Ctrl-C or SIGTERM as `shutdown`), and it has
-/// actix-web's default number of workers (one per physical core).
-pub async fn serve<F, I, S, B>(
-    listener: SseListener,
-    factory: F,
-    broker: Broker,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    drain_window: Duration,
-) -> io::Result<()>
-where
-    F: Fn() -> I + Send + Clone + 'static,
-    I: actix_service::IntoServiceFactory<S, actix_http::Request>,
-    S: ServiceFactory<actix_http::Request, Config = AppConfig> + 'static,
-    S::Error: Into<actix_web::Error> + 'static,
-    S::InitError: fmt::Debug,
-    S::Response: Into<actix_web::dev::Response<B>> + 'static,
-    <S::Service as actix_web::dev::Service<actix_http::Request>>::Future: 'static,
-    S::Service: 'static,
-    B: MessageBody + 'static,
-{
-    let options = listener.options();
-    let limits = listener.limits();
-    let server = configure_server(HttpServer::new(factory), options, limits)
-        .disable_signals()
-        .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
-        .listen(listener.into_std()?)?
-        .run();
-    run_with_drain(server, broker, shutdown, drain_window).await
-}
-
-/// Runs a started actix-web `server` until `shutdown` resolves, then runs
-/// [`Broker::shutdown`] with `drain_window` (the server answers with the draining answers
-/// meanwhile) and stops the server gracefully (requests in flight get actix-web's shutdown
-/// timeout).
-///
-/// Build the server with `disable_signals()`, or actix-web stops it on Ctrl-C by itself,
-/// without the drain.
-pub async fn run_with_drain(
-    server: Server,
-    broker: Broker,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    drain_window: Duration,
-) -> io::Result<()> {
-    let handle = server.handle();
-    let mut server = std::pin::pin!(server);
-    tokio::select! {
-        r = &mut server => return r,
-        () = shutdown => {}
-    }
-    tokio::select! {
-        r = &mut server => return r,
-        _ = broker.shutdown(drain_window) => {}
-    }
-    let (_, result) = tokio::join!(handle.stop(true), &mut server);
-    result
 }

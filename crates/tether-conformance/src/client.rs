@@ -320,6 +320,30 @@ pub async fn send(
     })
 }
 
+/// Opens a connection, sends one `GET path` on it that keeps it alive, reads the answer
+/// (its status is returned) and hands the connection back open: a connection the server
+/// has answered is one it keeps, which a connection that has sent nothing does not show.
+pub async fn open_answered(
+    target: &Target,
+    path: &str,
+    limit: Duration,
+) -> Result<(TcpStream, u16), CheckError> {
+    let deadline = Instant::now() + limit;
+    let mut stream = connect(target, None).await?;
+    let head = format!(
+        "GET {}{path} HTTP/1.1\r\nHost: {}\r\n\r\n",
+        target.prefix, target.host
+    );
+    timeout_at(deadline, stream.write_all(head.as_bytes()))
+        .await
+        .map_err(|_| CheckError::Timeout)?
+        .map_err(|e| io_fail("writing a request", e))?;
+    let (status, headers, rest) = read_head(&mut stream, deadline).await?;
+    let mut body = Body::new(framing(status, &headers, false), rest, None);
+    while body.next_chunk(&mut stream, deadline).await?.is_some() {}
+    Ok((stream, status))
+}
+
 /// The body of a streaming response, de-chunked and (for `Content-Encoding: gzip`)
 /// decompressed as it arrives.
 struct Body {

@@ -10,11 +10,14 @@
 //! - [`serve_hyper`] (feature `hyper`): the same shell around a hyper service, for the axum
 //!   and warp adapters;
 //! - [`limits`]: how many connections a server keeps, how long it waits for a request, and
-//!   what the connection past the limit is told.
+//!   what the connection past the limit is told;
+//! - [`ConnectionGate`]: those limits for a server with an accept loop of its own
+//!   (actix-web), applied to each connection it accepts.
 //!
 //! The adapters use [`SseListener`] and [`Broker::shutdown`](crate::Broker::shutdown) around
 //! their framework's own server.
 
+mod gate;
 mod http1;
 #[cfg(feature = "hyper")]
 mod hyper_shell;
@@ -22,6 +25,7 @@ pub mod limits;
 mod listener;
 mod shed;
 
+pub use gate::{ConnectionActivity, ConnectionGate, KeptConnection};
 pub use http1::{serve, serve_connection, serve_io};
 #[cfg(feature = "hyper")]
 pub use hyper_shell::serve_hyper;
