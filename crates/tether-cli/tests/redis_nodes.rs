@@ -874,3 +874,60 @@ async fn rediss_connects_over_tls() {
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+async fn publish_with_key(hub: &Hub, session: &str, key: &str, events: &Value) -> Reply {
+    let mut headers = json_headers();
+    headers.push(("idempotency-key".into(), key.into()));
+    send(
+        &target(hub),
+        "POST",
+        &format!("/api/sessions/{session}/events"),
+        &headers,
+        &serde_json::to_vec(events).unwrap(),
+        LIMIT,
+    )
+    .await
+    .expect("the publish is answered")
+}
+
+#[tokio::test]
+async fn a_retry_on_another_node_with_the_same_idempotency_key_stores_nothing() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let (a, b) = (node(&redis.url()).await, node(&redis.url()).await);
+    let events = json!([{ "n": 0 }, { "n": 1 }]);
+    let first = publish_with_key(&a, "idem-1", "order-42", &events).await;
+    assert_eq!(first.status, 202, "{}", first.text());
+    assert!(first.header("idempotency-replayed").is_none());
+    // The reply was lost; the publisher retries through the load balancer and lands on B.
+    let retry = publish_with_key(&b, "idem-1", "order-42", &events).await;
+    assert_eq!(retry.status, 202, "{}", retry.text());
+    assert_eq!(retry.json().unwrap(), first.json().unwrap());
+    assert_eq!(retry.header("idempotency-replayed"), Some("true"));
+    let reused = publish_with_key(&b, "idem-1", "order-42", &json!({ "n": 9 })).await;
+    assert_eq!(reused.status, 422, "{}", reused.text());
+    assert_eq!(reused.json().unwrap()["error"], "idempotency_key_reused");
+    // Nothing was stored twice: the next event on either node is the third.
+    let next = publish_range(&b, "idem-1", 2, 3).await;
+    assert_eq!(seq(&next[0]), 3, "{next:?}");
+    let mut stream = open(&target(&a), "idem-1", None).await;
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let f = stream.next_event(LIMIT).await.expect("the events arrive");
+        seen.extend(n_of(&f));
+    }
+    assert_eq!(seen, [0, 1, 2]);
+}
+
+#[tokio::test]
+async fn a_node_on_redis_passes_the_idempotent_publish_check() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let hub = node(&redis.url()).await;
+    let cfg = tether_conformance::SuiteConfig::default();
+    tether_conformance::idempotent_publish(&hub.base_url(), &cfg)
+        .await
+        .expect("idempotent publishes through the backplane");
+}

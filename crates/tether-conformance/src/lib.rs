@@ -77,9 +77,9 @@ mod checks;
 mod prom;
 
 pub use checks::{
-    approvals, auth, bad_ids, drain, headers, health, heartbeats, metrics, oversized,
-    publish_errors, publish_receive, reject_policy, resume_header, resume_query, resync_ahead,
-    resync_epoch, resync_evicted, resync_foreign, retry_line, slow_reader, supersede,
+    approvals, auth, bad_ids, drain, headers, health, heartbeats, idempotent_publish, metrics,
+    oversized, publish_errors, publish_receive, reject_policy, resume_header, resume_query,
+    resync_ahead, resync_epoch, resync_evicted, resync_foreign, retry_line, slow_reader, supersede,
 };
 
 use client::{Reply, SseConn, StreamOptions, Target};
@@ -232,6 +232,7 @@ pub const CHECKS: &[&str] = &[
     "health",
     "publish_receive",
     "publish_errors",
+    "idempotent_publish",
     "oversized",
     "resume_header",
     "resume_query",
@@ -257,6 +258,7 @@ pub async fn run_check(name: &str, base_url: &str, cfg: &SuiteConfig) -> CheckRe
         "health" => health(base_url, cfg).await,
         "publish_receive" => publish_receive(base_url, cfg).await,
         "publish_errors" => publish_errors(base_url, cfg).await,
+        "idempotent_publish" => idempotent_publish(base_url, cfg).await,
         "oversized" => oversized(base_url, cfg).await,
         "resume_header" => resume_header(base_url, cfg).await,
         "resume_query" => resume_query(base_url, cfg).await,

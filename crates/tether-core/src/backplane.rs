@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::broker::{Broker, ConnectOptions};
 use crate::error::{ConnectError, PublishError};
 use crate::id::{Epoch, EventId, SessionId};
+use crate::idempotency::{IdempotencyKey, Published};
 use crate::session::{Appended, Event, SessionState, end};
 use crate::stream::EventStream;
 
@@ -98,6 +99,17 @@ pub trait Backplane: Send + Sync + 'static {
         events: Vec<Event>,
     ) -> BoxFuture<'a, Result<Vec<EventId>, BackplaneError>>;
 
+    /// Appends events once per `key`, on every node: a retry of the same publish stores
+    /// nothing and gets the first answer's ids, the same key with other events
+    /// [`PublishError::IdempotencyKeyReused`](crate::PublishError::IdempotencyKeyReused)
+    /// (see [`Broker::publish_batch_once`](crate::Broker::publish_batch_once)).
+    fn publish_once<'a>(
+        &'a self,
+        session: &'a SessionId,
+        key: &'a IdempotencyKey,
+        events: Vec<Event>,
+    ) -> BoxFuture<'a, Result<Published, BackplaneError>>;
+
     /// Claims the session's connection for this node, brings the local ring up to the shared
     /// log, then opens the stream as [`Broker::connect`] does.
     fn connect<'a>(
@@ -117,6 +129,15 @@ impl<T: Backplane> Backplane for Arc<T> {
         events: Vec<Event>,
     ) -> BoxFuture<'a, Result<Vec<EventId>, BackplaneError>> {
         (**self).publish(session, events)
+    }
+
+    fn publish_once<'a>(
+        &'a self,
+        session: &'a SessionId,
+        key: &'a IdempotencyKey,
+        events: Vec<Event>,
+    ) -> BoxFuture<'a, Result<Published, BackplaneError>> {
+        (**self).publish_once(session, key, events)
     }
 
     fn connect<'a>(

@@ -70,6 +70,15 @@ pub enum PublishError {
         /// The configured budget.
         budget: usize,
     },
+    /// The idempotency key was used by another publish to the session, with other events
+    /// (HTTP 422 `idempotency_key_reused`). Nothing was stored.
+    #[error(
+        "the idempotency key {key:?} was used by another publish to this session; use a new key for new events"
+    )]
+    IdempotencyKeyReused {
+        /// The key.
+        key: String,
+    },
     /// A sequence number outside 1 to 2^64 - 2 (an explicit one given to
     /// [`append_at`](crate::Broker::append_at) or
     /// [`mark_lost`](crate::Broker::mark_lost), or the next one of a session whose numbers are

@@ -87,6 +87,7 @@ mod driver;
 mod error;
 pub mod frame;
 mod id;
+pub mod idempotency;
 mod limits;
 pub mod metrics;
 pub mod net;

@@ -19,6 +19,7 @@ use crate::config::{Config, RateLimit};
 use crate::error::PublishError;
 use crate::frame::{self, EventName};
 use crate::id::{Epoch, EventId, SessionId};
+use crate::idempotency::IdempotencyLog;
 use crate::ring::{Evicted, Ring};
 use crate::signal::{Refusal, Resync, SessionTracker, Signal, Terminal};
 
@@ -182,6 +183,8 @@ pub(crate) struct SessionState {
     pub(crate) superseded: Vec<Victim>,
     pub(crate) approvals: Approvals,
     pub(crate) tracker: Option<Box<dyn SessionTracker>>,
+    /// The keys of idempotent publishes.
+    pub(crate) idempotency: IdempotencyLog,
     pub(crate) last_activity: Instant,
     /// Set by every publish and connect, cleared by the budget's clock hand: a session the
     /// hand finds unset has been idle since its last visit, and loses its history first.
@@ -260,6 +263,7 @@ impl SessionState {
             superseded: Vec::new(),
             approvals: Approvals::default(),
             tracker: None,
+            idempotency: IdempotencyLog::default(),
             last_activity: now,
             referenced: true,
             state_counted: 0,
@@ -269,9 +273,12 @@ impl SessionState {
         }
     }
 
-    /// The bytes of state besides the ring: the tracker's and the approvals' payloads.
+    /// The bytes of state besides the ring: the tracker's, the approvals' payloads and the
+    /// idempotency keys.
     pub(crate) fn held_state(&self) -> usize {
-        self.tracker.as_ref().map_or(0, |t| t.state_bytes()) + self.approvals.payload_bytes
+        self.tracker.as_ref().map_or(0, |t| t.state_bytes())
+            + self.approvals.payload_bytes
+            + self.idempotency.bytes()
     }
 
     /// Frees everything the session keeps for clients that come back, when the budget takes

@@ -8,6 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use dashmap::DashMap;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
+use tether_core::idempotency::{self, IdempotencyKey, Published};
 use tether_core::{
     Backplane, BackplaneError, BackplaneStatus, BoxFuture, Broker, ConnectError, ConnectOptions,
     Epoch, Event, EventId, EventStream, LastEventId, Placed, PublishError, SessionId, frame,
@@ -328,7 +329,26 @@ impl RedisBackplane {
         session: &SessionId,
         events: &[Event],
     ) -> Result<Vec<EventId>, BackplaneError> {
-        self.shared.publish(session, events).await
+        self.shared
+            .publish(session, events, None)
+            .await
+            .map(|p| p.ids)
+    }
+
+    /// Publishes once per `key` across every node: a retry of the same publish (same key,
+    /// same events) stores nothing and gets the first answer's ids, the same key with other
+    /// events [`PublishError::IdempotencyKeyReused`]. The key's record lives in Redis beside
+    /// the session's log for ten minutes or the log's TTL, whichever is longer.
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish), and the reused key.
+    pub async fn publish_once(
+        &self,
+        session: &SessionId,
+        key: &IdempotencyKey,
+        events: &[Event],
+    ) -> Result<Published, BackplaneError> {
+        self.shared.publish(session, events, Some(key)).await
     }
 
     /// Opens a session's stream on this node: claims the connection in Redis (a connection
@@ -378,7 +398,21 @@ impl Backplane for RedisBackplane {
         session: &'a SessionId,
         events: Vec<Event>,
     ) -> BoxFuture<'a, Result<Vec<EventId>, BackplaneError>> {
-        Box::pin(async move { self.shared.publish(session, &events).await })
+        Box::pin(async move {
+            self.shared
+                .publish(session, &events, None)
+                .await
+                .map(|p| p.ids)
+        })
+    }
+
+    fn publish_once<'a>(
+        &'a self,
+        session: &'a SessionId,
+        key: &'a IdempotencyKey,
+        events: Vec<Event>,
+    ) -> BoxFuture<'a, Result<Published, BackplaneError>> {
+        Box::pin(async move { self.shared.publish(session, &events, Some(key)).await })
     }
 
     fn connect<'a>(
@@ -424,6 +458,13 @@ impl Shared {
 
     fn log_key(&self, s: &SessionId) -> String {
         format!("{}:{{s:{s}}}:log", self.cfg.prefix)
+    }
+
+    /// The record of a publish's idempotency key (without a key, a name the script does not
+    /// touch, in the session's slot all the same).
+    fn idempotency_key(&self, s: &SessionId, key: Option<&IdempotencyKey>) -> String {
+        let key = key.map_or("", IdempotencyKey::as_str);
+        format!("{}:{{s:{s}}}:idem:{key}", self.cfg.prefix)
     }
 
     async fn lock(&self, s: &SessionId) -> SessionGuard<'_> {
@@ -485,10 +526,15 @@ impl Shared {
         &self,
         session: &SessionId,
         events: &[Event],
-    ) -> Result<Vec<EventId>, BackplaneError> {
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Published, BackplaneError> {
         if events.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Published {
+                ids: Vec::new(),
+                replayed: false,
+            });
         }
+        let fingerprint = key.map(|_| format!("{:016x}", idempotency::fingerprint(events)));
         let max = self.broker.config().max_event_bytes();
         let mut bodies = Vec::with_capacity(events.len());
         for e in events {
@@ -506,6 +552,7 @@ impl Shared {
         let mut inv = self.scripts.append.prepare_invoke();
         inv.key(self.meta_key(session))
             .key(self.log_key(session))
+            .key(self.idempotency_key(session, key))
             .arg(&candidate)
             .arg(&seen_epoch)
             .arg(seen_head)
@@ -515,7 +562,8 @@ impl Shared {
             .arg(&self.cfg.node_id)
             .arg(self.cfg.inline_max)
             .arg(&self.channel_prefix)
-            .arg(session.as_str());
+            .arg(session.as_str())
+            .arg(fingerprint.as_deref().unwrap_or_default());
         for b in &bodies {
             inv.arg(&b[..]);
         }
@@ -529,6 +577,12 @@ impl Shared {
         let Value::Array(items) = reply else {
             return Err(bad_reply("append"));
         };
+        if let (Some(key), Some(fp), [again, record]) = (key, &fingerprint, &items[..])
+            && as_str(again) == Some("again")
+        {
+            drop(guard);
+            return replay(key, fp, as_str(record).ok_or_else(|| bad_reply("append"))?);
+        }
         if items.len() < 6 {
             return Err(bad_reply("append"));
         }
@@ -565,7 +619,10 @@ impl Shared {
             tracing::warn!(session = %session, error = %e, "SSE backplane: catching up after a publish failed");
         }
         drop(guard);
-        Ok(ids)
+        Ok(Published {
+            ids,
+            replayed: false,
+        })
     }
 
     async fn connect(
@@ -1049,4 +1106,39 @@ async fn supervise(shared: Weak<Shared>, overflow: Arc<AtomicBool>) {
             }
         }
     }
+}
+
+/// The answer to a publish whose key Redis has seen: the first publish's ids when the
+/// fingerprints match, the reused key otherwise. `record` is `'<fingerprint> <epoch> <first> <n>'`.
+fn replay(
+    key: &IdempotencyKey,
+    fingerprint: &str,
+    record: &str,
+) -> Result<Published, BackplaneError> {
+    let mut parts = record.split(' ');
+    let (Some(fp), Some(epoch), Some(first), Some(n), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Err(bad_reply("idempotency record"));
+    };
+    if fp != fingerprint {
+        return Err(PublishError::IdempotencyKeyReused {
+            key: key.to_string(),
+        }
+        .into());
+    }
+    let epoch = parse_epoch(epoch)?;
+    let (Ok(first), Ok(n)) = (first.parse::<u64>(), n.parse::<u64>()) else {
+        return Err(bad_reply("idempotency record"));
+    };
+    Ok(Published {
+        ids: (first..first + n)
+            .map(|seq| EventId { epoch, seq })
+            .collect(),
+        replayed: true,
+    })
 }

@@ -37,15 +37,23 @@ local function seqof(id) return tonumber(string.match(id, '^(%d+)')) end
 local function fmt(n) return string.format('%d', n) end
 ";
 
-/// Appends one event or a batch.
+/// Appends one event or a batch, once per idempotency key when one is given.
 ///
-/// ARGV[4] max events, ARGV[5] max bytes, ARGV[6] TTL in ms, ARGV[7] the publishing node,
-/// ARGV[8] inline maximum for wakes (bytes), ARGV[9] node channel prefix, ARGV[10] session id,
-/// ARGV[11..] the frame bodies (everything after the `id:` line).
+/// KEYS[3] the idempotency key's record. ARGV[4] max events, ARGV[5] max bytes, ARGV[6] TTL
+/// in ms, ARGV[7] the publishing node, ARGV[8] inline maximum for wakes (bytes), ARGV[9] node
+/// channel prefix, ARGV[10] session id, ARGV[11] the publish's fingerprint ('' without a
+/// key), ARGV[12..] the frame bodies (everything after the `id:` line).
 ///
-/// Returns `{epoch, first_seq, last_seq, lowest_retained_seq, cause, woke}`.
+/// Returns `{epoch, first_seq, last_seq, lowest_retained_seq, cause, woke}`, or, when the key
+/// was used before, `{'again', record}` with the record `'<fingerprint> <epoch> <first> <n>'`
+/// and nothing appended. A record is kept for ten minutes or the log's TTL, whichever is
+/// longer.
 const APPEND: &str = r"
-local n = #ARGV - 10
+local n = #ARGV - 11
+if ARGV[11] ~= '' then
+  local prev = redis.call('GET', KEYS[3])
+  if prev then return {'again', prev} end
+end
 if s > 0 and redis.call('EXISTS', log) == 0 then lo = s + 1; b = 0 end
 local last = redis.call('HINCRBY', meta, 's', n)
 local first = last - n + 1
@@ -53,7 +61,7 @@ local frames, lens, total = {}, {}, 0
 local prefix = 'id: ' .. e .. '-'
 for i = 1, n do
   local seq = first + i - 1
-  local f = prefix .. fmt(seq) .. '\n' .. ARGV[10 + i]
+  local f = prefix .. fmt(seq) .. '\n' .. ARGV[11 + i]
   redis.call('XADD', log, fmt(seq) .. '-0', 'f', f)
   frames[i] = f
   lens[i] = #f
@@ -86,6 +94,10 @@ if cur > lo then redis.call('XTRIM', log, 'MINID', fmt(cur) .. '-0') end
 redis.call('HSET', meta, 'b', b, 'lo', cur)
 redis.call('PEXPIRE', meta, ARGV[6])
 redis.call('PEXPIRE', log, ARGV[6])
+if ARGV[11] ~= '' then
+  local keep = math.max(600000, tonumber(ARGV[6]))
+  redis.call('SET', KEYS[3], ARGV[11] .. ' ' .. e .. ' ' .. fmt(first) .. ' ' .. fmt(n), 'PX', keep)
+end
 local woke = 0
 if owner and owner ~= ARGV[7] then
   local head = 'w ' .. ARGV[10] .. ' ' .. e .. ' ' .. fmt(first) .. ' ' .. fmt(last) .. ' '

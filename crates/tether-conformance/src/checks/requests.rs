@@ -33,6 +33,71 @@ pub async fn publish_errors(base_url: &str, cfg: &SuiteConfig) -> CheckResult {
     Ok(())
 }
 
+/// A publish with an `Idempotency-Key` happens once: the same publish again gets the first
+/// 202 body (marked `Idempotency-Replayed: true`) and stores nothing, the key with other
+/// events is 422 `idempotency_key_reused`, and a key that is empty, too long or not visible
+/// ASCII is 400 `invalid_idempotency_key`.
+pub async fn idempotent_publish(base_url: &str, cfg: &SuiteConfig) -> CheckResult {
+    let ctx = Ctx::new(base_url, cfg)?;
+    let s = ctx.session("idem");
+    let path = format!("/api/sessions/{s}/events");
+    let with_key = |key: &str| {
+        let mut h = ctx.publisher();
+        h.push(("Idempotency-Key".into(), key.into()));
+        h
+    };
+    let body = br#"[{"n":1},{"n":2}]"#;
+    let first = ctx
+        .send("POST", &path, &with_key("run-7/step-1"), body)
+        .await?;
+    let first_ids = first.expect_json(202)?;
+    ensure!(
+        first.header("idempotency-replayed").is_none(),
+        "a first publish is marked replayed"
+    );
+    for attempt in 1..=2 {
+        let again = ctx
+            .send("POST", &path, &with_key("run-7/step-1"), body)
+            .await?;
+        let ids = again.expect_json(202)?;
+        ensure!(
+            ids == first_ids,
+            "retry {attempt} answered {ids}, the first publish {first_ids}"
+        );
+        ensure!(
+            again.header("idempotency-replayed") == Some("true"),
+            "retry {attempt} is not marked Idempotency-Replayed: true: {:?}",
+            again.headers
+        );
+    }
+    ctx.send("POST", &path, &with_key("run-7/step-1"), br#"[{"n":3}]"#)
+        .await?
+        .expect_error(422, Some("idempotency_key_reused"))?;
+    for bad in ["", "two words", &"k".repeat(129)] {
+        ctx.send("POST", &path, &with_key(bad), br#"{"n":4}"#)
+            .await?
+            .expect_error(400, Some("invalid_idempotency_key"))
+            .map_err(|e| CheckError::fail(format!("key {bad:?}: {e}")))?;
+    }
+    // Nothing was stored by the retries and refusals: the next event is the third.
+    let ids = ctx.publish(&s, "", &json!({"n": 3})).await?;
+    ensure!(
+        ids.len() == 1 && ids[0].ends_with("-3"),
+        "after one publish of two events and its retries, the next id is {ids:?}"
+    );
+    // The same key on another session is another publish.
+    let other = format!("/api/sessions/{}/events", ctx.session("idem-other"));
+    let reply = ctx
+        .send("POST", &other, &with_key("run-7/step-1"), br#"{"n":1}"#)
+        .await?;
+    reply.expect_json(202)?;
+    ensure!(
+        reply.header("idempotency-replayed").is_none(),
+        "a key is per session, but another session's publish was replayed"
+    );
+    Ok(())
+}
+
 /// An event over the maximum size is a 413 (`too_large`), and so is a body over the body
 /// limit (`body_too_large`); nothing is stored.
 pub async fn oversized(base_url: &str, cfg: &SuiteConfig) -> CheckResult {

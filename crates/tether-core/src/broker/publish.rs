@@ -8,6 +8,7 @@ use super::Broker;
 use super::registry::SessionErr;
 use crate::error::PublishError;
 use crate::id::{EventId, SessionId};
+use crate::idempotency::{self, IdempotencyKey, Published, Seen};
 use crate::session::{Appended, Event};
 use crate::signal::SessionTracker;
 
@@ -40,8 +41,36 @@ impl Broker {
         session: &SessionId,
         events: &[Event],
     ) -> Result<Vec<EventId>, PublishError> {
+        self.publish_locked(session, events, None)
+            .map(|published| published.ids)
+    }
+
+    /// Publishes events as [`publish_batch`](Self::publish_batch) does, once per `key`: a
+    /// retry of the same publish (same key, same events) stores nothing and gets the first
+    /// answer's ids (`replayed`), the same key with other events
+    /// [`PublishError::IdempotencyKeyReused`]. A publish that fails records nothing, so it
+    /// can be retried with its key. See [`idempotency`](crate::idempotency) for how long keys
+    /// are kept.
+    pub fn publish_batch_once(
+        &self,
+        session: &SessionId,
+        key: &IdempotencyKey,
+        events: &[Event],
+    ) -> Result<Published, PublishError> {
+        self.publish_locked(session, events, Some(key))
+    }
+
+    fn publish_locked(
+        &self,
+        session: &SessionId,
+        events: &[Event],
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Published, PublishError> {
         if events.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Published {
+                ids: Vec::new(),
+                replayed: false,
+            });
         }
         let max = self.inner.config.max_batch_events;
         if events.len() > max {
@@ -58,9 +87,26 @@ impl Broker {
                 budget: self.inner.config.total_ring_bytes,
             });
         }
+        let fingerprint = key.map(|_| idempotency::fingerprint(events));
         let now = self.inner.now();
         let mut out = Appended::default();
+        let mut replayed = None;
         let result = self.with_session(session, |st| {
+            if let (Some(key), Some(fp)) = (key, fingerprint) {
+                st.idempotency.expire(now.at, st.epoch, st.floor);
+                match st.idempotency.check(key, fp) {
+                    Seen::New => {}
+                    Seen::Again(ids) => {
+                        replayed = Some(ids);
+                        return Ok(());
+                    }
+                    Seen::Reused => {
+                        return Err(PublishError::IdempotencyKeyReused {
+                            key: key.to_string(),
+                        });
+                    }
+                }
+            }
             st.check_rate(&self.inner.config, events.len(), now.at)?;
             let r = st.append(
                 session,
@@ -69,12 +115,18 @@ impl Broker {
                 &mut out,
                 now,
             );
+            if let (Some(key), Some(fp), Ok(())) = (key, fingerprint, &r) {
+                st.idempotency.record(key.clone(), fp, &out.ids, now.at);
+            }
             self.inner.enforce_budget(st, &mut out);
             r
         });
         let ids = self.inner.account(out);
         result.map_err(SessionErr::into_publish)?;
-        Ok(ids)
+        Ok(Published {
+            replayed: replayed.is_some(),
+            ids: replayed.unwrap_or(ids),
+        })
     }
 
     /// Stores a frame that was encoded and numbered elsewhere (a backplane's log), at `id`.

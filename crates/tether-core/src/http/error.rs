@@ -222,6 +222,11 @@ impl From<PublishError> for HttpError {
                 msg,
             )
             .with_retry_after(FULL_RETRY_AFTER),
+            PublishError::IdempotencyKeyReused { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                msg,
+            ),
             PublishError::OutOfOrder { .. } => Self::new(StatusCode::CONFLICT, "out_of_order", msg),
             PublishError::SeqOutOfRange { .. } => Self::bad_request("seq_out_of_range", msg),
             PublishError::TooManyEvents { count, max } => {

@@ -467,6 +467,20 @@ impl Backplane for FakeBackplane {
         })
     }
 
+    fn publish_once<'a>(
+        &'a self,
+        session: &'a SessionId,
+        key: &'a crate::idempotency::IdempotencyKey,
+        events: Vec<Event>,
+    ) -> crate::BoxFuture<'a, Result<crate::idempotency::Published, BackplaneError>> {
+        Box::pin(async move {
+            if !self.is_up() {
+                return Err(BackplaneError::Unavailable("test: down".into()));
+            }
+            Ok(self.broker.publish_batch_once(session, key, &events)?)
+        })
+    }
+
     fn connect<'a>(
         &'a self,
         session: &'a SessionId,
