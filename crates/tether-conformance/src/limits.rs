@@ -220,24 +220,7 @@ pub async fn full_of_streams(target: &Target, cfg: &LimitsConfig) -> CheckResult
         reply.headers
     );
     drop(streams);
-    let deadline = Instant::now() + cfg.timeout;
-    loop {
-        let reply = send(target, "GET", "/health/sse", &[], b"", cfg.timeout).await?;
-        if reply.status == 200 {
-            let health = reply.json()?;
-            let refused = health["limits"]["connections"]["refused"].as_u64();
-            ensure!(
-                refused.is_some_and(|n| n >= 2),
-                "health does not count the refusals: {health}"
-            );
-            return Ok(());
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "the server stays full after its streams closed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    served_again_counting(target, cfg, "connections", 2, "its streams closed").await
 }
 
 /// A head that never completes is cut at the head timeout: the connection is closed within
@@ -292,22 +275,41 @@ pub async fn one_address(target: &Target, cfg: &LimitsConfig) -> CheckResult {
         reply.headers
     );
     drop(held);
+    served_again_counting(
+        target,
+        cfg,
+        "connections_per_ip",
+        1,
+        "the held connections closed",
+    )
+    .await
+}
+
+/// Once what filled the server is gone (`after`), requests are served again within the
+/// timeout, and `/health/sse` counts at least `at_least` refusals under
+/// `"limits".<limit>."refused"`.
+async fn served_again_counting(
+    target: &Target,
+    cfg: &LimitsConfig,
+    limit: &str,
+    at_least: u64,
+    after: &str,
+) -> CheckResult {
     let deadline = Instant::now() + cfg.timeout;
     loop {
         let reply = send(target, "GET", "/health/sse", &[], b"", cfg.timeout).await?;
         if reply.status == 200 {
             let health = reply.json()?;
+            let refused = health["limits"][limit]["refused"].as_u64();
             ensure!(
-                health["limits"]["connections_per_ip"]["refused"]
-                    .as_u64()
-                    .is_some_and(|n| n >= 1),
-                "health does not count the per-address refusal: {health}"
+                refused.is_some_and(|n| n >= at_least),
+                "health does not count the {limit} refusals: {health}"
             );
             return Ok(());
         }
         ensure!(
             Instant::now() < deadline,
-            "requests are still refused after the held connections closed"
+            "requests are still refused after {after}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
