@@ -24,7 +24,8 @@
 //! use std::time::Duration;
 //! use actix_web::{App, web};
 //! use tether_actix::{Hooks, Service, SocketOptions, SseListener};
-//! //!
+//! use tether_core::Broker;
+//!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
 //! let broker = Broker::builder().start();
