@@ -1,0 +1,144 @@
+//! Publishing: one atomic append to the session's log, then into the local ring.
+
+use bytes::Bytes;
+use redis::Value;
+use tether_core::idempotency::{self, IdempotencyKey, Published};
+use tether_core::{BackplaneError, Epoch, Event, EventId, Placed, PublishError, SessionId, frame};
+use tokio::time::Instant;
+
+use super::Shared;
+use super::reply::{
+    as_str, as_u64, bad_reply, count_epoch_change, epoch_hex, frame_with_id, parse_epoch,
+    redis_error, replay, unavailable,
+};
+use super::sync::{Claim, Why};
+use crate::metrics as m;
+
+impl Shared {
+    pub(super) async fn publish(
+        &self,
+        session: &SessionId,
+        events: &[Event],
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Published, BackplaneError> {
+        if events.is_empty() {
+            return Ok(Published {
+                ids: Vec::new(),
+                replayed: false,
+            });
+        }
+        let fingerprint = key.map(|_| format!("{:016x}", idempotency::fingerprint(events)));
+        let bodies = self.encode(events)?;
+        let guard = self.lock(session).await;
+        let reply = self
+            .append(session, key, fingerprint.as_deref(), &bodies)
+            .await?;
+        let Value::Array(items) = reply else {
+            return Err(bad_reply("append"));
+        };
+        if let (Some(key), Some(fp), [again, record]) = (key, &fingerprint, &items[..])
+            && as_str(again) == Some("again")
+        {
+            drop(guard);
+            return replay(key, fp, as_str(record).ok_or_else(|| bad_reply("append"))?);
+        }
+        if items.len() < 6 {
+            return Err(bad_reply("append"));
+        }
+        let epoch = parse_epoch(as_str(&items[0]).ok_or_else(|| bad_reply("append"))?)?;
+        let first = as_u64(&items[1]).ok_or_else(|| bad_reply("append"))?;
+        count_epoch_change(as_str(&items[4]).unwrap_or_default());
+        let ids: Vec<EventId> = (0..bodies.len() as u64)
+            .map(|i| EventId {
+                epoch,
+                seq: first + i,
+            })
+            .collect();
+        let behind = self.store_locally(session, &ids, &bodies);
+        if behind && let Err(e) = self.sync_locked(session, Claim::None, Why::Read).await {
+            // The events are stored in Redis; the next wake, connect or head check fills.
+            tracing::warn!(session = %session, error = %e, "SSE backplane: catching up after a publish failed");
+        }
+        drop(guard);
+        Ok(Published {
+            ids,
+            replayed: false,
+        })
+    }
+
+    /// The frames to append, without their `id:` lines (the script adds them); refuses an
+    /// event the broker would refuse.
+    fn encode(&self, events: &[Event]) -> Result<Vec<Bytes>, BackplaneError> {
+        let max = self.broker.config().max_event_bytes();
+        events
+            .iter()
+            .map(|e| {
+                let body = frame::encode_event(None, e.name(), e.data());
+                // The id line adds at most 4 + 16 + 1 + 20 + 1 bytes.
+                let size = body.len() + 42;
+                if size > max {
+                    return Err(PublishError::TooLarge { size, max }.into());
+                }
+                Ok(body)
+            })
+            .collect()
+    }
+
+    /// Runs the append script, under the session's lock, within the operation deadline.
+    async fn append(
+        &self,
+        session: &SessionId,
+        key: Option<&IdempotencyKey>,
+        fingerprint: Option<&str>,
+        bodies: &[Bytes],
+    ) -> Result<Value, BackplaneError> {
+        let (seen_epoch, seen_head) = self.seen(session);
+        let candidate = epoch_hex(Epoch::random());
+        let mut inv = self.scripts.append.prepare_invoke();
+        inv.key(self.meta_key(session))
+            .key(self.log_key(session))
+            .key(self.idempotency_key(session, key))
+            .arg(&candidate)
+            .arg(&seen_epoch)
+            .arg(seen_head)
+            .arg(self.max_events)
+            .arg(self.max_bytes)
+            .arg(self.ttl_ms)
+            .arg(&self.cfg.node_id)
+            .arg(self.cfg.inline_max)
+            .arg(&self.channel_prefix)
+            .arg(session.as_str())
+            .arg(fingerprint.unwrap_or_default());
+        for b in bodies {
+            inv.arg(&b[..]);
+        }
+        let mut con = self.cmd.clone();
+        let started = Instant::now();
+        let reply = tokio::time::timeout(self.cfg.op_deadline, inv.invoke_async(&mut con))
+            .await
+            .map_err(|_| unavailable("the append timed out"))?
+            .map_err(redis_error)?;
+        metrics::histogram!(m::APPEND_SECONDS).record(started.elapsed().as_secs_f64());
+        Ok(reply)
+    }
+
+    /// Puts what Redis stored into the local ring, so this node's cursors see it; `true`
+    /// when this node was behind (the session got events through another node) and must
+    /// fill from the log instead.
+    fn store_locally(&self, session: &SessionId, ids: &[EventId], bodies: &[Bytes]) -> bool {
+        for (id, body) in ids.iter().zip(bodies) {
+            match self
+                .broker
+                .append_next(session, *id, frame_with_id(*id, body))
+            {
+                Ok(Placed::Stored | Placed::Duplicate) => {}
+                Ok(Placed::Gap { .. }) => return true,
+                Err(e) => {
+                    tracing::warn!(session = %session, error = %e, "SSE backplane: local ring refused an event stored in Redis");
+                    return false;
+                }
+            }
+        }
+        false
+    }
+}

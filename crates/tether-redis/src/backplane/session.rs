@@ -1,0 +1,79 @@
+//! Per-session keys and locks.
+
+use std::sync::Arc;
+
+use tether_core::SessionId;
+use tether_core::idempotency::IdempotencyKey;
+
+use super::Shared;
+use super::reply::epoch_hex;
+
+impl Shared {
+    pub(super) fn meta_key(&self, s: &SessionId) -> String {
+        format!("{}:{{s:{s}}}:meta", self.cfg.prefix)
+    }
+
+    pub(super) fn log_key(&self, s: &SessionId) -> String {
+        format!("{}:{{s:{s}}}:log", self.cfg.prefix)
+    }
+
+    /// The record of a publish's idempotency key (without a key, a name the script does not
+    /// touch, in the session's slot all the same).
+    pub(super) fn idempotency_key(&self, s: &SessionId, key: Option<&IdempotencyKey>) -> String {
+        let key = key.map_or("", IdempotencyKey::as_str);
+        format!("{}:{{s:{s}}}:idem:{key}", self.cfg.prefix)
+    }
+
+    pub(super) async fn lock(&self, s: &SessionId) -> SessionGuard<'_> {
+        let m = self
+            .locks
+            .entry(s.clone())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
+            .clone();
+        let guard = m.clone().lock_owned().await;
+        SessionGuard {
+            shared: self,
+            session: s.clone(),
+            guard: Some(guard),
+        }
+    }
+
+    pub(super) fn try_lock(&self, s: &SessionId) -> Option<SessionGuard<'_>> {
+        let m = self
+            .locks
+            .entry(s.clone())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
+            .clone();
+        let guard = SessionGuard {
+            shared: self,
+            session: s.clone(),
+            guard: m.try_lock_owned().ok(),
+        };
+        guard.guard.is_some().then_some(guard)
+    }
+
+    /// The epoch and head this node holds, as the scripts' fence takes them. A session with
+    /// nothing local (head 0) claims no epoch.
+    pub(super) fn seen(&self, s: &SessionId) -> (String, u64) {
+        match self.broker.position(s) {
+            Some((e, h)) if h > 0 => (epoch_hex(e), h),
+            _ => (String::new(), 0),
+        }
+    }
+}
+
+/// Holds one session's backplane lock; forgets the lock when nobody else waits for it.
+pub(super) struct SessionGuard<'a> {
+    shared: &'a Shared,
+    session: SessionId,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for SessionGuard<'_> {
+    fn drop(&mut self) {
+        self.guard.take();
+        self.shared
+            .locks
+            .remove_if(&self.session, |_, m| Arc::strong_count(m) == 1);
+    }
+}

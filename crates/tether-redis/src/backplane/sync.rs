@@ -1,0 +1,133 @@
+//! Bringing a local ring up to the session's log.
+
+use redis::Value;
+use tether_core::{BackplaneError, Epoch, EventId, Placed, SessionId};
+
+use super::Shared;
+use super::reply::{
+    SyncReply, count_epoch_change, epoch_hex, parse_sync, redis_error, unavailable,
+};
+use crate::metrics as m;
+
+/// How a sync claims the session's connection.
+#[derive(Clone, Copy)]
+pub(super) enum Claim {
+    /// No claim: only read.
+    None,
+    /// Take the session over (a connect), with this connection token.
+    Force(u64),
+    /// Take it only if nobody holds it (after Redis lost the meta).
+    IfNone(u64),
+}
+
+/// Why a sync runs: to read (connect, publish) or to fill a gap (counted).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Why {
+    Read,
+    Gap,
+}
+
+impl Shared {
+    /// Brings the local ring up to the session's log, under the session's lock. Reads in
+    /// batches until the ring holds the log's head; when the log lacks what the ring misses,
+    /// records the loss (cursors behind it resync) instead of leaving a hole.
+    pub(super) async fn sync_locked(
+        &self,
+        session: &SessionId,
+        claim: Claim,
+        why: Why,
+    ) -> Result<SyncReply, BackplaneError> {
+        let mut claim = claim;
+        // Each round reads up to read_batch entries; the log holds at most max_events, so
+        // this bounds the rounds even while publishes keep coming.
+        let rounds = self.max_events / self.cfg.read_batch + 3;
+        let mut last = None;
+        for _ in 0..rounds {
+            let (seen_epoch, seen_head) = self.seen(session);
+            let from = seen_head;
+            let (mode, token) = match claim {
+                Claim::None => ("", 0),
+                Claim::Force(t) => ("force", t),
+                Claim::IfNone(t) => ("ifnone", t),
+            };
+            let mut inv = self.scripts.sync.prepare_invoke();
+            inv.key(self.meta_key(session))
+                .key(self.log_key(session))
+                .arg(epoch_hex(Epoch::random()))
+                .arg(&seen_epoch)
+                .arg(seen_head)
+                .arg(mode)
+                .arg(&self.cfg.node_id)
+                .arg(token.to_string())
+                .arg(self.ttl_ms)
+                .arg(&self.channel_prefix)
+                .arg(session.as_str())
+                .arg(from)
+                .arg(self.cfg.read_batch);
+            let mut con = self.cmd.clone();
+            let reply: Value =
+                tokio::time::timeout(self.cfg.op_deadline, inv.invoke_async(&mut con))
+                    .await
+                    .map_err(|_| unavailable("reading the log timed out"))?
+                    .map_err(redis_error)?;
+            let reply = parse_sync(reply)?;
+            count_epoch_change(&reply.cause);
+            claim = Claim::None;
+            let complete = self.apply(session, &reply, why)?;
+            last = Some(reply);
+            if complete {
+                break;
+            }
+        }
+        last.ok_or_else(|| unavailable("no reply"))
+    }
+
+    /// Applies a sync reply to the local ring; `true` when the ring now holds the log's head.
+    pub(super) fn apply(
+        &self,
+        session: &SessionId,
+        r: &SyncReply,
+        why: Why,
+    ) -> Result<bool, BackplaneError> {
+        let (le, lh) = self
+            .broker
+            .position(session)
+            .unwrap_or((Epoch::from_u64(0), 0));
+        let first = r.entries.first().map_or(r.head + 1, |(seq, _)| *seq);
+        if le != r.epoch || lh + 1 < first {
+            // What lies between the ring's head and the log's oldest entry is gone.
+            self.broker
+                .rebase(
+                    session,
+                    EventId {
+                        epoch: r.epoch,
+                        seq: first - 1,
+                    },
+                )
+                .map_err(BackplaneError::Publish)?;
+        }
+        let mut filled = 0u64;
+        for (seq, f) in &r.entries {
+            let id = EventId {
+                epoch: r.epoch,
+                seq: *seq,
+            };
+            match self
+                .broker
+                .append_next(session, id, f.clone())
+                .map_err(BackplaneError::Publish)?
+            {
+                Placed::Stored => filled += 1,
+                Placed::Duplicate => {}
+                Placed::Gap { .. } => return Ok(false),
+            }
+        }
+        if why == Why::Gap && filled > 0 {
+            metrics::counter!(m::GAPS_FILLED_TOTAL).increment(filled);
+        }
+        Ok(self
+            .broker
+            .position(session)
+            .is_some_and(|(e, h)| e == r.epoch && h >= r.head))
+    }
+}
