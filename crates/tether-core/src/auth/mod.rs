@@ -47,6 +47,8 @@ mod der;
 mod keys;
 #[cfg(feature = "http")]
 mod transport;
+#[cfg(feature = "jwt")]
+mod verify;
 
 #[cfg(feature = "jwt")]
 pub use claims::{Claims, mint_hs256};
@@ -55,12 +57,14 @@ pub use error::KeyError;
 pub use error::TokenError;
 pub use identity::{Capability, Identity};
 #[cfg(feature = "jwt")]
-pub use keys::{DEFAULT_LEEWAY, JwtKeys, KeyAlgorithm, KeySet, MIN_SECRET_LEN, VerifyingKey};
+pub use keys::{KeyAlgorithm, KeySet, MIN_SECRET_LEN, VerifyingKey};
 pub use pattern::{MalformedPattern, SessionPattern};
 #[cfg(feature = "http")]
 pub use transport::{
     Authenticator, PresentedToken, TOKEN_COOKIE, TOKEN_QUERY_PARAM, TokenSource, find_token,
 };
+#[cfg(feature = "jwt")]
+pub use verify::{DEFAULT_LEEWAY, JwtKeys};
 
 /// Compares two byte strings in time that depends on their lengths only, not on where they
 /// differ, so a caller cannot guess a token byte by byte from response times.

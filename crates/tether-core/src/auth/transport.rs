@@ -12,7 +12,7 @@ use super::constant_time_eq;
 use super::error::TokenError;
 use super::identity::Identity;
 #[cfg(feature = "jwt")]
-use super::keys::JwtKeys;
+use super::verify::JwtKeys;
 use crate::http::query_param;
 
 /// The query parameter that may carry a token (for EventSource, which cannot set headers).
