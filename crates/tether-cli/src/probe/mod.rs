@@ -24,6 +24,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
+use self::hold::Hold;
 use self::http::Base;
 use self::judge::{Check, Status};
 use self::report::Report;
@@ -246,7 +247,7 @@ impl Probe {
     }
 
     /// The rows judged from the hold alone: headers, retry, heartbeat, buffering and drops.
-    fn hold_rows(&self, hold: &hold::Hold) -> Vec<Check> {
+    fn hold_rows(&self, hold: &Hold) -> Vec<Check> {
         let stream_ok = hold.head.is_ok();
         let mut checks = judge::headers(hold.head.as_deref().map_err(String::as_str));
         let no_stream = hold.head.as_ref().err().cloned().unwrap_or_default();
