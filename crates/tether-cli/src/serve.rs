@@ -14,7 +14,7 @@ use tether_core::http::{
     AccessRequest, Authorizer, Cors, Hooks, JwtAuthorizer, Service, SessionOwnerHeader,
 };
 use tether_core::net::SocketOptions;
-use tether_core::server::SseListener;
+use tether_core::server::{ConnectionLimits, SseListener};
 use tether_core::{Broker, ConnectionPolicy};
 
 /// One connection per session: what a second connection does.
@@ -436,6 +436,29 @@ async fn run(
         agui = false;
     }
     let broker = broker(&args, agui).start();
+    reload_on_sighup(&args, jwt, log_file)?;
+    let (listener, local, limits) = bind(&args, open_files)?;
+    let backplane = match redis {
+        Some(config) => Some(start_backplane(&args, config, &broker, local).await?),
+        None => None,
+    };
+    let dev_open = args.dev && args.user_header.is_none() && !args.auth.sources().any();
+    announce(&args, local, &limits, agui, dev_open)?;
+    spawn_upkeep(metrics.clone());
+    if let Some(rate) = args.self_publish.filter(|r| *r > 0) {
+        tokio::spawn(crate::self_publish::run(broker.clone(), rate));
+    }
+    let service = service(&args, broker, hooks, metrics, dev_open, backplane, agent);
+    serve_and_drain(listener, service, Duration::from_secs(args.drain_secs)).await;
+    Ok(())
+}
+
+/// Reopens the log file and reloads the JWT keys from their files on SIGHUP.
+fn reload_on_sighup(
+    args: &ServeArgs,
+    jwt: Option<JwtKeys>,
+    log_file: Option<Arc<crate::logging::LogFile>>,
+) -> Result<(), String> {
     #[cfg(unix)]
     if let Some(file) = log_file {
         let reopen = crate::logging::reopen_on_sighup(file)
@@ -452,7 +475,14 @@ async fn run(
             tokio::spawn(reload);
         }
     }
+    Ok(())
+}
 
+/// Binds the listening socket with the connection limits for `open_files` descriptors.
+fn bind(
+    args: &ServeArgs,
+    open_files: u64,
+) -> Result<(SseListener, SocketAddr, ConnectionLimits), String> {
     let options =
         SocketOptions::for_client_timeout(Duration::from_secs(args.client_timeout_secs.max(1)));
     let limits = args.limits.connections(open_files);
@@ -460,17 +490,23 @@ async fn run(
         .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?
         .with_limits(limits);
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let backplane = match redis {
-        Some(config) => Some(start_backplane(&args, config, &broker, local).await?),
-        None => None,
-    };
+    Ok((listener, local, limits))
+}
+
+/// Prints the address the hub listens on (what scripts wait for) and logs its settings.
+fn announce(
+    args: &ServeArgs,
+    local: SocketAddr,
+    limits: &ConnectionLimits,
+    agui: bool,
+    dev_open: bool,
+) -> Result<(), String> {
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on http://{local}")
             .and_then(|()| out.flush())
             .map_err(|e| e.to_string())?;
     }
-    let dev_open = args.dev && args.user_header.is_none() && !args.auth.sources().any();
     if dev_open {
         tracing::warn!(
             "development mode (--dev): every route is open to this machine; never expose it"
@@ -492,8 +528,11 @@ async fn run(
         agui,
         "tether hub ready"
     );
+    Ok(())
+}
 
-    let upkeep = metrics.clone();
+/// Runs the metrics exporter's upkeep every 5 seconds.
+fn spawn_upkeep(upkeep: PrometheusHandle) {
     tokio::spawn(async move {
         // The exporter needs periodic upkeep to fold histogram samples.
         let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -502,11 +541,19 @@ async fn run(
             upkeep.run_upkeep();
         }
     });
-    if let Some(rate) = args.self_publish.filter(|r| *r > 0) {
-        tokio::spawn(crate::self_publish::run(broker.clone(), rate));
-    }
+}
 
-    let render = metrics.clone();
+/// The HTTP service: the broker's routes with CORS, the metrics page, the Redis backplane and
+/// the agent proxy when they are on.
+fn service(
+    args: &ServeArgs,
+    broker: Broker,
+    hooks: Hooks,
+    render: PrometheusHandle,
+    dev_open: bool,
+    backplane: Option<tether_redis::RedisBackplane>,
+    agent: Option<crate::agent_proxy::ProxyConfig>,
+) -> Service {
     let service = Service::new(broker, hooks)
         .cors(Cors::new(&args.cors_origins))
         .trust_forwarded(args.trust_forwarded)
@@ -524,22 +571,19 @@ async fn run(
         Some(backplane) => service.backplane(Arc::new(backplane)),
         None => service,
     };
-    let service = match agent {
+    match agent {
         Some(agent) => agent.mount(service, args.max_event_bytes),
         None => service,
-    };
-    let left = tether_core::server::serve(
-        listener,
-        service,
-        shutdown_signal(),
-        Duration::from_secs(args.drain_secs),
-    )
-    .await;
+    }
+}
+
+/// Serves until the shutdown signal, then drains the streams for up to `drain`.
+async fn serve_and_drain(listener: SseListener, service: Service, drain: Duration) {
+    let left = tether_core::server::serve(listener, service, shutdown_signal(), drain).await;
     if left > 0 {
         tracing::warn!(streams = left, "streams left open at exit");
     }
     tracing::info!("drained; bye");
-    Ok(())
 }
 
 /// Connects to Redis for `--redis`; the error says where (without the password) and why.
