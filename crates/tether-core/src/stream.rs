@@ -138,6 +138,7 @@ impl EventStream {
 
     /// Marks the connection as ended at its token's expiry, so it is counted and logged
     /// with `reason="token_expired"`.
+    #[cfg(feature = "http")]
     pub(crate) fn token_expired(&mut self) {
         let _ = self.conn.end(end::TOKEN_EXPIRED);
     }
