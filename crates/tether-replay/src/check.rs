@@ -18,7 +18,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use crate::engine::Timing;
-use crate::log::{ClientLog, EndedBy, EntryKind, Frame, History, RunLog, data_value};
+use crate::log::{
+    ClientLog, Connection, EndedBy, EntryKind, Frame, History, RunLog, SupersedeRecord, data_value,
+};
 use crate::report::{Rule, Violation, location};
 use crate::transcript::Transcript;
 
@@ -83,149 +85,207 @@ fn histories(
     client: &ClientLog,
     published: &HashMap<(&str, &str), &crate::log::Published>,
 ) {
-    // The position of the history: the last (epoch, seq) it holds, whether a resync or a
-    // snapshot prelude came since, and where a resync said the stream continues.
-    let mut prev: Option<(u64, u64)> = None;
-    let mut seen: HashSet<(u64, u64)> = HashSet::new();
+    let mut walk = Walk::default();
     for conn in &client.connections {
-        match &conn.history {
-            History::Fresh => {
-                prev = None;
-                seen.clear();
-            }
-            History::From(id) => {
-                prev = parse_id(id);
-                seen.clear();
-            }
-            History::Resume(id) => {
-                // The client resumes from the id it holds; that is where the history stands.
-                if let Some(p) = parse_id(id) {
-                    prev = Some(p);
-                }
-            }
-        }
-        let mut resynced = false;
-        let mut prelude = false;
-        let mut resume_from: Option<(String, usize)> = None;
+        walk.connection(&conn.history);
         for (entry, block) in conn.blocks() {
+            let step = entry.step;
             match block.frame() {
                 Frame::Signal { name: sig, value } if sig == "tether.resync" => {
-                    resynced = true;
-                    let reason = value["reason"].as_str().unwrap_or_default();
-                    if matches!(reason, "epoch" | "ahead" | "unknown") {
-                        // History is gone: what follows is a new history.
-                        seen.clear();
-                    }
-                    resume_from = value["resumeFrom"]
-                        .as_str()
-                        .map(|s| (s.to_owned(), entry.step));
+                    walk.resync(&value, step);
                 }
                 Frame::Signal { .. } | Frame::Control => {}
-                Frame::Unstored(_) => prelude = true,
-                Frame::IdOnly(id) => {
-                    let Some(pos) = parse_id(id) else { continue };
-                    if !(resynced || prelude) && prev != Some(pos) {
-                        let from =
-                            prev.map_or("the start".to_owned(), |(e, s)| format!("{e:x}-{s}"));
-                        out.push(
-                            Rule::Gap,
-                            entry.step,
-                            Some(name),
-                            Some(id),
-                            format!("an id-only frame moved the client from {from} to {id} without a tether.resync or a snapshot before it"),
-                        );
-                    }
-                    prev = Some(pos);
-                }
+                Frame::Unstored(_) => walk.prelude = true,
+                Frame::IdOnly(id) => walk.id_only(out, name, step, id),
                 Frame::Stored {
                     id,
                     data,
                     name: ev_name,
                 } => {
                     if let Some(p) = published.get(&(conn.session.as_str(), id)) {
-                        let got = data_value(data);
-                        if got != p.data || ev_name != p.name.as_deref() {
-                            out.push(
-                                Rule::Content,
-                                entry.step,
-                                Some(name),
-                                Some(id),
-                                format!(
-                                    "received {} (name {:?}), but {} (name {:?}) was published with this id at {}",
-                                    show(data),
-                                    ev_name,
-                                    p.data,
-                                    p.name,
-                                    location(out.t, Some(p.step))
-                                ),
-                            );
-                        }
+                        content(out, name, step, id, (data, ev_name), p);
                     }
-                    if let Some((want, step)) = resume_from.take()
-                        && want != id
-                    {
-                        out.push(
-                            Rule::Resync,
-                            entry.step,
-                            Some(name),
-                            Some(id),
-                            format!(
-                                "the resync received during {} said the stream continues from {want}, but the next event is {id}",
-                                location(out.t, Some(step))
-                            ),
-                        );
-                    }
-                    let Some(pos) = parse_id(id) else {
-                        resynced = false;
-                        prelude = false;
-                        continue;
-                    };
-                    if !seen.insert(pos) {
-                        out.push(
-                            Rule::Duplicate,
-                            entry.step,
-                            Some(name),
-                            Some(id),
-                            format!("received {id} a second time: {}", show(data)),
-                        );
-                    } else if let Some((e, s)) = prev
-                        && e == pos.0
-                        && pos.1 <= s
-                    {
-                        out.push(
-                            Rule::Order,
-                            entry.step,
-                            Some(name),
-                            Some(id),
-                            format!("received {id} after {e:x}-{s}: out of order"),
-                        );
-                    } else {
-                        let follows = match prev {
-                            Some((e, s)) => e == pos.0 && pos.1 == s + 1,
-                            None => pos.1 == 1,
-                        };
-                        if !(follows || resynced || prelude) {
-                            let msg = match prev {
-                                Some((e, s)) if e == pos.0 => format!(
-                                    "received {id} right after {e:x}-{s}: {} event(s) skipped without a tether.resync",
-                                    pos.1 - s - 1
-                                ),
-                                Some((e, s)) => format!(
-                                    "received {id} after {e:x}-{s}, from another epoch, without a tether.resync"
-                                ),
-                                None => format!(
-                                    "the history starts at {id}, not at the session's first event, without a tether.resync"
-                                ),
-                            };
-                            out.push(Rule::Gap, entry.step, Some(name), Some(id), msg);
-                        }
-                    }
-                    prev = Some(pos);
-                    resynced = false;
-                    prelude = false;
+                    walk.stored(out, name, step, id, data);
                 }
             }
         }
+    }
+}
+
+/// Where a client's history stands while [`histories`] walks it.
+#[derive(Default)]
+struct Walk {
+    /// The last (epoch, seq) the history holds.
+    prev: Option<(u64, u64)>,
+    /// Every (epoch, seq) the history received.
+    seen: HashSet<(u64, u64)>,
+    /// Whether a resync came since the last stored event (of this connection).
+    resynced: bool,
+    /// Whether a snapshot prelude came since the last stored event (of this connection).
+    prelude: bool,
+    /// Where the last resync said the stream continues, and the step it arrived in.
+    resume_from: Option<(String, usize)>,
+}
+
+impl Walk {
+    /// A connection opens: the history goes on, starts afresh, or starts from an id.
+    fn connection(&mut self, history: &History) {
+        match history {
+            History::Fresh => {
+                self.prev = None;
+                self.seen.clear();
+            }
+            History::From(id) => {
+                self.prev = parse_id(id);
+                self.seen.clear();
+            }
+            History::Resume(id) => {
+                // The client resumes from the id it holds; that is where the history stands.
+                if let Some(p) = parse_id(id) {
+                    self.prev = Some(p);
+                }
+            }
+        }
+        self.resynced = false;
+        self.prelude = false;
+        self.resume_from = None;
+    }
+
+    /// A `tether.resync` signal with `value` arrives during `step`.
+    fn resync(&mut self, value: &serde_json::Value, step: usize) {
+        self.resynced = true;
+        let reason = value["reason"].as_str().unwrap_or_default();
+        if matches!(reason, "epoch" | "ahead" | "unknown") {
+            // History is gone: what follows is a new history.
+            self.seen.clear();
+        }
+        self.resume_from = value["resumeFrom"].as_str().map(|s| (s.to_owned(), step));
+    }
+
+    /// An id without data moves the history to `id`.
+    fn id_only(&mut self, out: &mut Out<'_>, name: &str, step: usize, id: &str) {
+        let Some(pos) = parse_id(id) else { return };
+        if !(self.resynced || self.prelude) && self.prev != Some(pos) {
+            let from = self
+                .prev
+                .map_or("the start".to_owned(), |(e, s)| format!("{e:x}-{s}"));
+            out.push(
+                Rule::Gap,
+                step,
+                Some(name),
+                Some(id),
+                format!("an id-only frame moved the client from {from} to {id} without a tether.resync or a snapshot before it"),
+            );
+        }
+        self.prev = Some(pos);
+    }
+
+    /// A stored event `id` arrives: it must continue where a resync said, must not be a
+    /// duplicate, must not go back, and must not skip without a resync or a prelude.
+    fn stored(&mut self, out: &mut Out<'_>, name: &str, step: usize, id: &str, data: &str) {
+        if let Some((want, during)) = self.resume_from.take()
+            && want != id
+        {
+            out.push(
+                Rule::Resync,
+                step,
+                Some(name),
+                Some(id),
+                format!(
+                    "the resync received during {} said the stream continues from {want}, but the next event is {id}",
+                    location(out.t, Some(during))
+                ),
+            );
+        }
+        if let Some(pos) = parse_id(id) {
+            self.position(out, name, step, id, data, pos);
+            self.prev = Some(pos);
+        }
+        self.resynced = false;
+        self.prelude = false;
+    }
+
+    /// Checks the stored event `id` at `pos` against the history's position.
+    fn position(
+        &mut self,
+        out: &mut Out<'_>,
+        name: &str,
+        step: usize,
+        id: &str,
+        data: &str,
+        pos: (u64, u64),
+    ) {
+        if !self.seen.insert(pos) {
+            out.push(
+                Rule::Duplicate,
+                step,
+                Some(name),
+                Some(id),
+                format!("received {id} a second time: {}", show(data)),
+            );
+            return;
+        }
+        if let Some((e, s)) = self.prev
+            && e == pos.0
+            && pos.1 <= s
+        {
+            out.push(
+                Rule::Order,
+                step,
+                Some(name),
+                Some(id),
+                format!("received {id} after {e:x}-{s}: out of order"),
+            );
+            return;
+        }
+        let follows = match self.prev {
+            Some((e, s)) => e == pos.0 && pos.1 == s + 1,
+            None => pos.1 == 1,
+        };
+        if follows || self.resynced || self.prelude {
+            return;
+        }
+        let msg = match self.prev {
+            Some((e, s)) if e == pos.0 => format!(
+                "received {id} right after {e:x}-{s}: {} event(s) skipped without a tether.resync",
+                pos.1 - s - 1
+            ),
+            Some((e, s)) => format!(
+                "received {id} after {e:x}-{s}, from another epoch, without a tether.resync"
+            ),
+            None => format!(
+                "the history starts at {id}, not at the session's first event, without a tether.resync"
+            ),
+        };
+        out.push(Rule::Gap, step, Some(name), Some(id), msg);
+    }
+}
+
+/// The event received under `id` (its data and SSE name) must be the one published as `p`.
+fn content(
+    out: &mut Out<'_>,
+    name: &str,
+    step: usize,
+    id: &str,
+    (data, ev_name): (&str, Option<&str>),
+    p: &crate::log::Published,
+) {
+    let got = data_value(data);
+    if got != p.data || ev_name != p.name.as_deref() {
+        out.push(
+            Rule::Content,
+            step,
+            Some(name),
+            Some(id),
+            format!(
+                "received {} (name {:?}), but {} (name {:?}) was published with this id at {}",
+                show(data),
+                ev_name,
+                p.data,
+                p.name,
+                location(out.t, Some(p.step))
+            ),
+        );
     }
 }
 
@@ -283,9 +343,18 @@ fn silence(out: &mut Out<'_>, name: &str, client: &ClientLog, t: &Transcript, ti
     }
 }
 
+/// The first accepted decision of each approval: its step and whether it approved.
+type Accepted<'a> = HashMap<(&'a str, &'a str), (usize, bool)>;
+
 fn approvals(out: &mut Out<'_>, log: &RunLog) {
-    // First accepted decision per approval.
-    let mut accepted: HashMap<(&str, &str), (usize, bool)> = HashMap::new();
+    let accepted = accepted_decisions(out, log);
+    notices(out, log, &accepted);
+    statuses(out, log, &accepted);
+}
+
+/// The first accepted decision per approval; a second accepted one is a violation.
+fn accepted_decisions<'a>(out: &mut Out<'_>, log: &'a RunLog) -> Accepted<'a> {
+    let mut accepted = Accepted::new();
     for d in &log.decisions {
         if d.result != "ok" {
             continue;
@@ -308,28 +377,38 @@ fn approvals(out: &mut Out<'_>, log: &RunLog) {
             }
         }
     }
-    // Resolution notices: one stored event per approval, agreeing with the decision.
-    let mut notices: HashMap<(String, String), (String, String, usize)> = HashMap::new();
+    accepted
+}
+
+/// The approval id and outcome a stored event announces, if it is a resolution notice.
+fn notice(data: &str) -> Option<(String, String)> {
+    let v = data_value(data);
+    if v["type"] != "CUSTOM" || v["name"] != "tether.approval.resolved" {
+        return None;
+    }
+    let aid = v["value"]["id"].as_str()?.to_owned();
+    let outcome = v["value"]["outcome"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    Some((aid, outcome))
+}
+
+/// Resolution notices: one stored event per approval, agreeing with the decision.
+fn notices(out: &mut Out<'_>, log: &RunLog, accepted: &Accepted<'_>) {
+    let mut first: HashMap<(String, String), String> = HashMap::new();
     for (name, client) in &log.clients {
         for conn in &client.connections {
             for (entry, block) in conn.blocks() {
                 let Frame::Stored { id, data, .. } = block.frame() else {
                     continue;
                 };
-                let v = data_value(data);
-                if v["type"] != "CUSTOM" || v["name"] != "tether.approval.resolved" {
-                    continue;
-                }
-                let Some(aid) = v["value"]["id"].as_str() else {
+                let Some((aid, outcome)) = notice(data) else {
                     continue;
                 };
-                let outcome = v["value"]["outcome"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                let key = (conn.session.clone(), aid.to_owned());
-                match notices.get(&key) {
-                    Some((first_id, _, _)) if first_id != id => out.push(
+                let key = (conn.session.clone(), aid.clone());
+                match first.get(&key) {
+                    Some(first_id) if first_id != id => out.push(
                         Rule::Approval,
                         entry.step,
                         Some(name),
@@ -340,10 +419,10 @@ fn approvals(out: &mut Out<'_>, log: &RunLog) {
                     ),
                     Some(_) => {}
                     None => {
-                        notices.insert(key, (id.to_owned(), outcome.clone(), entry.step));
+                        first.insert(key, id.to_owned());
                     }
                 }
-                if let Some((_, approved)) = accepted.get(&(conn.session.as_str(), aid)) {
+                if let Some((_, approved)) = accepted.get(&(conn.session.as_str(), aid.as_str())) {
                     let want = if *approved { "approved" } else { "rejected" };
                     if outcome != want {
                         out.push(
@@ -358,7 +437,10 @@ fn approvals(out: &mut Out<'_>, log: &RunLog) {
             }
         }
     }
-    // Observed statuses: final once final, and agreeing with the accepted decision.
+}
+
+/// Observed statuses: final once final, and agreeing with the accepted decision.
+fn statuses(out: &mut Out<'_>, log: &RunLog, accepted: &Accepted<'_>) {
     let mut finals: HashMap<(&str, &str), (&str, usize)> = HashMap::new();
     for s in &log.statuses {
         let key = (s.session.as_str(), s.approval.as_str());
@@ -418,19 +500,7 @@ fn supersedes(out: &mut Out<'_>, log: &RunLog) {
             // The client closed it in the same step (it reconnected itself).
             continue;
         }
-        let mut sig_at = None;
-        let mut after: Option<(String, usize)> = None;
-        for (entry, block) in conn.blocks() {
-            match block.frame() {
-                Frame::Signal { name, .. } if name == "tether.superseded" => {
-                    sig_at.get_or_insert(entry.step);
-                }
-                Frame::Stored { id, .. } if sig_at.is_some() && after.is_none() => {
-                    after = Some((id.to_owned(), entry.step));
-                }
-                _ => {}
-            }
-        }
+        let (sig_at, after) = superseded_signal(conn);
         if let Some((id, step)) = after {
             out.push(
                 Rule::Supersede,
@@ -440,41 +510,65 @@ fn supersedes(out: &mut Out<'_>, log: &RunLog) {
                 format!("received {id} after its tether.superseded signal"),
             );
         }
-        match (end.by, sig_at) {
-            (EndedBy::Server, Some(_)) => {}
-            (EndedBy::Server, None) if s.was_stalled => {
-                // Not reading when superseded: the server may have dropped it for the client
-                // timeout first, which ends the stream without a signal.
+        superseded_end(out, s, end.by, sig_at.is_some());
+    }
+}
+
+/// The step of a connection's first `tether.superseded` signal, and the first stored event
+/// after it (its id and step).
+fn superseded_signal(conn: &Connection) -> (Option<usize>, Option<(String, usize)>) {
+    let mut sig_at = None;
+    let mut after: Option<(String, usize)> = None;
+    for (entry, block) in conn.blocks() {
+        match block.frame() {
+            Frame::Signal { name, .. } if name == "tether.superseded" => {
+                sig_at.get_or_insert(entry.step);
             }
-            (EndedBy::Server, None) => out.push(
-                Rule::Supersede,
-                s.step,
-                Some(&s.client),
-                None,
-                format!(
-                    "superseded by {}, its stream ended without a tether.superseded signal",
-                    s.by
-                ),
-            ),
-            (EndedBy::Client, _) => {
-                // The client closed it first; whether a signal was still on its way is
-                // unknown.
+            Frame::Stored { id, .. } if sig_at.is_some() && after.is_none() => {
+                after = Some((id.to_owned(), entry.step));
             }
-            (EndedBy::RunEnd, _) => out.push(
-                Rule::Supersede,
-                s.step,
-                Some(&s.client),
-                None,
-                format!(
-                    "superseded by {}, its stream was still open {} when the replay ended",
-                    s.by,
-                    if sig_at.is_some() {
-                        "after the tether.superseded signal"
-                    } else {
-                        "and no tether.superseded signal arrived"
-                    }
-                ),
-            ),
+            _ => {}
         }
+    }
+    (sig_at, after)
+}
+
+/// A superseded stream must have been ended by the server after a `tether.superseded` signal.
+fn superseded_end(out: &mut Out<'_>, s: &SupersedeRecord, by: EndedBy, signalled: bool) {
+    match (by, signalled) {
+        (EndedBy::Server, true) => {}
+        (EndedBy::Server, false) if s.was_stalled => {
+            // Not reading when superseded: the server may have dropped it for the client
+            // timeout first, which ends the stream without a signal.
+        }
+        (EndedBy::Server, false) => out.push(
+            Rule::Supersede,
+            s.step,
+            Some(&s.client),
+            None,
+            format!(
+                "superseded by {}, its stream ended without a tether.superseded signal",
+                s.by
+            ),
+        ),
+        (EndedBy::Client, _) => {
+            // The client closed it first; whether a signal was still on its way is
+            // unknown.
+        }
+        (EndedBy::RunEnd, _) => out.push(
+            Rule::Supersede,
+            s.step,
+            Some(&s.client),
+            None,
+            format!(
+                "superseded by {}, its stream was still open {} when the replay ended",
+                s.by,
+                if signalled {
+                    "after the tether.superseded signal"
+                } else {
+                    "and no tether.superseded signal arrived"
+                }
+            ),
+        ),
     }
 }

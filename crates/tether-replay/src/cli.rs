@@ -105,38 +105,17 @@ pub async fn run_cli(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let text = match std::fs::read_to_string(&args.file) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("tether replay: {}: {e}", args.file);
-            return ExitCode::from(2);
-        }
-    };
-    let transcript = match Transcript::parse(&text) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("tether replay: {}:{}: {}", args.file, e.line, e.message);
-            return ExitCode::from(2);
-        }
-    };
+    match replay(&args).await {
+        Ok(report) => verdict(&report),
+        Err(code) => code,
+    }
+}
+
+/// Reads the transcript and replays it where the arguments say.
+async fn replay(args: &Args) -> Result<Report, ExitCode> {
+    let transcript = read_transcript(&args.file)?;
     let hub = if args.spawn {
-        let serve = match crate::spawn::serve_args(&transcript, args.options.time_scale) {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("tether replay: {}: {e}", args.file);
-                return ExitCode::from(2);
-            }
-        };
-        match Hub::start(&serve).await {
-            Ok(h) => {
-                println!("started a hub at {}: tether {}", h.url(), serve.join(" "));
-                Some(h)
-            }
-            Err(e) => {
-                eprintln!("tether replay: {e}");
-                return ExitCode::from(2);
-            }
-        }
+        Some(start_hub(args, &transcript).await?)
     } else {
         None
     };
@@ -144,33 +123,62 @@ pub async fn run_cli(args: &[String]) -> ExitCode {
         .as_ref()
         .map(|h| h.url().to_owned())
         .or(args.url.clone());
-    let report = match &url {
+    match &url {
         Some(url) => {
-            let code = against(&args, &transcript, url).await;
+            let report = against(args, &transcript, url).await;
             if let Some(h) = hub {
                 h.stop().await;
             }
-            match code {
-                Ok(report) => report,
-                Err(code) => return code,
-            }
+            report
         }
-        None => {
-            println!(
-                "replaying {} ({} steps) in process",
-                args.file,
-                transcript.steps.len()
-            );
-            let t = transcript.clone();
-            match std::thread::spawn(move || crate::replay_in_process(&t)).join() {
-                Ok(r) => r,
-                Err(_) => {
-                    eprintln!("tether replay: the in-process replay panicked");
-                    return ExitCode::from(2);
-                }
-            }
-        }
-    };
+        None => in_process(args, &transcript),
+    }
+}
+
+/// Reads and parses the transcript `file`.
+fn read_transcript(file: &str) -> Result<Transcript, ExitCode> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        eprintln!("tether replay: {file}: {e}");
+        ExitCode::from(2)
+    })?;
+    Transcript::parse(&text).map_err(|e| {
+        eprintln!("tether replay: {file}:{}: {}", e.line, e.message);
+        ExitCode::from(2)
+    })
+}
+
+/// Starts a hub with the settings the transcript needs (`--spawn`).
+async fn start_hub(args: &Args, transcript: &Transcript) -> Result<Hub, ExitCode> {
+    let serve = crate::spawn::serve_args(transcript, args.options.time_scale).map_err(|e| {
+        eprintln!("tether replay: {}: {e}", args.file);
+        ExitCode::from(2)
+    })?;
+    let hub = Hub::start(&serve).await.map_err(|e| {
+        eprintln!("tether replay: {e}");
+        ExitCode::from(2)
+    })?;
+    println!("started a hub at {}: tether {}", hub.url(), serve.join(" "));
+    Ok(hub)
+}
+
+/// Replays in process, on a thread of its own (so that any runtime may await the CLI).
+fn in_process(args: &Args, transcript: &Transcript) -> Result<Report, ExitCode> {
+    println!(
+        "replaying {} ({} steps) in process",
+        args.file,
+        transcript.steps.len()
+    );
+    let t = transcript.clone();
+    std::thread::spawn(move || crate::replay_in_process(&t))
+        .join()
+        .map_err(|_| {
+            eprintln!("tether replay: the in-process replay panicked");
+            ExitCode::from(2)
+        })
+}
+
+/// Prints the report and its verdict; exit status 1 when a rule was broken.
+fn verdict(report: &Report) -> ExitCode {
     print!("{report}");
     if report.is_ok() {
         println!("OK");

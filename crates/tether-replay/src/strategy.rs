@@ -97,63 +97,14 @@ fn build(shape: &Shape, ops: Vec<Op>, ring: usize) -> Transcript {
         steps: Vec::new(),
         ..Transcript::default()
     };
-    let session = shape.session.clone();
-    let client = |i: usize| shape.clients.get(i).cloned().unwrap_or_else(|| "c0".into());
-    let mut n = 0u64;
-    let mut approvals = 0usize;
+    let mut actions = Actions {
+        shape,
+        published: 0,
+        approvals: 0,
+    };
     let mut connected = std::collections::HashSet::new();
     for op in ops {
-        let action = match op {
-            Op::Publish(k) => {
-                let events = (0..k)
-                    .map(|_| {
-                        n += 1;
-                        json!({ "n": n - 1 })
-                    })
-                    .collect();
-                Action::Publish {
-                    session: session.clone(),
-                    events,
-                    name: None,
-                    pad_bytes: None,
-                }
-            }
-            Op::Connect { client: c, resume } => Action::Connect {
-                client: client(c),
-                session: session.clone(),
-                resume,
-                last_event_id: None,
-                client_id: None,
-            },
-            Op::Read(c) => Action::Read {
-                client: client(c),
-                events: None,
-                within_ms: Some(shape.max_stall_ms + 30_000),
-            },
-            Op::Stall(c, ms) => Action::Stall {
-                client: client(c),
-                ms,
-            },
-            Op::Drop(c) => Action::Drop { client: client(c) },
-            Op::Advance(ms) => Action::Advance { ms },
-            Op::Request => {
-                approvals += 1;
-                Action::RequestApproval {
-                    session: session.clone(),
-                    approval: format!("a{}", approvals - 1),
-                    title: None,
-                    payload: json!({ "tool": "t" }),
-                    timeout_ms: Some(120_000),
-                }
-            }
-            Op::Decide { nth, approved } => Action::Decide {
-                session: session.clone(),
-                approval: format!("a{}", nth % approvals.max(1)),
-                approved,
-                reason: None,
-                expect: None,
-            },
-        };
+        let action = actions.of(op);
         // Stalling a client that never connected (or closed its connection) is a mistake in
         // a transcript; a connection the server ended may still be stalled.
         match &action {
@@ -167,6 +118,83 @@ fn build(shape: &Shape, ops: Vec<Op>, ring: usize) -> Transcript {
         t.steps.push(Step::new(action));
     }
     t
+}
+
+/// Turns generated ops into steps, counting the events published and the approvals
+/// requested so far.
+struct Actions<'a> {
+    shape: &'a Shape,
+    published: u64,
+    approvals: usize,
+}
+
+impl Actions<'_> {
+    fn client(&self, i: usize) -> String {
+        self.shape
+            .clients
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| "c0".into())
+    }
+
+    fn of(&mut self, op: Op) -> Action {
+        let session = self.shape.session.clone();
+        match op {
+            Op::Publish(k) => Action::Publish {
+                session,
+                events: self.events(k),
+                name: None,
+                pad_bytes: None,
+            },
+            Op::Connect { client: c, resume } => Action::Connect {
+                client: self.client(c),
+                session,
+                resume,
+                last_event_id: None,
+                client_id: None,
+            },
+            Op::Read(c) => Action::Read {
+                client: self.client(c),
+                events: None,
+                within_ms: Some(self.shape.max_stall_ms + 30_000),
+            },
+            Op::Stall(c, ms) => Action::Stall {
+                client: self.client(c),
+                ms,
+            },
+            Op::Drop(c) => Action::Drop {
+                client: self.client(c),
+            },
+            Op::Advance(ms) => Action::Advance { ms },
+            Op::Request => {
+                self.approvals += 1;
+                Action::RequestApproval {
+                    session,
+                    approval: format!("a{}", self.approvals - 1),
+                    title: None,
+                    payload: json!({ "tool": "t" }),
+                    timeout_ms: Some(120_000),
+                }
+            }
+            Op::Decide { nth, approved } => Action::Decide {
+                session,
+                approval: format!("a{}", nth % self.approvals.max(1)),
+                approved,
+                reason: None,
+                expect: None,
+            },
+        }
+    }
+
+    /// The next `k` events: `{"n": k}` with k counting up from 0.
+    fn events(&mut self, k: u8) -> Vec<serde_json::Value> {
+        (0..k)
+            .map(|_| {
+                self.published += 1;
+                json!({ "n": self.published - 1 })
+            })
+            .collect()
+    }
 }
 
 /// A property failed; the shrunk transcript that replays it was written to `file`.

@@ -354,50 +354,60 @@ impl BodyReader {
                     Ok(Some(Some(buf.split().freeze())))
                 }
             }
-            Self::Chunked { remaining, done } => loop {
-                if *done {
-                    return Ok(Some(None));
-                }
-                match remaining {
-                    None => {
-                        let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") else {
-                            if buf.len() > 4096 {
-                                return Err("bad chunk size line".into());
-                            }
-                            return Ok(None);
-                        };
-                        let line = String::from_utf8_lossy(&buf[..eol]).into_owned();
-                        let size = line.split(';').next().unwrap_or_default().trim();
-                        let size = usize::from_str_radix(size, 16)
-                            .map_err(|_| format!("bad chunk size {line:?}"))?;
-                        buf.advance(eol + 2);
-                        if size == 0 {
-                            // Trailers are not used by tether; the body is over.
-                            *done = true;
-                            continue;
-                        }
-                        // The chunk's data, then its CRLF (counted in `remaining`).
-                        *remaining = Some(size + 2);
+            Self::Chunked { remaining, done } => decode_chunked(remaining, done, buf),
+        }
+    }
+}
+
+/// Decodes a chunked body: `remaining` is what is left of the current chunk (its CRLF
+/// included), `None` between chunks; `done` once the last chunk was read.
+fn decode_chunked(
+    remaining: &mut Option<usize>,
+    done: &mut bool,
+    buf: &mut BytesMut,
+) -> Result<Option<Option<Bytes>>, String> {
+    loop {
+        if *done {
+            return Ok(Some(None));
+        }
+        match remaining {
+            None => {
+                let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") else {
+                    if buf.len() > 4096 {
+                        return Err("bad chunk size line".into());
                     }
-                    Some(n) => {
-                        if buf.is_empty() {
-                            return Ok(None);
-                        }
-                        let data_left = n.saturating_sub(2);
-                        if data_left > 0 {
-                            let take = data_left.min(buf.len());
-                            *n -= take;
-                            return Ok(Some(Some(buf.split_to(take).freeze())));
-                        }
-                        let take = (*n).min(buf.len());
-                        buf.advance(take);
-                        *n -= take;
-                        if *n == 0 {
-                            *remaining = None;
-                        }
-                    }
+                    return Ok(None);
+                };
+                let line = String::from_utf8_lossy(&buf[..eol]).into_owned();
+                let size = line.split(';').next().unwrap_or_default().trim();
+                let size = usize::from_str_radix(size, 16)
+                    .map_err(|_| format!("bad chunk size {line:?}"))?;
+                buf.advance(eol + 2);
+                if size == 0 {
+                    // Trailers are not used by tether; the body is over.
+                    *done = true;
+                    continue;
                 }
-            },
+                // The chunk's data, then its CRLF (counted in `remaining`).
+                *remaining = Some(size + 2);
+            }
+            Some(n) => {
+                if buf.is_empty() {
+                    return Ok(None);
+                }
+                let data_left = n.saturating_sub(2);
+                if data_left > 0 {
+                    let take = data_left.min(buf.len());
+                    *n -= take;
+                    return Ok(Some(Some(buf.split_to(take).freeze())));
+                }
+                let take = (*n).min(buf.len());
+                buf.advance(take);
+                *n -= take;
+                if *n == 0 {
+                    *remaining = None;
+                }
+            }
         }
     }
 }
@@ -409,6 +419,22 @@ struct SseState {
 }
 
 impl SseState {
+    /// What a connect answered with `status` other than 200 says: its body, read for up to
+    /// two seconds, or the superseded refusal for a 204.
+    async fn refusal(mut self, status: u16) -> String {
+        let mut body = BytesMut::new();
+        let read_rest = async {
+            while let Some(b) = self.next().await {
+                body.extend_from_slice(&b);
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), read_rest).await;
+        if status == 204 {
+            return super::SUPERSEDED_REFUSAL.to_owned();
+        }
+        describe(status, &body)
+    }
+
     async fn next(&mut self) -> Option<Bytes> {
         loop {
             match self.reader.decode(&mut self.buf) {
@@ -486,22 +512,12 @@ impl Driver for Http {
                 .map_err(|_| format!("GET {path}: no answer within the request timeout"))??;
         let reader = BodyReader::new(&headers);
         if status != 200 {
-            let mut st = SseState {
+            let st = SseState {
                 stream,
                 buf,
                 reader,
             };
-            let mut body = BytesMut::new();
-            let read_rest = async {
-                while let Some(b) = st.next().await {
-                    body.extend_from_slice(&b);
-                }
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(2), read_rest).await;
-            if status == 204 {
-                return Err(super::SUPERSEDED_REFUSAL.to_owned());
-            }
-            return Err(describe(status, &body));
+            return Err(st.refusal(status).await);
         }
         let content_type = headers
             .iter()
