@@ -26,7 +26,8 @@ pub(crate) enum Policy {
     Reject,
 }
 
-/// Flags of `tether serve`; each has an environment variable, and each a key of `--config`.
+/// Flags of `tether serve`; each is a key of `--config`, and most have an environment variable
+/// (`--self-publish` has none, `--no-agui` is `TETHER_AGUI=off`, `--log-level` is `RUST_LOG`).
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// Settings file, YAML (`.yml`, `.yaml`) or TOML (`.toml`): keys are these flags' long

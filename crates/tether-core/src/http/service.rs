@@ -270,8 +270,8 @@ impl Service {
         if !self.inner.cors.is_empty() && Cors::is_preflight(&parts.method, &parts.headers) {
             return Err(self.finish(&parts.headers, self.inner.cors.preflight(&parts.headers)));
         }
-        // The order of the checks is the order of the answers: 404/405, 400 (framing, ids),
-        // 401, 403, 403 origin, 415, 413.
+        // The order of the checks is the order of the answers: 400 (framing), 404/405,
+        // 400 (ids), 401, 403, 503 draining (501 shared approvals), 403 origin, 415, 413.
         let declared = framing(parts).map_err(refuse)?;
         let target = self.target(parts).map_err(|e| {
             audit_refusal(parts, &e);
