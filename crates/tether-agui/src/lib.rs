@@ -132,7 +132,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let broker = Broker::builder().tracker_factory(Arc::new(AguiTrackerFactory::new())).start();
+//! let broker = Broker::builder().tracker_factory(Arc::new(AguiTrackerFactory::new())).start().expect("valid config");
 //! let runs = AguiRuns::new(broker.clone());
 //!
 //! // The agent streams a message, proposes a tool call and asks for approval.

@@ -282,9 +282,12 @@ fn broker(args: &ServeArgs, agui: bool) -> tether_core::BrokerBuilder {
     } else {
         builder
     };
+    let builder = match args.keepalive_secs {
+        0 => builder.without_heartbeats(),
+        secs => builder.keepalive_interval(Duration::from_secs(secs)),
+    };
     args.limits
         .broker(builder)
-        .keepalive_interval(Some(Duration::from_secs(args.keepalive_secs)))
         .client_timeout(Duration::from_secs(args.client_timeout_secs.max(1)))
         .reconnect_backoff_max(Duration::from_secs(args.reconnect_backoff_max_secs))
         .ring_max_events(args.ring_events)
@@ -393,6 +396,10 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
         }
     };
     let started = args.auth.jwt_keys().and_then(|jwt| {
+        broker(&args, false).check().map_err(|e| {
+            let flag = e.setting.flag().unwrap_or(e.setting.method());
+            format!("{flag}: {}", e.reason)
+        })?;
         let hooks = access(&args, jwt.clone())?;
         let redis = redis_config(&args)?;
         let agent = agent_config(&args)?;
@@ -435,7 +442,7 @@ async fn run(
         );
         agui = false;
     }
-    let broker = broker(&args, agui).start();
+    let broker = broker(&args, agui).start().map_err(|e| e.to_string())?;
     #[cfg(unix)]
     if let Some(file) = log_file {
         let reopen = crate::logging::reopen_on_sighup(file)

@@ -17,7 +17,7 @@
 //! # async fn main() {
 //! let broker = Broker::builder()
 //!     .tracker_factory(Arc::new(AguiTrackerFactory::new()))
-//!     .start();
+//!     .start().expect("valid config");
 //! let runs = AguiRuns::new(broker.clone());
 //! let service = Service::new(broker, Hooks::allow_all())
 //!     .extension(RunRoute::new(runs, tether_conformance::agui::test_agent));

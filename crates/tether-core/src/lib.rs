@@ -14,7 +14,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let broker = Broker::builder().start();
+//! let broker = Broker::builder().start()?;
 //! let session = SessionId::new("user-42")?;
 //!
 //! // Publishing never waits for a subscriber; it returns the event's id.
@@ -114,7 +114,9 @@ pub use backplane::{
     Backplane, BackplaneError, BackplaneHealth, BackplaneStatus, BoxFuture, Placed,
 };
 pub use broker::{Broker, ClientInfo, ConnectOptions, Health, event_name};
-pub use config::{BrokerBuilder, Config, ConnectionPolicy, HeartbeatStyle, RateLimit};
+pub use config::{
+    BrokerBuilder, Config, ConfigError, ConnectionPolicy, HeartbeatStyle, RateLimit, Setting,
+};
 pub use driver::BrokerDriver;
 pub use error::{ApprovalError, ConnectError, DecideError, PublishError};
 pub use id::{Epoch, EventId, InvalidId, LastEventId, MAX_ID_LEN, SessionId, is_valid_id};

@@ -277,7 +277,7 @@ async fn a_request_without_a_title_has_no_title_field() {
 #[tokio::test(start_paused = true)]
 async fn a_decision_after_the_deadline_is_expired_even_before_the_timer_fires() {
     // No driver: only the decision itself can notice the deadline.
-    let (broker, _driver) = Broker::builder().build();
+    let (broker, _driver) = Broker::builder().build().expect("valid config");
     let s = sid("late");
     let handle = broker.request_approval(&s, request("a9", 10)).unwrap();
     tokio::time::advance(Duration::from_secs(9)).await;

@@ -101,7 +101,10 @@ fn run(ops: Vec<Op>, ring: usize) -> Result<(), TestCaseError> {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let broker = Broker::builder().ring_max_events(ring).start();
+        let broker = Broker::builder()
+            .ring_max_events(ring)
+            .start()
+            .expect("valid config");
         let s = sid("model");
         let mut model: Vec<u64> = Vec::new();
         let mut client = Client::default();
@@ -621,9 +624,10 @@ mod extended {
                 .ring_max_events(ring_events)
                 .ring_max_bytes(ring_bytes)
                 .total_ring_bytes(ring_bytes * 2)
-                .keepalive_interval(None)
+                .without_heartbeats()
                 .session_ttl(TTL)
-                .start();
+                .start()
+                .expect("valid config");
             let mut w = World {
                 broker,
                 sids: (0..SESSIONS).map(|i| sid(&format!("m{i}"))).collect(),

@@ -277,7 +277,11 @@ fn options() -> HttpOptions {
 }
 
 async fn replay_over_http(t: &Transcript) -> tether_replay::Report {
-    let broker = t.settings.broker_builder(SCALE).start();
+    let broker = t
+        .settings
+        .broker_builder(SCALE)
+        .start()
+        .expect("valid config");
     let addr = serve(broker, None).await;
     let mut driver = Http::new(&format!("http://{addr}"), options()).unwrap();
     driver.run(t).await
@@ -341,7 +345,10 @@ async fn a_bearer_token_is_sent_when_given() {
 "#,
     )
     .unwrap();
-    let broker = Settings::default().broker_builder(SCALE).start();
+    let broker = Settings::default()
+        .broker_builder(SCALE)
+        .start()
+        .expect("valid config");
     let addr = serve(broker, Some("sesame".into())).await;
     let url = format!("http://{addr}");
 
@@ -386,7 +393,10 @@ async fn refusals_are_violations_with_the_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_entry_replays_a_file_against_a_url() {
-    let broker = Settings::default().broker_builder(SCALE).start();
+    let broker = Settings::default()
+        .broker_builder(SCALE)
+        .start()
+        .expect("valid config");
     let addr = serve(broker, None).await;
     let url = format!("http://{addr}");
     let (path, _) = shipped("tool_call_approval.jsonl");

@@ -220,7 +220,8 @@ async fn main() -> std::io::Result<()> {
     // clients across drops and resyncs.
     let broker = Broker::builder()
         .tracker_factory(Arc::new(AguiTrackerFactory::new()))
-        .start();
+        .start()
+        .expect("valid config");
     let runs = AguiRuns::new(broker.clone());
     let pace = Pace {
         token: Duration::from_millis(args.token_delay_ms),

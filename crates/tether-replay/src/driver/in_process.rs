@@ -31,7 +31,7 @@ impl InProcess {
     /// # Panics
     /// Outside a tokio runtime (the broker's driver task is spawned).
     pub fn from_settings(settings: &Settings) -> Self {
-        Self::new(settings.broker_builder(1.0).start())
+        Self::new(settings.broker_builder(1.0).start().expect("valid config"))
     }
 
     /// The broker.
