@@ -107,8 +107,7 @@ pub mod http;
 pub mod server;
 
 pub use approval::{
-    ApprovalHandle, ApprovalInfo, ApprovalOutcome, ApprovalRequest, ApprovalStatus, Decision,
-    Payload,
+    ApprovalHandle, ApprovalInfo, ApprovalRequest, ApprovalStatus, Decision, Payload,
 };
 pub use backplane::{
     Backplane, BackplaneError, BackplaneHealth, BackplaneStatus, BoxFuture, Placed,
@@ -118,8 +117,8 @@ pub use config::{
     BrokerBuilder, Config, ConfigError, ConnectionPolicy, HeartbeatStyle, RateLimit, Setting,
 };
 pub use driver::BrokerDriver;
-pub use error::{ApprovalError, ConnectError, DecideError, PublishError};
-pub use id::{Epoch, EventId, InvalidId, LastEventId, MAX_ID_LEN, SessionId, is_valid_id};
+pub use error::{ApprovalError, ConnectError, DecideError, PublishError, SerializeError};
+pub use id::{Epoch, EventId, IdKind, InvalidId, LastEventId, MAX_ID_LEN, SessionId, is_valid_id};
 pub use session::Event;
 pub use settings::BrokerSettings;
 pub use shutdown::SHUTDOWN_GRACE;

@@ -215,7 +215,7 @@ impl Event {
     pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Self, PublishError> {
         serde_json::to_string(value)
             .map(Self::raw)
-            .map_err(|e| PublishError::Serialize(e.to_string()))
+            .map_err(|e| PublishError::Serialize(e.into()))
     }
 
     /// An event whose data is `data` as given (already JSON, or any text). Line breaks are

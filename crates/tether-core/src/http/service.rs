@@ -600,10 +600,7 @@ fn approval_id(raw: String) -> Result<String, HttpError> {
     if is_valid_id(&raw) {
         Ok(raw)
     } else {
-        Err(InvalidId {
-            what: "approval id",
-        }
-        .into())
+        Err(InvalidId::new(crate::id::IdKind::ApprovalId).into())
     }
 }
 

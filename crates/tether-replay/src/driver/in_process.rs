@@ -134,7 +134,7 @@ impl Driver for InProcess {
             Ok(_) => DecideResult::Ok,
             Err(DecideError::Unknown) => DecideResult::Unknown,
             Err(DecideError::Expired) => DecideResult::Expired,
-            Err(DecideError::AlreadyDecided(s)) => DecideResult::AlreadyDecided(s.into()),
+            Err(DecideError::AlreadyDecided(s)) => DecideResult::AlreadyDecided(s.as_str().into()),
             Err(e) => DecideResult::Other(e.to_string()),
         }
     }
