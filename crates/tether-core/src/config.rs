@@ -19,6 +19,7 @@ pub enum ConnectionPolicy {
 
 /// How a heartbeat looks on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum HeartbeatStyle {
     /// An SSE comment (`: keepalive`): invisible to parsers, resets proxy idle timers.
     #[default]

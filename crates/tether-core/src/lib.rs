@@ -118,6 +118,7 @@ pub use config::{
 };
 pub use driver::BrokerDriver;
 pub use error::{ApprovalError, ConnectError, DecideError, PublishError, SerializeError};
+pub use frame::{EventName, InvalidEventName};
 pub use id::{Epoch, EventId, IdKind, InvalidId, LastEventId, MAX_ID_LEN, SessionId, is_valid_id};
 pub use session::Event;
 pub use settings::BrokerSettings;

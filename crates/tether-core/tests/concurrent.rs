@@ -54,10 +54,9 @@ async fn reconnecting_reader_loses_nothing_and_sees_nothing_twice() {
                     tokio::time::Instant::now() < deadline,
                     "reader timed out at {received}"
                 );
-                let opts = ConnectOptions {
-                    last_event_id: last_id.clone(),
-                    ..ConnectOptions::default()
-                };
+                let opts = last_id
+                    .clone()
+                    .map_or_else(ConnectOptions::new, ConnectOptions::resume);
                 let mut stream = broker.connect(&s, opts).unwrap();
                 let mut buffer = String::new();
                 // Read a few chunks, then drop the connection mid-stream.

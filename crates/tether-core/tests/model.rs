@@ -124,10 +124,10 @@ fn run(ops: Vec<Op>, ring: usize) -> Result<(), TestCaseError> {
                         // A new client with no history.
                         client = Client::default();
                     }
-                    let opts = ConnectOptions {
-                        last_event_id: client.last_id.clone(),
-                        ..ConnectOptions::default()
-                    };
+                    let opts = client
+                        .last_id
+                        .clone()
+                        .map_or_else(ConnectOptions::new, ConnectOptions::resume);
                     client.buffer.clear();
                     client.stream = Some(broker.connect(&s, opts).unwrap());
                 }
@@ -140,10 +140,10 @@ fn run(ops: Vec<Op>, ring: usize) -> Result<(), TestCaseError> {
                             Some(Some(bytes)) => client.receive(&bytes, &model)?,
                             Some(None) => {
                                 // Ended (superseded): reconnect with the last id, as EventSource does.
-                                let opts = ConnectOptions {
-                                    last_event_id: client.last_id.clone(),
-                                    ..ConnectOptions::default()
-                                };
+                                let opts = client
+                                    .last_id
+                                    .clone()
+                                    .map_or_else(ConnectOptions::new, ConnectOptions::resume);
                                 client.buffer.clear();
                                 client.stream = Some(broker.connect(&s, opts).unwrap());
                             }
@@ -164,10 +164,10 @@ fn run(ops: Vec<Op>, ring: usize) -> Result<(), TestCaseError> {
         // Finally the client reconnects with its last id and reads everything that is left:
         // it must end at the head, with every gap announced.
         client.stream = None;
-        let opts = ConnectOptions {
-            last_event_id: client.last_id.clone(),
-            ..ConnectOptions::default()
-        };
+        let opts = client
+            .last_id
+            .clone()
+            .map_or_else(ConnectOptions::new, ConnectOptions::resume);
         client.buffer.clear();
         let mut stream = broker.connect(&s, opts).unwrap();
         while let Some(Some(bytes)) = next_within(&mut stream, Duration::from_millis(1)).await {
@@ -387,10 +387,9 @@ mod extended {
             s: usize,
             last: Option<String>,
         ) -> Result<(), TestCaseError> {
-            let opts = ConnectOptions {
-                last_event_id: last.clone(),
-                ..ConnectOptions::default()
-            };
+            let opts = last
+                .clone()
+                .map_or_else(ConnectOptions::new, ConnectOptions::resume);
             // The client's old stream (if any) goes away first, as a browser's would.
             self.clients[c].stream = None;
             let other_on_s = self

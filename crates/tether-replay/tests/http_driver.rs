@@ -107,15 +107,13 @@ async fn handle(
             let Ok(s) = session(id) else {
                 return Ok(error(StatusCode::BAD_REQUEST, "bad_session_id", "bad id"));
             };
-            let opts = ConnectOptions {
-                last_event_id: req
-                    .headers()
-                    .get("last-event-id")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned),
-                client_id: query(&req, "clientId"),
-                ..ConnectOptions::default()
-            };
+            let mut opts = ConnectOptions::new();
+            opts.last_event_id = req
+                .headers()
+                .get("last-event-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            opts.client_id = query(&req, "clientId");
             match broker.connect(&s, opts) {
                 Ok(stream) => Response::builder()
                     .header("content-type", "text/event-stream")

@@ -83,11 +83,9 @@ impl Driver for InProcess {
         request: &ConnectRequest,
     ) -> Result<SseBody, String> {
         let session = sid(session)?;
-        let opts = ConnectOptions {
-            last_event_id: request.last_event_id.clone(),
-            client_id: request.client_id.clone(),
-            ..ConnectOptions::default()
-        };
+        let mut opts = ConnectOptions::new();
+        opts.last_event_id = request.last_event_id.clone();
+        opts.client_id = request.client_id.clone();
         let stream = self.broker.connect(&session, opts).map_err(|e| match e {
             tether_core::ConnectError::SupersededRecently => super::SUPERSEDED_REFUSAL.to_owned(),
             e => e.to_string(),
