@@ -28,7 +28,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
-//! let broker = Broker::builder().start();
+//! let broker = Broker::builder().start().expect("valid config");
 //! let tether = tether_actix::router(Service::new(broker.clone(), Hooks::allow_all()));
 //! let app = move || {
 //!     App::new()

@@ -8,7 +8,7 @@ use tether_core::Broker;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preflights_and_allowed_origins() {
-    let broker = Broker::builder().start();
+    let broker = Broker::builder().start().expect("valid config");
     let tether = tether_actix::router(
         Service::new(broker.clone(), Hooks::allow_all()).cors(Cors::new(["https://app.example"])),
     );

@@ -44,7 +44,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let broker = Broker::builder().tracker_factory(Arc::new(AguiTrackerFactory::new())).start();
+//! let broker = Broker::builder().tracker_factory(Arc::new(AguiTrackerFactory::new())).start().expect("valid config");
 //! let runs = AguiRuns::new(broker.clone());
 //! let service = Service::new(broker, Hooks::allow_all()).extension(RunRoute::new(runs, agent));
 //! # drop(service);

@@ -128,11 +128,11 @@
 //! use std::time::Duration;
 //! use serde_json::json;
 //! use tether_agui::{AguiRuns, AguiTrackerFactory, ClientRun, ResumeEntry, ResumeStatus, RunAgentInput};
-//! use tether_core::{ApprovalOutcome, Broker};
+//! use tether_core::{ApprovalStatus, Broker};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let broker = Broker::builder().tracker_factory(Arc::new(AguiTrackerFactory::new())).start();
+//! let broker = Broker::builder().tracker_factory(Arc::new(AguiTrackerFactory::new())).start().expect("valid config");
 //! let runs = AguiRuns::new(broker.clone());
 //!
 //! // The agent streams a message, proposes a tool call and asks for approval.
@@ -149,7 +149,7 @@
 //!     // Continue in the client's answering run.
 //!     let input = run.next_run(Duration::from_secs(5)).await?;
 //!     assert!(input.is_some());
-//!     let text = if outcome == ApprovalOutcome::Approved(None) { "Deleted." } else { "Kept it." };
+//!     let text = if matches!(outcome, ApprovalStatus::Approved { .. }) { "Deleted." } else { "Kept it." };
 //!     run.text("m2", text)?;
 //!     run.finish(None)?;
 //!     Ok::<_, tether_agui::AguiError>(())

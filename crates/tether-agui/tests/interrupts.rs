@@ -11,7 +11,7 @@ use support::*;
 use tether_agui::{
     AguiError, AguiRuns, ClientRun, ResumeEntry, ResumeStatus, RunAgentInput, RunPublisher,
 };
-use tether_core::{ApprovalOutcome, Broker, ConnectOptions, Decision};
+use tether_core::{ApprovalStatus, Broker, ConnectOptions, Decision};
 
 fn input(
     thread: &str,
@@ -94,7 +94,7 @@ async fn a_decision_through_the_route_lets_the_agent_continue_in_its_own_run() {
     broker
         .decide(&sid("t-route"), handle.id(), Decision::approve())
         .unwrap();
-    assert_eq!(handle.await, ApprovalOutcome::Approved(None));
+    assert_eq!(handle.await, ApprovalStatus::Approved { reason: None });
     assert!(run.next_run(Duration::ZERO).await.unwrap().is_none());
     assert_ne!(run.run_id(), "run-1");
     run.tool_call_result("r1", "tc1", "deleted").unwrap();
@@ -139,7 +139,12 @@ async fn a_resume_entry_decides_once_and_the_waiting_agent_continues_in_that_run
     let started = runs.reserve(&answer).unwrap().start(answer).unwrap();
     assert!(matches!(started, ClientRun::Resumed { .. }), "{started:?}");
     let (outcome, input) = agent.await.unwrap().unwrap();
-    assert_eq!(outcome, ApprovalOutcome::Rejected(Some("keep it".into())));
+    assert_eq!(
+        outcome,
+        ApprovalStatus::Rejected {
+            reason: Some("keep it".into())
+        }
+    );
     assert_eq!(input.unwrap().run_id, "run-2");
     assert!(started.end().get().is_some());
 
@@ -188,7 +193,7 @@ async fn a_resume_for_an_approval_decided_through_the_route_is_accepted() {
     // The route's decision stands.
     assert_eq!(
         agent.await.unwrap().unwrap(),
-        (ApprovalOutcome::Approved(None), true)
+        (ApprovalStatus::Approved { reason: None }, true)
     );
 }
 
@@ -240,7 +245,7 @@ async fn after_the_deadline_resolved_fails_the_run_and_cancelled_continues_the_t
     let started = runs.reserve(&cancel).unwrap().start(cancel).unwrap();
     assert!(matches!(started, ClientRun::Resumed { .. }), "{started:?}");
     let (outcome, run_id) = agent.await.unwrap().unwrap();
-    assert_eq!(outcome, ApprovalOutcome::TimedOut);
+    assert_eq!(outcome, ApprovalStatus::TimedOut);
     assert_eq!(run_id.as_deref(), Some("run-3"));
     assert_valid(&whole_stream(&broker, "t-late").await);
 }

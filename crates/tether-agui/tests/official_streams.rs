@@ -419,7 +419,7 @@ async fn errors(c: &mut Captures) {
 }
 
 async fn heartbeats(c: &mut Captures) {
-    let broker = tracked(Broker::builder().keepalive_interval(Some(Duration::from_secs(15))));
+    let broker = tracked(Broker::builder().keepalive_interval(Duration::from_secs(15)));
     let s = sid("heartbeats");
     let mut live = connect(&broker, &s, ConnectOptions::default());
     let mut body = read(&mut live).await;

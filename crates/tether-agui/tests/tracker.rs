@@ -455,7 +455,7 @@ async fn superseded_and_drained_streams_end_with_a_custom_in_a_run_and_a_comment
 async fn heartbeats_in_an_agui_session_are_comments() {
     let broker = tracked(
         Broker::builder()
-            .keepalive_interval(Some(Duration::from_secs(15)))
+            .keepalive_interval(Duration::from_secs(15))
             .heartbeat_style(tether_core::HeartbeatStyle::Event(
                 tether_core::event_name("heartbeat").unwrap(),
             )),
@@ -552,7 +552,8 @@ async fn limits_refuse_what_the_tracker_cannot_keep() {
         .tracker_factory(std::sync::Arc::new(
             tether_agui::AguiTrackerFactory::with_limits(limits),
         ))
-        .start();
+        .start()
+        .expect("valid config");
     let s = sid("t-limits");
     publish_all(
         &broker,

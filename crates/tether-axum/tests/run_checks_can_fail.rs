@@ -24,7 +24,8 @@ use tether_core::http::{
 async fn serve<E: RouteExtension>(wrap: impl FnOnce(RunRoute) -> E) -> String {
     let broker = Broker::builder()
         .tracker_factory(Arc::new(AguiTrackerFactory::new()))
-        .start();
+        .start()
+        .expect("valid config");
     let route = RunRoute::new(AguiRuns::new(broker.clone()), test_agent);
     let service = Service::new(broker.clone(), Hooks::allow_all()).extension(wrap(route));
     let listener =

@@ -32,7 +32,7 @@ fn open() -> SuiteConfig {
 #[tokio::test]
 async fn missing_accel_header_fails_the_headers_check() {
     let url = serve(
-        Broker::builder().start(),
+        Broker::builder().start().expect("valid config"),
         Hooks::allow_all().accel_buffering_header(false),
     )
     .await;
@@ -46,7 +46,10 @@ async fn missing_accel_header_fails_the_headers_check() {
 #[tokio::test]
 async fn no_heartbeats_fail_the_heartbeat_check() {
     let url = serve(
-        Broker::builder().keepalive_interval(None).start(),
+        Broker::builder()
+            .without_heartbeats()
+            .start()
+            .expect("valid config"),
         Hooks::allow_all(),
     )
     .await;
@@ -56,7 +59,10 @@ async fn no_heartbeats_fail_the_heartbeat_check() {
 
 #[tokio::test]
 async fn a_ring_of_another_size_fails_the_eviction_check() {
-    let broker = Broker::builder().ring_max_events(32).start();
+    let broker = Broker::builder()
+        .ring_max_events(32)
+        .start()
+        .expect("valid config");
     let url = serve(broker, Hooks::allow_all()).await;
     let r = tether_conformance::resync_evicted(&url, &open()).await;
     assert!(matches!(r, Err(CheckError::Fail(_))), "{r:?}");

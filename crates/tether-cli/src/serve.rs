@@ -283,9 +283,12 @@ fn broker(args: &ServeArgs, agui: bool) -> tether_core::BrokerBuilder {
     } else {
         builder
     };
+    let builder = match args.keepalive_secs {
+        0 => builder.without_heartbeats(),
+        secs => builder.keepalive_interval(Duration::from_secs(secs)),
+    };
     args.limits
         .broker(builder)
-        .keepalive_interval(Some(Duration::from_secs(args.keepalive_secs)))
         .client_timeout(Duration::from_secs(args.client_timeout_secs.max(1)))
         .reconnect_backoff_max(Duration::from_secs(args.reconnect_backoff_max_secs))
         .ring_max_events(args.ring_events)
@@ -394,6 +397,10 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
         }
     };
     let started = args.auth.jwt_keys().and_then(|jwt| {
+        broker(&args, false).check().map_err(|e| {
+            let flag = e.setting.flag().unwrap_or(e.setting.method());
+            format!("{flag}: {}", e.reason)
+        })?;
         let hooks = access(&args, jwt.clone())?;
         let redis = redis_config(&args)?;
         let agent = agent_config(&args)?;
@@ -436,7 +443,7 @@ async fn run(
         );
         agui = false;
     }
-    let broker = broker(&args, agui).start();
+    let broker = broker(&args, agui).start().map_err(|e| e.to_string())?;
     reload_on_sighup(&args, jwt, log_file)?;
     let (listener, local, limits) = bind(&args, open_files)?;
     let backplane = match redis {

@@ -771,3 +771,20 @@ async fn a_stream_ended_by_its_tokens_expiry_is_logged_with_its_fields() {
         "{metrics}"
     );
 }
+
+#[test]
+fn settings_the_broker_refuses_exit_2_naming_the_flag() {
+    for (flag, message) in [
+        ("--memory-budget-bytes", "must be at least 1 byte"),
+        ("--max-event-bytes", "must be at least 1 byte"),
+        ("--max-approval-bytes", "must be at least 1 byte"),
+    ] {
+        let out = std::process::Command::new(EXE)
+            .args(["serve", "--dev", "--addr", "127.0.0.1:0", flag, "0"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag}: {out:?}");
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(text.trim(), format!("tether: {flag}: {message}"), "{flag}");
+    }
+}

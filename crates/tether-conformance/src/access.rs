@@ -71,10 +71,11 @@ impl AccessConfig {
     /// cap, and `policy`.
     pub fn broker(&self, policy: tether_core::ConnectionPolicy) -> tether_core::Broker {
         tether_core::Broker::builder()
-            .keepalive_interval(Some(Duration::from_secs(1)))
+            .keepalive_interval(Duration::from_secs(1))
             .max_sessions_per_subject(self.max_sessions_per_subject)
             .connection_policy(policy)
             .start()
+            .expect("valid config")
     }
 
     /// The `tether serve` flags of this configuration (with the Replace policy).

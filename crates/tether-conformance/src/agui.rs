@@ -17,7 +17,7 @@
 //! # async fn main() {
 //! let broker = Broker::builder()
 //!     .tracker_factory(Arc::new(AguiTrackerFactory::new()))
-//!     .start();
+//!     .start().expect("valid config");
 //! let runs = AguiRuns::new(broker.clone());
 //! let service = Service::new(broker, Hooks::allow_all())
 //!     .extension(RunRoute::new(runs, tether_conformance::agui::test_agent));
@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tether_agui::{RunAgentInput, RunPublisher};
-use tether_core::ApprovalOutcome;
+use tether_core::ApprovalStatus;
 use tokio::time::Instant;
 
 use crate::client::SseConn;
@@ -102,10 +102,10 @@ pub async fn test_agent(input: RunAgentInput, mut run: RunPublisher) {
         return;
     }
     let text = match outcome {
-        ApprovalOutcome::Approved(_) => "Approved: deleted /tmp/x.",
-        ApprovalOutcome::Rejected(_) => "Rejected: kept /tmp/x.",
-        ApprovalOutcome::TimedOut => "The approval timed out; nothing was deleted.",
-        ApprovalOutcome::Cancelled => "Cancelled: kept /tmp/x.",
+        ApprovalStatus::Approved { .. } => "Approved: deleted /tmp/x.",
+        ApprovalStatus::Rejected { .. } => "Rejected: kept /tmp/x.",
+        ApprovalStatus::TimedOut => "The approval timed out; nothing was deleted.",
+        ApprovalStatus::Cancelled | ApprovalStatus::Pending => "Cancelled: kept /tmp/x.",
     };
     let result = format!("{}-result", run.run_id());
     let _ = run.tool_call_result(&result, "tool-1", text);

@@ -33,7 +33,7 @@ fn poll_once(stream: &mut EventStream) -> Poll<Option<bytes::Bytes>> {
 fn publish(c: &mut Criterion) {
     let rt = runtime();
     let _guard = rt.enter();
-    let broker = Broker::builder().start();
+    let broker = Broker::builder().start().expect("valid config");
     let session = SessionId::new("bench").unwrap();
     let data = agui_event();
     assert_eq!(data.len(), 200);
@@ -53,7 +53,10 @@ fn publish(c: &mut Criterion) {
 fn resume(c: &mut Criterion) {
     let rt = runtime();
     let _guard = rt.enter();
-    let broker = Broker::builder().ring_max_events(1024).start();
+    let broker = Broker::builder()
+        .ring_max_events(1024)
+        .start()
+        .expect("valid config");
     let session = SessionId::new("resume").unwrap();
     let data = agui_event();
     let ids: Vec<_> = (0..1024)
@@ -81,7 +84,7 @@ fn resume(c: &mut Criterion) {
 fn wake_one_of_10k(c: &mut Criterion) {
     let rt = runtime();
     let _guard = rt.enter();
-    let broker = Broker::builder().start();
+    let broker = Broker::builder().start().expect("valid config");
     let sessions: Vec<_> = (0..10_000)
         .map(|i| SessionId::new(&format!("idle-{i}")).unwrap())
         .collect();
@@ -121,7 +124,10 @@ fn publish_with_100k_sessions(c: &mut Criterion) {
         // 100,000 events of about 260 bytes do not fit 8 MiB.
         ("publish_100k_sessions_over_budget", 8 << 20),
     ] {
-        let broker = Broker::builder().total_ring_bytes(budget).start();
+        let broker = Broker::builder()
+            .total_ring_bytes(budget)
+            .start()
+            .expect("valid config");
         let sessions: Vec<SessionId> = (0..100_000)
             .map(|i| SessionId::new(&format!("s{i}")).unwrap())
             .collect();

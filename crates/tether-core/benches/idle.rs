@@ -44,9 +44,9 @@ fn main() {
         .unwrap();
     rt.block_on(async move {
         let broker = Broker::builder()
-            .keepalive_interval(Some(Duration::from_secs(1)))
+            .keepalive_interval(Duration::from_secs(1))
             .client_timeout(Duration::from_secs(3600))
-            .start();
+            .start().expect("valid config");
         let sessions: Vec<_> = (0..n)
             .map(|i| SessionId::new(&format!("idle-{i:06}")).unwrap())
             .collect();

@@ -268,31 +268,6 @@ impl Decision {
     }
 }
 
-/// How an approval ended, as the waiting side sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ApprovalOutcome {
-    /// Approved, with an optional reason.
-    Approved(Option<String>),
-    /// Rejected, with an optional reason.
-    Rejected(Option<String>),
-    /// The deadline passed.
-    TimedOut,
-    /// Cancelled (by the requester, or the session ended).
-    Cancelled,
-}
-
-impl ApprovalOutcome {
-    fn from_status(status: ApprovalStatus) -> Option<Self> {
-        Some(match status {
-            ApprovalStatus::Pending => return None,
-            ApprovalStatus::Approved { reason } => Self::Approved(reason),
-            ApprovalStatus::Rejected { reason } => Self::Rejected(reason),
-            ApprovalStatus::TimedOut => Self::TimedOut,
-            ApprovalStatus::Cancelled => Self::Cancelled,
-        })
-    }
-}
-
 /// The waiting side of an approval: `.await` it for the outcome.
 #[derive(Debug)]
 #[must_use = "an approval handle does nothing unless awaited or queried"]
@@ -315,24 +290,29 @@ impl ApprovalHandle {
     pub fn status(&self) -> ApprovalStatus {
         self.rx.borrow().clone()
     }
-    /// Waits for the outcome.
-    pub async fn outcome(mut self) -> ApprovalOutcome {
+    /// Waits for the outcome: a final status, never [`ApprovalStatus::Pending`].
+    pub async fn outcome(mut self) -> ApprovalStatus {
         loop {
-            if let Some(o) = ApprovalOutcome::from_status(self.rx.borrow_and_update().clone()) {
-                return o;
+            let status = self.rx.borrow_and_update().clone();
+            if status.is_final() {
+                return status;
             }
             if self.rx.changed().await.is_err() {
                 // The sender is only dropped once the approval is final or the broker is gone.
-                return ApprovalOutcome::from_status(self.rx.borrow().clone())
-                    .unwrap_or(ApprovalOutcome::Cancelled);
+                let status = self.rx.borrow().clone();
+                return if status.is_final() {
+                    status
+                } else {
+                    ApprovalStatus::Cancelled
+                };
             }
         }
     }
 }
 
 impl IntoFuture for ApprovalHandle {
-    type Output = ApprovalOutcome;
-    type IntoFuture = Pin<Box<dyn Future<Output = ApprovalOutcome> + Send>>;
+    type Output = ApprovalStatus;
+    type IntoFuture = Pin<Box<dyn Future<Output = ApprovalStatus> + Send>>;
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.outcome())
     }

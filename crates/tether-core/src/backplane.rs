@@ -308,7 +308,7 @@ mod tests {
 
     #[tokio::test]
     async fn append_next_stores_only_the_next_frame() {
-        let broker = Broker::builder().start();
+        let broker = Broker::builder().start().expect("valid config");
         let s = SessionId::new("s").unwrap();
         let e = Epoch::from_u64(0xe1);
         broker.rebase(&s, EventId { epoch: e, seq: 0 }).unwrap();
@@ -343,7 +343,10 @@ mod tests {
 
     #[tokio::test]
     async fn rebase_resyncs_cursors_behind_it() {
-        let broker = Broker::builder().keepalive_interval(None).start();
+        let broker = Broker::builder()
+            .without_heartbeats()
+            .start()
+            .expect("valid config");
         let s = SessionId::new("s").unwrap();
         let e = Epoch::from_u64(0xe1);
         let at = |seq| EventId { epoch: e, seq };

@@ -1,8 +1,46 @@
 //! Errors, one enum per failure domain. Each message says what to do.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::id::{EventId, InvalidId};
+
+/// Why an event could not be serialized: the [`serde_json::Error`], shared so that
+/// [`PublishError`] stays `Clone`. Its [`source`](std::error::Error::source) is the
+/// `serde_json::Error`; two are equal when their messages are.
+#[derive(Debug, Clone)]
+pub struct SerializeError(Arc<serde_json::Error>);
+
+impl SerializeError {
+    /// The JSON error.
+    pub fn json(&self) -> &serde_json::Error {
+        &self.0
+    }
+}
+
+impl From<serde_json::Error> for SerializeError {
+    fn from(e: serde_json::Error) -> Self {
+        Self(Arc::new(e))
+    }
+}
+
+impl PartialEq for SerializeError {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl std::fmt::Display for SerializeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SerializeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
 
 /// Why a publish was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -10,7 +48,7 @@ use crate::id::{EventId, InvalidId};
 pub enum PublishError {
     /// The event could not be serialized to JSON.
     #[error("the event could not be serialized to JSON: {0}")]
-    Serialize(String),
+    Serialize(#[source] SerializeError),
     /// The encoded event is larger than the configured maximum.
     #[error(
         "the event is {size} bytes encoded, more than the maximum of {max}; split it or raise max_event_bytes"
@@ -181,9 +219,31 @@ pub enum DecideError {
     #[error("no such approval in this session")]
     Unknown,
     /// The approval was already decided or cancelled (HTTP 409).
-    #[error("the approval was already {0}")]
-    AlreadyDecided(&'static str),
+    #[error("the approval was already {}", .0.as_str())]
+    AlreadyDecided(crate::approval::ApprovalStatus),
     /// The approval's deadline passed before the decision arrived (HTTP 410).
     #[error("the approval expired before the decision arrived")]
     Expired,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn a_serialize_error_keeps_the_json_error_as_its_source() {
+        let map: std::collections::HashMap<Vec<u8>, u8> = [(vec![1], 1)].into();
+        let Err(e) = crate::Event::json(&map) else {
+            panic!("a map with non-string keys is not JSON");
+        };
+        let PublishError::Serialize(inner) = &e else {
+            panic!("{e:?}");
+        };
+        let source = e.source().expect("a source");
+        assert_eq!(source.to_string(), inner.json().to_string());
+        let json = source.source().expect("the serde_json error");
+        assert!(json.downcast_ref::<serde_json::Error>().is_some());
+    }
 }

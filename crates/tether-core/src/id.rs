@@ -20,12 +20,52 @@ pub fn is_valid_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
+/// Which kind of id was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IdKind {
+    /// A session id.
+    SessionId,
+    /// An approval id.
+    ApprovalId,
+    /// A `Last-Event-ID` (header or `lastEventId` query parameter).
+    LastEventId,
+    /// A `clientId` query parameter.
+    ClientId,
+}
+
+impl IdKind {
+    /// How messages name it: `session id`, `approval id`, `Last-Event-ID` or `clientId`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SessionId => "session id",
+            Self::ApprovalId => "approval id",
+            Self::LastEventId => "Last-Event-ID",
+            Self::ClientId => "clientId",
+        }
+    }
+}
+
+impl fmt::Display for IdKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An id that breaks the id grammar (1 to 128 bytes of `[A-Za-z0-9._:-]`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what} must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-'")]
+#[error("{kind} must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-'")]
+#[non_exhaustive]
 pub struct InvalidId {
-    /// Which kind of id was refused ("session id", "approval id", "Last-Event-ID").
-    pub what: &'static str,
+    /// Which kind of id was refused.
+    pub kind: IdKind,
+}
+
+impl InvalidId {
+    /// A refused id of this kind.
+    pub fn new(kind: IdKind) -> Self {
+        Self { kind }
+    }
 }
 
 /// A validated session id. Cloning is cheap (a reference count).
@@ -38,7 +78,7 @@ impl SessionId {
         if is_valid_id(id) {
             Ok(Self(Arc::from(id)))
         } else {
-            Err(InvalidId { what: "session id" })
+            Err(InvalidId::new(IdKind::SessionId))
         }
     }
 
@@ -167,9 +207,7 @@ impl LastEventId {
             return Ok(None);
         }
         if !is_valid_id(raw) {
-            return Err(InvalidId {
-                what: "Last-Event-ID",
-            });
+            return Err(InvalidId::new(IdKind::LastEventId));
         }
         Ok(Some(match EventId::parse(raw) {
             Some(id) => Self::Known(id),

@@ -14,7 +14,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let broker = Broker::builder().start();
+//! let broker = Broker::builder().start()?;
 //! let session = SessionId::new("user-42")?;
 //!
 //! // Publishing never waits for a subscriber; it returns the event's id.
@@ -107,17 +107,19 @@ pub mod http;
 pub mod server;
 
 pub use approval::{
-    ApprovalHandle, ApprovalInfo, ApprovalOutcome, ApprovalRequest, ApprovalStatus, Decision,
-    Payload,
+    ApprovalHandle, ApprovalInfo, ApprovalRequest, ApprovalStatus, Decision, Payload,
 };
 pub use backplane::{
     Backplane, BackplaneError, BackplaneHealth, BackplaneStatus, BoxFuture, Placed,
 };
 pub use broker::{Broker, ClientInfo, ConnectOptions, Health, event_name};
-pub use config::{BrokerBuilder, Config, ConnectionPolicy, HeartbeatStyle, RateLimit};
+pub use config::{
+    BrokerBuilder, Config, ConfigError, ConnectionPolicy, HeartbeatStyle, RateLimit, Setting,
+};
 pub use driver::BrokerDriver;
-pub use error::{ApprovalError, ConnectError, DecideError, PublishError};
-pub use id::{Epoch, EventId, InvalidId, LastEventId, MAX_ID_LEN, SessionId, is_valid_id};
+pub use error::{ApprovalError, ConnectError, DecideError, PublishError, SerializeError};
+pub use frame::{EventName, InvalidEventName};
+pub use id::{Epoch, EventId, IdKind, InvalidId, LastEventId, MAX_ID_LEN, SessionId, is_valid_id};
 pub use session::Event;
 pub use settings::BrokerSettings;
 pub use shutdown::SHUTDOWN_GRACE;

@@ -17,7 +17,11 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// Socket settings for accepted SSE connections.
+///
+/// Start from [`SocketOptions::default`] or [`for_client_timeout`](SocketOptions::for_client_timeout)
+/// and change what differs with the setters; fields may be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SocketOptions {
     /// Idle time before the first keepalive probe. Default is 15 seconds.
     pub keepalive_time: Duration,
@@ -45,6 +49,37 @@ impl Default for SocketOptions {
 }
 
 impl SocketOptions {
+    /// Sets the idle time before the first keepalive probe. Default is 15 seconds.
+    #[must_use]
+    pub fn keepalive_time(mut self, time: Duration) -> Self {
+        self.keepalive_time = time;
+        self
+    }
+    /// Sets the time between probes. Default is 5 seconds.
+    #[must_use]
+    pub fn keepalive_interval(mut self, interval: Duration) -> Self {
+        self.keepalive_interval = interval;
+        self
+    }
+    /// Sets the unanswered probes before the connection is dropped. Default is 4.
+    #[must_use]
+    pub fn keepalive_retries(mut self, retries: u32) -> Self {
+        self.keepalive_retries = retries;
+        self
+    }
+    /// Sets the longest time written data may stay unacknowledged (`TCP_USER_TIMEOUT`,
+    /// Linux only). Default is 60 seconds.
+    #[must_use]
+    pub fn user_timeout(mut self, timeout: Duration) -> Self {
+        self.user_timeout = timeout;
+        self
+    }
+    /// Sets whether Nagle's algorithm is off. Default is true (off).
+    #[must_use]
+    pub fn nodelay(mut self, nodelay: bool) -> Self {
+        self.nodelay = nodelay;
+        self
+    }
     /// Options whose user timeout is the broker's client timeout.
     pub fn for_client_timeout(timeout: Duration) -> Self {
         Self {

@@ -153,9 +153,12 @@ impl TokenBucket {
             Ok(())
         } else {
             let missing = need - self.tokens;
-            Err(std::time::Duration::from_secs_f64(
-                missing / limit.per_second.max(f64::MIN_POSITIVE),
-            ))
+            // A rate too slow for a Duration to hold the wait waits a day, as documented on
+            // `BrokerBuilder::publish_rate`.
+            let wait = missing / limit.per_second.max(f64::MIN_POSITIVE);
+            Err(std::time::Duration::try_from_secs_f64(wait)
+                .unwrap_or(std::time::Duration::MAX)
+                .min(std::time::Duration::from_secs(86_400)))
         }
     }
 }
@@ -212,7 +215,7 @@ impl Event {
     pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Self, PublishError> {
         serde_json::to_string(value)
             .map(Self::raw)
-            .map_err(|e| PublishError::Serialize(e.to_string()))
+            .map_err(|e| PublishError::Serialize(e.into()))
     }
 
     /// An event whose data is `data` as given (already JSON, or any text). Line breaks are

@@ -69,11 +69,12 @@ mod tests {
         let b = Broker::builder()
             .ring_max_events(8)
             .ring_max_bytes(4096)
-            .keepalive_interval(None)
+            .without_heartbeats()
             .client_timeout(Duration::from_millis(1500))
             .max_event_bytes(1000)
             .connection_policy(ConnectionPolicy::Reject)
-            .start();
+            .start()
+            .expect("valid config");
         let s = b.settings();
         assert_eq!(
             serde_json::to_value(&s).unwrap(),
@@ -88,7 +89,7 @@ mod tests {
                 "reconnect_backoff_max_ms": 30000,
             })
         );
-        let d = Broker::builder().start().settings();
+        let d = Broker::builder().start().expect("valid config").settings();
         assert_eq!(d.keepalive_ms, Some(15_000));
         assert_eq!(d.connection_policy, "replace");
     }

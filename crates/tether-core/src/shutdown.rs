@@ -49,7 +49,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn resolves_after_the_window_once_streams_ended() {
-        let broker = Broker::builder().start();
+        let broker = Broker::builder().start().expect("valid config");
         let start = tokio::time::Instant::now();
         assert_eq!(broker.shutdown(Duration::from_secs(3)).await, 0);
         assert_eq!(start.elapsed(), Duration::from_secs(3));
@@ -58,7 +58,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn gives_up_on_streams_nobody_reads_after_the_grace() {
-        let broker = Broker::builder().start();
+        let broker = Broker::builder().start().expect("valid config");
         let s = SessionId::new("s").unwrap();
         let _held = broker.connect(&s, ConnectOptions::default()).unwrap();
         let start = tokio::time::Instant::now();

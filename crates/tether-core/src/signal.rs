@@ -17,6 +17,7 @@ use crate::id::{EventId, SessionId};
 /// Why a client's stream could not continue exactly after its `Last-Event-ID`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum ResyncReason {
     /// The events after the client's id were evicted from the ring.
     Evicted,
@@ -173,6 +174,7 @@ impl Serialize for SignalValue<'_> {
 
 /// How a stream's last words are written before it closes.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Terminal {
     /// Data frames (JSON strings), written without ids.
     Frames(Vec<String>),

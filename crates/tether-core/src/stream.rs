@@ -368,7 +368,10 @@ mod tests {
 
     #[test]
     fn a_publish_right_after_an_empty_read_wakes_the_parked_reader() {
-        let (broker, _driver) = Broker::builder().keepalive_interval(None).build();
+        let (broker, _driver) = Broker::builder()
+            .without_heartbeats()
+            .build()
+            .expect("valid config");
         let s = SessionId::new("order").unwrap();
         let mut stream = broker.connect(&s, ConnectOptions::default()).unwrap();
         let count = Arc::new(Count::default());

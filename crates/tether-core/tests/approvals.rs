@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use tether_core::{
-    ApprovalError, ApprovalOutcome, ApprovalRequest, ApprovalStatus, Broker, ConnectOptions,
-    DecideError, Decision,
+    ApprovalError, ApprovalRequest, ApprovalStatus, Broker, ConnectOptions, DecideError, Decision,
 };
 
 fn request(id: &str, secs: u64) -> ApprovalRequest {
@@ -25,12 +24,15 @@ async fn approve_resolves_the_waiting_side_once() {
     assert_eq!(handle.status(), ApprovalStatus::Pending);
     let waiter = tokio::spawn(handle.into_future_outcome());
     broker.decide(&s, "a1", Decision::approve()).unwrap();
-    assert_eq!(waiter.await.unwrap(), ApprovalOutcome::Approved(None));
+    assert_eq!(
+        waiter.await.unwrap(),
+        ApprovalStatus::Approved { reason: None }
+    );
     assert_eq!(
         broker
             .decide(&s, "a1", Decision::reject("late"))
             .unwrap_err(),
-        DecideError::AlreadyDecided("approved")
+        DecideError::AlreadyDecided(ApprovalStatus::Approved { reason: None })
     );
     assert_eq!(
         broker.decide(&s, "nope", Decision::approve()).unwrap_err(),
@@ -41,12 +43,12 @@ async fn approve_resolves_the_waiting_side_once() {
 trait IntoOutcome {
     fn into_future_outcome(
         self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ApprovalOutcome> + Send>>;
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ApprovalStatus> + Send>>;
 }
 impl IntoOutcome for tether_core::ApprovalHandle {
     fn into_future_outcome(
         self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ApprovalOutcome> + Send>> {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ApprovalStatus> + Send>> {
         Box::pin(std::future::IntoFuture::into_future(self))
     }
 }
@@ -79,7 +81,7 @@ async fn the_deadline_times_the_request_out() {
     let s = sid("timeout");
     let handle = broker.request_approval(&s, request("a3", 10)).unwrap();
     let started = tokio::time::Instant::now();
-    assert_eq!(handle.await, ApprovalOutcome::TimedOut);
+    assert_eq!(handle.await, ApprovalStatus::TimedOut);
     let took = started.elapsed();
     assert!(
         took >= Duration::from_secs(10) && took < Duration::from_secs(11),
@@ -126,10 +128,10 @@ async fn cancel_resolves_as_cancelled() {
     let s = sid("cancel");
     let handle = broker.request_approval(&s, request("a4", 300)).unwrap();
     broker.cancel_approval(&s, "a4").unwrap();
-    assert_eq!(handle.await, ApprovalOutcome::Cancelled);
+    assert_eq!(handle.await, ApprovalStatus::Cancelled);
     assert_eq!(
         broker.decide(&s, "a4", Decision::approve()).unwrap_err(),
-        DecideError::AlreadyDecided("cancelled")
+        DecideError::AlreadyDecided(ApprovalStatus::Cancelled)
     );
 }
 
@@ -277,7 +279,7 @@ async fn a_request_without_a_title_has_no_title_field() {
 #[tokio::test(start_paused = true)]
 async fn a_decision_after_the_deadline_is_expired_even_before_the_timer_fires() {
     // No driver: only the decision itself can notice the deadline.
-    let (broker, _driver) = Broker::builder().build();
+    let (broker, _driver) = Broker::builder().build().expect("valid config");
     let s = sid("late");
     let handle = broker.request_approval(&s, request("a9", 10)).unwrap();
     tokio::time::advance(Duration::from_secs(9)).await;
@@ -287,7 +289,7 @@ async fn a_decision_after_the_deadline_is_expired_even_before_the_timer_fires() 
         broker.decide(&s, "a9", Decision::approve()).unwrap_err(),
         DecideError::Expired
     );
-    assert_eq!(handle.await, ApprovalOutcome::TimedOut);
+    assert_eq!(handle.await, ApprovalStatus::TimedOut);
     assert_eq!(
         broker.decide(&s, "a9", Decision::approve()).unwrap_err(),
         DecideError::Expired
@@ -413,7 +415,7 @@ async fn exactly_the_configured_number_of_decisions_is_remembered() {
     for id in ["k1", "k2"] {
         assert_eq!(
             broker.decide(&s, id, Decision::approve()).unwrap_err(),
-            DecideError::AlreadyDecided("approved"),
+            DecideError::AlreadyDecided(ApprovalStatus::Approved { reason: None }),
             "{id}"
         );
     }

@@ -89,7 +89,7 @@ async fn an_idle_reader_that_keeps_polling_is_not_dropped() {
 async fn a_silent_stream_is_dropped_even_without_pending_events() {
     let broker = start(
         Broker::builder()
-            .keepalive_interval(Some(Duration::from_secs(15)))
+            .keepalive_interval(Duration::from_secs(15))
             .client_timeout(Duration::from_secs(60)),
     );
     let s = sid("silent");
@@ -160,7 +160,7 @@ async fn a_reader_that_caught_up_is_not_stalled_while_nothing_is_pending() {
     // nothing to write.
     let broker = start(
         Broker::builder()
-            .keepalive_interval(None)
+            .without_heartbeats()
             .client_timeout(Duration::from_secs(60)),
     );
     let s = sid("caught-up");
@@ -183,7 +183,7 @@ async fn a_stream_dropped_while_its_last_chunk_was_being_written_counts_as_a_tim
     let _guard = metrics::set_default_local_recorder(&recorder);
     let broker = start(
         Broker::builder()
-            .keepalive_interval(None)
+            .without_heartbeats()
             .client_timeout(Duration::from_secs(10)),
     );
 

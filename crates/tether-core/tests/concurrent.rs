@@ -19,7 +19,8 @@ async fn reconnecting_reader_loses_nothing_and_sees_nothing_twice() {
         // Small chunks, so a reader that is behind still needs many reads (and reconnects)
         // to catch up: with 64 KiB a whole backlog fits in a few chunks.
         .max_chunk_bytes(2 * 1024)
-        .start();
+        .start()
+        .expect("valid config");
     let s = sid("concurrent");
     let total = PUBLISHERS * PER_PUBLISHER;
 
@@ -53,10 +54,9 @@ async fn reconnecting_reader_loses_nothing_and_sees_nothing_twice() {
                     tokio::time::Instant::now() < deadline,
                     "reader timed out at {received}"
                 );
-                let opts = ConnectOptions {
-                    last_event_id: last_id.clone(),
-                    ..ConnectOptions::default()
-                };
+                let opts = last_id
+                    .clone()
+                    .map_or_else(ConnectOptions::new, ConnectOptions::resume);
                 let mut stream = broker.connect(&s, opts).unwrap();
                 let mut buffer = String::new();
                 // Read a few chunks, then drop the connection mid-stream.

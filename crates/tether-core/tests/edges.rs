@@ -300,7 +300,7 @@ impl std::task::Wake for Count {
 async fn marking_history_lost_wakes_a_parked_stream() {
     use futures_util::Stream;
     use std::task::{Context, Poll};
-    let broker = start(Broker::builder().keepalive_interval(None));
+    let broker = start(Broker::builder().without_heartbeats());
     let s = sid("lost-wake");
     append(&broker, &s, 0xa, 1..=3);
     let mut stream = broker.connect(&s, ConnectOptions::resume("a-3")).unwrap();

@@ -9,7 +9,7 @@ use tether_core::{Broker, ConnectOptions, HeartbeatStyle, event_name};
 
 #[tokio::test(start_paused = true)]
 async fn an_idle_stream_writes_a_comment_every_interval() {
-    let broker = start(Broker::builder().keepalive_interval(Some(Duration::from_secs(15))));
+    let broker = start(Broker::builder().keepalive_interval(Duration::from_secs(15)));
     let s = sid("hb");
     let mut stream = broker.connect(&s, ConnectOptions::default()).unwrap();
     let _retry = stream.next().await.unwrap();
@@ -33,7 +33,7 @@ async fn an_idle_stream_writes_a_comment_every_interval() {
 
 #[tokio::test(start_paused = true)]
 async fn writes_postpone_the_heartbeat() {
-    let broker = start(Broker::builder().keepalive_interval(Some(Duration::from_secs(15))));
+    let broker = start(Broker::builder().keepalive_interval(Duration::from_secs(15)));
     let s = sid("busy");
     let mut stream = broker.connect(&s, ConnectOptions::default()).unwrap();
     let _ = stream.next().await.unwrap();
@@ -53,7 +53,7 @@ async fn writes_postpone_the_heartbeat() {
 async fn named_heartbeats_carry_data_and_no_id() {
     let broker = start(
         Broker::builder()
-            .keepalive_interval(Some(Duration::from_secs(5)))
+            .keepalive_interval(Duration::from_secs(5))
             .heartbeat_style(HeartbeatStyle::Event(event_name("heartbeat").unwrap())),
     );
     let s = sid("named");
@@ -69,7 +69,7 @@ async fn named_heartbeats_carry_data_and_no_id() {
 
 #[tokio::test(start_paused = true)]
 async fn heartbeats_can_be_turned_off() {
-    let broker = start(Broker::builder().keepalive_interval(None));
+    let broker = start(Broker::builder().without_heartbeats());
     let s = sid("off");
     let mut stream = broker.connect(&s, ConnectOptions::default()).unwrap();
     let _ = stream.next().await.unwrap();
@@ -84,7 +84,7 @@ async fn heartbeats_can_be_turned_off() {
 async fn huge_intervals_are_capped_instead_of_overflowing() {
     let broker = start(
         Broker::builder()
-            .keepalive_interval(Some(Duration::MAX))
+            .keepalive_interval(Duration::MAX)
             .client_timeout(Duration::MAX),
     );
     let s = sid("huge");

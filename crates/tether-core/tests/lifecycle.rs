@@ -49,7 +49,7 @@ async fn the_ttl_pauses_while_connected_or_an_approval_is_pending() {
         .unwrap();
     tokio::time::sleep(Duration::from_secs(150)).await;
     assert!(broker.has_session(&s), "pending approval keeps it");
-    assert_eq!(h.await, tether_core::ApprovalOutcome::TimedOut);
+    assert_eq!(h.await, tether_core::ApprovalStatus::TimedOut);
     tokio::time::sleep(Duration::from_secs(70)).await;
     assert!(!broker.has_session(&s));
 }

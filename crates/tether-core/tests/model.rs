@@ -101,7 +101,10 @@ fn run(ops: Vec<Op>, ring: usize) -> Result<(), TestCaseError> {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let broker = Broker::builder().ring_max_events(ring).start();
+        let broker = Broker::builder()
+            .ring_max_events(ring)
+            .start()
+            .expect("valid config");
         let s = sid("model");
         let mut model: Vec<u64> = Vec::new();
         let mut client = Client::default();
@@ -121,10 +124,10 @@ fn run(ops: Vec<Op>, ring: usize) -> Result<(), TestCaseError> {
                         // A new client with no history.
                         client = Client::default();
                     }
-                    let opts = ConnectOptions {
-                        last_event_id: client.last_id.clone(),
-                        ..ConnectOptions::default()
-                    };
+                    let opts = client
+                        .last_id
+                        .clone()
+                        .map_or_else(ConnectOptions::new, ConnectOptions::resume);
                     client.buffer.clear();
                     client.stream = Some(broker.connect(&s, opts).unwrap());
                 }
@@ -137,10 +140,10 @@ fn run(ops: Vec<Op>, ring: usize) -> Result<(), TestCaseError> {
                             Some(Some(bytes)) => client.receive(&bytes, &model)?,
                             Some(None) => {
                                 // Ended (superseded): reconnect with the last id, as EventSource does.
-                                let opts = ConnectOptions {
-                                    last_event_id: client.last_id.clone(),
-                                    ..ConnectOptions::default()
-                                };
+                                let opts = client
+                                    .last_id
+                                    .clone()
+                                    .map_or_else(ConnectOptions::new, ConnectOptions::resume);
                                 client.buffer.clear();
                                 client.stream = Some(broker.connect(&s, opts).unwrap());
                             }
@@ -161,10 +164,10 @@ fn run(ops: Vec<Op>, ring: usize) -> Result<(), TestCaseError> {
         // Finally the client reconnects with its last id and reads everything that is left:
         // it must end at the head, with every gap announced.
         client.stream = None;
-        let opts = ConnectOptions {
-            last_event_id: client.last_id.clone(),
-            ..ConnectOptions::default()
-        };
+        let opts = client
+            .last_id
+            .clone()
+            .map_or_else(ConnectOptions::new, ConnectOptions::resume);
         client.buffer.clear();
         let mut stream = broker.connect(&s, opts).unwrap();
         while let Some(Some(bytes)) = next_within(&mut stream, Duration::from_millis(1)).await {
@@ -384,10 +387,9 @@ mod extended {
             s: usize,
             last: Option<String>,
         ) -> Result<(), TestCaseError> {
-            let opts = ConnectOptions {
-                last_event_id: last.clone(),
-                ..ConnectOptions::default()
-            };
+            let opts = last
+                .clone()
+                .map_or_else(ConnectOptions::new, ConnectOptions::resume);
             // The client's old stream (if any) goes away first, as a browser's would.
             self.clients[c].stream = None;
             let other_on_s = self
@@ -621,9 +623,10 @@ mod extended {
                 .ring_max_events(ring_events)
                 .ring_max_bytes(ring_bytes)
                 .total_ring_bytes(ring_bytes * 2)
-                .keepalive_interval(None)
+                .without_heartbeats()
                 .session_ttl(TTL)
-                .start();
+                .start()
+                .expect("valid config");
             let mut w = World {
                 broker,
                 sids: (0..SESSIONS).map(|i| sid(&format!("m{i}"))).collect(),

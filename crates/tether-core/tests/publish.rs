@@ -108,10 +108,10 @@ async fn batches_are_stored_in_order() {
 
 #[tokio::test(start_paused = true)]
 async fn rate_limit_is_a_typed_error() {
-    let broker = start(Broker::builder().publish_rate(Some(tether_core::RateLimit {
+    let broker = start(Broker::builder().publish_rate(tether_core::RateLimit {
         per_second: 1.0,
         burst: 2,
-    })));
+    }));
     let s = sid("rate");
     broker.publish(&s, &1).unwrap();
     broker.publish(&s, &2).unwrap();
@@ -125,10 +125,10 @@ async fn rate_limit_is_a_typed_error() {
 
 #[tokio::test(start_paused = true)]
 async fn a_rate_limited_publish_says_when_a_token_is_back() {
-    let broker = start(Broker::builder().publish_rate(Some(tether_core::RateLimit {
+    let broker = start(Broker::builder().publish_rate(tether_core::RateLimit {
         per_second: 4.0,
         burst: 1,
-    })));
+    }));
     let s = sid("rate-after");
     broker.publish(&s, &1).unwrap();
     let Err(PublishError::RateLimited { retry_after }) = broker.publish(&s, &2) else {

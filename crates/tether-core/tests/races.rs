@@ -38,7 +38,10 @@ fn spin(n: u64) {
 
 fn quiet_broker() -> Broker {
     // No driver and no heartbeats: streams are polled by hand, off any runtime.
-    let (broker, _driver) = Broker::builder().keepalive_interval(None).build();
+    let (broker, _driver) = Broker::builder()
+        .without_heartbeats()
+        .build()
+        .expect("valid config");
     broker
 }
 

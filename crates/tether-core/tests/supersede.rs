@@ -48,10 +48,7 @@ async fn reject_refuses_the_newer_connection() {
 async fn two_named_tabs_do_not_ping_pong() {
     let broker = start(Broker::builder());
     let s = sid("tabs");
-    let tab = |name: &str| ConnectOptions {
-        client_id: Some(name.to_owned()),
-        ..ConnectOptions::default()
-    };
+    let tab = |name: &str| ConnectOptions::new().client_id(name.to_owned());
     let mut a = broker.connect(&s, tab("A")).unwrap();
     let _b = broker.connect(&s, tab("B")).unwrap();
     let (_, ended) = drain_frames(&mut a, QUIET).await;
@@ -102,10 +99,7 @@ impl Tab {
         broker: &Broker,
         s: &tether_core::SessionId,
     ) -> Result<(), ConnectError> {
-        let opts = ConnectOptions {
-            last_event_id: Some(self.last.clone().unwrap_or_default()),
-            ..ConnectOptions::default()
-        };
+        let opts = ConnectOptions::resume(self.last.clone().unwrap_or_default());
         self.stream = Some(broker.connect(s, opts)?);
         Ok(())
     }

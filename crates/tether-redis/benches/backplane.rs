@@ -180,7 +180,7 @@ async fn main() {
     }
     assert!(ready, "redis-server did not start");
     let redis_pid = Some(redis.id());
-    let builder = || Broker::builder().keepalive_interval(None);
+    let builder = || Broker::builder().without_heartbeats();
     let ids = |_: ()| (0..sessions).map(|i| SessionId::new(&format!("b{i}")).unwrap());
     println!(
         "rate {} events/s offered over {sessions} sessions, {} s measured",
@@ -189,7 +189,7 @@ async fn main() {
     );
 
     {
-        let broker = builder().start();
+        let broker = builder().start().expect("valid config");
         let streams = ids(())
             .map(|s| broker.connect(&s, ConnectOptions::default()).unwrap())
             .collect();
@@ -197,7 +197,7 @@ async fn main() {
     }
     {
         let a = RedisBackplane::start(
-            builder().start(),
+            builder().start().expect("valid config"),
             RedisConfig::new(&url).node_id("a").prefix("b1"),
         )
         .await
@@ -210,13 +210,13 @@ async fn main() {
     }
     {
         let a = RedisBackplane::start(
-            builder().start(),
+            builder().start().expect("valid config"),
             RedisConfig::new(&url).node_id("a").prefix("b2"),
         )
         .await
         .unwrap();
         let b = RedisBackplane::start(
-            builder().start(),
+            builder().start().expect("valid config"),
             RedisConfig::new(&url).node_id("b").prefix("b2"),
         )
         .await

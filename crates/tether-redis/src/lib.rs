@@ -12,7 +12,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let broker = Broker::builder().start();
+//! let broker = Broker::builder().start().expect("valid config");
 //! let config = RedisConfig::new("redis://127.0.0.1:6379").node_id(default_node_id("8080"));
 //! let backplane = RedisBackplane::start(broker, config).await?;
 //!

@@ -21,7 +21,7 @@ pub fn hub_connection(data: &[u8]) {
         .build()
         .expect("a runtime");
     let out = rt.block_on(async {
-        let broker = Broker::builder().start();
+        let broker = Broker::builder().start().expect("valid config");
         let keys = tether_core::auth::JwtKeys::hs256(b"a fuzzing secret of at least 32 bytes")
             .expect("a long enough secret");
         let service = Service::new(broker, Hooks::jwt(keys).publish_token("fuzz-publisher"));

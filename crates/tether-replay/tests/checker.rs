@@ -180,8 +180,9 @@ fn silence_longer_than_the_keepalive_is_reported() {
     // A broker without heartbeats, checked against a transcript that expects them.
     let report = tether_replay::block_on_paused(async {
         let broker = tether_core::Broker::builder()
-            .keepalive_interval(None)
-            .start();
+            .without_heartbeats()
+            .start()
+            .expect("valid config");
         tether_replay::run(&mut InProcess::new(broker), &t, Timing::exact()).await
     });
     let v: Vec<_> = report.of(Rule::Silence).collect();

@@ -107,15 +107,13 @@ async fn handle(
             let Ok(s) = session(id) else {
                 return Ok(error(StatusCode::BAD_REQUEST, "bad_session_id", "bad id"));
             };
-            let opts = ConnectOptions {
-                last_event_id: req
-                    .headers()
-                    .get("last-event-id")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned),
-                client_id: query(&req, "clientId"),
-                ..ConnectOptions::default()
-            };
+            let mut opts = ConnectOptions::new();
+            opts.last_event_id = req
+                .headers()
+                .get("last-event-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            opts.client_id = query(&req, "clientId");
             match broker.connect(&s, opts) {
                 Ok(stream) => Response::builder()
                     .header("content-type", "text/event-stream")
@@ -277,7 +275,11 @@ fn options() -> HttpOptions {
 }
 
 async fn replay_over_http(t: &Transcript) -> tether_replay::Report {
-    let broker = t.settings.broker_builder(SCALE).start();
+    let broker = t
+        .settings
+        .broker_builder(SCALE)
+        .start()
+        .expect("valid config");
     let addr = serve(broker, None).await;
     let mut driver = Http::new(&format!("http://{addr}"), options()).unwrap();
     driver.run(t).await
@@ -341,7 +343,10 @@ async fn a_bearer_token_is_sent_when_given() {
 "#,
     )
     .unwrap();
-    let broker = Settings::default().broker_builder(SCALE).start();
+    let broker = Settings::default()
+        .broker_builder(SCALE)
+        .start()
+        .expect("valid config");
     let addr = serve(broker, Some("sesame".into())).await;
     let url = format!("http://{addr}");
 
@@ -386,7 +391,10 @@ async fn refusals_are_violations_with_the_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_entry_replays_a_file_against_a_url() {
-    let broker = Settings::default().broker_builder(SCALE).start();
+    let broker = Settings::default()
+        .broker_builder(SCALE)
+        .start()
+        .expect("valid config");
     let addr = serve(broker, None).await;
     let url = format!("http://{addr}");
     let (path, _) = shipped("tool_call_approval.jsonl");

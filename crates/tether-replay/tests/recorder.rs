@@ -24,7 +24,10 @@ async fn read_all(stream: &mut RecordedStream) -> bool {
 
 fn record() -> Transcript {
     block_on_paused(async {
-        let broker = Broker::builder().ring_max_events(4).start();
+        let broker = Broker::builder()
+            .ring_max_events(4)
+            .start()
+            .expect("valid config");
         let rec = Recorder::new(broker);
         let s = SessionId::new("recorded").unwrap();
 

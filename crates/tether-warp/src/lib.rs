@@ -23,7 +23,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
-//! let broker = Broker::builder().start();
+//! let broker = Broker::builder().start().expect("valid config");
 //! let service = Service::new(broker.clone(), Hooks::allow_all().publish_token("s3cret"));
 //! let app = warp::path::end()
 //!     .map(|| "my app")

@@ -18,9 +18,10 @@ use tether_warp::{Hooks, Service, SocketOptions, SseListener};
 async fn start(cfg: &SuiteConfig, hooks: Hooks) -> String {
     let broker = Broker::builder()
         .tracker_factory(Arc::new(AguiTrackerFactory::new()))
-        .keepalive_interval(Some(cfg.keepalive))
+        .keepalive_interval(cfg.keepalive)
         .client_timeout(cfg.client_timeout)
-        .start();
+        .start()
+        .expect("valid config");
     let runs = AguiRuns::new(broker.clone());
     let service = Service::new(broker.clone(), hooks)
         .extension(tether_warp::agui::RunRoute::new(runs, test_agent));

@@ -7,7 +7,7 @@ use tether_warp::{Cors, Hooks, Service, SocketOptions, SseListener};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preflights_and_allowed_origins() {
-    let broker = Broker::builder().start();
+    let broker = Broker::builder().start().expect("valid config");
     let app = tether_warp::router(
         Service::new(broker.clone(), Hooks::allow_all()).cors(Cors::new(["https://app.example"])),
     );

@@ -14,7 +14,8 @@ async fn run_on_a_server_with(cfg: &LimitsConfig, checks: &[&'static str]) {
     let suite = SuiteConfig::default();
     let broker = tether_core::Broker::builder()
         .connection_policy(ConnectionPolicy::Replace)
-        .start();
+        .start()
+        .expect("valid config");
     let server = common::start_with(
         &suite,
         broker,

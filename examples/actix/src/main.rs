@@ -90,7 +90,7 @@ async fn main() -> std::io::Result<()> {
 
     let access = args.access.access(args.addr)?;
     access.announce();
-    let broker = Broker::builder().start();
+    let broker = Broker::builder().start().expect("valid config");
     let jobs = web::Data::new(Jobs {
         broker: broker.clone(),
         next_job: AtomicU64::new(0),

@@ -47,7 +47,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tether_agui::{AguiRuns, AguiTrackerFactory, RunAgentInput, RunPublisher};
 use tether_axum::{Service, SocketOptions, SseListener};
-use tether_core::{ApprovalOutcome, Broker, SessionId};
+use tether_core::{ApprovalStatus, Broker, SessionId};
 
 const PAGE: &str = include_str!("page.html");
 /// The page's script with tether-client's `TetherAgent` and `@ag-ui/client` bundled in, so the
@@ -133,19 +133,19 @@ async fn agent(pace: Pace, mut run: RunPublisher) {
         return;
     }
     let (result, reply) = match outcome {
-        ApprovalOutcome::Approved(_) => (
+        ApprovalStatus::Approved { .. } => (
             "deleted /tmp/build-cache (4.2 GB freed)",
             "Done: the build cache is gone and 4.2 GB are free again.",
         ),
-        ApprovalOutcome::Rejected(_) => (
+        ApprovalStatus::Rejected { .. } => (
             "not run: rejected",
             "Understood, I left the build cache where it is.",
         ),
-        ApprovalOutcome::TimedOut => (
+        ApprovalStatus::TimedOut => (
             "not run: the approval timed out",
             "Nobody answered in time, so I left the build cache alone.",
         ),
-        ApprovalOutcome::Cancelled => (
+        ApprovalStatus::Cancelled | ApprovalStatus::Pending => (
             "not run: cancelled",
             "The request was cancelled; nothing was deleted.",
         ),
@@ -220,7 +220,8 @@ async fn main() -> std::io::Result<()> {
     // clients across drops and resyncs.
     let broker = Broker::builder()
         .tracker_factory(Arc::new(AguiTrackerFactory::new()))
-        .start();
+        .start()
+        .expect("valid config");
     let runs = AguiRuns::new(broker.clone());
     let pace = Pace {
         token: Duration::from_millis(args.token_delay_ms),

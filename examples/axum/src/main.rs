@@ -92,7 +92,7 @@ async fn main() -> std::io::Result<()> {
 
     let access = args.access.access(args.addr)?;
     access.announce();
-    let broker = Broker::builder().start();
+    let broker = Broker::builder().start().expect("valid config");
     let app = App {
         broker: broker.clone(),
         next_job: Default::default(),

@@ -19,13 +19,14 @@ pub(crate) struct Server {
 /// The broker with the suite's settings.
 pub(crate) fn broker(cfg: &SuiteConfig, policy: ConnectionPolicy) -> Broker {
     Broker::builder()
-        .keepalive_interval(Some(cfg.keepalive))
+        .keepalive_interval(cfg.keepalive)
         .client_timeout(cfg.client_timeout)
         .ring_max_events(cfg.ring_events)
         .ring_max_bytes(1024 * 1024)
         .max_event_bytes(cfg.max_event_bytes)
         .connection_policy(policy)
         .start()
+        .expect("valid config")
 }
 
 /// Starts a server on 127.0.0.1:0 with the suite's settings and `extra` routes.

@@ -80,7 +80,7 @@ struct RunsInner {
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let broker = Broker::builder().tracker_factory(Arc::new(AguiTrackerFactory::new())).start();
+/// let broker = Broker::builder().tracker_factory(Arc::new(AguiTrackerFactory::new())).start().expect("valid config");
 /// let runs = AguiRuns::new(broker);
 ///
 /// let mut run = runs.start_run("thread-1", "run-1")?;

@@ -53,7 +53,7 @@ const LEGACY_TYPES: &[&str] = &[
 /// # async fn main() {
 /// let broker = Broker::builder()
 ///     .tracker_factory(Arc::new(AguiTrackerFactory::new()))
-///     .start();
+///     .start().expect("valid config");
 /// # let _ = broker;
 /// # }
 /// ```

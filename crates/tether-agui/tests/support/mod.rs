@@ -24,6 +24,7 @@ pub fn tracked(builder: BrokerBuilder) -> Broker {
     builder
         .tracker_factory(Arc::new(AguiTrackerFactory::new()))
         .start()
+        .expect("valid config")
 }
 
 pub fn run_started(thread: &str, run: &str) -> Value {

@@ -131,10 +131,7 @@ impl Inner {
 fn approval_id(id: Option<String>) -> Result<String, ApprovalError> {
     match id {
         Some(id) if is_valid_id(&id) => Ok(id),
-        Some(_) => Err(crate::id::InvalidId {
-            what: "approval id",
-        }
-        .into()),
+        Some(_) => Err(crate::id::InvalidId::new(crate::id::IdKind::ApprovalId).into()),
         None => Ok(format!("apr-{:016x}", rand::random::<u64>())),
     }
 }
@@ -276,7 +273,7 @@ impl Broker {
                     .expect("pending approval present under the lock")),
                 None => Err(match st.approvals.resolved(approval_id) {
                     Some(a) if a.status == ApprovalStatus::TimedOut => DecideError::Expired,
-                    Some(a) => DecideError::AlreadyDecided(a.status.as_str()),
+                    Some(a) => DecideError::AlreadyDecided(a.status.clone()),
                     None => DecideError::Unknown,
                 }),
             }

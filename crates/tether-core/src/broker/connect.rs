@@ -22,7 +22,11 @@ use crate::signal::Resync;
 use crate::stream::EventStream;
 
 /// How a connecting client wants its stream opened.
+///
+/// Build it with [`ConnectOptions::new`] (or [`resume`](ConnectOptions::resume)) and its
+/// setters; fields may be added.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConnectOptions {
     /// The raw `Last-Event-ID` (header, or the `lastEventId` query parameter), if any.
     pub last_event_id: Option<String>,
@@ -74,12 +78,22 @@ impl ClientInfo {
 }
 
 impl ConnectOptions {
+    /// Options of a fresh connect: no `Last-Event-ID`, no `clientId`, anonymous.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// Options that resume after `last_event_id`.
     pub fn resume(last_event_id: impl Into<String>) -> Self {
-        Self {
-            last_event_id: Some(last_event_id.into()),
-            ..Self::default()
-        }
+        Self::new().last_event_id(last_event_id)
+    }
+
+    /// Resumes after `last_event_id` (the raw header or `lastEventId` value). Default is
+    /// none.
+    #[must_use]
+    pub fn last_event_id(mut self, last_event_id: impl Into<String>) -> Self {
+        self.last_event_id = Some(last_event_id.into());
+        self
     }
 
     /// Asks for the prelude on this connect even when it resumes exactly (`prelude=always`).

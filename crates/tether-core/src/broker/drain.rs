@@ -20,14 +20,16 @@ impl Inner {
 impl Broker {
     /// Starts draining: every stream ends now with a `retry:` hint spread uniformly over
     /// `window` (so clients come back through the load balancer at different moments), and
-    /// new connections are refused with [`ConnectError::Draining`].
+    /// new connections are refused with [`ConnectError::Draining`]. The hints are spread over
+    /// at most a day: a longer window (up to `Duration::MAX`) counts as a day.
     ///
     /// [`ConnectError::Draining`]: crate::ConnectError::Draining
     pub fn drain(&self, window: Duration) {
         let inner = &self.inner;
+        let spread = window.min(Duration::from_secs(86_400));
         inner
             .drain_window_ms
-            .store(window.as_millis() as u64, Ordering::Relaxed);
+            .store(spread.as_millis() as u64, Ordering::Relaxed);
         inner.draining.store(true, Ordering::Release);
         tracing::info!(window_s = window.as_secs_f64(), "SSE drain started");
         let sessions: Vec<Arc<Session>> =

@@ -2,13 +2,13 @@
 
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
 use serde::Serialize;
 
 use super::Broker;
 
 /// A snapshot for `/health/sse`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Health {
     /// `"ok"`, or `"draining"` while the broker drains.
     pub status: &'static str,
@@ -54,10 +54,5 @@ impl Broker {
             ring_bytes: self.inner.ring_bytes.load(Ordering::Relaxed),
             state_bytes: self.inner.state_bytes.load(Ordering::Relaxed),
         }
-    }
-
-    /// The encoded heartbeat for sessions without a tracker (for tests and adapters).
-    pub fn heartbeat_frame(&self) -> Bytes {
-        crate::stream::heartbeat_frame(&self.inner.config.heartbeat_style, false)
     }
 }

@@ -25,7 +25,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::config::{BrokerBuilder, Config};
+use crate::config::{BrokerBuilder, Config, ConfigError};
 use crate::driver::BrokerDriver;
 use crate::error::PublishError;
 use crate::frame::EventName;
@@ -105,7 +105,12 @@ impl BrokerBuilder {
     /// Builds the broker and the future that drives its timers (approval deadlines, stalled
     /// connections, session expiry). Spawn the driver on a tokio runtime; it ends when the
     /// last broker handle is dropped.
-    pub fn build(self) -> (Broker, BrokerDriver) {
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first setting the broker cannot run with (see each
+    /// setter's doc).
+    pub fn build(self) -> Result<(Broker, BrokerDriver), ConfigError> {
+        self.config.check()?;
         let driver = Arc::new(DriverSignal {
             changed: Notify::new(),
             shutdown: AtomicBool::new(false),
@@ -145,17 +150,20 @@ impl BrokerBuilder {
             .limits
             .declare("approval_bytes", c.max_approval_bytes() as u64);
         let drv = BrokerDriver::new(Arc::downgrade(&inner), driver);
-        (Broker { inner }, drv)
+        Ok((Broker { inner }, drv))
     }
 
     /// Builds the broker and spawns its driver on the current tokio runtime.
     ///
+    /// # Errors
+    /// [`ConfigError`], as [`build`](Self::build).
+    ///
     /// # Panics
     /// Outside a tokio runtime.
-    pub fn start(self) -> Broker {
-        let (broker, driver) = self.build();
+    pub fn start(self) -> Result<Broker, ConfigError> {
+        let (broker, driver) = self.build()?;
         tokio::spawn(driver);
-        broker
+        Ok(broker)
     }
 }
 

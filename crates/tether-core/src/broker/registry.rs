@@ -128,8 +128,9 @@ impl Broker {
         self.inner.sessions.contains_key(session)
     }
 
-    /// The sessions that have a connection right now (a snapshot; O(sessions)). For tools
-    /// that act on connected sessions, such as a load generator publishing to each.
+    /// The sessions that have a connection right now (a snapshot; O(sessions), so not for a
+    /// hot path). For tools that act on connected sessions, such as a load generator
+    /// publishing to each (`tether serve --self-publish`); serving needs none of it.
     pub fn connected_sessions(&self) -> Vec<SessionId> {
         self.inner
             .sessions

@@ -10,7 +10,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use super::{Body, Response};
 use crate::backplane::BackplaneError;
 use crate::error::{ApprovalError, ConnectError, DecideError, PublishError};
-use crate::id::InvalidId;
+use crate::id::{IdKind, InvalidId};
 
 /// `Retry-After` of a node that holds its maximum of sessions.
 const FULL_RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -174,11 +174,12 @@ pub(crate) fn retry_after_value(after: Duration) -> HeaderValue {
 
 impl From<InvalidId> for HttpError {
     fn from(e: InvalidId) -> Self {
-        let code = match e.what {
-            "session id" => "invalid_session_id",
-            "approval id" => "invalid_approval_id",
-            "Last-Event-ID" => "invalid_last_event_id",
-            "clientId" => "invalid_client_id",
+        let code = match e.kind {
+            IdKind::SessionId => "invalid_session_id",
+            IdKind::ApprovalId => "invalid_approval_id",
+            IdKind::LastEventId => "invalid_last_event_id",
+            IdKind::ClientId => "invalid_client_id",
+            #[allow(unreachable_patterns)]
             _ => "invalid_id",
         };
         Self::bad_request(code, e.to_string())
@@ -345,9 +346,12 @@ impl From<DecideError> for HttpError {
             DecideError::AlreadyDecided(status) => Self::new(
                 StatusCode::CONFLICT,
                 "already_decided",
-                format!("the approval was already {status}; nothing to do"),
+                format!(
+                    "the approval was already {}; nothing to do",
+                    status.as_str()
+                ),
             )
-            .with_field("status", status),
+            .with_field("status", status.as_str()),
             DecideError::Expired => Self::new(
                 StatusCode::GONE,
                 "expired",
@@ -389,14 +393,18 @@ mod tests {
     fn statuses() {
         let cases: Vec<(HttpError, u16)> = vec![
             (DecideError::Unknown.into(), 404),
-            (DecideError::AlreadyDecided("approved").into(), 409),
+            (
+                DecideError::AlreadyDecided(crate::ApprovalStatus::Approved { reason: None })
+                    .into(),
+                409,
+            ),
             (DecideError::Expired.into(), 410),
             (ApprovalError::Duplicate.into(), 409),
             (ConnectError::Conflict.into(), 409),
             (ConnectError::SupersededRecently.into(), 204),
             (ConnectError::TooManySessions { max: 1 }.into(), 503),
             (PublishError::TooLarge { size: 2, max: 1 }.into(), 413),
-            (InvalidId { what: "session id" }.into(), 400),
+            (InvalidId::new(crate::id::IdKind::SessionId).into(), 400),
             (BackplaneError::Unavailable("down".into()).into(), 503),
             (BackplaneError::Full("oom".into()).into(), 503),
             (BackplaneError::Connect(ConnectError::Conflict).into(), 409),

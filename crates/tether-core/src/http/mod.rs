@@ -39,7 +39,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let service = Service::new(Broker::builder().start(), Hooks::allow_all().publish_token("s3cret"));
+//! let service = Service::new(Broker::builder().start().expect("valid config"), Hooks::allow_all().publish_token("s3cret"));
 //!
 //! let publish = http::Request::post("/api/sessions/chat-1/events")
 //!     .header("authorization", "Bearer s3cret")

@@ -73,11 +73,7 @@ pub fn session_id(raw: &str) -> Result<SessionId, HttpError> {
 /// grammar is a 400; a well-formed id that is not ours passes (it gets a resync, since
 /// EventSource would give up after an error).
 pub fn last_event_id(headers: &HeaderMap, query: &str) -> Result<Option<String>, HttpError> {
-    let invalid = || {
-        HttpError::from(InvalidId {
-            what: "Last-Event-ID",
-        })
-    };
+    let invalid = || HttpError::from(InvalidId::new(crate::id::IdKind::LastEventId));
     let from_header = match headers.get("last-event-id") {
         Some(v) => v.to_str().map_err(|_| invalid())?.trim().to_owned(),
         None => String::new(),
@@ -103,7 +99,7 @@ pub fn connect_options(headers: &HeaderMap, query: &str) -> Result<ConnectOption
     let client_id = match query_param(query, "clientId") {
         Some(c) if c.is_empty() => None,
         Some(c) if is_valid_id(&c) => Some(c.into_owned()),
-        Some(_) => return Err(InvalidId { what: "clientId" }.into()),
+        Some(_) => return Err(InvalidId::new(crate::id::IdKind::ClientId).into()),
         None => None,
     };
     let prelude_always = query_param(query, "prelude").is_some_and(|p| p == "always");

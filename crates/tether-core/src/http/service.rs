@@ -116,7 +116,7 @@ struct Inner {
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// let service = Service::new(Broker::builder().start(), Hooks::allow_all());
+/// let service = Service::new(Broker::builder().start().expect("valid config"), Hooks::allow_all());
 /// let request = http::Request::post("/api/sessions/chat-1/events")
 ///     .header("host", "localhost")
 ///     .header("content-type", "application/json")
@@ -600,10 +600,7 @@ fn approval_id(raw: String) -> Result<String, HttpError> {
     if is_valid_id(&raw) {
         Ok(raw)
     } else {
-        Err(InvalidId {
-            what: "approval id",
-        }
-        .into())
+        Err(InvalidId::new(crate::id::IdKind::ApprovalId).into())
     }
 }
 

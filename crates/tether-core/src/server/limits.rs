@@ -232,7 +232,7 @@ mod tests {
     use super::*;
 
     fn limits(max: usize, per_ip: usize) -> Connections {
-        let broker = Broker::builder().start();
+        let broker = Broker::builder().start().expect("valid config");
         Connections::new(
             ConnectionLimits {
                 max_connections: max,

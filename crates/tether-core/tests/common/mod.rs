@@ -13,7 +13,7 @@ pub fn sid(s: &str) -> SessionId {
 }
 
 pub fn start(builder: BrokerBuilder) -> Broker {
-    builder.start()
+    builder.start().expect("valid config")
 }
 
 /// One parsed SSE frame (fields as a conforming parser would see them).

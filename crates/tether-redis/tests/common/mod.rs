@@ -184,7 +184,7 @@ pub fn config(url: &str, node: &str, prefix: &str) -> RedisConfig {
 }
 
 pub fn broker(builder: BrokerBuilder) -> Broker {
-    builder.keepalive_interval(None).start()
+    builder.without_heartbeats().start().expect("valid config")
 }
 
 pub async fn node(url: &str, name: &str, prefix: &str, builder: BrokerBuilder) -> RedisBackplane {

@@ -31,7 +31,7 @@ impl InProcess {
     /// # Panics
     /// Outside a tokio runtime (the broker's driver task is spawned).
     pub fn from_settings(settings: &Settings) -> Self {
-        Self::new(settings.broker_builder(1.0).start())
+        Self::new(settings.broker_builder(1.0).start().expect("valid config"))
     }
 
     /// The broker.
@@ -83,11 +83,9 @@ impl Driver for InProcess {
         request: &ConnectRequest,
     ) -> Result<SseBody, String> {
         let session = sid(session)?;
-        let opts = ConnectOptions {
-            last_event_id: request.last_event_id.clone(),
-            client_id: request.client_id.clone(),
-            ..ConnectOptions::default()
-        };
+        let mut opts = ConnectOptions::new();
+        opts.last_event_id = request.last_event_id.clone();
+        opts.client_id = request.client_id.clone();
         let stream = self.broker.connect(&session, opts).map_err(|e| match e {
             tether_core::ConnectError::SupersededRecently => super::SUPERSEDED_REFUSAL.to_owned(),
             e => e.to_string(),
@@ -134,7 +132,7 @@ impl Driver for InProcess {
             Ok(_) => DecideResult::Ok,
             Err(DecideError::Unknown) => DecideResult::Unknown,
             Err(DecideError::Expired) => DecideResult::Expired,
-            Err(DecideError::AlreadyDecided(s)) => DecideResult::AlreadyDecided(s.into()),
+            Err(DecideError::AlreadyDecided(s)) => DecideResult::AlreadyDecided(s.as_str().into()),
             Err(e) => DecideResult::Other(e.to_string()),
         }
     }

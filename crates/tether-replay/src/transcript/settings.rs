@@ -87,8 +87,11 @@ impl Settings {
     /// replay).
     pub fn broker_builder(&self, time_scale: f64) -> tether_core::BrokerBuilder {
         let ms = |v: u64| std::time::Duration::from_secs_f64(v as f64 * time_scale / 1000.0);
-        tether_core::Broker::builder()
-            .keepalive_interval(self.keepalive_ms.map(ms))
+        let builder = match self.keepalive_ms.filter(|&k| k > 0) {
+            Some(k) => tether_core::Broker::builder().keepalive_interval(ms(k)),
+            None => tether_core::Broker::builder().without_heartbeats(),
+        };
+        builder
             .client_timeout(ms(self.client_timeout_ms))
             .ring_max_events(self.ring_max_events)
             .ring_max_bytes(self.ring_max_bytes)

@@ -32,13 +32,14 @@ pub(crate) async fn start(
     extra: BoxedFilter<(Response,)>,
 ) -> Server {
     let broker = Broker::builder()
-        .keepalive_interval(Some(cfg.keepalive))
+        .keepalive_interval(cfg.keepalive)
         .client_timeout(cfg.client_timeout)
         .ring_max_events(cfg.ring_events)
         .ring_max_bytes(1024 * 1024)
         .max_event_bytes(cfg.max_event_bytes)
         .connection_policy(policy)
-        .start();
+        .start()
+        .expect("valid config");
     start_with(cfg, broker, cfg.hooks(), extra, Default::default()).await
 }
 

@@ -69,7 +69,7 @@ fn open(broker: Broker) -> Service {
 
 #[tokio::test]
 async fn publish_then_subscribe() {
-    let svc = open(Broker::builder().start());
+    let svc = open(Broker::builder().start().expect("valid config"));
     let res = post(
         &svc,
         "/api/sessions/s/events?event=note",
@@ -98,7 +98,10 @@ async fn publish_then_subscribe() {
 
 #[tokio::test]
 async fn publish_bodies() {
-    let broker = Broker::builder().max_event_bytes(64).start();
+    let broker = Broker::builder()
+        .max_event_bytes(64)
+        .start()
+        .expect("valid config");
     let svc = Service::new(broker, Hooks::allow_all().max_body_bytes(256));
     let mut statuses = Vec::new();
     for (body, q) in [
@@ -128,7 +131,7 @@ async fn publish_bodies() {
 #[tokio::test]
 async fn a_declared_length_over_the_limit_is_refused_on_the_head() {
     let svc = Service::new(
-        Broker::builder().start(),
+        Broker::builder().start().expect("valid config"),
         Hooks::allow_all().max_body_bytes(8),
     );
     let req = http::Request::post("/api/sessions/s/events")
@@ -145,7 +148,7 @@ async fn a_declared_length_over_the_limit_is_refused_on_the_head() {
 #[tokio::test]
 async fn publisher_token() {
     let svc = Service::new(
-        Broker::builder().start(),
+        Broker::builder().start().expect("valid config"),
         Hooks::allow_all().publish_token("tok"),
     );
     let res = post(&svc, "/api/sessions/s/events", &[], b"{}").await;
@@ -159,7 +162,7 @@ async fn publisher_token() {
 
 #[tokio::test]
 async fn authorizer_guards_subscribe_decide_and_status() {
-    let broker = Broker::builder().start();
+    let broker = Broker::builder().start().expect("valid config");
     let hooks = Hooks::allow_all()
         .publish_token("tok")
         .authorizer(SessionOwnerHeader::new(HeaderName::from_static("x-user")));
@@ -200,7 +203,7 @@ async fn authorizer_guards_subscribe_decide_and_status() {
 
 #[tokio::test]
 async fn approvals() {
-    let svc = open(Broker::builder().start());
+    let svc = open(Broker::builder().start().expect("valid config"));
     let create = "/api/sessions/s/approvals";
     let res = post(
         &svc,
@@ -291,7 +294,8 @@ async fn reject_policy_and_supersede_grace() {
     let svc = open(
         Broker::builder()
             .connection_policy(ConnectionPolicy::Reject)
-            .start(),
+            .start()
+            .expect("valid config"),
     );
     let first = get(&svc, "/api/sse/session/s", &[]).await;
     assert_eq!(first.status(), StatusCode::OK);
@@ -299,7 +303,7 @@ async fn reject_policy_and_supersede_grace() {
     assert_eq!(second.status(), StatusCode::CONFLICT);
     assert_eq!(body_json(&second)["error"], "conflict");
 
-    let svc = open(Broker::builder().start());
+    let svc = open(Broker::builder().start().expect("valid config"));
     let a = get(&svc, "/api/sse/session/s?clientId=a", &[]).await;
     let _b = get(&svc, "/api/sse/session/s?clientId=b", &[]).await;
     drop(a);
@@ -309,7 +313,7 @@ async fn reject_policy_and_supersede_grace() {
 
 #[tokio::test]
 async fn bad_ids() {
-    let svc = open(Broker::builder().start());
+    let svc = open(Broker::builder().start().expect("valid config"));
     let long = "1".repeat(129);
     let res = get(&svc, "/api/sse/session/s", &[("last-event-id", &long)]).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
@@ -328,7 +332,7 @@ async fn bad_ids() {
 
 #[tokio::test]
 async fn head_answers_the_stream_head_without_connecting() {
-    let broker = Broker::builder().start();
+    let broker = Broker::builder().start().expect("valid config");
     let svc = open(broker.clone());
     let live = get(&svc, "/api/sse/session/s", &[]).await;
     let res = call(&svc, "HEAD", "/api/sse/session/s", &[], b"").await;
@@ -344,7 +348,7 @@ async fn head_answers_the_stream_head_without_connecting() {
 
 #[tokio::test]
 async fn draining_answers() {
-    let broker = Broker::builder().start();
+    let broker = Broker::builder().start().expect("valid config");
     let svc = open(broker.clone());
     let live = get(&svc, "/api/sse/session/s", &[]).await;
     broker.drain(Duration::from_secs(4));
@@ -380,7 +384,7 @@ async fn draining_answers() {
 
 #[tokio::test]
 async fn health_json() {
-    let svc = open(Broker::builder().start());
+    let svc = open(Broker::builder().start().expect("valid config"));
     let res = get(&svc, "/health/sse", &[]).await;
     assert_eq!(res.status(), StatusCode::OK);
     let v = body_json(&res);
@@ -391,7 +395,7 @@ async fn health_json() {
 
 #[tokio::test]
 async fn metrics_only_where_mounted() {
-    let svc = open(Broker::builder().start());
+    let svc = open(Broker::builder().start().expect("valid config"));
     assert_eq!(get(&svc, "/metrics", &[]).await.status(), 404);
     let svc = svc.metrics(|| "up 1\n".to_owned());
     let res = get(&svc, "/metrics", &[]).await;
@@ -401,7 +405,7 @@ async fn metrics_only_where_mounted() {
 
 #[tokio::test]
 async fn routing_errors_are_json() {
-    let svc = open(Broker::builder().start());
+    let svc = open(Broker::builder().start().expect("valid config"));
     let res = post(&svc, "/api/sse/session/s", &[], b"").await;
     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(res.headers()["allow"], "GET, HEAD");
@@ -413,7 +417,7 @@ async fn routing_errors_are_json() {
 
 #[tokio::test]
 async fn huge_approval_timeouts_do_not_panic() {
-    let broker = Broker::builder().start();
+    let broker = Broker::builder().start().expect("valid config");
     let s = SessionId::new("s").unwrap();
     let h = broker
         .request_approval(
@@ -506,7 +510,7 @@ impl Backplane for FakeBackplane {
 
 #[tokio::test]
 async fn a_backplane_carries_publish_and_connect() {
-    let broker = Broker::builder().start();
+    let broker = Broker::builder().start().expect("valid config");
     let bp = FakeBackplane::new(broker.clone());
     let hooks = Hooks::allow_all()
         .publish_token("tok")
@@ -542,7 +546,7 @@ async fn a_backplane_carries_publish_and_connect() {
 
 #[tokio::test]
 async fn a_backplane_that_is_down_answers_503() {
-    let broker = Broker::builder().start();
+    let broker = Broker::builder().start().expect("valid config");
     let bp = FakeBackplane::new(broker.clone());
     let svc = open(broker.clone()).backplane(bp.clone());
     let res = get(&svc, "/health/sse", &[]).await;
@@ -576,7 +580,7 @@ async fn a_backplane_that_is_down_answers_503() {
 
 #[tokio::test]
 async fn a_backplane_keeps_the_draining_answers() {
-    let broker = Broker::builder().start();
+    let broker = Broker::builder().start().expect("valid config");
     let bp = FakeBackplane::new(broker.clone());
     let svc = open(broker.clone()).backplane(bp);
     broker.drain(Duration::from_secs(4));
@@ -591,7 +595,7 @@ async fn a_backplane_keeps_the_draining_answers() {
 
 #[tokio::test]
 async fn approvals_are_refused_on_a_backplane() {
-    let broker = Broker::builder().start();
+    let broker = Broker::builder().start().expect("valid config");
     let svc = Service::new(broker.clone(), Hooks::allow_all().publish_token("tok"))
         .backplane(FakeBackplane::new(broker));
     let create = "/api/sessions/s/approvals";
