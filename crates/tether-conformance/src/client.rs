@@ -12,7 +12,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout};
 
 use crate::CheckError;
-use crate::sse::{Frame, Parser};
+use crate::sse::{Block, Parser};
 
 /// Where the server under test listens: `http://<loopback address>:<port>[/prefix]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -486,7 +486,7 @@ pub struct SseConn {
     headers: Vec<(String, String)>,
     body: Body,
     parser: Parser,
-    frames: std::collections::VecDeque<(Instant, Frame)>,
+    frames: std::collections::VecDeque<(Instant, Block)>,
     first_bytes: Vec<u8>,
     ended: bool,
 }
@@ -562,7 +562,7 @@ impl SseConn {
     pub async fn next_timed(
         &mut self,
         limit: Duration,
-    ) -> Result<Option<(Instant, Frame)>, CheckError> {
+    ) -> Result<Option<(Instant, Block)>, CheckError> {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(f) = self.frames.pop_front() {
@@ -577,8 +577,7 @@ impl SseConn {
                         let n = (64 - self.first_bytes.len()).min(bytes.len());
                         self.first_bytes.extend_from_slice(&bytes[..n]);
                     }
-                    let mut out = Vec::new();
-                    self.parser.feed(&bytes, &mut out);
+                    let out = self.parser.feed(&bytes);
                     let now = Instant::now();
                     self.frames.extend(out.into_iter().map(|f| (now, f)));
                 }
@@ -588,13 +587,13 @@ impl SseConn {
     }
 
     /// The next block; `Ok(None)` once the response ended.
-    pub async fn next(&mut self, limit: Duration) -> Result<Option<Frame>, CheckError> {
+    pub async fn next(&mut self, limit: Duration) -> Result<Option<Block>, CheckError> {
         Ok(self.next_timed(limit).await?.map(|(_, f)| f))
     }
 
     /// The next block that carries data (skipping comments, `retry:`-only and id-only blocks);
     /// an error if the stream ends first.
-    pub async fn next_event(&mut self, limit: Duration) -> Result<Frame, CheckError> {
+    pub async fn next_event(&mut self, limit: Duration) -> Result<Block, CheckError> {
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -611,7 +610,7 @@ impl SseConn {
     }
 
     /// Reads until the response ends (within `limit`); returns the blocks read.
-    pub async fn until_end(&mut self, limit: Duration) -> Result<Vec<Frame>, CheckError> {
+    pub async fn until_end(&mut self, limit: Duration) -> Result<Vec<Block>, CheckError> {
         let deadline = Instant::now() + limit;
         let mut out = Vec::new();
         loop {

@@ -7,7 +7,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::client::{SseConn, StreamOptions, Target};
-use crate::sse::Frame;
+use crate::sse::Block;
 use crate::{CheckError, CheckResult, Ctx, SuiteConfig, ensure};
 
 /// The stream's headers: 200, `Content-Type: text/event-stream`, `Cache-Control: no-cache,
@@ -71,7 +71,7 @@ pub async fn retry_line(base_url: &str, cfg: &SuiteConfig) -> CheckResult {
     Ok(())
 }
 
-fn same_json(frame: &Frame, expected: &serde_json::Value) -> bool {
+fn same_json(frame: &Block, expected: &serde_json::Value) -> bool {
     frame.json().as_ref() == Some(expected)
 }
 
