@@ -429,7 +429,7 @@ pub async fn run_bad_requests(base_url: &str, cfg: &SuiteConfig) -> CheckResult 
 /// named in the body, but missing credentials are refused on the head); another user's
 /// thread is 403 and starts nothing, so the owner's run then streams. Needs [`SuiteConfig::user_header`].
 pub async fn run_without_credentials(base_url: &str, cfg: &SuiteConfig) -> CheckResult {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let ctx = Ctx::new(base_url, cfg)?;
     if cfg.user_header.is_none() {
         return Err(CheckError::Skip(
@@ -445,15 +445,14 @@ pub async fn run_without_credentials(base_url: &str, cfg: &SuiteConfig) -> Check
         "POST {RUN_PATH} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: 1048576\r\n\r\n"
     );
     s.write_all(head.as_bytes()).await.map_err(io)?;
-    let mut buf = vec![0u8; 512];
-    let n = tokio::time::timeout(cfg.timeout, s.read(&mut buf))
+    let answer = crate::client::read_response_head(&mut s, cfg.timeout)
         .await
-        .map_err(|_| CheckError::fail("no answer before the body: the body is read first"))?
-        .map_err(io)?;
+        .map_err(|e| context("no answer before the body: the body is read first", e))?;
     ensure!(
-        buf[..n].starts_with(b"HTTP/1.1 401"),
-        "a run without credentials: {}",
-        String::from_utf8_lossy(&buf[..n])
+        answer.status == 401,
+        "a run without credentials: {} {:?}",
+        answer.status,
+        answer.headers
     );
     let thread = ctx.session("foreign");
     let body = input(&thread, "run-1").to_string();

@@ -320,6 +320,54 @@ pub async fn send(
     })
 }
 
+/// The head of a response, read off a connection a check wrote its own bytes on.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names in lowercase, in order.
+    pub headers: Vec<(String, String)>,
+    /// The bytes after the head that arrived with it (the start of the body, as sent).
+    pub rest: Vec<u8>,
+}
+
+impl Head {
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+}
+
+/// Reads the head of a response from `stream` within `limit`: for checks that write malformed
+/// or partial requests on a raw socket (ambiguous framing, bodies announced and never sent)
+/// and read the answer like any other.
+pub async fn read_response_head<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    limit: Duration,
+) -> Result<Head, CheckError> {
+    let (status, headers, rest) = read_head(stream, Instant::now() + limit).await?;
+    Ok(Head {
+        status,
+        headers,
+        rest,
+    })
+}
+
+/// Writes `request` as it is on a fresh connection and returns the status of the answer
+/// (within `limit`).
+pub async fn raw_status(
+    target: &Target,
+    request: &[u8],
+    limit: Duration,
+) -> Result<u16, CheckError> {
+    let mut stream = connect(target, None).await?;
+    timeout(limit, stream.write_all(request))
+        .await
+        .map_err(|_| CheckError::Timeout)?
+        .map_err(|e| io_fail("writing a raw request", e))?;
+    Ok(read_response_head(&mut stream, limit).await?.status)
+}
+
 /// Opens a connection, sends one `GET path` on it that keeps it alive, reads the answer
 /// (its status is returned) and hands the connection back open: a connection the server
 /// has answered is one it keeps, which a connection that has sent nothing does not show.

@@ -3,28 +3,16 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::Ctx;
+use crate::client;
 use crate::{CheckError, CheckResult, ensure};
 
 /// Sends raw bytes on a fresh connection; returns the status code of the answer.
 async fn raw_status(ctx: &Ctx<'_>, request: &[u8]) -> Result<u16, CheckError> {
-    let io = |e: std::io::Error| CheckError::fail(format!("raw request: {e}"));
-    let mut s = TcpStream::connect(ctx.target.addr()).await.map_err(io)?;
-    s.write_all(request).await.map_err(io)?;
-    let mut buf = vec![0u8; 1024];
-    let n = tokio::time::timeout(ctx.cfg.timeout, s.read(&mut buf))
-        .await
-        .map_err(|_| CheckError::Timeout)?
-        .map_err(io)?;
-    let head = String::from_utf8_lossy(&buf[..n]);
-    Ok(head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0))
+    client::raw_status(&ctx.target, request, ctx.cfg.timeout).await
 }
 
 /// Two different `Content-Length`s (a smuggled request) and `Content-Length: +7` are 400, an
@@ -116,15 +104,16 @@ pub(super) async fn unauthenticated_bodies_are_not_read(ctx: &Ctx<'_>) -> CheckR
     }
     let after = ctx.cfg.server_pid.and_then(rss_bytes);
     for (i, (s, _)) in held.iter_mut().enumerate() {
-        let mut buf = vec![0u8; 512];
-        let n = tokio::time::timeout(ctx.cfg.timeout, s.read(&mut buf))
+        let head = client::read_response_head(s, ctx.cfg.timeout)
             .await
-            .map_err(|_| CheckError::fail(format!("connection {i}: no answer before the body")))?
-            .map_err(io)?;
+            .map_err(|e| {
+                CheckError::fail(format!("connection {i}: no answer before the body: {e}"))
+            })?;
         ensure!(
-            buf[..n].starts_with(b"HTTP/1.1 401"),
-            "connection {i}: {}",
-            String::from_utf8_lossy(&buf[..n])
+            head.status == 401,
+            "connection {i}: {} {:?}",
+            head.status,
+            head.headers
         );
         // The connection ends: the unread body is never parsed as a request.
         let mut rest = Vec::new();
