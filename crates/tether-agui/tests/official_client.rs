@@ -20,16 +20,9 @@ use tether_agui::{
     TextMessageContent, TextMessageEnd, TextMessageRole, TextMessageStart,
 };
 
+/// Whether node is missing (then prints a notice; under `CI=true` it fails the test).
 fn node_missing() -> bool {
-    let missing = Command::new("node")
-        .arg("--version")
-        .output()
-        .map(|output| !output.status.success())
-        .unwrap_or(true);
-    if missing {
-        eprintln!("notice: `node` is not on the PATH; skipping the official AG-UI client checks");
-    }
-    missing
+    tether_testkit::require_tool("node").is_none()
 }
 
 /// Installs the pinned packages once per test process.

@@ -8,8 +8,6 @@ use std::time::Duration;
 use tether_conformance::access::{AccessConfig, run_all};
 use tether_conformance::client::{Target, send};
 use tether_conformance::hub::Hub;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const EXE: &str = env!("CARGO_BIN_EXE_tether");
 const LIMIT: Duration = Duration::from_secs(10);
@@ -78,18 +76,9 @@ async fn the_hub_refuses_every_known_attack() {
 
 /// Sends raw bytes and returns the status line's code.
 async fn raw_status(target: &Target, request: &[u8]) -> u16 {
-    let mut s = TcpStream::connect(target.addr()).await.unwrap();
-    s.write_all(request).await.unwrap();
-    let mut buf = vec![0u8; 1024];
-    let n = tokio::time::timeout(LIMIT, s.read(&mut buf))
+    tether_conformance::client::raw_status(target, request, LIMIT)
         .await
         .expect("an answer")
-        .unwrap();
-    let head = String::from_utf8_lossy(&buf[..n]);
-    head.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
 }
 
 #[tokio::test]

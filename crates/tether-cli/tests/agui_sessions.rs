@@ -11,7 +11,7 @@ use tether_conformance::hub::Hub;
 
 const EXE: &str = env!("CARGO_BIN_EXE_tether");
 
-fn body(frames: &[tether_conformance::sse::Frame]) -> String {
+fn body(frames: &[tether_conformance::sse::Block]) -> String {
     let mut out = String::new();
     for f in frames {
         if let Some(d) = &f.data {

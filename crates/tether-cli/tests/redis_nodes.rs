@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tether_conformance::client::{Reply, SseConn, StreamOptions, Target, send};
 use tether_conformance::hub::Hub;
-use tether_conformance::sse::Frame;
+use tether_conformance::sse::Block;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
@@ -32,20 +32,7 @@ struct RedisServer {
 impl RedisServer {
     /// `None` (with a message) when `redis-server` is not installed, unless `CI=true`.
     async fn start() -> Option<Self> {
-        let found = std::process::Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "redis-server is not installed (CI=true): install it (Debian: apt-get install redis-server)"
-            );
-            eprintln!("skipping: redis-server is not installed");
-            return None;
-        }
+        tether_testkit::require_tool("redis-server")?;
         for _attempt in 0..5 {
             let port = free_port().await;
             if let Some(child) = spawn_redis(port).await {
@@ -306,12 +293,12 @@ async fn open(target: &Target, session: &str, last: Option<&str>) -> SseConn {
 }
 
 /// The `n` of an event we published, `None` for control signals.
-fn n_of(frame: &Frame) -> Option<u64> {
+fn n_of(frame: &Block) -> Option<u64> {
     frame.json()?.get("n")?.as_u64()
 }
 
 /// The `tether.*` name of a control signal.
-fn signal(frame: &Frame) -> Option<String> {
+fn signal(frame: &Block) -> Option<String> {
     let v = frame.json()?;
     (v["type"] == "CUSTOM").then(|| v["name"].as_str().unwrap_or_default().to_owned())
 }
@@ -684,26 +671,18 @@ async fn a_redis_outage_is_503_and_never_silent_loss() {
 
 /// Runs `openssl` with `args` in `dir`; `false` when it is not installed (outside CI).
 fn openssl(dir: &std::path::Path, args: &[&str]) -> bool {
-    match std::process::Command::new("openssl")
+    let Some(openssl) = tether_testkit::require_tool("openssl") else {
+        return false;
+    };
+    let status = std::process::Command::new(openssl)
         .args(args)
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-    {
-        Ok(status) => {
-            assert!(status.success(), "openssl {args:?}: {status}");
-            true
-        }
-        Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "openssl is needed for the TLS test (CI=true): {e}"
-            );
-            eprintln!("skipping: openssl is not installed");
-            false
-        }
-    }
+        .expect("openssl runs");
+    assert!(status.success(), "openssl {args:?}: {status}");
+    true
 }
 
 /// A CA and a certificate for 127.0.0.1 signed by it, in `dir`: `ca.pem`, `srv.pem`,

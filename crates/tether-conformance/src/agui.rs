@@ -46,7 +46,7 @@ use tokio::time::Instant;
 
 use crate::client::SseConn;
 use crate::client::StreamOptions;
-use crate::sse::Frame;
+use crate::sse::Block;
 use crate::{CheckError, CheckResult, Ctx, Outcome, Report, SuiteConfig, ensure};
 
 /// The path of the run route.
@@ -275,7 +275,7 @@ pub async fn run_dropped_request(base_url: &str, cfg: &SuiteConfig) -> CheckResu
         !rest.iter().any(|f| f.signal().is_some()),
         "the reattach was not an exact resume: {rest:?}"
     );
-    let whole: Vec<Frame> = seen.iter().chain(&rest).cloned().collect();
+    let whole: Vec<Block> = seen.iter().chain(&rest).cloned().collect();
     verify(
         "the dropped response and the reattach, as one stream",
         &whole,
@@ -306,7 +306,7 @@ pub async fn run_reattach_takes_over(base_url: &str, cfg: &SuiteConfig) -> Check
             e,
         )
     })?;
-    let post_frames: Vec<Frame> = before.into_iter().chain(after).collect();
+    let post_frames: Vec<Block> = before.into_iter().chain(after).collect();
     ensure!(
         post_frames
             .iter()
@@ -429,7 +429,7 @@ pub async fn run_bad_requests(base_url: &str, cfg: &SuiteConfig) -> CheckResult 
 /// named in the body, but missing credentials are refused on the head); another user's
 /// thread is 403 and starts nothing, so the owner's run then streams. Needs [`SuiteConfig::user_header`].
 pub async fn run_without_credentials(base_url: &str, cfg: &SuiteConfig) -> CheckResult {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let ctx = Ctx::new(base_url, cfg)?;
     if cfg.user_header.is_none() {
         return Err(CheckError::Skip(
@@ -445,15 +445,14 @@ pub async fn run_without_credentials(base_url: &str, cfg: &SuiteConfig) -> Check
         "POST {RUN_PATH} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: 1048576\r\n\r\n"
     );
     s.write_all(head.as_bytes()).await.map_err(io)?;
-    let mut buf = vec![0u8; 512];
-    let n = tokio::time::timeout(cfg.timeout, s.read(&mut buf))
+    let answer = crate::client::read_response_head(&mut s, cfg.timeout)
         .await
-        .map_err(|_| CheckError::fail("no answer before the body: the body is read first"))?
-        .map_err(io)?;
+        .map_err(|e| context("no answer before the body: the body is read first", e))?;
     ensure!(
-        buf[..n].starts_with(b"HTTP/1.1 401"),
-        "a run without credentials: {}",
-        String::from_utf8_lossy(&buf[..n])
+        answer.status == 401,
+        "a run without credentials: {} {:?}",
+        answer.status,
+        answer.headers
     );
     let thread = ctx.session("foreign");
     let body = input(&thread, "run-1").to_string();
@@ -484,15 +483,13 @@ pub async fn official_http_agent(base_url: &str) -> CheckResult {
     use std::path::Path;
     use tokio::process::Command;
 
-    let node = Command::new("node").arg("--version").output().await;
-    if !node.is_ok_and(|o| o.status.success()) {
-        let why = "`node` is not on the PATH (install Node 20 or later)";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
+    if let Err(missing) = tether_testkit::find_tool("node") {
+        if tether_testkit::in_ci() {
             return Err(CheckError::fail(format!(
-                "CI=true and {why}: the HttpAgent check cannot run"
+                "CI=true and {missing}: the HttpAgent check cannot run"
             )));
         }
-        return Err(CheckError::Skip(why.to_owned()));
+        return Err(CheckError::Skip(missing.to_string()));
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tether-agui/tests/conformance");
     if !dir.join("node_modules").is_dir() {
@@ -590,8 +587,8 @@ async fn interrupted_run(ctx: &Ctx<'_>, input: &Value) -> Result<Value, CheckErr
 async fn read_until(
     conn: &mut SseConn,
     limit: Duration,
-    out: &mut Vec<Frame>,
-    pred: impl Fn(&Frame) -> bool,
+    out: &mut Vec<Block>,
+    pred: impl Fn(&Block) -> bool,
 ) -> CheckResult {
     let deadline = Instant::now() + limit;
     loop {
@@ -627,11 +624,11 @@ fn context(what: &str, e: CheckError) -> CheckError {
     }
 }
 
-fn is_run_finished(f: &Frame) -> bool {
+fn is_run_finished(f: &Block) -> bool {
     f.json().is_some_and(|e| e["type"] == "RUN_FINISHED")
 }
 
-fn delta(f: &Frame) -> Option<String> {
+fn delta(f: &Block) -> Option<String> {
     let e = f.json()?;
     (e["type"] == "TEXT_MESSAGE_CONTENT")
         .then(|| e["delta"].as_str().map(str::to_owned))
@@ -639,7 +636,7 @@ fn delta(f: &Frame) -> Option<String> {
 }
 
 /// The data of every event block, as JSON (`Null` for data that is not JSON).
-fn events(frames: &[Frame]) -> Vec<Value> {
+fn events(frames: &[Block]) -> Vec<Value> {
     frames
         .iter()
         .filter_map(|f| f.data.as_deref())
@@ -647,14 +644,14 @@ fn events(frames: &[Frame]) -> Vec<Value> {
         .collect()
 }
 
-fn last_event(frames: &[Frame]) -> Result<Value, CheckError> {
+fn last_event(frames: &[Block]) -> Result<Value, CheckError> {
     events(frames)
         .pop()
         .ok_or_else(|| CheckError::fail(format!("the response carried no event: {frames:?}")))
 }
 
 /// The deltas of message `message`, joined.
-fn streamed_text(frames: &[Frame], message: &str) -> String {
+fn streamed_text(frames: &[Block], message: &str) -> String {
     events(frames)
         .iter()
         .filter(|e| e["type"] == "TEXT_MESSAGE_CONTENT" && e["messageId"] == message)
@@ -663,7 +660,7 @@ fn streamed_text(frames: &[Frame], message: &str) -> String {
 }
 
 /// The blocks written out again as an SSE stream, for `tether_agui::verify_sse`.
-fn to_sse(frames: &[Frame]) -> String {
+fn to_sse(frames: &[Block]) -> String {
     let mut out = String::new();
     for f in frames {
         for c in &f.comments {
@@ -689,7 +686,7 @@ fn to_sse(frames: &[Frame]) -> String {
 }
 
 /// The official client's event rules over `frames`.
-fn verify(what: &str, frames: &[Frame]) -> CheckResult {
+fn verify(what: &str, frames: &[Block]) -> CheckResult {
     tether_agui::verify_sse(to_sse(frames).as_bytes())
         .map(drop)
         .map_err(|e| {
@@ -700,7 +697,7 @@ fn verify(what: &str, frames: &[Frame]) -> CheckResult {
 }
 
 /// The events' ids are one epoch and count up by one: nothing lost, nothing twice.
-fn consecutive_ids(frames: &[Frame]) -> CheckResult {
+fn consecutive_ids(frames: &[Block]) -> CheckResult {
     let mut prev: Option<(&str, u64)> = None;
     for id in frames
         .iter()

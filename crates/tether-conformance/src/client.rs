@@ -12,7 +12,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout};
 
 use crate::CheckError;
-use crate::sse::{Frame, Parser};
+use crate::sse::{Block, Parser};
 
 /// Where the server under test listens: `http://<loopback address>:<port>[/prefix]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -320,6 +320,54 @@ pub async fn send(
     })
 }
 
+/// The head of a response, read off a connection a check wrote its own bytes on.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names in lowercase, in order.
+    pub headers: Vec<(String, String)>,
+    /// The bytes after the head that arrived with it (the start of the body, as sent).
+    pub rest: Vec<u8>,
+}
+
+impl Head {
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+}
+
+/// Reads the head of a response from `stream` within `limit`: for checks that write malformed
+/// or partial requests on a raw socket (ambiguous framing, bodies announced and never sent)
+/// and read the answer like any other.
+pub async fn read_response_head<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    limit: Duration,
+) -> Result<Head, CheckError> {
+    let (status, headers, rest) = read_head(stream, Instant::now() + limit).await?;
+    Ok(Head {
+        status,
+        headers,
+        rest,
+    })
+}
+
+/// Writes `request` as it is on a fresh connection and returns the status of the answer
+/// (within `limit`).
+pub async fn raw_status(
+    target: &Target,
+    request: &[u8],
+    limit: Duration,
+) -> Result<u16, CheckError> {
+    let mut stream = connect(target, None).await?;
+    timeout(limit, stream.write_all(request))
+        .await
+        .map_err(|_| CheckError::Timeout)?
+        .map_err(|e| io_fail("writing a raw request", e))?;
+    Ok(read_response_head(&mut stream, limit).await?.status)
+}
+
 /// Opens a connection, sends one `GET path` on it that keeps it alive, reads the answer
 /// (its status is returned) and hands the connection back open: a connection the server
 /// has answered is one it keeps, which a connection that has sent nothing does not show.
@@ -486,7 +534,7 @@ pub struct SseConn {
     headers: Vec<(String, String)>,
     body: Body,
     parser: Parser,
-    frames: std::collections::VecDeque<(Instant, Frame)>,
+    frames: std::collections::VecDeque<(Instant, Block)>,
     first_bytes: Vec<u8>,
     ended: bool,
 }
@@ -562,7 +610,7 @@ impl SseConn {
     pub async fn next_timed(
         &mut self,
         limit: Duration,
-    ) -> Result<Option<(Instant, Frame)>, CheckError> {
+    ) -> Result<Option<(Instant, Block)>, CheckError> {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(f) = self.frames.pop_front() {
@@ -577,8 +625,7 @@ impl SseConn {
                         let n = (64 - self.first_bytes.len()).min(bytes.len());
                         self.first_bytes.extend_from_slice(&bytes[..n]);
                     }
-                    let mut out = Vec::new();
-                    self.parser.feed(&bytes, &mut out);
+                    let out = self.parser.feed(&bytes);
                     let now = Instant::now();
                     self.frames.extend(out.into_iter().map(|f| (now, f)));
                 }
@@ -588,13 +635,13 @@ impl SseConn {
     }
 
     /// The next block; `Ok(None)` once the response ended.
-    pub async fn next(&mut self, limit: Duration) -> Result<Option<Frame>, CheckError> {
+    pub async fn next(&mut self, limit: Duration) -> Result<Option<Block>, CheckError> {
         Ok(self.next_timed(limit).await?.map(|(_, f)| f))
     }
 
     /// The next block that carries data (skipping comments, `retry:`-only and id-only blocks);
     /// an error if the stream ends first.
-    pub async fn next_event(&mut self, limit: Duration) -> Result<Frame, CheckError> {
+    pub async fn next_event(&mut self, limit: Duration) -> Result<Block, CheckError> {
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -611,7 +658,7 @@ impl SseConn {
     }
 
     /// Reads until the response ends (within `limit`); returns the blocks read.
-    pub async fn until_end(&mut self, limit: Duration) -> Result<Vec<Frame>, CheckError> {
+    pub async fn until_end(&mut self, limit: Duration) -> Result<Vec<Block>, CheckError> {
         let deadline = Instant::now() + limit;
         let mut out = Vec::new();
         loop {

@@ -3,9 +3,9 @@
 //! The conformance suite of tether's HTTP contract, over real HTTP. It takes a base URL, so
 //! the same checks run against every adapter (axum, actix-web, warp) and against the
 //! standalone hub `tether serve`. The client is a small hand-written HTTP/1.1 client over
-//! `TcpStream` ([`client`]) with an SSE parser ([`sse`]) that keeps comments and `retry:`
-//! fields, so a check can see heartbeats, tell an orderly end of a stream from a timeout, and
-//! stop reading on purpose to play a stalled client. It only talks to loopback addresses.
+//! `TcpStream` ([`client`]) with the SSE parser of `tether_core::sse_parse` ([`sse`]), which
+//! keeps comments and `retry:` fields, so a check can see heartbeats, tell an orderly end of a
+//! stream from a timeout, and stop reading on purpose to play a stalled client. It only talks to loopback addresses.
 //!
 //! ```no_run
 //! # #[tokio::main] async fn main() {

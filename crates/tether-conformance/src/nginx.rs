@@ -7,33 +7,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// The nginx binary, if one is installed.
+/// The nginx binary, if one is installed (on `PATH`, or in `/usr/sbin`, `/usr/local/sbin`).
 pub fn binary() -> Option<PathBuf> {
-    ["nginx", "/usr/sbin/nginx", "/usr/local/sbin/nginx"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| {
-            Command::new(p)
-                .arg("-v")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })
+    tether_testkit::find_tool("nginx").ok()
 }
 
 /// The nginx binary, or `None` after a notice so the test can return; under `CI=true` a
-/// missing nginx fails the test instead of letting it pass silently.
+/// missing nginx fails the test instead of letting it pass silently
+/// ([`tether_testkit::require_tool`]).
 pub fn require() -> Option<PathBuf> {
-    let found = binary();
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "CI=true and nginx is not installed: the proxy tests cannot run (apt-get install nginx)"
-        );
-        println!("notice: nginx is not installed; skipping the proxy test (apt-get install nginx)");
-    }
-    found
+    tether_testkit::require_tool("nginx")
 }
 
 /// A running nginx, killed on drop.

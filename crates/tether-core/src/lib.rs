@@ -97,6 +97,7 @@ mod session;
 mod settings;
 mod shutdown;
 mod signal;
+pub mod sse_parse;
 mod stream;
 
 #[cfg(any(feature = "jwt", feature = "http"))]

@@ -77,7 +77,7 @@ async fn reconnecting_reader_loses_nothing_and_sees_nothing_twice() {
                         };
                         let seq: u64 = id.rsplit('-').next().unwrap().parse().unwrap();
                         assert_eq!(seq, last_seq + 1, "contiguous, no duplicate");
-                        let [p, i]: [u64; 2] = serde_json::from_value(f.json()).unwrap();
+                        let [p, i]: [u64; 2] = serde_json::from_value(f.json().unwrap()).unwrap();
                         assert_eq!(i, next_of[p as usize], "publisher {p} in order");
                         next_of[p as usize] += 1;
                         last_seq = seq;

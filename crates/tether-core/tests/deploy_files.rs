@@ -106,19 +106,7 @@ fn deploy(path: &str) -> String {
 /// promtool, or `None` when it is not installed (a failure under `CI=true`, where
 /// `scripts/test.sh` installs it from Debian's `prometheus` package).
 fn promtool() -> Option<std::path::PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("promtool"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "promtool is missing; scripts/test.sh installs it (Debian package prometheus)"
-        );
-        eprintln!("skipped: promtool is not installed");
-    }
-    found
+    tether_testkit::require_tool("promtool")
 }
 
 fn run_promtool(args: &[&str]) -> String {

@@ -36,7 +36,7 @@ fn resyncs(frames: &[Frame]) -> Vec<serde_json::Value> {
     frames
         .iter()
         .filter(|f| f.signal().as_deref() == Some("tether.resync"))
-        .map(|f| f.json()["value"].clone())
+        .map(|f| f.json().unwrap()["value"].clone())
         .collect()
 }
 

@@ -64,7 +64,7 @@ async fn named_heartbeats_carry_data_and_no_id() {
     assert_eq!(frames.len(), 1);
     assert_eq!(frames[0].event.as_deref(), Some("heartbeat"));
     assert_eq!(frames[0].id, None);
-    assert_eq!(frames[0].json()["type"], "heartbeat");
+    assert_eq!(frames[0].json().unwrap()["type"], "heartbeat");
 }
 
 #[tokio::test(start_paused = true)]

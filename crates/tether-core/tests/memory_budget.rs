@@ -103,7 +103,8 @@ async fn tracker_state_counts_against_the_budget_and_an_idle_session_gives_it_ba
         .iter()
         .find(|f| f.signal().as_deref() == Some("tether.resync"))
         .expect("a client of the idle session is told what it lost")
-        .json();
+        .json()
+        .unwrap();
     assert_eq!(resync["value"]["reason"], "evicted", "{resync}");
 }
 

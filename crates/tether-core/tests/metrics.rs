@@ -233,7 +233,8 @@ async fn evictions_by_the_broker_wide_budget_are_counted_when_other_sessions_pay
         .iter()
         .find(|f| f.signal().as_deref() == Some("tether.resync"))
         .expect("a resync for what the budget took")
-        .json();
+        .json()
+        .unwrap();
     assert_eq!(resync["value"]["reason"], "evicted", "{resync}");
     assert_eq!(resync["value"]["skipped"], 8, "{resync}");
     assert!(stored(&frames).is_empty(), "{frames:?}");

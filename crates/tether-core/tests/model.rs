@@ -60,7 +60,7 @@ impl Client {
                 }
                 (Some(_), Some(id)) => {
                     let seq: u64 = id.rsplit('-').next().unwrap().parse().unwrap();
-                    let value = f.json().as_u64().unwrap();
+                    let value = f.json().unwrap().as_u64().unwrap();
                     prop_assert_eq!(
                         value,
                         model[(seq - 1) as usize],
@@ -476,7 +476,7 @@ mod extended {
         fn check(&mut self, c: usize, f: &Frame) -> Result<(), TestCaseError> {
             let signal = f.signal();
             if signal.as_deref() == Some("tether.resync") {
-                let v = f.json()["value"].clone();
+                let v = f.json().unwrap()["value"].clone();
                 let cl = &self.clients[c];
                 prop_assert!(cl.resync.is_none(), "two resyncs without an id-only frame");
                 // It names the id the client holds.
@@ -567,7 +567,7 @@ mod extended {
                 return Ok(());
             }
             // A stored event.
-            let value: u64 = serde_json::from_value(f.json()["v"].clone()).unwrap();
+            let value: u64 = serde_json::from_value(f.json().unwrap()["v"].clone()).unwrap();
             let inc = inc.expect("a known epoch");
             prop_assert_eq!(
                 inc.seqs.get(&seq).copied().flatten(),

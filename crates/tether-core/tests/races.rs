@@ -111,7 +111,10 @@ fn a_connect_racing_an_epoch_switch_never_skips_silently() {
             "round {round}: the new epoch in full after a resync: {frames:?}"
         );
         assert!(resync.is_some(), "round {round}: a resync: {frames:?}");
-        assert_eq!(frames[resync.unwrap()].json()["value"]["reason"], "epoch");
+        assert_eq!(
+            frames[resync.unwrap()].json().unwrap()["value"]["reason"],
+            "epoch"
+        );
     }
 }
 

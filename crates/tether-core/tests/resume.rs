@@ -56,7 +56,7 @@ async fn evicted_id_gets_a_resync_then_the_oldest_retained() {
     let ids = publish_n(&broker, &s, 1, 10);
     let frames = resync_for(&ids[1].to_string(), &broker, &s).await;
     let signal = frames.iter().find(|f| f.signal().is_some()).unwrap();
-    let v = signal.json();
+    let v = signal.json().unwrap();
     assert_eq!(v["name"], "tether.resync");
     assert_eq!(v["value"]["reason"], "evicted");
     assert_eq!(v["value"]["lastEventId"], ids[1].to_string());
@@ -93,7 +93,7 @@ async fn foreign_epoch_future_and_unknown_ids_get_resyncs() {
             .iter()
             .find(|f| f.signal().is_some())
             .expect("a resync");
-        assert_eq!(signal.json()["value"]["reason"], reason, "{last}");
+        assert_eq!(signal.json().unwrap()["value"]["reason"], reason, "{last}");
         let got: Vec<u64> = stored(&frames).iter().map(|(s, _)| *s).collect();
         assert_eq!(
             got,
@@ -135,7 +135,7 @@ async fn snapshot_follows_the_resync_and_the_stream_continues_from_the_head() {
     let (frames, _) = drain_frames(&mut stream, QUIET).await;
     let data: Vec<_> = frames.iter().filter(|f| f.data.is_some()).collect();
     assert_eq!(data[0].signal().as_deref(), Some("tether.resync"));
-    assert_eq!(data[1].json()["type"], "STATE_SNAPSHOT");
+    assert_eq!(data[1].json().unwrap()["type"], "STATE_SNAPSHOT");
     assert!(
         stored(&frames).is_empty(),
         "history is covered by the snapshot: {frames:?}"
@@ -184,7 +184,12 @@ async fn a_reader_evicted_while_connected_gets_a_resync() {
     publish_n(&broker, &s, 3, 20);
     let (frames, _) = drain_frames(&mut stream, QUIET).await;
     assert_eq!(
-        frames.iter().find(|f| f.signal().is_some()).unwrap().json()["value"]["skipped"],
+        frames
+            .iter()
+            .find(|f| f.signal().is_some())
+            .unwrap()
+            .json()
+            .unwrap()["value"]["skipped"],
         14
     );
     let got: Vec<u64> = stored(&frames).iter().map(|(s, _)| *s).collect();

@@ -18,7 +18,7 @@ async fn oldest_events_are_evicted_by_count() {
     // Something was evicted before this client arrived: it is told so first.
     let first_data = frames.iter().find(|f| f.data.is_some()).unwrap();
     assert_eq!(first_data.signal().as_deref(), Some("tether.resync"));
-    assert_eq!(first_data.json()["value"]["reason"], "evicted");
+    assert_eq!(first_data.json().unwrap()["value"]["reason"], "evicted");
 }
 
 #[tokio::test(start_paused = true)]

@@ -109,9 +109,8 @@ async fn publish_once(node: &RedisBackplane, redis: &RedisServer, prefix: &str, 
                     .unwrap();
                 let stored = last.ids.first().and_then(|id| {
                     let f: String = id.get("f")?;
-                    let data = f.lines().find_map(|l| l.strip_prefix("data: "))?.to_owned();
-                    let v: serde_json::Value = serde_json::from_str(&data).ok()?;
-                    v["n"].as_u64()
+                    let block = tether_core::sse_parse::parse(f.as_bytes()).pop()?;
+                    block.json()?["n"].as_u64()
                 });
                 if stored == Some(n) {
                     return;

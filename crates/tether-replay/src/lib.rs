@@ -74,7 +74,8 @@
 //!   transcript that replays it.
 //! - [`strategy`] (feature `proptest`): generated transcripts, and a check that writes a
 //!   shrunk failure to `target/replay-failures/` as a transcript that replays it.
-//! - [`sse`]: an SSE parser written from the WHATWG specification.
+//! - [`sse`]: the blocks of an SSE stream, read with the spec-following parser of
+//!   `tether_core::sse_parse`.
 //!
 //! ## Where the dependencies are used
 //!

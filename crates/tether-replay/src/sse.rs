@@ -1,25 +1,13 @@
-//! An incremental `text/event-stream` parser written from the WHATWG HTML specification
-//! ("9.2.6 Interpreting an event stream"), independent of tether-core's encoder.
-//!
-//! It reports every block of lines that ends with a blank line as a [`Block`] (so a test can
-//! see id-only frames, comments and `retry:` fields, which the browser API never shows), and
-//! tracks what an `EventSource` would dispatch ([`Dispatched`]).
-//!
-//! What the specification says, and this parser does:
-//! - the stream is UTF-8 (invalid sequences become U+FFFD); one leading BOM is dropped;
-//! - lines end with CRLF, LF or a lone CR, also when a CRLF is split across two chunks;
-//! - a line starting with `:` is a comment; otherwise the field name runs to the first `:`,
-//!   and one space after the colon is dropped from the value; a line without a colon is a
-//!   field name with an empty value;
-//! - `data` appends the value and an LF to the data buffer; `event` sets the type; `id` sets
-//!   the last event id unless the value contains NUL; `retry` is used only when it is all
-//!   ASCII digits; other fields are ignored;
-//! - a blank line dispatches: the last event id is committed, and if the data buffer is not
-//!   empty, its final LF is removed and an event is dispatched (type `message` if none was
-//!   given);
-//! - an unterminated block at the end of the stream is discarded.
+//! The `text/event-stream` parser the replay engine reads streams with: the spec-following
+//! parser of [`tether_core::sse_parse`], whose blocks become this crate's [`Block`] so that the
+//! checks can give them tether's meaning ([`Block::frame`]).
 
-/// One block of fields that ended with a blank line, as they were written.
+use tether_core::sse_parse;
+
+pub use tether_core::sse_parse::Dispatched;
+
+/// One block of fields that ended with a blank line, as they were written (the fields of
+/// [`sse_parse::Block`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Block {
     /// The last `id` field of the block, if any (ignored by the spec when it holds NUL; such
@@ -39,32 +27,32 @@ pub struct Block {
     pub dispatched: Option<Dispatched>,
 }
 
-/// An event as `EventSource` dispatches it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Dispatched {
-    /// The event type (`message` unless an `event` field named one).
-    pub event_type: String,
-    /// The data.
-    pub data: String,
-    /// `lastEventId` at dispatch time.
-    pub last_event_id: String,
+impl From<sse_parse::Block> for Block {
+    fn from(b: sse_parse::Block) -> Self {
+        let sse_parse::Block {
+            id,
+            event,
+            data,
+            retry,
+            comment,
+            comments,
+            dispatched,
+        } = b;
+        Self {
+            id,
+            event,
+            data,
+            retry,
+            comment,
+            comments,
+            dispatched,
+        }
+    }
 }
 
 /// The incremental parser. Feed it bytes as they arrive.
 #[derive(Debug, Default)]
-pub struct Parser {
-    pending: Vec<u8>,
-    after_cr: bool,
-    started: bool,
-    block: Block,
-    any_field: bool,
-    data: String,
-    has_data_field: bool,
-    event_type: String,
-    last_event_id_buffer: String,
-    last_event_id: String,
-    reconnection_time: Option<u64>,
-}
+pub struct Parser(sse_parse::Parser);
 
 impl Parser {
     /// A parser at the start of a stream.
@@ -74,113 +62,17 @@ impl Parser {
 
     /// The `lastEventId` an `EventSource` would send when it reconnects now.
     pub fn last_event_id(&self) -> &str {
-        &self.last_event_id
+        self.0.last_event_id()
     }
 
     /// The reconnection time the stream last set, in milliseconds.
     pub fn reconnection_time(&self) -> Option<u64> {
-        self.reconnection_time
+        self.0.reconnection_time()
     }
 
     /// Parses `bytes` and returns the blocks they completed.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<Block> {
-        let mut out = Vec::new();
-        let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            match b {
-                b'\n' if self.after_cr => {
-                    // The LF of a CRLF whose CR ended the previous line.
-                    self.after_cr = false;
-                    start = i + 1;
-                }
-                b'\n' | b'\r' => {
-                    self.pending.extend_from_slice(&bytes[start..i]);
-                    let line = std::mem::take(&mut self.pending);
-                    self.line(&line, &mut out);
-                    self.after_cr = b == b'\r';
-                    start = i + 1;
-                }
-                _ => self.after_cr = false,
-            }
-        }
-        self.pending.extend_from_slice(&bytes[start..]);
-        out
-    }
-
-    fn line(&mut self, raw: &[u8], out: &mut Vec<Block>) {
-        let mut raw = raw;
-        if !self.started {
-            self.started = true;
-            if let Some(rest) = raw.strip_prefix(b"\xEF\xBB\xBF") {
-                raw = rest;
-            }
-        }
-        let line = String::from_utf8_lossy(raw);
-        if line.is_empty() {
-            self.dispatch(out);
-            return;
-        }
-        self.any_field = true;
-        if let Some(text) = line.strip_prefix(':') {
-            self.block.comment = true;
-            let text = text.strip_prefix(' ').unwrap_or(text);
-            self.block.comments.push(text.to_owned());
-            return;
-        }
-        let (field, value) = match line.find(':') {
-            Some(i) => {
-                let v = &line[i + 1..];
-                (&line[..i], v.strip_prefix(' ').unwrap_or(v))
-            }
-            None => (&*line, ""),
-        };
-        match field {
-            "event" => {
-                self.event_type = value.to_owned();
-                self.block.event = Some(value.to_owned());
-            }
-            "data" => {
-                self.data.push_str(value);
-                self.data.push('\n');
-                self.has_data_field = true;
-            }
-            "id" if !value.contains('\0') => {
-                self.last_event_id_buffer = value.to_owned();
-                self.block.id = Some(value.to_owned());
-            }
-            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
-                // Larger than u64 is "a very long time".
-                let v = value.parse().unwrap_or(u64::MAX);
-                self.reconnection_time = Some(v);
-                self.block.retry = Some(v);
-            }
-            _ => {}
-        }
-    }
-
-    fn dispatch(&mut self, out: &mut Vec<Block>) {
-        self.last_event_id = self.last_event_id_buffer.clone();
-        let mut block = std::mem::take(&mut self.block);
-        let had_fields = std::mem::take(&mut self.any_field);
-        let mut data = std::mem::take(&mut self.data);
-        let event_type = std::mem::take(&mut self.event_type);
-        if std::mem::take(&mut self.has_data_field) {
-            data.pop();
-            block.data = Some(data.clone());
-            // `data` held at least the LF of one data line, so the buffer was not empty.
-            block.dispatched = Some(Dispatched {
-                event_type: if event_type.is_empty() {
-                    "message".to_owned()
-                } else {
-                    event_type
-                },
-                data,
-                last_event_id: self.last_event_id.clone(),
-            });
-        }
-        if had_fields {
-            out.push(block);
-        }
+        self.0.feed(bytes).into_iter().map(Block::from).collect()
     }
 }
 
@@ -194,41 +86,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_spec_examples() {
-        // "data:" lines with and without the space, a comment, an id-only block.
-        let b = parse(b": hi\n\ndata: YHOO\ndata: +2\ndata: 10\n\nid: 1\n\ndata:x\n\n");
-        assert!(b[0].comment && b[0].dispatched.is_none());
+    fn blocks_keep_every_field() {
+        let b = parse(b": hi\nretry: 5\n\nid: e-1\nevent: x\ndata: 1\ndata: 2\n\n");
         assert_eq!(b[0].comments, ["hi"]);
-        assert_eq!(b[1].data.as_deref(), Some("YHOO\n+2\n10"));
-        assert_eq!(b[2].id.as_deref(), Some("1"));
-        assert!(b[2].dispatched.is_none());
-        let d = b[3].dispatched.as_ref().unwrap();
-        assert_eq!((d.data.as_str(), d.last_event_id.as_str()), ("x", "1"));
-        assert_eq!(d.event_type, "message");
-    }
-
-    #[test]
-    fn line_endings_split_across_chunks() {
-        let mut p = Parser::new();
-        let mut blocks = p.feed(b"\xEF\xBB\xBFevent: a\r");
-        blocks.extend(p.feed(b"\ndata: 1\r\r"));
-        blocks.extend(p.feed(b"data\n\n"));
-        assert_eq!(blocks.len(), 2);
-        assert_eq!(blocks[0].dispatched.as_ref().unwrap().event_type, "a");
-        assert_eq!(blocks[1].data.as_deref(), Some(""));
-    }
-
-    #[test]
-    fn ids_with_nul_and_bad_retries_are_ignored() {
-        let b = parse(b"id: a\0b\nretry: 12x\ndata: d\n\n");
-        assert_eq!(b[0].id, None);
-        assert_eq!(b[0].retry, None);
-        let b = parse(b"retry: 3000\n\n");
-        assert_eq!(b[0].retry, Some(3000));
-    }
-
-    #[test]
-    fn unterminated_block_is_discarded() {
-        assert!(parse(b"data: x\n").is_empty());
+        assert!(b[0].comment && b[0].dispatched.is_none());
+        assert_eq!(b[0].retry, Some(5));
+        assert_eq!(b[1].id.as_deref(), Some("e-1"));
+        assert_eq!(b[1].event.as_deref(), Some("x"));
+        assert_eq!(b[1].data.as_deref(), Some("1\n2"));
+        assert_eq!(b[1].dispatched.as_ref().unwrap().last_event_id, "e-1");
     }
 }

@@ -265,16 +265,14 @@ fn as_comment(frames: Vec<String>) -> Vec<String> {
     frames
         .into_iter()
         .map(|f| {
-            let Some(data) = f.strip_prefix("data: ") else {
+            let blocks = tether_core::sse_parse::parse(f.as_bytes());
+            let [block] = blocks.as_slice() else {
                 return f;
             };
-            let v: serde_json::Value = match serde_json::from_str(data.trim_end()) {
-                Ok(v) => v,
-                Err(_) => return f,
-            };
-            match v["name"].as_str() {
-                Some(name @ ("tether.superseded" | "tether.drain")) if v["type"] == "CUSTOM" => {
-                    format!(": {name} {}\nretry: 30000\n\n", v["value"])
+            match (block.id.as_deref(), block.signal().as_deref()) {
+                (None, Some(name @ ("tether.superseded" | "tether.drain"))) => {
+                    let value = block.signal_value().unwrap_or_default();
+                    format!(": {name} {value}\nretry: 30000\n\n")
                 }
                 _ => f,
             }

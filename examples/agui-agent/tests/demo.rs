@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tether_conformance::client::{SseConn, StreamOptions, Target, send};
 use tether_conformance::hub::Hub;
-use tether_conformance::sse::Frame;
+use tether_conformance::sse::Block;
 
 const LIMIT: Duration = Duration::from_secs(20);
 const INTRO: &str = "I looked at your workspace. The build cache in /tmp/build-cache takes 4.2 GB \
@@ -65,7 +65,7 @@ async fn start_agent(target: &Target, thread: &str) {
 }
 
 /// Reads until a data frame satisfies `stop` (included).
-async fn read_until(conn: &mut SseConn, stop: impl Fn(&Value) -> bool) -> Vec<Frame> {
+async fn read_until(conn: &mut SseConn, stop: impl Fn(&Value) -> bool) -> Vec<Block> {
     let mut frames = Vec::new();
     loop {
         let f = conn.next_event(LIMIT).await.unwrap();
@@ -81,7 +81,7 @@ fn is_interrupt(v: &Value) -> bool {
     v["type"] == "RUN_FINISHED" && v["outcome"]["type"] == "interrupt"
 }
 
-fn body(frames: &[Frame]) -> String {
+fn body(frames: &[Block]) -> String {
     frames
         .iter()
         .filter_map(|f| f.data.as_ref())
@@ -89,10 +89,10 @@ fn body(frames: &[Frame]) -> String {
         .collect()
 }
 
-fn text_of(frames: &[Frame], message: &str) -> String {
+fn text_of(frames: &[Block], message: &str) -> String {
     frames
         .iter()
-        .filter_map(Frame::json)
+        .filter_map(Block::json)
         .filter(|v| v["type"] == "TEXT_MESSAGE_CONTENT" && v["messageId"] == message)
         .map(|v| v["delta"].as_str().unwrap().to_owned())
         .collect()
@@ -148,7 +148,7 @@ async fn the_agent_streams_asks_for_approval_and_the_pages_own_origin_decides() 
     frames.extend(read_until(&mut conn, |v| v["type"] == "RUN_FINISHED").await);
     let all = body(&frames);
     tether_agui::verify_sse(all.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{all}"));
-    let events: Vec<Value> = frames.iter().filter_map(Frame::json).collect();
+    let events: Vec<Value> = frames.iter().filter_map(Block::json).collect();
     let result = events
         .iter()
         .find(|v| v["type"] == "TOOL_CALL_RESULT")

@@ -138,17 +138,9 @@ pub fn conformance_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance")
 }
 
-/// Whether node is missing (then prints a notice).
+/// Whether node is missing (then prints a notice; under `CI=true` it fails the test).
 pub fn node_missing() -> bool {
-    let missing = Command::new("node")
-        .arg("--version")
-        .output()
-        .map(|output| !output.status.success())
-        .unwrap_or(true);
-    if missing {
-        eprintln!("notice: `node` is not on the PATH; skipping the official AG-UI client checks");
-    }
-    missing
+    tether_testkit::require_tool("node").is_none()
 }
 
 /// Installs the pinned packages once per test process.

@@ -1,7 +1,12 @@
 //! Checks for operations: health, metrics, drain.
 
-use serde_json::json;
 use std::future::Future;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::client::SseConn;
+use crate::sse::parse;
 
 use crate::prom::{kind, sample};
 use crate::{CheckError, CheckResult, Ctx, SuiteConfig, ensure};
@@ -50,8 +55,19 @@ pub async fn metrics(base_url: &str, cfg: &SuiteConfig) -> CheckResult {
     let settle = cfg.keepalive * 3 + cfg.timeout;
     ctx.wait_no_connections(settle).await?;
     let before = scrape(&ctx).await?;
-    let s = ctx.session("metrics");
+    two_connections_one_superseded(&ctx).await?;
+    ctx.wait_no_connections(settle).await?;
+    let after = scrape(&ctx).await?;
+    counters_grew_by_what_happened(&before, &after)?;
+    shapes_of_the_export(&after)
+}
 
+/// Two events to a first client, a second client of the same session that supersedes it,
+/// then both gone: one reconnect, one superseded and one closed disconnect, two connections
+/// with a duration, two events published and delivered.
+async fn two_connections_one_superseded(ctx: &Ctx<'_>) -> CheckResult {
+    let cfg = ctx.cfg;
+    let s = ctx.session("metrics");
     let mut first = ctx.subscribe(&s, &[], "").await?;
     let ids = ctx.publish_n(&s, 2).await?;
     for id in &ids {
@@ -65,14 +81,15 @@ pub async fn metrics(base_url: &str, cfg: &SuiteConfig) -> CheckResult {
     second.next(cfg.timeout).await?;
     first.until_end(cfg.timeout).await?;
     drop(second);
-    ctx.wait_no_connections(settle).await?;
-    let after = scrape(&ctx).await?;
+    Ok(())
+}
 
+/// The counters grew by what [`two_connections_one_superseded`] did, no more, no less.
+fn counters_grew_by_what_happened(before: &str, after: &str) -> CheckResult {
     let get =
         |text: &str, name: &str, labels: &[(&str, &str)]| sample(text, name, labels).unwrap_or(0.0);
-    let delta = |name: &str, labels: &[(&str, &str)]| {
-        get(&after, name, labels) - get(&before, name, labels)
-    };
+    let delta =
+        |name: &str, labels: &[(&str, &str)]| get(after, name, labels) - get(before, name, labels);
     let expect = [
         ("sse_reconnects_total", vec![], 1.0),
         ("sse_disconnects_total", vec![("reason", "superseded")], 1.0),
@@ -97,19 +114,25 @@ pub async fn metrics(base_url: &str, cfg: &SuiteConfig) -> CheckResult {
             "{name}{labels:?} grew by {got}, expected {want}"
         );
     }
+    Ok(())
+}
+
+/// No connection is counted active when none is, the duration is a histogram with the
+/// core's buckets, and the session gauge is there.
+fn shapes_of_the_export(after: &str) -> CheckResult {
     ensure!(
-        sample(&after, "sse_active_connections", &[]) == Some(0.0),
+        sample(after, "sse_active_connections", &[]) == Some(0.0),
         "sse_active_connections is {:?} with no client connected",
-        sample(&after, "sse_active_connections", &[])
+        sample(after, "sse_active_connections", &[])
     );
     ensure!(
-        kind(&after, "sse_connection_duration_seconds") == Some("histogram"),
+        kind(after, "sse_connection_duration_seconds") == Some("histogram"),
         "sse_connection_duration_seconds is exported as {:?}, not a histogram with buckets",
-        kind(&after, "sse_connection_duration_seconds")
+        kind(after, "sse_connection_duration_seconds")
     );
     ensure!(
         sample(
-            &after,
+            after,
             "sse_connection_duration_seconds_bucket",
             &[("le", "1")]
         )
@@ -117,7 +140,7 @@ pub async fn metrics(base_url: &str, cfg: &SuiteConfig) -> CheckResult {
         "no le=\"1\" bucket of sse_connection_duration_seconds"
     );
     ensure!(
-        sample(&after, "sse_sessions_active", &[]).is_some_and(|n| n >= 1.0),
+        sample(after, "sse_sessions_active", &[]).is_some_and(|n| n >= 1.0),
         "sse_sessions_active missing"
     );
     Ok(())
@@ -144,9 +167,20 @@ where
         streams.push(c);
     }
     trigger().await;
+    drained_streams_get_spread_retries(&mut streams, cfg.timeout, window_ms).await?;
+    draining_refuses_new_work(&ctx, window_ms).await
+}
+
+/// Each open stream ends with `tether.drain` and a `retry:` within the window, and the
+/// retries are spread, not one value for every client.
+async fn drained_streams_get_spread_retries(
+    streams: &mut [SseConn],
+    limit: Duration,
+    window_ms: u64,
+) -> CheckResult {
     let mut retries = Vec::new();
-    for c in &mut streams {
-        let frames = c.until_end(cfg.timeout).await?;
+    for c in streams {
+        let frames = c.until_end(limit).await?;
         ensure!(
             frames
                 .iter()
@@ -171,7 +205,12 @@ where
         "every drained stream got retry: {} (not spread)",
         retries[0]
     );
+    Ok(())
+}
 
+/// While draining, a new event-stream request gets 200 with only a `retry:` within the
+/// window; plain requests, publishes and health answer 503 `draining` with `Retry-After`.
+async fn draining_refuses_new_work(ctx: &Ctx<'_>, window_ms: u64) -> CheckResult {
     let s = ctx.session("drain-new");
     let mut h = ctx.browser();
     h.push(("Accept".into(), "text/event-stream".into()));
@@ -189,13 +228,15 @@ where
         "content-type {:?}",
         r.header("content-type")
     );
-    let text = r.text();
-    let retry: Option<u64> = text
-        .strip_prefix("retry: ")
-        .and_then(|t| t.trim().parse().ok());
+    let blocks = parse(&r.body);
+    let retry = match blocks.as_slice() {
+        [only] if !only.is_event() => only.retry,
+        _ => None,
+    };
     ensure!(
         retry.is_some_and(|ms| ms <= window_ms),
-        "the draining answer was {text:?}"
+        "the draining answer was {:?}",
+        r.text()
     );
 
     let plain = ctx.send("GET", &path, &ctx.browser(), b"").await?;

@@ -1,9 +1,6 @@
 //! Checks of the request/response routes: publish errors, limits, approvals, hooks.
 
-use std::time::Duration;
-
 use serde_json::json;
-use tokio::time::Instant;
 
 use crate::{CheckError, CheckResult, Ctx, SuiteConfig, ensure};
 
@@ -121,216 +118,6 @@ pub async fn oversized(base_url: &str, cfg: &SuiteConfig) -> CheckResult {
     Ok(())
 }
 
-/// Approvals over HTTP: create (201; announced in the stream), duplicate id (409), long-poll
-/// status (pending, then the decision as soon as it is made), decide (200), second decision
-/// (409), decision after the deadline (410), unknown approval (404), cancel (200), bad bodies
-/// (400).
-pub async fn approvals(base_url: &str, cfg: &SuiteConfig) -> CheckResult {
-    let ctx = Ctx::new(base_url, cfg)?;
-    let s = ctx.session("approvals");
-    let base = format!("/api/sessions/{s}/approvals");
-    let mut stream = ctx.subscribe(&s, &[], "").await?;
-
-    let create = json!({"id": "deploy-1", "title": "Deploy?", "payload": {"env": "prod"}, "timeoutMs": 60000});
-    let v = ctx
-        .send(
-            "POST",
-            &base,
-            &ctx.publisher(),
-            create.to_string().as_bytes(),
-        )
-        .await?
-        .expect_json(201)?;
-    ensure!(v["id"] == "deploy-1", "201 body {v}");
-    let f = stream.next_event(cfg.timeout).await?;
-    ensure!(
-        f.signal().as_deref() == Some("tether.approval.requested"),
-        "expected tether.approval.requested in the stream, got {f:?}"
-    );
-    let announced = f.signal_value().unwrap_or_default();
-    ensure!(
-        announced["id"] == "deploy-1"
-            && announced["payload"]["env"] == "prod"
-            && announced["title"] == "Deploy?",
-        "announcement {announced}"
-    );
-
-    ctx.send(
-        "POST",
-        &base,
-        &ctx.publisher(),
-        create.to_string().as_bytes(),
-    )
-    .await?
-    .expect_error(409, Some("duplicate_approval"))?;
-
-    let status_path = format!("{base}/deploy-1");
-    let started = Instant::now();
-    let v = ctx
-        .send(
-            "GET",
-            &format!("{status_path}?waitMs=300"),
-            &ctx.publisher(),
-            b"",
-        )
-        .await?
-        .expect_json(200)?;
-    ensure!(v["status"] == "pending", "status {v}");
-    ensure!(
-        started.elapsed() >= Duration::from_millis(250),
-        "a long-poll of 300 ms answered after {:?}",
-        started.elapsed()
-    );
-
-    let poll = {
-        let target = ctx.target.clone();
-        let headers = ctx.publisher();
-        let path = format!("{status_path}?waitMs=20000");
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let r = crate::client::send(
-                &target,
-                "GET",
-                &path,
-                &headers,
-                b"",
-                Duration::from_secs(30),
-            )
-            .await;
-            (r, started.elapsed())
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let decision = format!("{status_path}/decision");
-    let v = ctx
-        .send(
-            "POST",
-            &decision,
-            &ctx.browser(),
-            br#"{"approved":true,"reason":"looks good"}"#,
-        )
-        .await?
-        .expect_json(200)?;
-    ensure!(v["status"] == "approved", "decision answered {v}");
-    let (r, waited) = poll
-        .await
-        .map_err(|e| CheckError::fail(format!("long-poll task: {e}")))?;
-    let v = r?.expect_json(200)?;
-    ensure!(
-        v["status"] == "approved" && v["reason"] == "looks good",
-        "long-poll returned {v}"
-    );
-    ensure!(
-        waited < Duration::from_secs(10),
-        "the long-poll returned {waited:?} after it started, not at the decision"
-    );
-
-    ctx.send("POST", &decision, &ctx.browser(), br#"{"approved":false}"#)
-        .await?
-        .expect_error(409, Some("already_decided"))?;
-    let f = stream.next_event(cfg.timeout).await?;
-    ensure!(
-        f.signal().as_deref() == Some("tether.approval.resolved"),
-        "expected tether.approval.resolved, got {f:?}"
-    );
-    ensure!(
-        f.signal_value().unwrap_or_default()["outcome"] == "approved",
-        "resolved {f:?}"
-    );
-
-    let v = ctx
-        .send(
-            "POST",
-            &base,
-            &ctx.publisher(),
-            br#"{"payload":{"q":"quick?"},"timeoutMs":300}"#,
-        )
-        .await?
-        .expect_json(201)?;
-    let short = v["id"]
-        .as_str()
-        .ok_or_else(|| CheckError::fail(format!("201 body {v}")))?
-        .to_owned();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let late = format!("{base}/{short}/decision");
-    ctx.send("POST", &late, &ctx.browser(), br#"{"approved":true}"#)
-        .await?
-        .expect_error(410, Some("expired"))?;
-    let v = ctx
-        .send(
-            "GET",
-            &format!("{base}/{short}?waitMs=0"),
-            &ctx.publisher(),
-            b"",
-        )
-        .await?
-        .expect_json(200)?;
-    ensure!(
-        v["status"] == "timed_out",
-        "after the deadline the status is {v}"
-    );
-
-    ctx.send(
-        "GET",
-        &format!("{base}/nope?waitMs=0"),
-        &ctx.publisher(),
-        b"",
-    )
-    .await?
-    .expect_error(404, Some("unknown_approval"))?;
-    ctx.send(
-        "POST",
-        &format!("{base}/nope/decision"),
-        &ctx.browser(),
-        br#"{"approved":true}"#,
-    )
-    .await?
-    .expect_error(404, Some("unknown_approval"))?;
-
-    ctx.send(
-        "POST",
-        &base,
-        &ctx.publisher(),
-        br#"{"id":"c1","payload":1}"#,
-    )
-    .await?
-    .expect_json(201)?;
-    let v = ctx
-        .send("DELETE", &format!("{base}/c1"), &ctx.publisher(), b"")
-        .await?
-        .expect_json(200)?;
-    ensure!(v["status"] == "cancelled", "DELETE answered {v}");
-    ctx.send(
-        "POST",
-        &format!("{base}/c1/decision"),
-        &ctx.browser(),
-        br#"{"approved":true}"#,
-    )
-    .await?
-    .expect_error(409, Some("already_decided"))?;
-
-    ctx.send(
-        "POST",
-        &base,
-        &ctx.publisher(),
-        br#"{"title":"no payload"}"#,
-    )
-    .await?
-    .expect_error(400, None)?;
-    ctx.send("POST", &base, &ctx.publisher(), br#"{"payload":"#)
-        .await?
-        .expect_error(400, Some("invalid_json"))?;
-    ctx.send(
-        "POST",
-        &decision,
-        &ctx.browser(),
-        br#"{"reason":"no verdict"}"#,
-    )
-    .await?
-    .expect_error(400, None)?;
-    Ok(())
-}
-
 /// The hooks: publishing without or with a wrong token is 401 (with `WWW-Authenticate`); the
 /// subscribe, decision and status routes refuse a request without a user (401) and another
 /// user's session (403).
@@ -342,81 +129,100 @@ pub async fn auth(base_url: &str, cfg: &SuiteConfig) -> CheckResult {
     }
     let ctx = Ctx::new(base_url, cfg)?;
     let s = ctx.session("auth");
-    let json_ct = vec![("Content-Type".to_owned(), "application/json".to_owned())];
     if cfg.publish_token.is_some() {
-        let events = format!("/api/sessions/{s}/events");
-        let r = ctx.send("POST", &events, &json_ct, b"{}").await?;
-        r.expect_error(401, Some("unauthorized"))?;
-        ensure!(
-            r.header("www-authenticate").is_some(),
-            "401 without WWW-Authenticate"
-        );
-        let mut wrong = json_ct.clone();
-        wrong.push(("Authorization".into(), "Bearer not-the-token".into()));
-        ctx.send("POST", &events, &wrong, b"{}")
-            .await?
-            .expect_error(401, Some("unauthorized"))?;
-        let approvals = format!("/api/sessions/{s}/approvals");
-        ctx.send("POST", &approvals, &json_ct, br#"{"payload":1}"#)
-            .await?
-            .expect_error(401, Some("unauthorized"))?;
+        publisher_token_required(&ctx, &s).await?;
     }
     if cfg.user_header.is_some() {
-        let stream = format!("/api/sse/session/{s}");
-        let accept = ("Accept".to_owned(), "text/event-stream".to_owned());
-        ctx.send("GET", &stream, std::slice::from_ref(&accept), b"")
-            .await?
-            .expect_error(401, Some("unauthorized"))?;
-        let mut mallory = ctx.browser_as("mallory");
-        mallory.push(accept);
-        ctx.send("GET", &stream, &mallory, b"")
-            .await?
-            .expect_error(403, Some("forbidden"))?;
+        authorizer_guards_the_session(&ctx, &s).await?;
+    }
+    Ok(())
+}
 
-        let create = format!("/api/sessions/{s}/approvals");
-        ctx.send(
-            "POST",
-            &create,
-            &ctx.publisher(),
-            br#"{"id":"a1","payload":1}"#,
-        )
+fn json_content_type() -> Vec<(String, String)> {
+    vec![("Content-Type".to_owned(), "application/json".to_owned())]
+}
+
+/// Publishing and creating approvals without the publisher's token, or with a wrong one,
+/// is 401 with `WWW-Authenticate`.
+async fn publisher_token_required(ctx: &Ctx<'_>, s: &str) -> CheckResult {
+    let json_ct = json_content_type();
+    let events = format!("/api/sessions/{s}/events");
+    let r = ctx.send("POST", &events, &json_ct, b"{}").await?;
+    r.expect_error(401, Some("unauthorized"))?;
+    ensure!(
+        r.header("www-authenticate").is_some(),
+        "401 without WWW-Authenticate"
+    );
+    let mut wrong = json_ct.clone();
+    wrong.push(("Authorization".into(), "Bearer not-the-token".into()));
+    ctx.send("POST", &events, &wrong, b"{}")
         .await?
-        .expect_json(201)?;
-        let decision = format!("/api/sessions/{s}/approvals/a1/decision");
-        ctx.send("POST", &decision, &json_ct, br#"{"approved":true}"#)
-            .await?
-            .expect_error(401, Some("unauthorized"))?;
-        ctx.send(
-            "POST",
-            &decision,
-            &ctx.browser_as("mallory"),
-            br#"{"approved":true}"#,
-        )
+        .expect_error(401, Some("unauthorized"))?;
+    let approvals = format!("/api/sessions/{s}/approvals");
+    ctx.send("POST", &approvals, &json_ct, br#"{"payload":1}"#)
+        .await?
+        .expect_error(401, Some("unauthorized"))?;
+    Ok(())
+}
+
+/// The authorizer guards the stream, decisions and status reads: 401 without a user, 403
+/// for another user, and the owner reads and decides.
+async fn authorizer_guards_the_session(ctx: &Ctx<'_>, s: &str) -> CheckResult {
+    let json_ct = json_content_type();
+    let stream = format!("/api/sse/session/{s}");
+    let accept = ("Accept".to_owned(), "text/event-stream".to_owned());
+    ctx.send("GET", &stream, std::slice::from_ref(&accept), b"")
+        .await?
+        .expect_error(401, Some("unauthorized"))?;
+    let mut mallory = ctx.browser_as("mallory");
+    mallory.push(accept);
+    ctx.send("GET", &stream, &mallory, b"")
         .await?
         .expect_error(403, Some("forbidden"))?;
-        let status = format!("/api/sessions/{s}/approvals/a1?waitMs=0");
-        ctx.send("GET", &status, &[], b"")
-            .await?
-            .expect_error(401, Some("unauthorized"))?;
-        ctx.send("GET", &status, &ctx.browser_as("mallory"), b"")
-            .await?
-            .expect_error(403, Some("forbidden"))?;
-        let v = ctx
-            .send("GET", &status, &ctx.browser(), b"")
-            .await?
-            .expect_json(200)?;
-        ensure!(
-            v["status"] == "pending",
-            "the owner's status read answered {v}"
-        );
-        let v = ctx
-            .send("POST", &decision, &ctx.browser(), br#"{"approved":false}"#)
-            .await?
-            .expect_json(200)?;
-        ensure!(
-            v["status"] == "rejected",
-            "the owner's decision answered {v}"
-        );
-    }
+
+    let create = format!("/api/sessions/{s}/approvals");
+    ctx.send(
+        "POST",
+        &create,
+        &ctx.publisher(),
+        br#"{"id":"a1","payload":1}"#,
+    )
+    .await?
+    .expect_json(201)?;
+    let decision = format!("/api/sessions/{s}/approvals/a1/decision");
+    ctx.send("POST", &decision, &json_ct, br#"{"approved":true}"#)
+        .await?
+        .expect_error(401, Some("unauthorized"))?;
+    ctx.send(
+        "POST",
+        &decision,
+        &ctx.browser_as("mallory"),
+        br#"{"approved":true}"#,
+    )
+    .await?
+    .expect_error(403, Some("forbidden"))?;
+    let status = format!("/api/sessions/{s}/approvals/a1?waitMs=0");
+    ctx.send("GET", &status, &[], b"")
+        .await?
+        .expect_error(401, Some("unauthorized"))?;
+    ctx.send("GET", &status, &ctx.browser_as("mallory"), b"")
+        .await?
+        .expect_error(403, Some("forbidden"))?;
+    let v = ctx
+        .send("GET", &status, &ctx.browser(), b"")
+        .await?
+        .expect_json(200)?;
+    ensure!(
+        v["status"] == "pending",
+        "the owner's status read answered {v}"
+    );
+    let v = ctx
+        .send("POST", &decision, &ctx.browser(), br#"{"approved":false}"#)
+        .await?
+        .expect_json(200)?;
+    ensure!(
+        v["status"] == "rejected",
+        "the owner's decision answered {v}"
+    );
     Ok(())
 }

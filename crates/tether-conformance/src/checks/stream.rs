@@ -7,7 +7,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::client::{SseConn, StreamOptions, Target};
-use crate::sse::Frame;
+use crate::sse::Block;
 use crate::{CheckError, CheckResult, Ctx, SuiteConfig, ensure};
 
 /// The stream's headers: 200, `Content-Type: text/event-stream`, `Cache-Control: no-cache,
@@ -71,7 +71,7 @@ pub async fn retry_line(base_url: &str, cfg: &SuiteConfig) -> CheckResult {
     Ok(())
 }
 
-fn same_json(frame: &Frame, expected: &serde_json::Value) -> bool {
+fn same_json(frame: &Block, expected: &serde_json::Value) -> bool {
     frame.json().as_ref() == Some(expected)
 }
 
@@ -445,13 +445,39 @@ pub async fn slow_reader(base_url: &str, cfg: &SuiteConfig) -> CheckResult {
     );
     stalled.next(cfg.timeout).await?;
     // From here on the client reads nothing.
+    publish_until_the_stalled_client_is_gone(&ctx, &s).await?;
+    // Whichever part noticed (the broker's sweep, the kernel's TCP_USER_TIMEOUT, the server
+    // dropping the body), a stalled client is a timeout, not a client that left.
+    if let (Some(before), Some(after)) = (timeouts_before, timeouts(&ctx).await?) {
+        let counted = after - before >= 1.0;
+        ensure!(
+            counted,
+            "the stalled client was not counted as sse_disconnects_total{{reason=\"timeout\"}} ({before} before, {after} after)"
+        );
+    }
+    let mut fresh = ctx.subscribe(&s, &[], "").await?;
+    let ids = ctx.publish(&s, "", &json!({"after": "stall"})).await?;
+    loop {
+        let f = fresh.next_event(cfg.timeout).await?;
+        if f.id.as_deref() == Some(ids[0].as_str()) {
+            break;
+        }
+    }
+    drop(stalled);
+    Ok(())
+}
+
+/// Publishes 60 KiB events to the session a client stopped reading until the server lets
+/// that client go (or 256 were sent), then waits for it to go within the client timeout.
+async fn publish_until_the_stalled_client_is_gone(ctx: &Ctx<'_>, s: &str) -> CheckResult {
+    let cfg = ctx.cfg;
     let pad = "x".repeat(60 * 1024);
     let body = json!({ "pad": pad }).to_string();
     let started = Instant::now();
     let mut published = 0;
     let gone = loop {
         for _ in 0..16 {
-            ctx.publish_raw(&s, "", body.as_bytes())
+            ctx.publish_raw(s, "", body.as_bytes())
                 .await?
                 .expect_json(202)?;
             published += 1;
@@ -480,24 +506,6 @@ pub async fn slow_reader(base_url: &str, cfg: &SuiteConfig) -> CheckResult {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    // Whichever part noticed (the broker's sweep, the kernel's TCP_USER_TIMEOUT, the server
-    // dropping the body), a stalled client is a timeout, not a client that left.
-    if let (Some(before), Some(after)) = (timeouts_before, timeouts(&ctx).await?) {
-        let counted = after - before >= 1.0;
-        ensure!(
-            counted,
-            "the stalled client was not counted as sse_disconnects_total{{reason=\"timeout\"}} ({before} before, {after} after)"
-        );
-    }
-    let mut fresh = ctx.subscribe(&s, &[], "").await?;
-    let ids = ctx.publish(&s, "", &json!({"after": "stall"})).await?;
-    loop {
-        let f = fresh.next_event(cfg.timeout).await?;
-        if f.id.as_deref() == Some(ids[0].as_str()) {
-            break;
-        }
-    }
-    drop(stalled);
     Ok(())
 }
 

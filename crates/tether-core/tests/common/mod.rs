@@ -1,4 +1,4 @@
-//! Helpers shared by the integration tests: a broker on the current runtime, a small SSE
+//! Helpers shared by the integration tests: a broker on the current runtime, the SSE
 //! parser, and stream reading with bounded waits.
 #![allow(dead_code, unreachable_pub)]
 
@@ -16,65 +16,12 @@ pub fn start(builder: BrokerBuilder) -> Broker {
     builder.start().expect("valid config")
 }
 
-/// One parsed SSE frame (fields as a conforming parser would see them).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Frame {
-    pub id: Option<String>,
-    pub event: Option<String>,
-    pub data: Option<String>,
-    pub retry: Option<u64>,
-    pub comment: bool,
-}
+pub use tether_core::sse_parse::Block as Frame;
 
-impl Frame {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(self.data.as_deref().expect("a data frame")).expect("JSON data")
-    }
-    /// The `name` of a CUSTOM signal frame, if this is one.
-    pub fn signal(&self) -> Option<String> {
-        let v: serde_json::Value = serde_json::from_str(self.data.as_deref()?).ok()?;
-        (v["type"] == "CUSTOM").then(|| v["name"].as_str().unwrap_or_default().to_owned())
-    }
-}
-
-/// Parses complete frames out of `buf` (LF line endings, as tether writes them).
+/// Parses the complete frames of `text` with the crate's spec-following parser (an
+/// unterminated last frame is dropped).
 pub fn parse(text: &str) -> Vec<Frame> {
-    let mut frames = Vec::new();
-    let mut cur = Frame::default();
-    let mut any = false;
-    for line in text.split('\n') {
-        if line.is_empty() {
-            if any {
-                if let Some(d) = cur.data.as_mut() {
-                    d.pop();
-                }
-                frames.push(std::mem::take(&mut cur));
-            }
-            any = false;
-            continue;
-        }
-        any = true;
-        if line.starts_with(':') {
-            cur.comment = true;
-            continue;
-        }
-        let (field, value) = match line.split_once(':') {
-            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-            None => (line, ""),
-        };
-        match field {
-            "id" => cur.id = Some(value.to_owned()),
-            "event" => cur.event = Some(value.to_owned()),
-            "retry" => cur.retry = value.parse().ok(),
-            "data" => {
-                let d = cur.data.get_or_insert_with(String::new);
-                d.push_str(value);
-                d.push('\n');
-            }
-            _ => {}
-        }
-    }
-    frames
+    tether_core::sse_parse::parse(text.as_bytes())
 }
 
 /// Reads the next chunk, or `None` if nothing arrives within `wait` (on a paused clock the
@@ -115,7 +62,7 @@ pub fn stored(frames: &[Frame]) -> Vec<(u64, serde_json::Value)> {
                     .unwrap()
                     .parse()
                     .unwrap();
-            (seq, f.json())
+            (seq, f.json().unwrap())
         })
         .collect()
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use tether_core::sse_parse::Parser;
 use tether_core::{Broker, BrokerBuilder, ConnectOptions, Event, EventStream, SessionId};
 use tether_redis::{RedisBackplane, RedisConfig};
 use tokio::io::AsyncWriteExt;
@@ -34,24 +35,10 @@ impl RedisServer {
 
     /// Starts one with extra arguments (ACL users, ...).
     pub async fn start_with(extra: &[&str]) -> Option<Self> {
-        let found = std::process::Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!(
-                    "redis-server is not installed (CI=true): install it (Debian: apt-get install redis-server)"
-                );
-            }
-            eprintln!("skipping: redis-server is not installed");
-            return None;
-        }
+        let redis_server = tether_testkit::require_tool("redis-server")?;
         for _attempt in 0..5 {
             let port = free_port().await;
-            let mut child = Command::new("redis-server")
+            let mut child = Command::new(&redis_server)
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no"])
                 .args(["--maxmemory-policy", "noeviction"])
@@ -197,68 +184,6 @@ pub fn ev(n: u64) -> Event {
     Event::json(&serde_json::json!({"n": n})).unwrap()
 }
 
-/// One parsed SSE frame.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Frame {
-    pub id: Option<String>,
-    pub data: Option<String>,
-}
-
-impl Frame {
-    pub fn json(&self) -> Option<serde_json::Value> {
-        serde_json::from_str(self.data.as_deref()?).ok()
-    }
-    /// `(name, value)` of a `tether.*` CUSTOM signal.
-    pub fn signal(&self) -> Option<(String, serde_json::Value)> {
-        let v = self.json()?;
-        (v["type"] == "CUSTOM").then(|| {
-            (
-                v["name"].as_str().unwrap_or("").to_owned(),
-                v["value"].clone(),
-            )
-        })
-    }
-    pub fn n(&self) -> Option<u64> {
-        self.json()?.get("n")?.as_u64()
-    }
-}
-
-/// Splits complete frames off `buf`, leaving a partial one in it.
-pub fn parse(buf: &mut String) -> Vec<Frame> {
-    let mut frames = Vec::new();
-    while let Some(end) = buf.find("\n\n") {
-        let block: String = buf.drain(..end + 2).collect();
-        let mut f = Frame::default();
-        let mut any = false;
-        for line in block.split('\n').filter(|l| !l.is_empty()) {
-            if line.starts_with(':') {
-                continue;
-            }
-            let (k, v) = line.split_once(':').unwrap_or((line, ""));
-            let v = v.strip_prefix(' ').unwrap_or(v);
-            match k {
-                "id" => {
-                    f.id = Some(v.to_owned());
-                    any = true;
-                }
-                "data" => {
-                    let d = f.data.get_or_insert_with(String::new);
-                    if !d.is_empty() {
-                        d.push('\n');
-                    }
-                    d.push_str(v);
-                    any = true;
-                }
-                _ => {}
-            }
-        }
-        if any {
-            frames.push(f);
-        }
-    }
-    frames
-}
-
 /// A client: its last event id, and the checks of what it saw.
 #[derive(Debug, Default)]
 pub struct Client {
@@ -269,13 +194,13 @@ pub struct Client {
     pub resyncs: Vec<(String, serde_json::Value)>,
     /// Everything in order: `Some(n)` an event, `None` a resync.
     pub history: Vec<Option<u64>>,
-    pub buf: String,
+    pub parser: Parser,
 }
 
 impl Client {
     /// The options of the next connect (a new response: any partial frame is gone).
     pub fn opts(&mut self) -> ConnectOptions {
-        self.buf.clear();
+        self.parser = Parser::new();
         match &self.last_id {
             Some(id) => ConnectOptions::resume(id.clone()),
             None => ConnectOptions::default(),
@@ -283,12 +208,11 @@ impl Client {
     }
 
     fn take(&mut self, bytes: &[u8]) {
-        self.buf.push_str(std::str::from_utf8(bytes).unwrap());
-        for f in parse(&mut self.buf) {
+        for f in self.parser.feed(bytes) {
             if let Some(id) = &f.id {
                 self.last_id = Some(id.clone());
             }
-            if let Some((name, value)) = f.signal() {
+            if let (Some(name), Some(value)) = (f.signal(), f.signal_value()) {
                 if name == "tether.resync" {
                     let reason = value["reason"].as_str().unwrap_or("").to_owned();
                     self.resyncs.push((reason, value));
@@ -297,7 +221,7 @@ impl Client {
                 }
                 continue;
             }
-            if let Some(n) = f.n() {
+            if let Some(n) = f.json().and_then(|v| v["n"].as_u64()) {
                 self.seen.push(n);
                 self.history.push(Some(n));
             }
