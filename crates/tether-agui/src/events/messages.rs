@@ -9,6 +9,50 @@ use serde_json::Value;
 use super::Metadata;
 use super::de::present;
 
+/// Declares a message struct (the caller writes its docs, derives and renaming): first
+/// `subagentRunId` and `id` (every role has them), then `name`, `encryptedValue` and
+/// `metadata` for an `authored` one, then its own fields, in that order on the wire. A field
+/// written `pub field?: T` is an `Option<T>` that is left out when `None` and, when present,
+/// must not be `null`.
+macro_rules! message {
+    ($(#[$meta:meta])* pub struct $name:ident authored { $($body:tt)* }) => {
+        message!(@munch [$(#[$meta])* pub struct $name] [] [
+            /// Optional author name.
+            pub name?: String,
+            /// A provider's opaque encrypted artefact for this message.
+            pub encrypted_value?: String,
+            /// Extra information, open by key.
+            pub metadata?: Metadata,
+            $($body)*
+        ]);
+    };
+    ($(#[$meta:meta])* pub struct $name:ident { $($body:tt)* }) => {
+        message!(@munch [$(#[$meta])* pub struct $name] [] [$($body)*]);
+    };
+    (@munch $head:tt [$($done:tt)*]
+        [$(#[doc = $doc:literal])* pub $field:ident ?: $ty:ty, $($rest:tt)*]) => {
+        message!(@munch $head [$($done)*
+            $(#[doc = $doc])*
+            #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+            pub $field: Option<$ty>,
+        ] [$($rest)*]);
+    };
+    (@munch $head:tt [$($done:tt)*]
+        [$(#[doc = $doc:literal])* pub $field:ident : $ty:ty, $($rest:tt)*]) => {
+        message!(@munch $head [$($done)* $(#[doc = $doc])* pub $field: $ty,] [$($rest)*]);
+    };
+    (@munch [$($head:tt)*] [$($done:tt)*] []) => {
+        $($head)* {
+            /// The subagent invocation this message belongs to.
+            #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+            pub subagent_run_id: Option<String>,
+            /// Message id.
+            pub id: String,
+            $($done)*
+        }
+    };
+}
+
 /// Any message in a conversation, discriminated by `role`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "role", rename_all = "lowercase")]
@@ -57,267 +101,94 @@ impl Message {
     }
 }
 
-/// Instructions from the application developer (`role: "developer"`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeveloperMessage {
-    /// The subagent invocation this message belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// Message id.
-    pub id: String,
-    /// Optional author name.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub name: Option<String>,
-    /// A provider's opaque encrypted artefact for this message.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub encrypted_value: Option<String>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
-    /// The text.
-    pub content: String,
+message! {
+    /// Instructions from the application developer (`role: "developer"`).
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct DeveloperMessage authored {
+        /// The text.
+        pub content: String,
+    }
 }
 
-/// Instructions from the system (`role: "system"`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SystemMessage {
-    /// The subagent invocation this message belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// Message id.
-    pub id: String,
-    /// Optional author name.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub name: Option<String>,
-    /// A provider's opaque encrypted artefact for this message.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub encrypted_value: Option<String>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
-    /// The text.
-    pub content: String,
+message! {
+    /// Instructions from the system (`role: "system"`).
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct SystemMessage authored {
+        /// The text.
+        pub content: String,
+    }
 }
 
-/// A message from the agent (`role: "assistant"`). Content is optional
-/// because a turn may consist only of tool calls.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AssistantMessage {
-    /// The subagent invocation this message belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// Message id.
-    pub id: String,
-    /// Optional author name.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub name: Option<String>,
-    /// A provider's opaque encrypted artefact for this message.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub encrypted_value: Option<String>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
-    /// The text, if any.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub content: Option<String>,
-    /// The calls this message made.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub tool_calls: Option<Vec<ToolCall>>,
+message! {
+    /// A message from the agent (`role: "assistant"`). Content is optional
+    /// because a turn may consist only of tool calls.
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct AssistantMessage authored {
+        /// The text, if any.
+        pub content?: String,
+        /// The calls this message made.
+        pub tool_calls?: Vec<ToolCall>,
+    }
 }
 
-/// A message from the person using the application (`role: "user"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UserMessage {
-    /// The subagent invocation this message belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// Message id.
-    pub id: String,
-    /// Optional author name.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub name: Option<String>,
-    /// A provider's opaque encrypted artefact for this message.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub encrypted_value: Option<String>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
-    /// Text, or a list of parts.
-    pub content: Content,
+message! {
+    /// A message from the person using the application (`role: "user"`).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct UserMessage authored {
+        /// Text, or a list of parts.
+        pub content: Content,
+    }
 }
 
-/// What a tool returned, as a message in the conversation (`role: "tool"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ToolMessage {
-    /// The subagent invocation this message belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// Message id.
-    pub id: String,
-    /// Text, or a list of parts.
-    pub content: Content,
-    /// The call this message answers.
-    pub tool_call_id: String,
-    /// Why the tool failed, when it did.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub error: Option<String>,
-    /// A provider's opaque encrypted artefact for this message.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub encrypted_value: Option<String>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+message! {
+    /// What a tool returned, as a message in the conversation (`role: "tool"`).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ToolMessage {
+        /// Text, or a list of parts.
+        pub content: Content,
+        /// The call this message answers.
+        pub tool_call_id: String,
+        /// Why the tool failed, when it did.
+        pub error?: String,
+        /// A provider's opaque encrypted artefact for this message.
+        pub encrypted_value?: String,
+        /// Extra information, open by key.
+        pub metadata?: Metadata,
+    }
 }
 
-/// Structured progress materialised as a message (`role: "activity"`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ActivityMessage {
-    /// The subagent invocation this message belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// Message id.
-    pub id: String,
-    /// What kind of activity this is, as the application names it.
-    pub activity_type: String,
-    /// The activity's content: a JSON object.
-    pub content: Metadata,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+message! {
+    /// Structured progress materialised as a message (`role: "activity"`).
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ActivityMessage {
+        /// What kind of activity this is, as the application names it.
+        pub activity_type: String,
+        /// The activity's content: a JSON object.
+        pub content: Metadata,
+        /// Extra information, open by key.
+        pub metadata?: Metadata,
+    }
 }
 
-/// A span of the agent's reasoning materialised as a message
-/// (`role: "reasoning"`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReasoningMessage {
-    /// The subagent invocation this message belongs to.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub subagent_run_id: Option<String>,
-    /// Message id.
-    pub id: String,
-    /// The reasoning text.
-    pub content: String,
-    /// A provider's opaque encrypted artefact for this message.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub encrypted_value: Option<String>,
-    /// Extra information, open by key.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
-    )]
-    pub metadata: Option<Metadata>,
+message! {
+    /// A span of the agent's reasoning materialised as a message
+    /// (`role: "reasoning"`).
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ReasoningMessage {
+        /// The reasoning text.
+        pub content: String,
+        /// A provider's opaque encrypted artefact for this message.
+        pub encrypted_value?: String,
+        /// Extra information, open by key.
+        pub metadata?: Metadata,
+    }
 }
 
 /// A call an assistant message made.
