@@ -255,7 +255,7 @@ impl fmt::Debug for VerifyingKey {
 }
 
 /// The keys tokens may be signed with. Build one from secrets and files, then hand it to
-/// [`JwtKeys::new`] or [`JwtKeys::replace`].
+/// [`JwtKeys::new`](super::JwtKeys::new) or [`JwtKeys::replace`](super::JwtKeys::replace).
 #[derive(Clone, Debug, Default)]
 pub struct KeySet {
     pub(super) keys: Vec<VerifyingKey>,

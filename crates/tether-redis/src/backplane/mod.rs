@@ -110,7 +110,7 @@ impl RedisBackplane {
 
     /// Publishes once per `key` across every node: a retry of the same publish (same key,
     /// same events) stores nothing and gets the first answer's ids, the same key with other
-    /// events [`PublishError::IdempotencyKeyReused`]. The key's record lives in Redis beside
+    /// events [`PublishError::IdempotencyKeyReused`](tether_core::PublishError::IdempotencyKeyReused). The key's record lives in Redis beside
     /// the session's log for ten minutes or the log's TTL, whichever is longer.
     ///
     /// # Errors
