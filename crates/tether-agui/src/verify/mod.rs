@@ -635,6 +635,13 @@ impl Verifier {
             Event::ReasoningEnd(e) => {
                 self.active_reasoning_spans.remove(&e.message_id);
             }
+            _ => self.apply_run_level(event),
+        }
+    }
+
+    /// The part of [`apply`](Self::apply) for subagents, snapshots and the run itself.
+    fn apply_run_level(&mut self, event: &Event) {
+        match event {
             Event::SubagentStarted(e) => {
                 self.active_subagents.insert(e.subagent_run_id.clone());
             }

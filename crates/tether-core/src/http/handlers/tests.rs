@@ -202,7 +202,7 @@ async fn authorizer_guards_subscribe_decide_and_status() {
 }
 
 #[tokio::test]
-async fn approvals() {
+async fn approvals_are_created_once_with_valid_bodies() {
     let svc = open(Broker::builder().start().expect("valid config"));
     let create = "/api/sessions/s/approvals";
     let res = post(
@@ -232,7 +232,14 @@ async fn approvals() {
 
     let res = get(&svc, "/api/sessions/s/approvals/a1?waitMs=1", &[]).await;
     assert_eq!(body_json(&res)["status"], "pending");
+}
 
+#[tokio::test]
+async fn an_approval_is_decided_once_and_a_long_poll_sees_it() {
+    let svc = open(Broker::builder().start().expect("valid config"));
+    let create = "/api/sessions/s/approvals";
+    let res = post(&svc, create, &[], br#"{"id":"a1","payload":null}"#).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
     let svc2 = svc.clone();
     let poll =
         tokio::spawn(
@@ -269,7 +276,12 @@ async fn approvals() {
             .status(),
         400
     );
+}
 
+#[tokio::test]
+async fn an_expired_approval_is_gone_and_a_cancelled_one_stays_cancelled() {
+    let svc = open(Broker::builder().start().expect("valid config"));
+    let create = "/api/sessions/s/approvals";
     let res = post(&svc, create, &[], br#"{"payload":1,"timeoutMs":30}"#).await;
     let id = body_json(&res)["id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_millis(200)).await;
