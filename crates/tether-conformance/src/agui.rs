@@ -47,7 +47,7 @@ use tokio::time::Instant;
 use crate::client::SseConn;
 use crate::client::StreamOptions;
 use crate::sse::Block;
-use crate::{CheckError, CheckResult, Ctx, Outcome, Report, SuiteConfig, ensure};
+use crate::{CheckError, CheckResult, Ctx, Report, SuiteConfig, ensure};
 
 /// The path of the run route.
 pub const RUN_PATH: &str = "/api/agui/run";
@@ -144,17 +144,7 @@ pub async fn run_route_check(name: &str, base_url: &str, cfg: &SuiteConfig) -> C
 
 /// Runs every check of [`RUN_CHECKS`] in order against the server at `base_url`.
 pub async fn run_route_all(base_url: &str, cfg: &SuiteConfig) -> Report {
-    let mut report = Report::default();
-    for &name in RUN_CHECKS {
-        let start = Instant::now();
-        let result = run_route_check(name, base_url, cfg).await;
-        report.outcomes.push(Outcome {
-            name,
-            result,
-            elapsed: start.elapsed(),
-        });
-    }
-    report
+    Report::run_each(RUN_CHECKS, |name| run_route_check(name, base_url, cfg)).await
 }
 
 /// A new run's response streams the run: 200 `text/event-stream`, `RUN_STARTED` with the

@@ -296,6 +296,25 @@ pub struct Report {
 }
 
 impl Report {
+    /// Runs `check` for each of `names` in order, timing each one.
+    pub async fn run_each<F, Fut>(names: &[&'static str], mut check: F) -> Self
+    where
+        F: FnMut(&'static str) -> Fut,
+        Fut: std::future::Future<Output = CheckResult>,
+    {
+        let mut report = Self::default();
+        for &name in names {
+            let start = Instant::now();
+            let result = check(name).await;
+            report.outcomes.push(Outcome {
+                name,
+                result,
+                elapsed: start.elapsed(),
+            });
+        }
+        report
+    }
+
     /// Names of the checks that passed.
     pub fn passed(&self) -> Vec<&'static str> {
         self.outcomes
@@ -354,17 +373,7 @@ impl fmt::Display for Report {
 
 /// Runs every check of [`CHECKS`] in order against the server at `base_url`.
 pub async fn run_all(base_url: &str, cfg: &SuiteConfig) -> Report {
-    let mut report = Report::default();
-    for &name in CHECKS {
-        let start = Instant::now();
-        let result = run_check(name, base_url, cfg).await;
-        report.outcomes.push(Outcome {
-            name,
-            result,
-            elapsed: start.elapsed(),
-        });
-    }
-    report
+    Report::run_each(CHECKS, |name| run_check(name, base_url, cfg)).await
 }
 
 /// A name for one check's run, different in every check and process, for the session names

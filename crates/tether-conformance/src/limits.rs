@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::client::{SseConn, StreamOptions, Target, open_answered, send};
-use crate::{CheckError, CheckResult, Outcome, Report, ensure};
+use crate::{CheckError, CheckResult, Report, ensure};
 
 /// The limits the server under test runs with.
 #[derive(Debug, Clone)]
@@ -98,17 +98,7 @@ pub async fn run_check(name: &str, base_url: &str, cfg: &LimitsConfig) -> CheckR
 
 /// Runs the checks `names` in order against the server at `base_url`.
 pub async fn run(names: &[&'static str], base_url: &str, cfg: &LimitsConfig) -> Report {
-    let mut report = Report::default();
-    for &name in names {
-        let start = Instant::now();
-        let result = run_check(name, base_url, cfg).await;
-        report.outcomes.push(Outcome {
-            name,
-            result,
-            elapsed: start.elapsed(),
-        });
-    }
-    report
+    Report::run_each(names, |name| run_check(name, base_url, cfg)).await
 }
 
 /// Runs every check of [`CHECKS`].

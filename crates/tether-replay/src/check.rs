@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use crate::engine::Timing;
 use crate::log::{
-    ClientLog, Connection, EndedBy, EntryKind, Frame, History, RunLog, SupersedeRecord, data_value,
+    ClientLog, Connection, EndedBy, EntryKind, Frame, History, RunLog, SupersedeRecord,
+    TetherFrame, data_value,
 };
 use crate::report::{Rule, Violation, location};
 use crate::transcript::Transcript;

@@ -198,9 +198,15 @@ pub enum Frame<'a> {
     Control,
 }
 
-impl Block {
-    /// What this block means to tether's checks.
-    pub fn frame(&self) -> Frame<'_> {
+/// What a block of the stream means to tether's checks.
+pub trait TetherFrame {
+    /// The block as a stored event, an id-only frame, a signal, an unstored event or a
+    /// control line.
+    fn frame(&self) -> Frame<'_>;
+}
+
+impl TetherFrame for Block {
+    fn frame(&self) -> Frame<'_> {
         match (&self.data, &self.id) {
             (Some(data), Some(id)) => Frame::Stored {
                 id,

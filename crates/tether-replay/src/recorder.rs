@@ -16,7 +16,7 @@ use tether_core::{
 };
 use tokio::time::Instant;
 
-use crate::log::{Frame, data_value};
+use crate::log::{Frame, TetherFrame, data_value};
 use crate::sse::Parser;
 use crate::transcript::{Action, DecideExpect, Match, Step, Transcript};
 

@@ -18,10 +18,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tether_core::auth::{Claims, mint_hs256};
-use tokio::time::Instant;
 
 use crate::client::{Reply, SseConn, StreamOptions, Target, send};
-use crate::{CheckError, CheckResult, Outcome, Report};
+use crate::{CheckError, CheckResult, Report};
 
 mod identity;
 mod wire;
@@ -156,17 +155,7 @@ pub async fn run_check(name: &str, base_url: &str, cfg: &AccessConfig) -> CheckR
 
 /// Runs every check of [`CHECKS`] in order against the server at `base_url`.
 pub async fn run_all(base_url: &str, cfg: &AccessConfig) -> Report {
-    let mut report = Report::default();
-    for &name in CHECKS {
-        let start = Instant::now();
-        let result = run_check(name, base_url, cfg).await;
-        report.outcomes.push(Outcome {
-            name,
-            result,
-            elapsed: start.elapsed(),
-        });
-    }
-    report
+    Report::run_each(CHECKS, |name| run_check(name, base_url, cfg)).await
 }
 
 /// A check's target, configuration, origin and session names of its own.
