@@ -619,8 +619,13 @@ async fn a_redis_outage_is_503_and_never_silent_loss() {
         "a publish fails fast: {took:?}"
     );
     eprintln!("a publish with Redis down answered 503 in {took:?}");
-    let refused = open(&target(&a), "other", None).await;
-    assert_eq!(refused.status(), 503);
+    // The stream route never answers a non-200 (EventSource would give up): a session the
+    // node's ring cannot serve gets a `retry:` and an immediate end.
+    let mut later = open(&target(&a), "other", None).await;
+    assert_eq!(later.status(), 200);
+    let blocks = later.until_end(LIMIT).await.unwrap();
+    assert!(blocks.iter().any(|b| b.retry.is_some()), "{blocks:?}");
+    assert!(blocks.iter().all(|b| b.data.is_none()), "{blocks:?}");
 
     // The open stream stays open: heartbeats (a comment every second) keep coming.
     let deadline = Instant::now() + Duration::from_secs(10);

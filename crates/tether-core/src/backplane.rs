@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::broker::{Broker, ConnectOptions};
 use crate::error::{ConnectError, PublishError};
-use crate::id::{Epoch, EventId, SessionId};
+use crate::id::{Epoch, EventId, LastEventId, SessionId};
 use crate::idempotency::{IdempotencyKey, Published};
 use crate::session::{Appended, Event, SessionState, end};
 use crate::stream::EventStream;
@@ -261,6 +261,20 @@ impl Broker {
         Some((st.epoch, st.head))
     }
 
+    /// Whether a resume from `last_event_id` can be served exactly from this node's ring
+    /// alone: the id is in the ring's epoch and nothing after it was evicted. A backplane
+    /// that cannot reach its store serves such a resume from the ring instead of refusing.
+    pub fn resumes_exactly(&self, session: &SessionId, last_event_id: &str) -> bool {
+        let Ok(Some(LastEventId::Known(id))) = LastEventId::parse(last_event_id) else {
+            return false;
+        };
+        let Some(sess) = self.inner.sessions.get(session).map(|s| s.clone()) else {
+            return false;
+        };
+        let st = sess.state.lock();
+        id.epoch == st.epoch && id.seq <= st.head && id.seq >= st.floor
+    }
+
     /// Whether the session has a connection on this node.
     pub fn is_connected(&self, session: &SessionId) -> bool {
         let Some(sess) = self.inner.sessions.get(session).map(|s| s.clone()) else {
@@ -382,5 +396,28 @@ mod tests {
         assert!(broker.supersede_local(&s));
         let text = next_text(&mut stream).await;
         assert!(text.contains("tether.superseded"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn resumes_exactly_only_from_an_id_the_ring_still_follows() {
+        let broker = Broker::builder()
+            .ring_max_events(3)
+            .start()
+            .expect("valid config");
+        let s = SessionId::new("s").unwrap();
+        let e = Epoch::from_u64(0xe1);
+        let at = |seq| EventId { epoch: e, seq };
+        assert!(!broker.resumes_exactly(&s, "e1-0"), "no session here");
+        broker.rebase(&s, at(0)).unwrap();
+        for seq in 1..=5 {
+            broker.append_next(&s, at(seq), frame(at(seq))).unwrap();
+        }
+        // The ring holds 3..=5: a cursor at 2 misses nothing, one at 1 misses seq 2.
+        assert!(broker.resumes_exactly(&s, "e1-2"));
+        assert!(broker.resumes_exactly(&s, "e1-5"));
+        assert!(!broker.resumes_exactly(&s, "e1-1"), "seq 2 was evicted");
+        assert!(!broker.resumes_exactly(&s, "e1-6"), "past the head");
+        assert!(!broker.resumes_exactly(&s, "e2-3"), "another epoch");
+        assert!(!broker.resumes_exactly(&s, "not-ours"), "a foreign id");
     }
 }

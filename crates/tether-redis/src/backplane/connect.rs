@@ -38,7 +38,14 @@ impl Shared {
         .map_err(|_| unavailable("reading the session from Redis timed out"))
         .and_then(|r| r);
         if let Err(e) = synced {
-            // Redis did not answer: asking it again would only add another deadline.
+            // Redis did not answer. A resume this node's ring serves exactly is served from
+            // it: the head check claims the session (or ends the stream, if another node
+            // holds it) once Redis is back.
+            if let Some(stream) = self.serve_from_ring(session, &opts) {
+                drop(guard);
+                return Ok(stream);
+            }
+            // Asking Redis again would only add another deadline.
             if let Some(prev) = previous.filter(|_| self.broker.is_connected(session)) {
                 self.owned.insert(session.clone(), prev);
             } else {
@@ -60,6 +67,15 @@ impl Shared {
         }
     }
 
+    /// The stream of a resume the local ring holds exactly, while Redis is out of reach.
+    fn serve_from_ring(&self, session: &SessionId, opts: &ConnectOptions) -> Option<EventStream> {
+        let last = opts.last_event_id.as_deref()?;
+        if !self.broker.resumes_exactly(session, last) {
+            return None;
+        }
+        self.broker.connect(session, opts.clone()).ok()
+    }
+
     /// Undoes the claim of a connect the broker refused: the session goes back to the
     /// connection of this node that held it (when the broker still has it), else it is
     /// released. Called under the session's lock.
@@ -69,7 +85,7 @@ impl Shared {
                 if self.owned.get(session).is_some_and(|t| *t.value() == token) {
                     self.owned.insert(session.clone(), prev);
                 }
-                let mut con = self.cmd.clone();
+                let mut con = self.cmd.get();
                 let mut inv = self.scripts.restore.prepare_invoke();
                 inv.key(self.meta_key(session))
                     .arg(&self.cfg.node_id)
@@ -96,7 +112,7 @@ impl Shared {
         session: &SessionId,
         token: u64,
     ) -> Result<(), BackplaneError> {
-        let mut con = self.cmd.clone();
+        let mut con = self.cmd.get();
         let mut inv = self.scripts.release.prepare_invoke();
         inv.key(self.meta_key(session))
             .arg(&self.cfg.node_id)

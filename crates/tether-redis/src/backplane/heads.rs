@@ -1,11 +1,6 @@
-//! The head check and the supervisor that runs it.
+//! The head check: the sessions this node holds against Redis's heads and owners.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
-
-use redis::aio::ConnectionManager;
 use tether_core::{BackplaneError, SessionId};
-use tokio::time::Instant;
 
 use super::Shared;
 use super::reply::{parse_epoch, redis_error, unavailable};
@@ -93,7 +88,7 @@ impl Shared {
                 .arg(self.ttl_ms)
                 .ignore();
         }
-        let mut con = self.cmd.clone();
+        let mut con = self.cmd.get();
         tokio::time::timeout(self.cfg.op_deadline, pipe.query_async(&mut con))
             .await
             .map_err(|_| unavailable("the head check timed out"))?
@@ -109,7 +104,7 @@ impl Shared {
         if self.owned.get(sid).map(|t| *t.value()) != Some(token) {
             return Ok(());
         }
-        let mut con = self.cmd.clone();
+        let mut con = self.cmd.get();
         let owner: (Option<String>, Option<String>) = tokio::time::timeout(
             self.cfg.op_deadline,
             redis::cmd("HMGET")
@@ -134,45 +129,5 @@ impl Shared {
         self.sync_locked(sid, Claim::IfNone(token), Why::Gap)
             .await
             .map(drop)
-    }
-}
-
-/// The supervisor: pings both links (an idle manager would not reconnect by itself), keeps
-/// the status, and runs the head check and the catch-up pass.
-pub(super) async fn supervise(shared: Weak<Shared>, overflow: Arc<AtomicBool>) {
-    let (health, head_every) = match shared.upgrade() {
-        Some(s) => (s.cfg.health_interval, s.cfg.head_check_interval),
-        None => return,
-    };
-    let mut tick = tokio::time::interval(health);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_check = Instant::now();
-    loop {
-        tick.tick().await;
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        let deadline = shared.cfg.op_deadline;
-        let ping = |mut con: ConnectionManager| async move {
-            let r: Result<Result<String, _>, _> =
-                tokio::time::timeout(deadline, redis::cmd("PING").query_async(&mut con)).await;
-            matches!(r, Ok(Ok(_)))
-        };
-        let up = ping(shared.cmd.clone()).await && ping(shared.sub.clone()).await;
-        let became_up = shared.set_up(up) && up;
-        if !up {
-            continue;
-        }
-        if overflow.swap(false, Ordering::AcqRel) {
-            shared.catch_up.store(true, Ordering::Release);
-        }
-        let due = last_check.elapsed() >= head_every;
-        if became_up || due || shared.catch_up.swap(false, Ordering::AcqRel) {
-            last_check = Instant::now();
-            if let Err(e) = shared.check_heads().await {
-                shared.catch_up.store(true, Ordering::Release);
-                tracing::warn!(error = %e, "SSE backplane: head check failed; retrying");
-            }
-        }
     }
 }

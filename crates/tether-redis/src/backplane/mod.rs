@@ -4,10 +4,12 @@
 
 mod connect;
 mod heads;
+mod link;
 mod publish;
 mod reply;
 mod session;
 mod start;
+mod supervisor;
 mod sync;
 mod wakes;
 
@@ -16,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use dashmap::DashMap;
-use redis::aio::ConnectionManager;
 use tether_core::idempotency::{IdempotencyKey, Published};
 use tether_core::{
     Backplane, BackplaneError, BackplaneStatus, BoxFuture, Broker, ConnectOptions, Event, EventId,
@@ -24,6 +25,7 @@ use tether_core::{
 };
 use tokio::task::JoinHandle;
 
+use self::link::Link;
 use crate::config::RedisConfig;
 use crate::metrics as m;
 use crate::scripts::Scripts;
@@ -47,8 +49,8 @@ impl std::fmt::Debug for RedisBackplane {
 struct Shared {
     broker: Broker,
     cfg: RedisConfig,
-    cmd: ConnectionManager,
-    sub: ConnectionManager,
+    cmd: Link,
+    sub: Link,
     scripts: Scripts,
     channel_prefix: String,
     channel: String,
@@ -65,7 +67,22 @@ struct Shared {
     catch_up: AtomicBool,
     /// Fault injection for tests: wakes to drop on purpose.
     drop_wakes: AtomicU64,
+    /// The pub/sub liveness probe.
+    probe: Probe,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// The pub/sub liveness probe: the supervisor publishes `p <nonce>` on the node's own
+/// channel and expects it back through the subscription. A probe that does not come back
+/// means the subscription is gone while the link still answers PING.
+#[derive(Default)]
+struct Probe {
+    /// The nonce of the probe in flight (0: none).
+    sent: AtomicU64,
+    /// When it was sent.
+    sent_at: Mutex<Option<tokio::time::Instant>>,
+    /// The last nonce that came back.
+    seen: AtomicU64,
 }
 
 impl Drop for Shared {
@@ -155,6 +172,15 @@ impl RedisBackplane {
     /// [`head_check_interval`](RedisConfig::head_check_interval)).
     pub async fn check_heads(&self) -> Result<(), BackplaneError> {
         self.shared.check_heads().await
+    }
+
+    /// Fault injection for tests: unsubscribes this node's channel behind the supervisor's
+    /// back, as a proxy or a failover may, leaving a link that answers PING but carries no
+    /// wakes.
+    #[doc(hidden)]
+    pub async fn lose_subscription(&self) {
+        let mut sub = self.shared.sub.get();
+        let _ = sub.unsubscribe(&self.shared.channel).await;
     }
 
     /// Fault injection for tests: drops the next `n` wakes this node receives, as pub/sub

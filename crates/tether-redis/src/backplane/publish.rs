@@ -112,7 +112,7 @@ impl Shared {
         for b in bodies {
             inv.arg(&b[..]);
         }
-        let mut con = self.cmd.clone();
+        let mut con = self.cmd.get();
         let started = Instant::now();
         let reply = tokio::time::timeout(self.cfg.op_deadline, inv.invoke_async(&mut con))
             .await

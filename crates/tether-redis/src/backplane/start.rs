@@ -5,15 +5,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use dashmap::DashMap;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo};
 use tether_core::{BackplaneError, BackplaneStatus, Broker};
 use tokio::sync::mpsc;
 
-use super::heads::supervise;
+use super::link::Link;
 use super::reply::unavailable;
+use super::supervisor::supervise;
 use super::wakes::ingest;
-use super::{RedisBackplane, Shared};
+use super::{Probe, RedisBackplane, Shared};
 use crate::config::RedisConfig;
 use crate::metrics as m;
 use crate::scripts::Scripts;
@@ -48,6 +49,7 @@ impl RedisBackplane {
             }),
             catch_up: AtomicBool::new(false),
             drop_wakes: AtomicU64::new(0),
+            probe: Probe::default(),
             tasks: Mutex::new(Vec::new()),
             cfg,
         });
@@ -70,8 +72,8 @@ impl RedisBackplane {
 
 /// A node's two links to Redis, subscribed to the node's channel.
 struct Links {
-    cmd: ConnectionManager,
-    sub: ConnectionManager,
+    cmd: Link,
+    sub: Link,
     channel_prefix: String,
     channel: String,
     /// What the pub/sub link receives, for the ingest task.
@@ -108,20 +110,19 @@ impl Links {
             }
             Ok(())
         };
-        let cmd = within(cfg, "connecting", async {
-            ConnectionManager::new_with_config(cmd_client, manager_config(cfg)).await
-        })
-        .await?;
+        let cmd = Link::open(cmd_client, manager_config(cfg), None, cfg.op_deadline).await?;
         let sub_config = manager_config(cfg)
             .set_push_sender(sender)
             .set_automatic_resubscription();
-        let mut sub = within(cfg, "connecting", async {
-            ConnectionManager::new_with_config(sub_client, sub_config).await
-        })
-        .await?;
         let channel_prefix = format!("{}:node:", cfg.prefix);
         let channel = format!("{channel_prefix}{}", cfg.node_id);
-        within(cfg, "subscribing", sub.subscribe(&channel)).await?;
+        let sub = Link::open(
+            sub_client,
+            sub_config,
+            Some(channel.clone()),
+            cfg.op_deadline,
+        )
+        .await?;
         Ok(Self {
             cmd,
             sub,
@@ -143,18 +144,6 @@ fn manager_config(cfg: &RedisConfig) -> ConnectionManagerConfig {
         .set_max_delay(Duration::from_millis(500))
 }
 
-/// Runs one step of starting up within the operation deadline.
-async fn within<T>(
-    cfg: &RedisConfig,
-    step: &str,
-    fut: impl Future<Output = Result<T, redis::RedisError>>,
-) -> Result<T, BackplaneError> {
-    tokio::time::timeout(cfg.op_deadline, fut)
-        .await
-        .map_err(|_| unavailable(format!("{step} timed out")))?
-        .map_err(unavailable)
-}
-
 /// Counters show in an exposition from the start, at 0, so a rate() over them works before
 /// the first wake or epoch change.
 fn register_metrics() {
@@ -168,7 +157,7 @@ fn register_metrics() {
 
 impl Shared {
     pub(super) async fn warn_on_eviction_policy(&self) {
-        let mut con = self.cmd.clone();
+        let mut con = self.cmd.get();
         let got: Result<Result<Vec<String>, _>, _> = tokio::time::timeout(
             self.cfg.op_deadline,
             redis::cmd("CONFIG")

@@ -64,7 +64,7 @@ impl Shared {
                 .arg(session.as_str())
                 .arg(from)
                 .arg(self.cfg.read_batch);
-            let mut con = self.cmd.clone();
+            let mut con = self.cmd.get();
             let reply: Value =
                 tokio::time::timeout(self.cfg.op_deadline, inv.invoke_async(&mut con))
                     .await

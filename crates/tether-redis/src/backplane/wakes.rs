@@ -15,7 +15,8 @@ use crate::metrics as m;
 
 impl Shared {
     /// Handles one message on this node's channel: a wake (`w <sid> <epoch> <first> <last>
-    /// <lens>` then the inline frames) or a supersede notice (`sup <sid> <token>`).
+    /// <lens>` then the inline frames), a supersede notice (`sup <sid> <token>`) or the
+    /// supervisor's liveness probe (`p <nonce>`).
     pub(super) async fn on_message(self: &Arc<Self>, payload: &[u8]) {
         let (header, rest) = match memchr_nl(payload) {
             Some(i) => (&payload[..i], &payload[i + 1..]),
@@ -48,6 +49,11 @@ impl Shared {
                 };
                 if self.owned.remove_if(&sid, |_, t| *t == token).is_some() {
                     self.broker.supersede_local(&sid);
+                }
+            }
+            Some("p") => {
+                if let Some(nonce) = parts.next().and_then(|n| n.parse::<u64>().ok()) {
+                    self.probe_returned(nonce);
                 }
             }
             _ => {}

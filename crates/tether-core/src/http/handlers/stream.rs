@@ -43,8 +43,9 @@ pub fn sse_headers(hooks: &Hooks) -> HeaderMap {
 ///
 /// A stream of a token's identity ends at the token's expiry with a `retry:` hint.
 ///
-/// With a backplane the connect goes through it (the same options, identity included), and
-/// an unreachable backplane answers 503 `backplane_unavailable`.
+/// With a backplane the connect goes through it (the same options, identity included). An
+/// unreachable backplane answers 200 with a `retry:` hint and an immediate end, never a
+/// non-200 (the backplane serves a resume its node's ring holds exactly without it).
 pub(in crate::http) async fn stream(
     call: &Call<'_>,
     sid: &SessionId,
@@ -75,16 +76,28 @@ pub(in crate::http) async fn stream(
         Err(BackplaneError::Connect(ConnectError::Draining { retry_after }))
             if wants_event_stream(call.headers) =>
         {
-            let retry = format!("retry: {}\n\n", retry_after.as_millis());
-            let mut res = Response::new(Body::Full(Bytes::from(retry)));
-            *res.headers_mut() = sse_headers(call.hooks);
-            Ok(closing(res))
+            Ok(come_back_in(call, retry_after.as_millis()))
         }
         Err(BackplaneError::Connect(e @ ConnectError::Draining { .. })) => {
             Ok(closing(HttpError::from(e).into_response()))
         }
+        // EventSource gives up for good after a non-200: the client is told to come back in
+        // a moment, when the backplane may be reachable again.
+        Err(BackplaneError::Unavailable(_)) => Ok(come_back_in(
+            call,
+            u128::from(call.broker.inner.retry_hint_ms()),
+        )),
         Err(e) => Err(e.into()),
     })
+}
+
+/// A 200 event stream that holds only a `retry:` of `ms` and ends: the client reconnects
+/// then, where an error status would make EventSource stop for good.
+fn come_back_in(call: &Call<'_>, ms: u128) -> Response {
+    let retry = format!("retry: {ms}\n\n");
+    let mut res = Response::new(Body::Full(Bytes::from(retry)));
+    *res.headers_mut() = sse_headers(call.hooks);
+    closing(res)
 }
 
 /// `HEAD /api/sse/session/{session_id}`: what a `GET` would answer on its head (the id and

@@ -557,7 +557,7 @@ async fn a_backplane_carries_publish_and_connect() {
 }
 
 #[tokio::test]
-async fn a_backplane_that_is_down_answers_503() {
+async fn a_backplane_that_is_down_answers_503_and_a_stream_comes_back_later() {
     let broker = Broker::builder().start().expect("valid config");
     let bp = FakeBackplane::new(broker.clone());
     let svc = open(broker.clone()).backplane(bp.clone());
@@ -579,9 +579,14 @@ async fn a_backplane_that_is_down_answers_503() {
         None,
         "nothing stored"
     );
+    // The stream route never answers a non-200 (EventSource would stop for good): a
+    // `retry:` and an immediate end.
     let res = get(&svc, "/api/sse/session/s", &[]).await;
-    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(body_json(&res)["error"], "backplane_unavailable");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[CONTENT_TYPE], "text/event-stream");
+    assert_eq!(res.headers()[CONNECTION], "close");
+    let body = String::from_utf8_lossy(res.body().as_full().expect("a full body"));
+    assert!(body.starts_with("retry: "), "{body}");
     let res = get(&svc, "/health/sse", &[]).await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(res.headers().contains_key(RETRY_AFTER));
