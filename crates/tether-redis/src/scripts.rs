@@ -116,9 +116,16 @@ return {e, first, last, cur, cause, woke}
 /// Reads the session's position and the entries after a seq, optionally claiming the
 /// session's connection for a node.
 ///
-/// ARGV[4] claim mode: 'force' (a connect), 'ifnone' (re-claim after lost data) or ''.
-/// ARGV[5] node, ARGV[6] connection token, ARGV[7] TTL in ms, ARGV[8] node channel prefix,
-/// ARGV[9] session id, ARGV[10] read after this seq (in the caller's epoch), ARGV[11] count.
+/// KEYS[3] the lease (Reject policy: the holder's client key, expiring unless refreshed).
+/// ARGV[4] claim mode: 'force' (a connect), 'lease' (a connect under the Reject policy),
+/// 'ifnone' (re-claim after lost data) or ''. ARGV[5] node, ARGV[6] connection token,
+/// ARGV[7] TTL in ms, ARGV[8] node channel prefix, ARGV[9] session id, ARGV[10] read after
+/// this seq (in the caller's epoch), ARGV[11] count, ARGV[12] lease in ms, ARGV[13] the
+/// connecting client's key ('' without a client id: it matches no lease).
+///
+/// A 'lease' claim is refused (`claimed` = -1, nothing changes) while another node holds an
+/// unexpired lease for another client key; the holder's own node decides itself, as its
+/// broker knows whether that connection is still alive.
 ///
 /// Returns `{epoch, head, lowest_retained_seq, cause, claimed, owned_by_node, {id, frame, ...}}`.
 /// When the epoch is not the caller's, the entries start at the lowest retained seq.
@@ -126,9 +133,16 @@ const SYNC: &str = r"
 local claimed = 0
 if ARGV[4] ~= '' then
   local o = redis.call('HMGET', meta, 'o', 'c')
-  if ARGV[4] == 'force' or not o[1] then
+  if ARGV[4] == 'lease' and o[1] and o[1] ~= ARGV[5] then
+    local held = redis.call('GET', KEYS[3])
+    if held and (ARGV[13] == '' or held ~= ARGV[13]) then claimed = -1 end
+  end
+  if claimed == 0 and (ARGV[4] == 'force' or ARGV[4] == 'lease' or not o[1]) then
     redis.call('HSET', meta, 'o', ARGV[5], 'c', ARGV[6])
     claimed = 1
+    if ARGV[4] == 'lease' then
+      redis.call('SET', KEYS[3], ARGV[13], 'PX', ARGV[12])
+    end
     if o[1] and o[1] ~= ARGV[5] then
       redis.call('PUBLISH', ARGV[8] .. o[1], 'sup ' .. ARGV[9] .. ' ' .. (o[2] or ''))
     end
@@ -158,11 +172,13 @@ return {e, s, lo, cause, claimed, mine, entries}
 
 /// Gives the session's connection up, only if this node's connection still holds it.
 ///
-/// KEYS[1] meta. ARGV[1] node, ARGV[2] connection token. Returns 1 when released.
+/// KEYS[1] meta, KEYS[2] lease. ARGV[1] node, ARGV[2] connection token. Returns 1 when
+/// released.
 const RELEASE: &str = r"
 local o = redis.call('HMGET', KEYS[1], 'o', 'c')
 if o[1] == ARGV[1] and o[2] == ARGV[2] then
   redis.call('HDEL', KEYS[1], 'o', 'c')
+  redis.call('DEL', KEYS[2])
   return 1
 end
 return 0

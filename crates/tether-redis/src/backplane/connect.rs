@@ -2,7 +2,8 @@
 
 use redis::Value;
 use tether_core::{
-    BackplaneError, ConnectError, ConnectOptions, EventStream, LastEventId, SessionId,
+    BackplaneError, ConnectError, ConnectOptions, ConnectionPolicy, EventStream, LastEventId,
+    SessionId,
 };
 
 use super::Shared;
@@ -30,9 +31,14 @@ impl Shared {
         // This node's connection that holds the session now, if any: a connect the broker
         // refuses (Reject policy, a superseded client coming back) must leave it in place.
         let previous = self.owned.insert(session.clone(), token);
+        let holder = client_key(&opts);
+        let claim = match self.broker.config().connection_policy() {
+            ConnectionPolicy::Reject => Claim::Lease(token, &holder),
+            _ => Claim::Force(token),
+        };
         let synced = tokio::time::timeout(
             self.cfg.op_deadline,
-            self.sync_locked(session, Claim::Force(token), Why::Read),
+            self.sync_locked(session, claim, Why::Read),
         )
         .await
         .map_err(|_| unavailable("reading the session from Redis timed out"))
@@ -41,7 +47,9 @@ impl Shared {
             // Redis did not answer. A resume this node's ring serves exactly is served from
             // it: the head check claims the session (or ends the stream, if another node
             // holds it) once Redis is back.
-            if let Some(stream) = self.serve_from_ring(session, &opts) {
+            if let BackplaneError::Unavailable(_) = e
+                && let Some(stream) = self.serve_from_ring(session, &opts)
+            {
                 drop(guard);
                 return Ok(stream);
             }
@@ -115,6 +123,7 @@ impl Shared {
         let mut con = self.cmd.get();
         let mut inv = self.scripts.release.prepare_invoke();
         inv.key(self.meta_key(session))
+            .key(self.lease_key(session))
             .arg(&self.cfg.node_id)
             .arg(token.to_string());
         let _: Value = tokio::time::timeout(self.cfg.op_deadline, inv.invoke_async(&mut con))
@@ -122,5 +131,15 @@ impl Shared {
             .map_err(|_| unavailable("release timed out"))?
             .map_err(redis_error)?;
         Ok(())
+    }
+}
+
+/// The key a lease records for a connecting client: its client id and identity, so the same
+/// instance coming back replaces its own stale lease at once. Empty without a client id: such
+/// a client cannot be told apart from another, and matches no lease.
+fn client_key(opts: &ConnectOptions) -> String {
+    match &opts.client_id {
+        Some(id) => format!("{id}\n{}", opts.identity.as_deref().unwrap_or("")),
+        None => String::new(),
     }
 }

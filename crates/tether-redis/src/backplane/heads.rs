@@ -41,6 +41,22 @@ impl Shared {
         Ok(())
     }
 
+    /// Gives up the sessions whose connection on this node has ended, at once rather than at
+    /// the next head check: under the Reject policy a lease nobody uses would refuse a client
+    /// on another node.
+    pub(super) async fn release_ended(&self) -> Result<(), BackplaneError> {
+        let ended: Vec<(SessionId, u64)> = self
+            .owned
+            .iter()
+            .filter(|e| !self.broker.is_connected(e.key()))
+            .map(|e| (e.key().clone(), *e.value()))
+            .collect();
+        for chunk in ended.chunks(500) {
+            self.release_gone(chunk).await?;
+        }
+        Ok(())
+    }
+
     /// Releases the sessions of `chunk` whose connection is gone; returns the live ones.
     async fn release_gone(
         &self,
@@ -86,6 +102,11 @@ impl Shared {
             pipe.cmd("PEXPIRE")
                 .arg(self.log_key(sid))
                 .arg(self.ttl_ms)
+                .ignore();
+            // The Reject policy's lease lives while the connection does (a no-op without one).
+            pipe.cmd("PEXPIRE")
+                .arg(self.lease_key(sid))
+                .arg(self.lease_ms())
                 .ignore();
         }
         let mut con = self.cmd.get();

@@ -68,6 +68,8 @@ pub(super) struct SyncReply {
     pub(super) epoch: Epoch,
     pub(super) head: u64,
     pub(super) cause: String,
+    /// A lease claim was refused: another node's client holds the session.
+    pub(super) refused: bool,
     pub(super) entries: Vec<(u64, Bytes)>,
 }
 
@@ -81,6 +83,7 @@ pub(super) fn parse_sync(v: Value) -> Result<SyncReply, BackplaneError> {
     let epoch = parse_epoch(as_str(&items[0]).ok_or_else(|| bad_reply("sync"))?)?;
     let head = as_u64(&items[1]).ok_or_else(|| bad_reply("sync"))?;
     let cause = as_str(&items[3]).unwrap_or_default().to_owned();
+    let refused = matches!(items[4], Value::Int(-1));
     let mut entries = Vec::new();
     if let Value::Array(flat) = &items[6] {
         for pair in flat.chunks(2) {
@@ -101,6 +104,7 @@ pub(super) fn parse_sync(v: Value) -> Result<SyncReply, BackplaneError> {
         epoch,
         head,
         cause,
+        refused,
         entries,
     })
 }

@@ -17,6 +17,19 @@ impl Shared {
         format!("{}:{{s:{s}}}:log", self.cfg.prefix)
     }
 
+    /// The Reject policy's lease on the session's connection.
+    pub(super) fn lease_key(&self, s: &SessionId) -> String {
+        format!("{}:{{s:{s}}}:lease", self.cfg.prefix)
+    }
+
+    /// How long a lease lives without a refresh: three head checks, so one slow check does
+    /// not let another client in, and a crashed node's sessions free up soon after.
+    pub(super) fn lease_ms(&self) -> u64 {
+        (self.cfg.head_check_interval.as_millis() as u64)
+            .saturating_mul(3)
+            .max(1)
+    }
+
     /// The record of a publish's idempotency key (without a key, a name the script does not
     /// touch, in the session's slot all the same).
     pub(super) fn idempotency_key(&self, s: &SessionId, key: Option<&IdempotencyKey>) -> String {

@@ -38,6 +38,9 @@ pub(super) async fn supervise(shared: Weak<Shared>, overflow: Arc<AtomicBool>) {
             continue;
         }
         shared.probe_subscription().await;
+        if let Err(e) = shared.release_ended().await {
+            tracing::warn!(error = %e, "SSE backplane: releasing ended connections failed; retrying");
+        }
         if overflow.swap(false, Ordering::AcqRel) {
             shared.catch_up.store(true, Ordering::Release);
         }

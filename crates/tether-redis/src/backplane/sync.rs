@@ -1,7 +1,7 @@
 //! Bringing a local ring up to the session's log.
 
 use redis::Value;
-use tether_core::{BackplaneError, Epoch, EventId, Placed, SessionId};
+use tether_core::{BackplaneError, ConnectError, Epoch, EventId, Placed, SessionId};
 
 use super::Shared;
 use super::reply::{
@@ -11,11 +11,14 @@ use crate::metrics as m;
 
 /// How a sync claims the session's connection.
 #[derive(Clone, Copy)]
-pub(super) enum Claim {
+pub(super) enum Claim<'a> {
     /// No claim: only read.
     None,
     /// Take the session over (a connect), with this connection token.
     Force(u64),
+    /// Take it unless another node's connection holds its lease for another client (a
+    /// connect under the Reject policy): the token and the connecting client's key.
+    Lease(u64, &'a str),
     /// Take it only if nobody holds it (after Redis lost the meta).
     IfNone(u64),
 }
@@ -34,7 +37,7 @@ impl Shared {
     pub(super) async fn sync_locked(
         &self,
         session: &SessionId,
-        claim: Claim,
+        claim: Claim<'_>,
         why: Why,
     ) -> Result<SyncReply, BackplaneError> {
         let mut claim = claim;
@@ -45,14 +48,16 @@ impl Shared {
         for _ in 0..rounds {
             let (seen_epoch, seen_head) = self.seen(session);
             let from = seen_head;
-            let (mode, token) = match claim {
-                Claim::None => ("", 0),
-                Claim::Force(t) => ("force", t),
-                Claim::IfNone(t) => ("ifnone", t),
+            let (mode, token, holder) = match claim {
+                Claim::None => ("", 0, ""),
+                Claim::Force(t) => ("force", t, ""),
+                Claim::Lease(t, holder) => ("lease", t, holder),
+                Claim::IfNone(t) => ("ifnone", t, ""),
             };
             let mut inv = self.scripts.sync.prepare_invoke();
             inv.key(self.meta_key(session))
                 .key(self.log_key(session))
+                .key(self.lease_key(session))
                 .arg(epoch_hex(Epoch::random()))
                 .arg(&seen_epoch)
                 .arg(seen_head)
@@ -63,7 +68,9 @@ impl Shared {
                 .arg(&self.channel_prefix)
                 .arg(session.as_str())
                 .arg(from)
-                .arg(self.cfg.read_batch);
+                .arg(self.cfg.read_batch)
+                .arg(self.lease_ms())
+                .arg(holder);
             let mut con = self.cmd.get();
             let reply: Value =
                 tokio::time::timeout(self.cfg.op_deadline, inv.invoke_async(&mut con))
@@ -71,6 +78,9 @@ impl Shared {
                     .map_err(|_| unavailable("reading the log timed out"))?
                     .map_err(redis_error)?;
             let reply = parse_sync(reply)?;
+            if reply.refused {
+                return Err(BackplaneError::Connect(ConnectError::Conflict));
+            }
             count_epoch_change(&reply.cause);
             claim = Claim::None;
             let complete = self.apply(session, &reply, why)?;
