@@ -47,6 +47,11 @@
 //! not provide (a Reject-policy server, a token, an authorizer, `/metrics`) are reported as
 //! skipped, not passed.
 //!
+//! Behind a load balancer over several nodes ([`cluster`]), [`SuiteConfig::nodes`] lists the
+//! nodes' own URLs: [`run_all`] then runs the checks that read one server's counts
+//! ([`PER_NODE_CHECKS`]) against each node directly, and every wait for the server to have no
+//! open connection adds up the nodes' `/health/sse`.
+//!
 //! Access control by signed tokens has checks of its own in [`access`], one per attack, run
 //! by [`access::run_all`] against a server with [`access::AccessConfig::hooks`].
 //!
@@ -65,6 +70,7 @@ use tokio::time::Instant;
 pub mod access;
 pub mod agui;
 pub mod client;
+pub mod cluster;
 pub mod cors;
 pub mod disconnect;
 pub mod examples;
@@ -157,6 +163,10 @@ pub struct SuiteConfig {
     pub drain_window: Duration,
     /// Bound of each wait for something that should come promptly.
     pub timeout: Duration,
+    /// When the base URL is a load balancer, the base URLs of the nodes behind it (empty for
+    /// one server): [`PER_NODE_CHECKS`] run against each, and connection counts are the sum
+    /// of theirs.
+    pub nodes: Vec<String>,
 }
 
 impl Default for SuiteConfig {
@@ -176,6 +186,7 @@ impl Default for SuiteConfig {
             metrics: true,
             drain_window: Duration::from_secs(3),
             timeout: Duration::from_secs(10),
+            nodes: Vec::new(),
         }
     }
 }
@@ -248,6 +259,10 @@ pub const CHECKS: &[&str] = &[
     "auth",
     "slow_reader",
 ];
+
+/// The checks that count what one server saw; with [`SuiteConfig::nodes`], [`run_all`] runs
+/// them against each node instead of through the load balancer.
+pub const PER_NODE_CHECKS: &[&str] = &["metrics", "health"];
 
 /// Runs the check called `name` (one of [`CHECKS`]).
 pub async fn run_check(name: &str, base_url: &str, cfg: &SuiteConfig) -> CheckResult {
@@ -371,9 +386,26 @@ impl fmt::Display for Report {
     }
 }
 
-/// Runs every check of [`CHECKS`] in order against the server at `base_url`.
+/// Runs every check of [`CHECKS`] in order against the server at `base_url` (those of
+/// [`PER_NODE_CHECKS`] against each of [`SuiteConfig::nodes`], when there are nodes).
 pub async fn run_all(base_url: &str, cfg: &SuiteConfig) -> Report {
-    Report::run_each(CHECKS, |name| run_check(name, base_url, cfg)).await
+    Report::run_each(CHECKS, |name| run_placed(name, base_url, cfg)).await
+}
+
+/// Runs `name` where it belongs: through `base_url`, or on every node in turn (the first
+/// failure, named by its node, is the outcome).
+async fn run_placed(name: &str, base_url: &str, cfg: &SuiteConfig) -> CheckResult {
+    if cfg.nodes.is_empty() || !PER_NODE_CHECKS.contains(&name) {
+        return run_check(name, base_url, cfg).await;
+    }
+    for node in &cfg.nodes {
+        run_check(name, node, cfg).await.map_err(|e| match e {
+            CheckError::Fail(m) => CheckError::Fail(format!("on the node {node}: {m}")),
+            CheckError::Timeout => CheckError::Fail(format!("on the node {node}: timed out")),
+            skip @ CheckError::Skip(_) => skip,
+        })?;
+    }
+    Ok(())
 }
 
 /// A name for one check's run, different in every check and process, for the session names
@@ -535,10 +567,34 @@ impl<'a> Ctx<'a> {
         .await
     }
 
-    /// `GET /health/sse` as JSON (whatever the status).
+    /// Where a server's own counts are read: the nodes of [`SuiteConfig::nodes`], or the
+    /// target itself.
+    pub(crate) fn count_targets(&self) -> Result<Vec<Target>, CheckError> {
+        if self.cfg.nodes.is_empty() {
+            return Ok(vec![self.target.clone()]);
+        }
+        self.cfg.nodes.iter().map(|n| Target::parse(n)).collect()
+    }
+
+    /// `GET /health/sse` as JSON (whatever the status). With [`SuiteConfig::nodes`], each
+    /// node's: the worst status, and `connections` their sum (each node's answer in `nodes`).
     pub(crate) async fn health(&self) -> Result<(u16, Value), CheckError> {
-        let r = self.send("GET", "/health/sse", &[], b"").await?;
-        Ok((r.status, r.json()?))
+        if self.cfg.nodes.is_empty() {
+            let r = self.send("GET", "/health/sse", &[], b"").await?;
+            return Ok((r.status, r.json()?));
+        }
+        let (mut status, mut connections, mut each) = (0, 0, Vec::new());
+        for t in &self.count_targets()? {
+            let r = client::send(t, "GET", "/health/sse", &[], b"", self.cfg.timeout).await?;
+            let v = r.json()?;
+            status = status.max(r.status);
+            connections += v["connections"].as_u64().unwrap_or(0);
+            each.push(v);
+        }
+        Ok((
+            status,
+            serde_json::json!({ "connections": connections, "nodes": each }),
+        ))
     }
 
     /// Waits until the server reports no open connection (clients closed by earlier checks

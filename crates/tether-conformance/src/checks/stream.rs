@@ -509,15 +509,18 @@ async fn publish_until_the_stalled_client_is_gone(ctx: &Ctx<'_>, s: &str) -> Che
     Ok(())
 }
 
-/// `sse_disconnects_total{reason="timeout"}` from `/metrics`, when the server has it.
+/// `sse_disconnects_total{reason="timeout"}` from `/metrics`, when the server has it (the
+/// sum over [`SuiteConfig::nodes`](crate::SuiteConfig::nodes), when there are nodes).
 async fn timeouts(ctx: &Ctx<'_>) -> Result<Option<f64>, CheckError> {
     if !ctx.cfg.metrics {
         return Ok(None);
     }
-    let r = ctx.send("GET", "/metrics", &[], b"").await?;
-    ensure!(r.status == 200, "/metrics answered {}", r.status);
-    Ok(Some(
-        crate::prom::sample(&r.text(), "sse_disconnects_total", &[("reason", "timeout")])
-            .unwrap_or(0.0),
-    ))
+    let mut total = 0.0;
+    for t in &ctx.count_targets()? {
+        let r = crate::client::send(t, "GET", "/metrics", &[], b"", ctx.cfg.timeout).await?;
+        ensure!(r.status == 200, "/metrics answered {}", r.status);
+        total += crate::prom::sample(&r.text(), "sse_disconnects_total", &[("reason", "timeout")])
+            .unwrap_or(0.0);
+    }
+    Ok(Some(total))
 }
