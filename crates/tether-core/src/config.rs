@@ -297,6 +297,14 @@ impl Config {
     pub fn connection_policy(&self) -> ConnectionPolicy {
         self.connection_policy
     }
+    /// How long a superseded client instance that comes back is told to stop (HTTP 204).
+    pub fn supersede_grace(&self) -> Duration {
+        self.supersede_grace
+    }
+    /// How many decided approvals a session keeps for status reads.
+    pub fn decided_approvals_kept(&self) -> usize {
+        self.decided_approvals_kept
+    }
 }
 
 /// Builder for a [`Broker`](crate::Broker).

@@ -123,23 +123,46 @@ return {e, first, last, cur, cause, woke}
 /// this seq (in the caller's epoch), ARGV[11] count, ARGV[12] lease in ms, ARGV[13] the
 /// connecting client's key ('' without a client id: it matches no lease).
 ///
+/// ARGV[14] '1' when the connecting client can be told apart if it comes back after being
+/// superseded (it has a client id), ARGV[15] its client
+/// id ('' without one), ARGV[16] the supersede grace in ms, ARGV[17] the caller's clock in
+/// ms, ARGV[18] its instance key (`<clientId>\n<identity>`, both possibly empty).
+///
 /// A 'lease' claim is refused (`claimed` = -1, nothing changes) while another node holds an
 /// unexpired lease for another client key; the holder's own node decides itself, as its
 /// broker knows whether that connection is still alive.
+///
+/// A 'force' claim records whom it superseded (`v` the old instance key, `vt` when, `vb` the
+/// token of the connection that did it), unless the same client id replaced itself. It is
+/// refused (`claimed` = -2, nothing changes) when that victim comes back within the grace while
+/// the connection that superseded it still holds the session: the two-tab rule (HTTP 204) on
+/// every node, not just the one that saw both connections.
 ///
 /// Returns `{epoch, head, lowest_retained_seq, cause, claimed, owned_by_node, {id, frame, ...}}`.
 /// When the epoch is not the caller's, the entries start at the lowest retained seq.
 const SYNC: &str = r"
 local claimed = 0
 if ARGV[4] ~= '' then
-  local o = redis.call('HMGET', meta, 'o', 'c')
+  local o = redis.call('HMGET', meta, 'o', 'c', 'k', 'v', 'vt', 'vb')
+  if ARGV[4] == 'force' and o[1] and ARGV[14] == '1' and o[4] == ARGV[18] and o[6] == o[2]
+      and tonumber(ARGV[17]) - (tonumber(o[5]) or 0) < tonumber(ARGV[16]) then
+    claimed = -2
+  end
   if ARGV[4] == 'lease' and o[1] and o[1] ~= ARGV[5] then
     local held = redis.call('GET', KEYS[3])
     if held and (ARGV[13] == '' or held ~= ARGV[13]) then claimed = -1 end
   end
   if claimed == 0 and (ARGV[4] == 'force' or ARGV[4] == 'lease' or not o[1]) then
-    redis.call('HSET', meta, 'o', ARGV[5], 'c', ARGV[6])
+    redis.call('HSET', meta, 'o', ARGV[5], 'c', ARGV[6], 'k', ARGV[18], 'pk', o[3] or '')
     claimed = 1
+    if ARGV[4] == 'force' and o[1] then
+      local oldcid = string.match(o[3] or '', '^([^\n]*)')
+      if oldcid ~= '' and oldcid == ARGV[15] then
+        redis.call('HDEL', meta, 'v', 'vt', 'vb')
+      else
+        redis.call('HSET', meta, 'v', o[3] or '', 'vt', ARGV[17], 'vb', ARGV[6])
+      end
+    end
     if ARGV[4] == 'lease' then
       redis.call('SET', KEYS[3], ARGV[13], 'PX', ARGV[12])
     end
@@ -177,7 +200,7 @@ return {e, s, lo, cause, claimed, mine, entries}
 const RELEASE: &str = r"
 local o = redis.call('HMGET', KEYS[1], 'o', 'c')
 if o[1] == ARGV[1] and o[2] == ARGV[2] then
-  redis.call('HDEL', KEYS[1], 'o', 'c')
+  redis.call('HDEL', KEYS[1], 'o', 'c', 'k', 'pk')
   redis.call('DEL', KEYS[2])
   return 1
 end
@@ -189,11 +212,11 @@ return 0
 /// client coming back): only if the refused connect's claim is still in place.
 ///
 /// KEYS[1] meta. ARGV[1] node, ARGV[2] the refused connect's token, ARGV[3] the previous
-/// token. Returns 1 when handed back.
+/// token. Returns 1 when handed back (with the holder's instance key the claim saved).
 const RESTORE: &str = r"
-local o = redis.call('HMGET', KEYS[1], 'o', 'c')
+local o = redis.call('HMGET', KEYS[1], 'o', 'c', 'pk')
 if o[1] == ARGV[1] and o[2] == ARGV[2] then
-  redis.call('HSET', KEYS[1], 'c', ARGV[3])
+  redis.call('HSET', KEYS[1], 'c', ARGV[3], 'k', o[3] or '')
   return 1
 end
 return 0

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use redis::AsyncCommands;
-use tether_core::{Broker, Event};
+use tether_core::{BackplaneError, Broker, ConnectError, ConnectOptions, Event, EventStream};
 use tether_redis::RedisBackplane;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -222,4 +222,68 @@ async fn reconnects_alternating_between_nodes_through_cut_links_lose_nothing() {
         (1..=published).collect::<Vec<_>>(),
         "every event once, in order"
     );
+}
+
+/// Two tabs of one user on two nodes: tab A (on node A) is superseded by tab B (on node B).
+/// Tab A coming back, on either node, is told to stop (204), so the tabs never take turns.
+/// Another identity with the same client id, a tab that replaced its own stream, and clients
+/// without a client id are let in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_superseded_tab_coming_back_to_any_node_gets_told_to_stop() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let a = node(&redis.url(), "a", "t204", Broker::builder()).await;
+    let b = node(&redis.url(), "b", "t204", Broker::builder()).await;
+    let tab = |id: &str| ConnectOptions::default().client_id(id).identity("alice");
+    let told_to_stop = |r: &Result<EventStream, BackplaneError>| {
+        matches!(
+            r,
+            Err(BackplaneError::Connect(ConnectError::SupersededRecently))
+        )
+    };
+    for (n, back_on) in [(1, &b), (2, &a)] {
+        let s = sid(&format!("tabs{n}"));
+        let tab_a = a.connect(&s, tab("tab-a")).await.unwrap();
+        let tab_b = b.connect(&s, tab("tab-b")).await.unwrap();
+        assert!(told_to_stop(&back_on.connect(&s, tab("tab-a")).await));
+        assert!(
+            back_on
+                .connect(
+                    &s,
+                    ConnectOptions::default()
+                        .client_id("tab-a")
+                        .identity("mallory")
+                )
+                .await
+                .is_ok(),
+            "another identity is not the superseded instance"
+        );
+        drop((tab_a, tab_b));
+    }
+
+    // Without client ids, a resuming client on another node may be the superseded tab or
+    // the stream's own client reconnecting before its old stream's end reached Redis: it is
+    // let in (one node tells them apart by whether the old stream is still alive).
+    let s = sid("anon");
+    let id = a.publish(&s, &[ev(1)]).await.unwrap()[0].to_string();
+    let first = a
+        .connect(&s, ConnectOptions::resume(id.clone()))
+        .await
+        .unwrap();
+    let second = b.connect(&s, ConnectOptions::default()).await.unwrap();
+    let again = a.connect(&s, ConnectOptions::resume(id.clone())).await;
+    assert!(again.is_ok(), "a client without a client id is let in");
+    drop((first, second, again));
+
+    // The same tab replacing itself on another node is no victim: it may come back.
+    let s = sid("self");
+    let x = a.connect(&s, tab("tab-x")).await.unwrap();
+    let y = b.connect(&s, tab("tab-x")).await.unwrap();
+    let again = a.connect(&s, tab("tab-x")).await;
+    assert!(
+        again.is_ok(),
+        "a tab replacing its own stream is not refused"
+    );
+    drop((x, y, again));
 }

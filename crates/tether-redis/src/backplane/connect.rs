@@ -8,7 +8,7 @@ use tether_core::{
 
 use super::Shared;
 use super::reply::{redis_error, unavailable};
-use super::sync::{Claim, Why};
+use super::sync::{Arrival, Claim, Why};
 
 impl Shared {
     pub(super) async fn connect(
@@ -31,10 +31,10 @@ impl Shared {
         // This node's connection that holds the session now, if any: a connect the broker
         // refuses (Reject policy, a superseded client coming back) must leave it in place.
         let previous = self.owned.insert(session.clone(), token);
-        let holder = client_key(&opts);
+        let who = Arrival::of(&opts);
         let claim = match self.broker.config().connection_policy() {
-            ConnectionPolicy::Reject => Claim::Lease(token, &holder),
-            _ => Claim::Force(token),
+            ConnectionPolicy::Reject => Claim::Lease(token, &who),
+            _ => Claim::Force(token, &who),
         };
         let synced = tokio::time::timeout(
             self.cfg.op_deadline,
@@ -131,15 +131,5 @@ impl Shared {
             .map_err(|_| unavailable("release timed out"))?
             .map_err(redis_error)?;
         Ok(())
-    }
-}
-
-/// The key a lease records for a connecting client: its client id and identity, so the same
-/// instance coming back replaces its own stale lease at once. Empty without a client id: such
-/// a client cannot be told apart from another, and matches no lease.
-fn client_key(opts: &ConnectOptions) -> String {
-    match &opts.client_id {
-        Some(id) => format!("{id}\n{}", opts.identity.as_deref().unwrap_or("")),
-        None => String::new(),
     }
 }

@@ -3,7 +3,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use redis::Value;
 use tether_core::idempotency::{IdempotencyKey, Published};
-use tether_core::{BackplaneError, Epoch, EventId, PublishError};
+use tether_core::{BackplaneError, ConnectError, Epoch, EventId, PublishError};
 
 use crate::metrics as m;
 
@@ -68,8 +68,10 @@ pub(super) struct SyncReply {
     pub(super) epoch: Epoch,
     pub(super) head: u64,
     pub(super) cause: String,
-    /// A lease claim was refused: another node's client holds the session.
-    pub(super) refused: bool,
+    /// The claim was refused: another node's client holds the session's lease
+    /// ([`ConnectError::Conflict`]), or the client comes back to the connection that
+    /// superseded it ([`ConnectError::SupersededRecently`]).
+    pub(super) refused: Option<ConnectError>,
     pub(super) entries: Vec<(u64, Bytes)>,
 }
 
@@ -83,7 +85,11 @@ pub(super) fn parse_sync(v: Value) -> Result<SyncReply, BackplaneError> {
     let epoch = parse_epoch(as_str(&items[0]).ok_or_else(|| bad_reply("sync"))?)?;
     let head = as_u64(&items[1]).ok_or_else(|| bad_reply("sync"))?;
     let cause = as_str(&items[3]).unwrap_or_default().to_owned();
-    let refused = matches!(items[4], Value::Int(-1));
+    let refused = match items[4] {
+        Value::Int(-1) => Some(ConnectError::Conflict),
+        Value::Int(-2) => Some(ConnectError::SupersededRecently),
+        _ => None,
+    };
     let mut entries = Vec::new();
     if let Value::Array(flat) = &items[6] {
         for pair in flat.chunks(2) {

@@ -30,6 +30,11 @@ impl Shared {
             .max(1)
     }
 
+    /// The supersede grace in ms, as the sync script compares it.
+    pub(super) fn grace_ms(&self) -> u64 {
+        self.broker.config().supersede_grace().as_millis() as u64
+    }
+
     /// The record of a publish's idempotency key (without a key, a name the script does not
     /// touch, in the session's slot all the same).
     pub(super) fn idempotency_key(&self, s: &SessionId, key: Option<&IdempotencyKey>) -> String {

@@ -1,7 +1,7 @@
 //! Bringing a local ring up to the session's log.
 
 use redis::Value;
-use tether_core::{BackplaneError, ConnectError, Epoch, EventId, Placed, SessionId};
+use tether_core::{BackplaneError, ConnectOptions, Epoch, EventId, Placed, SessionId};
 
 use super::Shared;
 use super::reply::{
@@ -14,14 +14,56 @@ use crate::metrics as m;
 pub(super) enum Claim<'a> {
     /// No claim: only read.
     None,
-    /// Take the session over (a connect), with this connection token.
-    Force(u64),
+    /// Take the session over (a connect), with this connection token, unless the connecting
+    /// client comes back to the connection that superseded it.
+    Force(u64, &'a Arrival),
     /// Take it unless another node's connection holds its lease for another client (a
-    /// connect under the Reject policy): the token and the connecting client's key.
-    Lease(u64, &'a str),
+    /// connect under the Reject policy).
+    Lease(u64, &'a Arrival),
     /// Take it only if nobody holds it (after Redis lost the meta).
     IfNone(u64),
 }
+
+/// Who a connect is, as the claim records it in the session's meta.
+pub(super) struct Arrival {
+    /// The lease's holder key: `<clientId>\n<identity>`, empty without a client id (such a
+    /// client cannot be told apart from another, and matches no lease).
+    pub(super) lease: String,
+    /// The instance key the two-tab rule compares: `<clientId>\n<identity>`, either empty.
+    pub(super) instance: String,
+    /// The client id, empty without one.
+    pub(super) client_id: String,
+    /// Whether the client can be told apart when it comes back after being superseded: it has
+    /// a client id. (One node also tells a resuming EventSource without one from a reload, by
+    /// whether the stream that superseded it is still alive; across nodes that stream's end
+    /// reaches Redis later than the client's reconnect, so such a client is let in.)
+    pub(super) returning: bool,
+}
+
+impl Arrival {
+    pub(super) fn of(opts: &ConnectOptions) -> Self {
+        let identity = opts.identity.as_deref().unwrap_or("");
+        let client_id = opts.client_id.clone().unwrap_or_default();
+        let instance = format!("{client_id}\n{identity}");
+        Self {
+            lease: if client_id.is_empty() {
+                String::new()
+            } else {
+                instance.clone()
+            },
+            instance,
+            returning: !client_id.is_empty(),
+            client_id,
+        }
+    }
+}
+
+const NOBODY: &Arrival = &Arrival {
+    lease: String::new(),
+    instance: String::new(),
+    client_id: String::new(),
+    returning: false,
+};
 
 /// Why a sync runs: to read (connect, publish) or to fill a gap (counted).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -48,11 +90,11 @@ impl Shared {
         for _ in 0..rounds {
             let (seen_epoch, seen_head) = self.seen(session);
             let from = seen_head;
-            let (mode, token, holder) = match claim {
-                Claim::None => ("", 0, ""),
-                Claim::Force(t) => ("force", t, ""),
-                Claim::Lease(t, holder) => ("lease", t, holder),
-                Claim::IfNone(t) => ("ifnone", t, ""),
+            let (mode, token, who) = match claim {
+                Claim::None => ("", 0, NOBODY),
+                Claim::Force(t, who) => ("force", t, who),
+                Claim::Lease(t, who) => ("lease", t, who),
+                Claim::IfNone(t) => ("ifnone", t, NOBODY),
             };
             let mut inv = self.scripts.sync.prepare_invoke();
             inv.key(self.meta_key(session))
@@ -70,7 +112,12 @@ impl Shared {
                 .arg(from)
                 .arg(self.cfg.read_batch)
                 .arg(self.lease_ms())
-                .arg(holder);
+                .arg(&who.lease)
+                .arg(if who.returning { "1" } else { "" })
+                .arg(&who.client_id)
+                .arg(self.grace_ms())
+                .arg(now_ms())
+                .arg(&who.instance);
             let mut con = self.cmd.get();
             let reply: Value =
                 tokio::time::timeout(self.cfg.op_deadline, inv.invoke_async(&mut con))
@@ -78,8 +125,8 @@ impl Shared {
                     .map_err(|_| unavailable("reading the log timed out"))?
                     .map_err(redis_error)?;
             let reply = parse_sync(reply)?;
-            if reply.refused {
-                return Err(BackplaneError::Connect(ConnectError::Conflict));
+            if let Some(refused) = reply.refused.clone() {
+                return Err(BackplaneError::Connect(refused));
             }
             count_epoch_change(&reply.cause);
             claim = Claim::None;
@@ -140,4 +187,12 @@ impl Shared {
             .position(session)
             .is_some_and(|(e, h)| e == r.epoch && h >= r.head))
     }
+}
+
+/// The wall clock in ms since the Unix epoch (what the supersede grace is measured on across
+/// nodes).
+pub(super) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
