@@ -9,13 +9,15 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::config::Config;
+use crate::error::ApprovalError;
 use crate::id::{EventId, SessionId};
 
 /// Longest approval timeout; longer ones are shortened to it.
@@ -231,6 +233,100 @@ impl ApprovalRequest {
     }
 }
 
+/// An approval request checked and made ready for a backplane, which stores it in place of
+/// the broker (see [`ApprovalRequest::prepare`]).
+#[derive(Debug, Clone)]
+pub struct PreparedApproval {
+    /// The approval as it starts: pending, its deadline as `expiresAt`.
+    pub info: ApprovalInfo,
+    /// The deadline on the wall clock (the one `expiresAt` names).
+    pub deadline: SystemTime,
+    /// Whether the request and its outcome are announced in the session's stream.
+    pub announce: bool,
+}
+
+impl ApprovalRequest {
+    /// Checks the request as [`Broker::request_approval`](crate::Broker::request_approval)
+    /// does (the id's grammar or a random id, the payload's size, the timeout with the
+    /// broker's default and at most a year) and gives the pending approval, for a backplane
+    /// that stores approvals for several nodes.
+    ///
+    /// # Errors
+    /// [`ApprovalError::InvalidId`] and [`ApprovalError::TooLarge`].
+    pub fn prepare(self, config: &Config) -> Result<PreparedApproval, ApprovalError> {
+        let id = crate::broker::approval_id(self.id)?;
+        let (size, max) = (self.payload.len(), config.max_approval_bytes());
+        if size > max {
+            return Err(ApprovalError::TooLarge { size, max });
+        }
+        let timeout = self
+            .timeout
+            .unwrap_or(config.approval_timeout())
+            .min(MAX_TIMEOUT);
+        let deadline = SystemTime::now() + timeout;
+        Ok(PreparedApproval {
+            info: ApprovalInfo {
+                id,
+                title: self.title,
+                payload: self.payload,
+                expires_at: rfc3339_at(deadline),
+                status: ApprovalStatus::Pending,
+            },
+            deadline,
+            announce: self.announce,
+        })
+    }
+}
+
+/// An approval as a backplane stores it: [`ApprovalInfo`]'s JSON, read back.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredApproval {
+    id: String,
+    title: Option<String>,
+    payload: Box<RawValue>,
+    expires_at: String,
+    status: String,
+    reason: Option<String>,
+}
+
+impl ApprovalInfo {
+    /// Reads an approval back from its JSON (what [`Serialize`] wrote), for a backplane.
+    ///
+    /// # Errors
+    /// The JSON is not an approval, or its status is not one of the five.
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        let a: StoredApproval = serde_json::from_str(text)?;
+        let status = match a.status.as_str() {
+            "pending" => ApprovalStatus::Pending,
+            "approved" => ApprovalStatus::Approved { reason: a.reason },
+            "rejected" => ApprovalStatus::Rejected { reason: a.reason },
+            "timed_out" => ApprovalStatus::TimedOut,
+            "cancelled" => ApprovalStatus::Cancelled,
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "unknown approval status {other:?}"
+                )));
+            }
+        };
+        Ok(Self {
+            id: a.id,
+            title: a.title,
+            payload: Payload::from_raw(a.payload),
+            expires_at: a.expires_at,
+            status,
+        })
+    }
+
+    /// This approval resolved with `status`.
+    pub fn resolved(&self, status: ApprovalStatus) -> Self {
+        Self {
+            status,
+            ..self.clone()
+        }
+    }
+}
+
 /// A human's decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -255,7 +351,8 @@ impl Decision {
             reason: Some(reason.into()),
         }
     }
-    pub(crate) fn into_status(self) -> ApprovalStatus {
+    /// The approval status this decision gives.
+    pub fn into_status(self) -> ApprovalStatus {
         if self.approved {
             ApprovalStatus::Approved {
                 reason: self.reason,
@@ -337,6 +434,16 @@ pub(crate) struct Approvals {
     pub(crate) announced: HashSet<String>,
     /// Bytes of the payloads of the pending and resolved approvals, for the memory budget.
     pub(crate) payload_bytes: usize,
+    /// Pending approvals a backplane stores for every node, as this node learned them from
+    /// the session's log, oldest first: re-announced in preludes like the broker's own.
+    pub(crate) mirrored: Vec<Mirrored>,
+}
+
+/// A pending approval a backplane stores, and the event that announced it (if this node
+/// knows it).
+pub(crate) struct Mirrored {
+    pub(crate) info: ApprovalInfo,
+    pub(crate) announced_at: Option<EventId>,
 }
 
 impl Approvals {
@@ -371,6 +478,40 @@ impl Approvals {
         v.into_iter().map(|p| p.info.clone()).collect()
     }
 
+    /// Records a backplane's pending approval, replacing one with the same id; keeps at most
+    /// `max` (the oldest go first).
+    pub(crate) fn mirror(&mut self, info: ApprovalInfo, announced_at: Option<EventId>, max: usize) {
+        self.unmirror(&info.id);
+        self.payload_bytes += info.payload.len();
+        self.mirrored.push(Mirrored { info, announced_at });
+        while self.mirrored.len() > max.max(1) {
+            let gone = self.mirrored.remove(0);
+            self.payload_bytes -= gone.info.payload.len();
+        }
+    }
+
+    /// Forgets a backplane's approval once resolved.
+    pub(crate) fn unmirror(&mut self, id: &str) {
+        if let Some(at) = self.mirrored.iter().position(|m| m.info.id == id) {
+            let gone = self.mirrored.remove(at);
+            self.payload_bytes -= gone.info.payload.len();
+        }
+    }
+
+    /// Replaces the backplane's pending approvals with what its store holds now.
+    pub(crate) fn set_mirrored(
+        &mut self,
+        pending: Vec<(ApprovalInfo, Option<EventId>)>,
+        max: usize,
+    ) {
+        for gone in self.mirrored.drain(..) {
+            self.payload_bytes -= gone.info.payload.len();
+        }
+        for (info, at) in pending {
+            self.mirror(info, at, max);
+        }
+    }
+
     /// Moves a pending approval to the resolved list with its final status.
     pub(crate) fn resolve(
         &mut self,
@@ -394,7 +535,12 @@ impl Approvals {
 }
 
 pub(crate) fn rfc3339_after(timeout: Duration) -> String {
-    let at = time::OffsetDateTime::now_utc() + timeout;
+    rfc3339_at(SystemTime::now() + timeout)
+}
+
+/// RFC 3339 in UTC, to the millisecond.
+fn rfc3339_at(at: SystemTime) -> String {
+    let at = time::OffsetDateTime::from(at);
     let at = at
         .replace_nanosecond(at.millisecond() as u32 * 1_000_000)
         .unwrap_or(at);

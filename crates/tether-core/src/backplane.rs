@@ -13,13 +13,14 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::approval::{ApprovalInfo, ApprovalRequest, ApprovalStatus};
 use crate::broker::{Broker, ConnectOptions};
-use crate::error::{ConnectError, PublishError};
+use crate::error::{ApprovalError, ConnectError, DecideError, PublishError};
 use crate::id::{Epoch, EventId, LastEventId, SessionId};
 use crate::idempotency::{IdempotencyKey, Published};
 use crate::session::{Appended, Event, SessionState, end};
@@ -86,6 +87,12 @@ pub enum BackplaneError {
     /// was stored (HTTP 503 `backplane_full`).
     #[error("the backplane is full ({0}); nothing was stored; free memory or raise maxmemory")]
     Full(String),
+    /// The approval request was refused (the same errors as a local request).
+    #[error(transparent)]
+    Approval(#[from] ApprovalError),
+    /// The decision was refused (the same errors as a local decision).
+    #[error(transparent)]
+    Decide(#[from] DecideError),
 }
 
 /// A shared log behind several brokers. The HTTP layer calls it, when one is configured,
@@ -118,6 +125,33 @@ pub trait Backplane: Send + Sync + 'static {
         opts: ConnectOptions,
     ) -> BoxFuture<'a, Result<EventStream, BackplaneError>>;
 
+    /// Stores an approval request for every node and announces it in the session's log; it
+    /// is then decided, cancelled or timed out exactly once, on whichever node comes first.
+    fn request_approval<'a>(
+        &'a self,
+        session: &'a SessionId,
+        req: ApprovalRequest,
+    ) -> BoxFuture<'a, Result<ApprovalInfo, BackplaneError>>;
+
+    /// Resolves a pending approval with `status` (a decision or
+    /// [`Cancelled`](ApprovalStatus::Cancelled)): the first resolution on any node wins, one
+    /// whose deadline passed settles it as timed out ([`DecideError::Expired`]).
+    fn resolve_approval<'a>(
+        &'a self,
+        session: &'a SessionId,
+        approval_id: &'a str,
+        status: ApprovalStatus,
+    ) -> BoxFuture<'a, Result<ApprovalInfo, BackplaneError>>;
+
+    /// The approval as it stands, after waiting up to `wait` for a pending one to be
+    /// resolved on any node; `None` for an unknown approval.
+    fn approval<'a>(
+        &'a self,
+        session: &'a SessionId,
+        approval_id: &'a str,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<Option<ApprovalInfo>, BackplaneError>>;
+
     /// Up or down, this node's id, and since when.
     fn status(&self) -> BackplaneStatus;
 }
@@ -146,6 +180,32 @@ impl<T: Backplane> Backplane for Arc<T> {
         opts: ConnectOptions,
     ) -> BoxFuture<'a, Result<EventStream, BackplaneError>> {
         (**self).connect(session, opts)
+    }
+
+    fn request_approval<'a>(
+        &'a self,
+        session: &'a SessionId,
+        req: ApprovalRequest,
+    ) -> BoxFuture<'a, Result<ApprovalInfo, BackplaneError>> {
+        (**self).request_approval(session, req)
+    }
+
+    fn resolve_approval<'a>(
+        &'a self,
+        session: &'a SessionId,
+        approval_id: &'a str,
+        status: ApprovalStatus,
+    ) -> BoxFuture<'a, Result<ApprovalInfo, BackplaneError>> {
+        (**self).resolve_approval(session, approval_id, status)
+    }
+
+    fn approval<'a>(
+        &'a self,
+        session: &'a SessionId,
+        approval_id: &'a str,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<Option<ApprovalInfo>, BackplaneError>> {
+        (**self).approval(session, approval_id, wait)
     }
 
     fn status(&self) -> BackplaneStatus {
@@ -225,11 +285,43 @@ impl Broker {
                 return Ok(Placed::Duplicate);
             }
             st.append_at(id, frame.clone(), &mut out, now)?;
+            if let Some(notice) = ApprovalNotice::read(&frame) {
+                let max = self.inner.config.max_pending_approvals;
+                match notice {
+                    ApprovalNotice::Requested(info) => st.approvals.mirror(info, Some(id), max),
+                    ApprovalNotice::Resolved(aid) => st.approvals.unmirror(&aid),
+                }
+                self.inner.settle_state(st);
+            }
             self.inner.enforce_budget(st, &mut out);
             Ok(Placed::Stored)
         });
         self.inner.account(out);
         result
+    }
+
+    /// Replaces what this node knows of the session's pending approvals that a backplane
+    /// stores with what the store holds now (a connect reads them with the log), each with the
+    /// id of the event that announced it. Between reads the ring keeps them current itself:
+    /// [`append_next`](Self::append_next) learns each `tether.approval.requested` and
+    /// `tether.approval.resolved` it stores. A stream's prelude re-announces them like the
+    /// broker's own.
+    pub fn mirror_approvals(
+        &self,
+        session: &SessionId,
+        pending: Vec<(ApprovalInfo, Option<EventId>)>,
+    ) -> Result<(), PublishError> {
+        let max = self.inner.config.max_pending_approvals;
+        let mut pending = Some(pending);
+        self.locked(session, |st| {
+            if st.approvals.mirrored.is_empty() && pending.as_ref().is_some_and(Vec::is_empty) {
+                return Ok(());
+            }
+            st.approvals
+                .set_mirrored(pending.take().unwrap_or_default(), max);
+            self.inner.settle_state(st);
+            Ok(())
+        })
     }
 
     /// Records that the session's history up to and including `upto` is not available on
@@ -298,6 +390,51 @@ impl Broker {
                 true
             }
             None => false,
+        }
+    }
+}
+
+/// An approval notice a backplane's log carries, as the broker writes it for sessions
+/// without a tracker (`{"type":"CUSTOM","name":"tether.approval.…","value":…}`).
+enum ApprovalNotice {
+    Requested(ApprovalInfo),
+    Resolved(String),
+}
+
+impl ApprovalNotice {
+    const REQUESTED: &'static [u8] =
+        br#"data: {"type":"CUSTOM","name":"tether.approval.requested","value":"#;
+    const RESOLVED: &'static [u8] =
+        br#"data: {"type":"CUSTOM","name":"tether.approval.resolved","value":"#;
+
+    /// The notice in a stored frame (`id:` line, then one `data:` line), if it is one: a
+    /// prefix test for every other frame.
+    fn read(frame: &[u8]) -> Option<Self> {
+        let start = frame.iter().position(|&b| b == b'\n')? + 1;
+        let rest = &frame[start..];
+        let requested = rest.starts_with(Self::REQUESTED);
+        if !requested && !rest.starts_with(Self::RESOLVED) {
+            return None;
+        }
+        let line = &rest[b"data: ".len()..];
+        let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
+        #[derive(serde::Deserialize)]
+        struct Custom<'a> {
+            #[serde(borrow)]
+            value: &'a serde_json::value::RawValue,
+        }
+        #[derive(serde::Deserialize)]
+        struct Resolved {
+            id: String,
+        }
+        let value = serde_json::from_slice::<Custom<'_>>(line).ok()?.value.get();
+        if requested {
+            let text = format!(r#"{},"status":"pending"}}"#, value.strip_suffix('}')?);
+            ApprovalInfo::from_json(&text).ok().map(Self::Requested)
+        } else {
+            serde_json::from_str::<Resolved>(value)
+                .ok()
+                .map(|r| Self::Resolved(r.id))
         }
     }
 }

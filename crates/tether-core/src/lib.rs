@@ -109,6 +109,7 @@ pub mod server;
 
 pub use approval::{
     ApprovalHandle, ApprovalInfo, ApprovalRequest, ApprovalStatus, Decision, Payload,
+    PreparedApproval,
 };
 pub use backplane::{
     Backplane, BackplaneError, BackplaneHealth, BackplaneStatus, BoxFuture, Placed,

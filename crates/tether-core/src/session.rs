@@ -514,10 +514,18 @@ impl SessionState {
             .as_ref()
             .is_some_and(|t| t.prelude_includes_silent());
         let epoch = self.epoch;
-        let pending = self.approvals.pending_infos(|p| match p.announced_at {
-            Some(at) => at.epoch != epoch || at.seq <= cursor,
+        let before_cursor = |at: EventId| at.epoch != epoch || at.seq <= cursor;
+        let mut pending = self.approvals.pending_infos(|p| match p.announced_at {
+            Some(at) => before_cursor(at),
             None => silent || self.approvals.announced.contains(&p.info.id),
         });
+        pending.extend(
+            self.approvals
+                .mirrored
+                .iter()
+                .filter(|m| m.announced_at.is_none_or(before_cursor))
+                .map(|m| m.info.clone()),
+        );
         let mut frames = Vec::new();
         match &self.tracker {
             Some(t) => t.prelude(resync, &pending, &mut frames),

@@ -50,6 +50,21 @@
 //!   finds in its periodic head check (every 15 s) that a connected session's head moved
 //!   without a wake fills the gap from the log (`XRANGE`), and resyncs only if the log no
 //!   longer has it.
+//! - **Approvals** live beside the log, in the same slot: `<prefix>:{s:<sid>}:appr` (HASH:
+//!   approval id -> `'<announcing event id or -> <json>'`), `:apend` (ZSET of the pending ones
+//!   by deadline, ms) and `:adone` (ZSET of the resolved ones, trimmed to the broker's
+//!   `decided_approvals_kept`). One script creates an approval and appends its announcement;
+//!   one resolves it and appends the outcome, and only the first resolution finds it pending,
+//!   with Redis's `TIME` judging the deadline. Every node sweeps `<prefix>:approvals:due`
+//!   (ZSET `'<sid> <id>'` -> deadline) each health interval and at the deadlines it set, and
+//!   settles what is due with the same script, so a deadline fires once whatever the number
+//!   of nodes. Each node's ring learns pending approvals from the announcements it stores, and
+//!   a connect reads them from Redis with the log, so a resync's prelude re-announces them.
+//! - **The two-tab rule**: a connect that supersedes another records the superseded client
+//!   instance in the meta (`v`, `vt`, `vb`); that instance coming back to any node within the
+//!   supersede grace while its successor holds the session is refused
+//!   ([`ConnectError::SupersededRecently`](tether_core::ConnectError::SupersededRecently),
+//!   HTTP 204).
 //! - **Redis down**: publishes and connects fail within the operation deadline (2 s) with
 //!   [`BackplaneError::Unavailable`](tether_core::BackplaneError::Unavailable) (HTTP 503
 //!   `backplane_unavailable`), nothing is kept only in memory, [`RedisBackplane::status`] says

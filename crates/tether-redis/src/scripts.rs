@@ -37,12 +37,77 @@ local function seqof(id) return tonumber(string.match(id, '^(%d+)')) end
 local function fmt(n) return string.format('%d', n) end
 ";
 
+/// Defines `append(bodies)`, which every script that writes to the log calls once: assigns
+/// the seqs, XADDs the frames with their `id:` lines, trims the log by count and by bytes,
+/// refreshes the TTLs and wakes the node holding the session's connection. Returns `first,
+/// last, lowest_retained_seq, woke`.
+///
+/// ARGV[4] max events, ARGV[5] max bytes, ARGV[6] TTL in ms, ARGV[7] the writing node,
+/// ARGV[8] inline maximum for wakes (bytes), ARGV[9] node channel prefix, ARGV[10] session id.
+const APPEND_FN: &str = r"
+local function append(bodies)
+  if s > 0 and redis.call('EXISTS', log) == 0 then lo = s + 1; b = 0 end
+  local n = #bodies
+  local last = redis.call('HINCRBY', meta, 's', n)
+  local first = last - n + 1
+  local frames, lens, total = {}, {}, 0
+  local prefix = 'id: ' .. e .. '-'
+  for i = 1, n do
+    local seq = first + i - 1
+    local f = prefix .. fmt(seq) .. '\n' .. bodies[i]
+    redis.call('XADD', log, fmt(seq) .. '-0', 'f', f)
+    frames[i] = f
+    lens[i] = #f
+    total = total + #f
+  end
+  b = b + total
+  local maxlen, maxbytes = tonumber(ARGV[4]), tonumber(ARGV[5])
+  local cur = lo
+  local done = false
+  while not done do
+    if cur >= last or ((last - cur + 1) <= maxlen and b <= maxbytes) then break end
+    -- Read only as many of the oldest entries as the count bound drops (a few more when the
+    -- byte bound is what is exceeded), not a fixed page of frames.
+    local k = (last - cur + 1) - maxlen
+    if k < 1 then k = 8 elseif k > 64 then k = 64 end
+    local batch = redis.call('XRANGE', log, fmt(cur) .. '-0', '+', 'COUNT', k)
+    if #batch == 0 then break end
+    for _, entry in ipairs(batch) do
+      local seq = seqof(entry[1])
+      if seq >= last or ((last - seq + 1) <= maxlen and b <= maxbytes) then
+        cur = seq
+        done = true
+        break
+      end
+      b = b - #entry[2][2]
+      cur = seq + 1
+    end
+  end
+  if cur > lo then redis.call('XTRIM', log, 'MINID', fmt(cur) .. '-0') end
+  redis.call('HSET', meta, 'b', b, 'lo', cur)
+  redis.call('PEXPIRE', meta, ARGV[6])
+  redis.call('PEXPIRE', log, ARGV[6])
+  local woke = 0
+  if owner and owner ~= ARGV[7] then
+    local head = 'w ' .. ARGV[10] .. ' ' .. e .. ' ' .. fmt(first) .. ' ' .. fmt(last) .. ' '
+    local payload
+    if total <= tonumber(ARGV[8]) then
+      payload = head .. table.concat(lens, ',') .. '\n' .. table.concat(frames)
+    else
+      payload = head .. '-\n'
+    end
+    redis.call('PUBLISH', ARGV[9] .. owner, payload)
+    woke = 1
+  end
+  return first, last, cur, woke
+end
+";
+
 /// Appends one event or a batch, once per idempotency key when one is given.
 ///
-/// KEYS[3] the idempotency key's record. ARGV[4] max events, ARGV[5] max bytes, ARGV[6] TTL
-/// in ms, ARGV[7] the publishing node, ARGV[8] inline maximum for wakes (bytes), ARGV[9] node
-/// channel prefix, ARGV[10] session id, ARGV[11] the publish's fingerprint ('' without a
-/// key), ARGV[12..] the frame bodies (everything after the `id:` line).
+/// KEYS[3] the idempotency key's record. ARGV[4..10] as `append`, ARGV[11] the publish's
+/// fingerprint ('' without a key), ARGV[12..] the frame bodies (everything after the `id:`
+/// line).
 ///
 /// Returns `{epoch, first_seq, last_seq, lowest_retained_seq, cause, woke}`, or, when the key
 /// was used before, `{'again', record}` with the record `'<fingerprint> <epoch> <first> <n>'`
@@ -54,63 +119,83 @@ if ARGV[11] ~= '' then
   local prev = redis.call('GET', KEYS[3])
   if prev then return {'again', prev} end
 end
-if s > 0 and redis.call('EXISTS', log) == 0 then lo = s + 1; b = 0 end
-local last = redis.call('HINCRBY', meta, 's', n)
-local first = last - n + 1
-local frames, lens, total = {}, {}, 0
-local prefix = 'id: ' .. e .. '-'
-for i = 1, n do
-  local seq = first + i - 1
-  local f = prefix .. fmt(seq) .. '\n' .. ARGV[11 + i]
-  redis.call('XADD', log, fmt(seq) .. '-0', 'f', f)
-  frames[i] = f
-  lens[i] = #f
-  total = total + #f
-end
-b = b + total
-local maxlen, maxbytes = tonumber(ARGV[4]), tonumber(ARGV[5])
-local cur = lo
-local done = false
-while not done do
-  if cur >= last or ((last - cur + 1) <= maxlen and b <= maxbytes) then break end
-  -- Read only as many of the oldest entries as the count bound drops (a few more when the
-  -- byte bound is what is exceeded), not a fixed page of frames.
-  local k = (last - cur + 1) - maxlen
-  if k < 1 then k = 8 elseif k > 64 then k = 64 end
-  local batch = redis.call('XRANGE', log, fmt(cur) .. '-0', '+', 'COUNT', k)
-  if #batch == 0 then break end
-  for _, entry in ipairs(batch) do
-    local seq = seqof(entry[1])
-    if seq >= last or ((last - seq + 1) <= maxlen and b <= maxbytes) then
-      cur = seq
-      done = true
-      break
-    end
-    b = b - #entry[2][2]
-    cur = seq + 1
-  end
-end
-if cur > lo then redis.call('XTRIM', log, 'MINID', fmt(cur) .. '-0') end
-redis.call('HSET', meta, 'b', b, 'lo', cur)
-redis.call('PEXPIRE', meta, ARGV[6])
-redis.call('PEXPIRE', log, ARGV[6])
+local bodies = {}
+for i = 1, n do bodies[i] = ARGV[11 + i] end
+local first, last, cur, woke = append(bodies)
 if ARGV[11] ~= '' then
   local keep = math.max(600000, tonumber(ARGV[6]))
   redis.call('SET', KEYS[3], ARGV[11] .. ' ' .. e .. ' ' .. fmt(first) .. ' ' .. fmt(n), 'PX', keep)
 end
-local woke = 0
-if owner and owner ~= ARGV[7] then
-  local head = 'w ' .. ARGV[10] .. ' ' .. e .. ' ' .. fmt(first) .. ' ' .. fmt(last) .. ' '
-  local payload
-  if total <= tonumber(ARGV[8]) then
-    payload = head .. table.concat(lens, ',') .. '\n' .. table.concat(frames)
-  else
-    payload = head .. '-\n'
-  end
-  redis.call('PUBLISH', ARGV[9] .. owner, payload)
-  woke = 1
-end
 return {e, first, last, cur, cause, woke}
+";
+
+/// Stores an approval request and appends its announcement, atomically.
+///
+/// KEYS[3] the session's approvals (HASH: id -> `'<announcing event id or -> <json>'`),
+/// KEYS[4] the pending ones (ZSET: id -> deadline in ms), KEYS[5] the resolved ones (ZSET:
+/// id -> when). ARGV[4..10] as `append`, ARGV[11] the approval id, ARGV[12] its deadline in
+/// ms, ARGV[13] the most pending approvals, ARGV[14] its record (JSON), ARGV[15] the
+/// announcement's frame body ('' for a silent request), ARGV[16] how long the approval keys
+/// live at least (ms).
+///
+/// Returns `{'ok', epoch, first, last, lowest_retained_seq, cause, woke}`, `{'dup'}` when the
+/// id is taken, `{'full'}` at the pending maximum.
+const CREATE_APPROVAL: &str = r"
+local id = ARGV[11]
+if redis.call('HEXISTS', KEYS[3], id) == 1 then return {'dup'} end
+if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[13]) then return {'full'} end
+local at, first, last, cur, woke = '-', 0, 0, lo, 0
+if ARGV[15] ~= '' then
+  first, last, cur, woke = append({ARGV[15]})
+  at = e .. '-' .. fmt(first)
+end
+redis.call('HSET', KEYS[3], id, at .. ' ' .. ARGV[14])
+redis.call('ZADD', KEYS[4], ARGV[12], id)
+for i = 3, 4 do
+  if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[16]) then redis.call('PEXPIRE', KEYS[i], ARGV[16]) end
+end
+return {'ok', e, first, last, cur, cause, woke}
+";
+
+/// Resolves a pending approval and appends the outcome's announcement, atomically: the first
+/// resolution wins. Redis's clock judges the deadline, so every node agrees on it: a decision
+/// at or after the deadline settles the approval as timed out instead.
+///
+/// KEYS[3..5] as the create script. ARGV[4..10] as `append`, ARGV[11] the approval id,
+/// ARGV[12] 'decide' or 'expire' (only once the deadline passed), ARGV[13] the decided
+/// record, ARGV[14] its announcement's body, ARGV[15] the timed-out record, ARGV[16] its
+/// announcement's body (bodies '' for a silent request), ARGV[17] how many resolved approvals
+/// to keep.
+///
+/// Returns `{'ok' | 'expired', epoch, first, last, lowest_retained_seq, cause, woke, record}`,
+/// `{'final', record}` when already resolved, `{'early', deadline}` for an expiry before the
+/// deadline, `{'unknown'}`.
+const RESOLVE_APPROVAL: &str = r"
+local id = ARGV[11]
+local rec = redis.call('HGET', KEYS[3], id)
+if not rec then return {'unknown'} end
+local dl = redis.call('ZSCORE', KEYS[4], id)
+if not dl then return {'final', rec} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expired = now >= tonumber(dl)
+if ARGV[12] == 'expire' and not expired then return {'early', dl} end
+local record, body, outcome = ARGV[13], ARGV[14], 'ok'
+if expired then record, body, outcome = ARGV[15], ARGV[16], 'expired' end
+local stored = string.match(rec, '^(%S+)') .. ' ' .. record
+redis.call('ZREM', KEYS[4], id)
+redis.call('HSET', KEYS[3], id, stored)
+redis.call('ZADD', KEYS[5], now, id)
+local ttl = redis.call('PTTL', KEYS[3])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[5], ttl) end
+local extra = redis.call('ZCARD', KEYS[5]) - tonumber(ARGV[17])
+if extra > 0 then
+  local gone = redis.call('ZPOPMIN', KEYS[5], extra)
+  for i = 1, #gone, 2 do redis.call('HDEL', KEYS[3], gone[i]) end
+end
+local first, last, cur, woke = 0, 0, lo, 0
+if body ~= '' then first, last, cur, woke = append({body}) end
+return {outcome, e, first, last, cur, cause, woke, stored}
 ";
 
 /// Reads the session's position and the entries after a seq, optionally claiming the
@@ -138,8 +223,12 @@ return {e, first, last, cur, cause, woke}
 /// the connection that superseded it still holds the session: the two-tab rule (HTTP 204) on
 /// every node, not just the one that saw both connections.
 ///
-/// Returns `{epoch, head, lowest_retained_seq, cause, claimed, owned_by_node, {id, frame, ...}}`.
-/// When the epoch is not the caller's, the entries start at the lowest retained seq.
+/// KEYS[4] the pending approvals, KEYS[5] the approvals (see the create script); ARGV[19] '1'
+/// to read the pending approvals' records too.
+///
+/// Returns `{epoch, head, lowest_retained_seq, cause, claimed, owned_by_node, {id, frame, ...},
+/// {record, ...}}`. When the epoch is not the caller's, the entries start at the lowest
+/// retained seq.
 const SYNC: &str = r"
 local claimed = 0
 if ARGV[4] ~= '' then
@@ -190,7 +279,12 @@ if start < s then
 end
 local mine = 0
 if redis.call('HGET', meta, 'o') == ARGV[5] then mine = 1 end
-return {e, s, lo, cause, claimed, mine, entries}
+local pending = {}
+if ARGV[19] == '1' then
+  local ids = redis.call('ZRANGE', KEYS[4], 0, -1)
+  if #ids > 0 then pending = redis.call('HMGET', KEYS[5], unpack(ids)) end
+end
+return {e, s, lo, cause, claimed, mine, entries, pending}
 ";
 
 /// Gives the session's connection up, only if this node's connection still holds it.
@@ -222,8 +316,21 @@ end
 return 0
 ";
 
+/// Drops an entry of the deadline index, only if its score is still the one the sweeper
+/// read (a newer approval of the same id may have moved it).
+///
+/// KEYS[1] the index. ARGV[1] member, ARGV[2] score.
+const UNINDEX: &str = r"
+local at = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if at and tonumber(at) == tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0
+";
+
 pub(crate) struct Scripts {
     pub(crate) append: Script,
+    pub(crate) create_approval: Script,
+    pub(crate) resolve_approval: Script,
+    pub(crate) unindex: Script,
     pub(crate) sync: Script,
     pub(crate) release: Script,
     pub(crate) restore: Script,
@@ -232,7 +339,10 @@ pub(crate) struct Scripts {
 impl Scripts {
     pub(crate) fn new() -> Self {
         Self {
-            append: Script::new(&format!("{FENCE}{APPEND}")),
+            append: Script::new(&format!("{FENCE}{APPEND_FN}{APPEND}")),
+            create_approval: Script::new(&format!("{FENCE}{APPEND_FN}{CREATE_APPROVAL}")),
+            resolve_approval: Script::new(&format!("{FENCE}{APPEND_FN}{RESOLVE_APPROVAL}")),
+            unindex: Script::new(UNINDEX),
             sync: Script::new(&format!("{FENCE}{SYNC}")),
             release: Script::new(RELEASE),
             restore: Script::new(RESTORE),

@@ -128,7 +128,7 @@ impl Inner {
 }
 
 /// The request's approval id, checked, or a random one.
-fn approval_id(id: Option<String>) -> Result<String, ApprovalError> {
+pub(crate) fn approval_id(id: Option<String>) -> Result<String, ApprovalError> {
     match id {
         Some(id) if is_valid_id(&id) => Ok(id),
         Some(_) => Err(crate::id::InvalidId::new(crate::id::IdKind::ApprovalId).into()),

@@ -35,6 +35,7 @@ use crate::session::{Now, Session};
 
 mod accounting;
 mod approvals;
+pub(crate) use approvals::approval_id;
 mod connect;
 mod drain;
 mod health;

@@ -286,6 +286,8 @@ impl From<BackplaneError> for HttpError {
                 e.to_string(),
             )
             .with_retry_after(BACKPLANE_RETRY_AFTER),
+            BackplaneError::Approval(a) => a.into(),
+            BackplaneError::Decide(d) => d.into(),
             BackplaneError::Full(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "backplane_full",

@@ -72,7 +72,6 @@
 //! | 410 | `expired` | the approval's deadline passed first |
 //! | 413 | `too_large`, `body_too_large` | one event or the whole body is over its limit |
 //! | 429 | `rate_limited` | the session's publish rate is exceeded; `Retry-After` says when to retry |
-//! | 501 | `approvals_not_shared` | an approval route on a service with a [backplane](Service::backplane), which does not share approvals yet |
 //! | 503 | `draining`, `too_many_sessions` | the node is draining or full; `Retry-After` says when to retry |
 //! | 503 | `backplane_unavailable`, `backplane_full` | the [backplane](Service::backplane) cannot be reached or refuses to store more; nothing is kept only in this node's memory; `Retry-After` says when to retry |
 //!

@@ -203,9 +203,10 @@ impl Service {
     ///   from any node resumes exactly and a connection on another node is superseded;
     /// - `/health/sse` carries `"backplane":{"status","node_id","since"}` and answers 503
     ///   while the backplane is down;
-    /// - the approval routes answer 501 `approvals_not_shared`: approvals live in one node's
-    ///   memory and their announcements would be numbered outside the shared log, so they
-    ///   are not offered until the backplane stores them.
+    /// - the approval routes go through [`Backplane::request_approval`],
+    ///   [`Backplane::resolve_approval`] and [`Backplane::approval`]: an approval created on
+    ///   one node is decided, cancelled or timed out exactly once on any node, and a long-poll
+    ///   on any node sees the outcome; 503 `backplane_unavailable` while it cannot be reached.
     ///
     /// Session trackers (AG-UI validation and preludes) do not see events that come through
     /// the backplane: run a backplane's broker without a tracker factory.
@@ -340,7 +341,6 @@ impl Service {
         let query = parts.uri.query().unwrap_or("");
         let broker = &self.inner.broker;
         let check = |sid: &SessionId, capability| self.check(sid, capability, parts);
-        let local_only = || self.local_only();
         Ok(match route {
             Route::Stream { session } => self.stream_target(parts, &session)?,
             Route::StreamHead { session } => {
@@ -362,7 +362,6 @@ impl Service {
             Route::CreateApproval { session } => {
                 let sid = session_id(&session)?;
                 check(&sid, Capability::Publish).into_result()?;
-                local_only()?;
                 not_draining(broker)?;
                 Target::CreateApproval(sid)
             }
@@ -375,21 +374,18 @@ impl Service {
                 if !browser.is_allowed() && !check(&sid, Capability::Publish).is_allowed() {
                     browser.into_result()?;
                 }
-                local_only()?;
                 Target::ApprovalStatus(sid, approval, wait)
             }
             Route::CancelApproval { session, approval } => {
                 let sid = session_id(&session)?;
                 let approval = approval_id(approval)?;
                 check(&sid, Capability::Publish).into_result()?;
-                local_only()?;
                 Target::CancelApproval(sid, approval)
             }
             Route::Decide { session, approval } => {
                 let sid = session_id(&session)?;
                 let approval = approval_id(approval)?;
                 let who = check(&sid, Capability::Subscribe).into_result()?;
-                local_only()?;
                 Target::Decide(sid, approval, who)
             }
             Route::Health => Target::Health,
@@ -427,16 +423,6 @@ impl Service {
         })
     }
 
-    /// Approvals live in one node's memory, and their announcements would be numbered
-    /// outside the backplane's log: refused (after the credential checks) until the
-    /// backplane stores them.
-    fn local_only(&self) -> Result<(), HttpError> {
-        match self.inner.backplane {
-            Some(_) => Err(approvals_not_shared()),
-            None => Ok(()),
-        }
-    }
-
     fn extension_target<'a>(&'a self, parts: &'a Parts) -> Result<Target<'a>, HttpError> {
         let (method, path) = (&parts.method, parts.uri.path());
         for ext in &self.inner.extensions {
@@ -464,9 +450,13 @@ impl Service {
         B: Buf,
         E: std::fmt::Display,
     {
+        let mut body = std::pin::pin!(body);
         match self.admit(&parts) {
             Ok(admitted) => admitted.read_and_handle(body).await,
-            Err(refused) => refused,
+            Err(refused) => {
+                drain(body.as_mut()).await;
+                refused
+            }
         }
     }
 
@@ -480,6 +470,32 @@ impl Service {
             Err(refused) => refused,
         }
     }
+}
+
+/// Most bytes of a refused request's body read (and dropped) before answering.
+const DRAIN_MAX: usize = 4 << 20;
+/// Longest wait for them.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads and drops what is left of a refused request's body, up to [`DRAIN_MAX`] bytes
+/// within [`DRAIN_TIME`]. A server that closes a connection with unread bytes in its receive
+/// buffer sends a TCP reset, which may destroy its answer before a proxy has read it: nginx
+/// then answers 502 in place of the 413 or 401.
+async fn drain<S, B, E>(mut body: std::pin::Pin<&mut S>)
+where
+    S: Stream<Item = Result<B, E>>,
+    B: Buf,
+{
+    let read = async {
+        let mut seen = 0usize;
+        while seen <= DRAIN_MAX {
+            match std::future::poll_fn(|cx| body.as_mut().poll_next(cx)).await {
+                Some(Ok(chunk)) => seen += chunk.remaining(),
+                Some(Err(_)) | None => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, read).await;
 }
 
 /// The framing rules every server shares: an HTTP/1.1 request names exactly one `Host`;
@@ -588,14 +604,6 @@ fn not_draining(broker: &Broker) -> Result<(), HttpError> {
     }
 }
 
-fn approvals_not_shared() -> HttpError {
-    HttpError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "approvals_not_shared",
-        "this server runs several nodes on a backplane, which does not share approvals yet; run one node without a backplane to use the approval routes",
-    )
-}
-
 fn approval_id(raw: String) -> Result<String, HttpError> {
     if is_valid_id(&raw) {
         Ok(raw)
@@ -696,6 +704,7 @@ impl Admitted<'_> {
                 Err(e) => return self.unreadable_body(e),
             };
             if out.len() + chunk.remaining() > limit {
+                drain(body.as_mut()).await;
                 return self.body_too_large();
             }
             while chunk.has_remaining() {
@@ -726,12 +735,14 @@ impl Admitted<'_> {
             Target::Publish(sid, name) => {
                 handlers::publish(&call, &sid, name.as_ref(), &body).await
             }
-            Target::CreateApproval(sid) => handlers::create_approval(&call, &sid, &body),
+            Target::CreateApproval(sid) => handlers::create_approval(&call, &sid, &body).await,
             Target::ApprovalStatus(sid, id, wait) => {
                 handlers::approval_status(&call, &sid, &id, wait).await
             }
-            Target::CancelApproval(sid, id) => handlers::cancel_approval(&call, &sid, &id),
-            Target::Decide(sid, id, who) => handlers::decide(&call, &sid, &id, &body, who.as_ref()),
+            Target::CancelApproval(sid, id) => handlers::cancel_approval(&call, &sid, &id).await,
+            Target::Decide(sid, id, who) => {
+                handlers::decide(&call, &sid, &id, &body, who.as_ref()).await
+            }
             Target::Health => with_mode(
                 handlers::health(&inner.broker, inner.backplane.as_deref()),
                 inner.mode,

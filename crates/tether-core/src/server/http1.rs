@@ -186,7 +186,11 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 let (p, body) = refused.into_parts();
                 let body = body.as_full().cloned().unwrap_or_default();
                 let res = http::Response::from_parts(p, if is_head { Bytes::new() } else { body });
-                if write_full(&mut stream, res, version, keep).await.is_err() || !keep {
+                if write_full(&mut stream, res, version, keep).await.is_err() {
+                    return;
+                }
+                if !keep {
+                    linger(&mut stream).await;
                     return;
                 }
                 continue;
@@ -195,7 +199,9 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 let limit = admitted.body_limit();
                 if framing > limit {
                     let res = full_response(admitted.body_too_large());
-                    let _ = write_full(&mut stream, res, version, false).await;
+                    if write_full(&mut stream, res, version, false).await.is_ok() {
+                        linger(&mut stream).await;
+                    }
                     return;
                 }
                 let read = read_body(&mut stream, &mut buf, &parts, framing);
@@ -210,6 +216,30 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
     }
+}
+
+/// Most bytes of an unread request body [`linger`] reads before closing.
+const LINGER_BYTES: usize = 4 << 20;
+/// Longest [`linger`] waits for them.
+const LINGER_TIME: Duration = Duration::from_secs(1);
+
+/// Closes after a refusal whose body was not read: half-closes, then reads and drops what the
+/// client still sends (bounded in bytes and time). Closing a socket with unread bytes sends a
+/// TCP reset, which may destroy the answer before a proxy has read it: nginx then answers 502
+/// in place of the 413.
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
+    let _ = stream.shutdown().await;
+    let mut sink = vec![0u8; 16 * 1024];
+    let read = async {
+        let mut seen = 0;
+        while seen < LINGER_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, read).await;
 }
 
 /// Writes a handler's answer: a full body, or a stream to its end. Whether the connection

@@ -2,6 +2,7 @@
 //! node does on Redis lives in a module of its own: starting the links, publishing,
 //! connecting, syncing a ring from the log, handling wakes, and the head check.
 
+mod approvals;
 mod connect;
 mod heads;
 mod link;
@@ -20,8 +21,8 @@ use std::time::SystemTime;
 use dashmap::DashMap;
 use tether_core::idempotency::{IdempotencyKey, Published};
 use tether_core::{
-    Backplane, BackplaneError, BackplaneStatus, BoxFuture, Broker, ConnectOptions, Event, EventId,
-    EventStream, SessionId,
+    ApprovalInfo, ApprovalRequest, ApprovalStatus, Backplane, BackplaneError, BackplaneStatus,
+    BoxFuture, Broker, ConnectOptions, Event, EventId, EventStream, SessionId,
 };
 use tokio::task::JoinHandle;
 
@@ -69,6 +70,8 @@ struct Shared {
     drop_wakes: AtomicU64,
     /// The pub/sub liveness probe.
     probe: Probe,
+    /// The deadlines of the approvals this node created, for its sweeper.
+    deadlines: approvals::Deadlines,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -220,6 +223,32 @@ impl Backplane for RedisBackplane {
         opts: ConnectOptions,
     ) -> BoxFuture<'a, Result<EventStream, BackplaneError>> {
         Box::pin(self.shared.connect(session, opts))
+    }
+
+    fn request_approval<'a>(
+        &'a self,
+        session: &'a SessionId,
+        req: ApprovalRequest,
+    ) -> BoxFuture<'a, Result<ApprovalInfo, BackplaneError>> {
+        Box::pin(self.shared.request_approval(session, req))
+    }
+
+    fn resolve_approval<'a>(
+        &'a self,
+        session: &'a SessionId,
+        approval_id: &'a str,
+        status: ApprovalStatus,
+    ) -> BoxFuture<'a, Result<ApprovalInfo, BackplaneError>> {
+        Box::pin(self.shared.resolve_approval(session, approval_id, status))
+    }
+
+    fn approval<'a>(
+        &'a self,
+        session: &'a SessionId,
+        approval_id: &'a str,
+        wait: std::time::Duration,
+    ) -> BoxFuture<'a, Result<Option<ApprovalInfo>, BackplaneError>> {
+        Box::pin(self.shared.approval(session, approval_id, wait))
     }
 
     fn status(&self) -> BackplaneStatus {

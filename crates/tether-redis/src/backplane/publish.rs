@@ -1,7 +1,7 @@
 //! Publishing: one atomic append to the session's log, then into the local ring.
 
 use bytes::Bytes;
-use redis::Value;
+use redis::{ScriptInvocation, Value};
 use tether_core::idempotency::{self, IdempotencyKey, Published};
 use tether_core::{BackplaneError, Epoch, Event, EventId, Placed, PublishError, SessionId, frame};
 use tokio::time::Instant;
@@ -48,17 +48,7 @@ impl Shared {
         let epoch = parse_epoch(as_str(&items[0]).ok_or_else(|| bad_reply("append"))?)?;
         let first = as_u64(&items[1]).ok_or_else(|| bad_reply("append"))?;
         count_epoch_change(as_str(&items[4]).unwrap_or_default());
-        let ids: Vec<EventId> = (0..bodies.len() as u64)
-            .map(|i| EventId {
-                epoch,
-                seq: first + i,
-            })
-            .collect();
-        let behind = self.store_locally(session, &ids, &bodies);
-        if behind && let Err(e) = self.sync_locked(session, Claim::None, Why::Read).await {
-            // The events are stored in Redis; the next wake, connect or head check fills.
-            tracing::warn!(session = %session, error = %e, "SSE backplane: catching up after a publish failed");
-        }
+        let ids = self.appended(session, epoch, first, &bodies).await;
         drop(guard);
         Ok(Published {
             ids,
@@ -84,6 +74,46 @@ impl Shared {
             .collect()
     }
 
+    /// Puts frames a script appended (from seq `first` in `epoch`) into the local ring, and
+    /// catches up from the log when this node was behind; returns their ids. Called under the
+    /// session's lock.
+    pub(super) async fn appended(
+        &self,
+        session: &SessionId,
+        epoch: Epoch,
+        first: u64,
+        bodies: &[Bytes],
+    ) -> Vec<EventId> {
+        let ids: Vec<EventId> = (0..bodies.len() as u64)
+            .map(|i| EventId {
+                epoch,
+                seq: first + i,
+            })
+            .collect();
+        let behind = self.store_locally(session, &ids, bodies);
+        if behind && let Err(e) = self.sync_locked(session, Claim::None, Why::Read).await {
+            // The events are stored in Redis; the next wake, connect or head check fills.
+            tracing::warn!(session = %session, error = %e, "SSE backplane: catching up after a publish failed");
+        }
+        ids
+    }
+
+    /// The fence's and `append`'s arguments (ARGV[1..10] of every script that writes to the
+    /// log), after the script's keys.
+    pub(super) fn log_args(&self, inv: &mut ScriptInvocation<'_>, session: &SessionId) {
+        let (seen_epoch, seen_head) = self.seen(session);
+        inv.arg(epoch_hex(Epoch::random()))
+            .arg(seen_epoch)
+            .arg(seen_head)
+            .arg(self.max_events)
+            .arg(self.max_bytes)
+            .arg(self.ttl_ms)
+            .arg(&self.cfg.node_id)
+            .arg(self.cfg.inline_max)
+            .arg(&self.channel_prefix)
+            .arg(session.as_str());
+    }
+
     /// Runs the append script, under the session's lock, within the operation deadline.
     async fn append(
         &self,
@@ -92,23 +122,12 @@ impl Shared {
         fingerprint: Option<&str>,
         bodies: &[Bytes],
     ) -> Result<Value, BackplaneError> {
-        let (seen_epoch, seen_head) = self.seen(session);
-        let candidate = epoch_hex(Epoch::random());
         let mut inv = self.scripts.append.prepare_invoke();
         inv.key(self.meta_key(session))
             .key(self.log_key(session))
-            .key(self.idempotency_key(session, key))
-            .arg(&candidate)
-            .arg(&seen_epoch)
-            .arg(seen_head)
-            .arg(self.max_events)
-            .arg(self.max_bytes)
-            .arg(self.ttl_ms)
-            .arg(&self.cfg.node_id)
-            .arg(self.cfg.inline_max)
-            .arg(&self.channel_prefix)
-            .arg(session.as_str())
-            .arg(fingerprint.unwrap_or_default());
+            .key(self.idempotency_key(session, key));
+        self.log_args(&mut inv, session);
+        inv.arg(fingerprint.unwrap_or_default());
         for b in bodies {
             inv.arg(&b[..]);
         }

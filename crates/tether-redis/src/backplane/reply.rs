@@ -3,7 +3,9 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use redis::Value;
 use tether_core::idempotency::{IdempotencyKey, Published};
-use tether_core::{BackplaneError, ConnectError, Epoch, EventId, PublishError};
+use tether_core::{
+    ApprovalInfo, BackplaneError, ConnectError, Epoch, EventId, LastEventId, PublishError,
+};
 
 use crate::metrics as m;
 
@@ -73,6 +75,18 @@ pub(super) struct SyncReply {
     /// superseded it ([`ConnectError::SupersededRecently`]).
     pub(super) refused: Option<ConnectError>,
     pub(super) entries: Vec<(u64, Bytes)>,
+    /// The session's pending approvals, each with the event that announced it, when asked.
+    pub(super) pending: Vec<(ApprovalInfo, Option<EventId>)>,
+}
+
+/// An approval's record, `'<announcing event id or -> <json>'`.
+pub(super) fn parse_record(record: &str) -> Option<(ApprovalInfo, Option<EventId>)> {
+    let (at, json) = record.split_once(' ')?;
+    let at = match LastEventId::parse(at) {
+        Ok(Some(LastEventId::Known(id))) => Some(id),
+        _ => None,
+    };
+    ApprovalInfo::from_json(json).ok().map(|info| (info, at))
 }
 
 pub(super) fn parse_sync(v: Value) -> Result<SyncReply, BackplaneError> {
@@ -106,12 +120,18 @@ pub(super) fn parse_sync(v: Value) -> Result<SyncReply, BackplaneError> {
             entries.push((seq, Bytes::copy_from_slice(frame)));
         }
     }
+    let mut pending = Vec::new();
+    if let Some(Value::Array(records)) = items.get(7) {
+        // A record the approvals' TTL took between the two reads is simply absent.
+        pending.extend(records.iter().filter_map(as_str).filter_map(parse_record));
+    }
     Ok(SyncReply {
         epoch,
         head,
         cause,
         refused,
         entries,
+        pending,
     })
 }
 

@@ -17,6 +17,28 @@ impl Shared {
         format!("{}:{{s:{s}}}:log", self.cfg.prefix)
     }
 
+    /// The session's approvals: id -> `'<announcing event id or -> <json>'`.
+    pub(super) fn approvals_key(&self, s: &SessionId) -> String {
+        format!("{}:{{s:{s}}}:appr", self.cfg.prefix)
+    }
+
+    /// The session's pending approvals: id -> deadline (ms since the Unix epoch).
+    pub(super) fn pending_key(&self, s: &SessionId) -> String {
+        format!("{}:{{s:{s}}}:apend", self.cfg.prefix)
+    }
+
+    /// The session's resolved approvals: id -> when (kept to `decided_approvals_kept`).
+    pub(super) fn resolved_key(&self, s: &SessionId) -> String {
+        format!("{}:{{s:{s}}}:adone", self.cfg.prefix)
+    }
+
+    /// Every node's index of approval deadlines: `'<session> <approval>'` -> deadline (ms), so
+    /// any node settles a deadline its creator did not live to see. Outside the sessions'
+    /// slots: kept beside the scripts, not in them.
+    pub(super) fn due_key(&self) -> String {
+        format!("{}:approvals:due", self.cfg.prefix)
+    }
+
     /// The Reject policy's lease on the session's connection.
     pub(super) fn lease_key(&self, s: &SessionId) -> String {
         format!("{}:{{s:{s}}}:lease", self.cfg.prefix)

@@ -10,6 +10,7 @@ use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo};
 use tether_core::{BackplaneError, BackplaneStatus, Broker};
 use tokio::sync::mpsc;
 
+use super::approvals::sweep_deadlines;
 use super::link::Link;
 use super::reply::unavailable;
 use super::supervisor::supervise;
@@ -50,6 +51,7 @@ impl RedisBackplane {
             catch_up: AtomicBool::new(false),
             drop_wakes: AtomicU64::new(0),
             probe: Probe::default(),
+            deadlines: Default::default(),
             tasks: Mutex::new(Vec::new()),
             cfg,
         });
@@ -61,9 +63,11 @@ impl RedisBackplane {
             links.overflow.clone(),
         ));
         let supervisor = tokio::spawn(supervise(Arc::downgrade(&shared), links.overflow));
+        let sweeper = tokio::spawn(sweep_deadlines(Arc::downgrade(&shared)));
         if let Ok(mut t) = shared.tasks.lock() {
             t.push(ingest);
             t.push(supervisor);
+            t.push(sweeper);
         }
         tracing::info!(node = %shared.cfg.node_id, channel = %shared.channel, "SSE backplane up");
         Ok(Self { shared })

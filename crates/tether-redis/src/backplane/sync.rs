@@ -96,10 +96,14 @@ impl Shared {
                 Claim::Lease(t, who) => ("lease", t, who),
                 Claim::IfNone(t) => ("ifnone", t, NOBODY),
             };
+            // A connect reads the pending approvals with the log, for its prelude.
+            let with_approvals = matches!(claim, Claim::Force(..) | Claim::Lease(..));
             let mut inv = self.scripts.sync.prepare_invoke();
             inv.key(self.meta_key(session))
                 .key(self.log_key(session))
                 .key(self.lease_key(session))
+                .key(self.pending_key(session))
+                .key(self.approvals_key(session))
                 .arg(epoch_hex(Epoch::random()))
                 .arg(&seen_epoch)
                 .arg(seen_head)
@@ -117,7 +121,8 @@ impl Shared {
                 .arg(&who.client_id)
                 .arg(self.grace_ms())
                 .arg(now_ms())
-                .arg(&who.instance);
+                .arg(&who.instance)
+                .arg(if with_approvals { "1" } else { "" });
             let mut con = self.cmd.get();
             let reply: Value =
                 tokio::time::timeout(self.cfg.op_deadline, inv.invoke_async(&mut con))
@@ -131,6 +136,11 @@ impl Shared {
             count_epoch_change(&reply.cause);
             claim = Claim::None;
             let complete = self.apply(session, &reply, why)?;
+            if with_approvals {
+                self.broker
+                    .mirror_approvals(session, reply.pending.clone())
+                    .map_err(BackplaneError::Publish)?;
+            }
             last = Some(reply);
             if complete {
                 break;

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::super::hooks::Identity;
 use super::super::{HttpError, Response};
 use super::{Call, json_value, respond};
-use crate::approval::{ApprovalRequest, Decision};
+use crate::approval::{ApprovalInfo, ApprovalRequest, ApprovalStatus, Decision};
 use crate::id::SessionId;
 
 /// Long-poll of the approval status route when the request names no `waitMs`: 25 seconds,
@@ -51,8 +51,12 @@ fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8], shape: &str) -> Result<T, 
 /// "title"?, "payload", "timeoutMs"?}`; the request is announced in the session's stream.
 ///
 /// 201 `{"id":...,"expiresAt":...}`; 400 for a bad body or id; 409 when the id is taken.
-pub(in crate::http) fn create_approval(call: &Call<'_>, sid: &SessionId, body: &[u8]) -> Response {
-    respond((|| {
+pub(in crate::http) async fn create_approval(
+    call: &Call<'_>,
+    sid: &SessionId,
+    body: &[u8],
+) -> Response {
+    let req = (|| {
         let shape = r#"{"id"?: string, "title"?: string, "payload": any, "timeoutMs"?: number}"#;
         let new: NewApproval = parse_json(body, shape)?;
         let mut req = ApprovalRequest::new(new.payload);
@@ -72,17 +76,34 @@ pub(in crate::http) fn create_approval(call: &Call<'_>, sid: &SessionId, body: &
             }
             req = req.timeout(timeout);
         }
-        let handle = call.broker.request_approval(sid, req)?;
-        let expires_at = call
+        Ok(req)
+    })();
+    let created = match (req, call.backplane) {
+        (Err(e), _) => Err(e),
+        (Ok(req), Some(backplane)) => backplane
+            .request_approval(sid, req)
+            .await
+            .map(|a| (a.id, a.expires_at))
+            .map_err(HttpError::from),
+        (Ok(req), None) => call
             .broker
-            .approval(sid, handle.id())
-            .map(|a| a.expires_at)
-            .unwrap_or_default();
-        Ok(json_value(
+            .request_approval(sid, req)
+            .map(|handle| {
+                let expires_at = call
+                    .broker
+                    .approval(sid, handle.id())
+                    .map(|a| a.expires_at)
+                    .unwrap_or_default();
+                (handle.id().to_owned(), expires_at)
+            })
+            .map_err(HttpError::from),
+    };
+    respond(created.map(|(id, expires_at)| {
+        json_value(
             StatusCode::CREATED,
-            &serde_json::json!({ "id": handle.id(), "expiresAt": expires_at }),
-        ))
-    })())
+            &serde_json::json!({ "id": id, "expiresAt": expires_at }),
+        )
+    }))
 }
 
 /// `GET /api/sessions/{session_id}/approvals/{approval_id}?waitMs=`: the approval as it stands,
@@ -96,9 +117,35 @@ pub(in crate::http) async fn approval_status(
     id: &str,
     wait: Duration,
 ) -> Response {
-    match call.broker.wait_approval(sid, id, wait).await {
-        Some(info) => json_value(StatusCode::OK, &info),
-        None => HttpError::from(crate::error::DecideError::Unknown).into_response(),
+    let found = match call.backplane {
+        Some(backplane) => backplane.approval(sid, id, wait).await,
+        None => Ok(call.broker.wait_approval(sid, id, wait).await),
+    };
+    match found {
+        Ok(Some(info)) => json_value(StatusCode::OK, &info),
+        Ok(None) => HttpError::from(crate::error::DecideError::Unknown).into_response(),
+        Err(e) => HttpError::from(e).into_response(),
+    }
+}
+
+/// Resolves the approval on the backplane when there is one (the first resolution on any node
+/// wins), else in the broker.
+async fn resolve(
+    call: &Call<'_>,
+    sid: &SessionId,
+    id: &str,
+    status: ApprovalStatus,
+) -> Result<ApprovalInfo, HttpError> {
+    match call.backplane {
+        Some(backplane) => Ok(backplane.resolve_approval(sid, id, status).await?),
+        None if status == ApprovalStatus::Cancelled => Ok(call.broker.cancel_approval(sid, id)?),
+        None => {
+            let decision = Decision {
+                approved: matches!(status, ApprovalStatus::Approved { .. }),
+                reason: status.reason().map(str::to_owned),
+            };
+            Ok(call.broker.decide(sid, id, decision)?)
+        }
     }
 }
 
@@ -107,40 +154,46 @@ pub(in crate::http) async fn approval_status(
 ///
 /// 200 with the resolved approval; 400 for a bad body; 404 unknown; 409 already decided or
 /// cancelled; 410 expired.
-pub(in crate::http) fn decide(
+pub(in crate::http) async fn decide(
     call: &Call<'_>,
     sid: &SessionId,
     id: &str,
     body: &[u8],
     who: Option<&Identity>,
 ) -> Response {
-    respond((|| {
-        let d: DecisionBody = parse_json(body, r#"{"approved": bool, "reason"?: string}"#)?;
-        let approved = d.approved;
-        let decision = Decision {
-            approved,
-            reason: d.reason,
-        };
-        let info = call.broker.decide(sid, id, decision)?;
-        tracing::info!(
-            session = %sid,
-            approval = id,
-            approved,
-            sub = who.and_then(Identity::subject).unwrap_or("-"),
-            "approval decided"
-        );
-        Ok(json_value(StatusCode::OK, &info))
-    })())
+    respond(
+        async {
+            let d: DecisionBody = parse_json(body, r#"{"approved": bool, "reason"?: string}"#)?;
+            let approved = d.approved;
+            let decision = Decision {
+                approved,
+                reason: d.reason,
+            };
+            let info = resolve(call, sid, id, decision.into_status()).await?;
+            tracing::info!(
+                session = %sid,
+                approval = id,
+                approved,
+                sub = who.and_then(Identity::subject).unwrap_or("-"),
+                "approval decided"
+            );
+            Ok(json_value(StatusCode::OK, &info))
+        }
+        .await,
+    )
 }
 
 /// `DELETE /api/sessions/{session_id}/approvals/{approval_id}`: cancels a pending approval.
 ///
 /// 200 with the cancelled approval; 404 unknown; 409 already decided; 410 expired.
-pub(in crate::http) fn cancel_approval(call: &Call<'_>, sid: &SessionId, id: &str) -> Response {
+pub(in crate::http) async fn cancel_approval(
+    call: &Call<'_>,
+    sid: &SessionId,
+    id: &str,
+) -> Response {
     respond(
-        call.broker
-            .cancel_approval(sid, id)
-            .map(|info| json_value(StatusCode::OK, &info))
-            .map_err(HttpError::from),
+        resolve(call, sid, id, ApprovalStatus::Cancelled)
+            .await
+            .map(|info| json_value(StatusCode::OK, &info)),
     )
 }

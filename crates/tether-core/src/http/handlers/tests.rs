@@ -445,6 +445,7 @@ struct FakeBackplane {
     broker: Broker,
     up: std::sync::atomic::AtomicBool,
     publishes: std::sync::atomic::AtomicUsize,
+    approval_calls: std::sync::atomic::AtomicUsize,
     connects: parking_lot::Mutex<Vec<ConnectOptions>>,
 }
 
@@ -454,6 +455,7 @@ impl FakeBackplane {
             broker,
             up: true.into(),
             publishes: 0.into(),
+            approval_calls: 0.into(),
             connects: parking_lot::Mutex::new(Vec::new()),
         })
     }
@@ -508,6 +510,68 @@ impl Backplane for FakeBackplane {
                 return Err(BackplaneError::Unavailable("test: down".into()));
             }
             Ok(self.broker.connect(session, opts)?)
+        })
+    }
+
+    fn request_approval<'a>(
+        &'a self,
+        session: &'a SessionId,
+        req: ApprovalRequest,
+    ) -> crate::BoxFuture<'a, Result<crate::ApprovalInfo, BackplaneError>> {
+        Box::pin(async move {
+            self.approval_calls
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if !self.is_up() {
+                return Err(BackplaneError::Unavailable("test: down".into()));
+            }
+            let handle = self.broker.request_approval(session, req)?;
+            Ok(self
+                .broker
+                .approval(session, handle.id())
+                .expect("just created"))
+        })
+    }
+
+    fn resolve_approval<'a>(
+        &'a self,
+        session: &'a SessionId,
+        approval_id: &'a str,
+        status: crate::ApprovalStatus,
+    ) -> crate::BoxFuture<'a, Result<crate::ApprovalInfo, BackplaneError>> {
+        Box::pin(async move {
+            self.approval_calls
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if !self.is_up() {
+                return Err(BackplaneError::Unavailable("test: down".into()));
+            }
+            Ok(match status {
+                crate::ApprovalStatus::Cancelled => {
+                    self.broker.cancel_approval(session, approval_id)?
+                }
+                other => {
+                    let decision = crate::Decision {
+                        approved: matches!(other, crate::ApprovalStatus::Approved { .. }),
+                        reason: other.reason().map(str::to_owned),
+                    };
+                    self.broker.decide(session, approval_id, decision)?
+                }
+            })
+        })
+    }
+
+    fn approval<'a>(
+        &'a self,
+        session: &'a SessionId,
+        approval_id: &'a str,
+        wait: Duration,
+    ) -> crate::BoxFuture<'a, Result<Option<crate::ApprovalInfo>, BackplaneError>> {
+        Box::pin(async move {
+            self.approval_calls
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if !self.is_up() {
+                return Err(BackplaneError::Unavailable("test: down".into()));
+            }
+            Ok(self.broker.wait_approval(session, approval_id, wait).await)
         })
     }
 
@@ -610,25 +674,45 @@ async fn a_backplane_keeps_the_draining_answers() {
     assert_eq!(body_json(&res)["error"], "draining");
 }
 
+/// With a backplane every approval route goes through it (after the credential checks), and
+/// answers 503 `backplane_unavailable` while it is down.
 #[tokio::test]
-async fn approvals_are_refused_on_a_backplane() {
+async fn approvals_go_through_the_backplane() {
     let broker = Broker::builder().start().expect("valid config");
-    let svc = Service::new(broker.clone(), Hooks::allow_all().publish_token("tok"))
-        .backplane(FakeBackplane::new(broker));
+    let bp = FakeBackplane::new(broker.clone());
+    let svc = Service::new(broker, Hooks::allow_all().publish_token("tok")).backplane(bp.clone());
+    let calls = || bp.approval_calls.load(std::sync::atomic::Ordering::SeqCst);
     let create = "/api/sessions/s/approvals";
-    let res = post(&svc, create, &[], br#"{"payload":1}"#).await;
+    let res = post(&svc, create, &[], br#"{"id":"a1","payload":1}"#).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "credentials first");
+    assert_eq!(calls(), 0);
     let ok = [("authorization", "Bearer tok")];
-    let res = post(&svc, create, &ok, br#"{"payload":1}"#).await;
-    assert_eq!(res.status(), StatusCode::NOT_IMPLEMENTED);
-    assert_eq!(body_json(&res)["error"], "approvals_not_shared");
+    let res = post(&svc, create, &ok, br#"{"id":"a1","payload":1}"#).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(body_json(&res)["id"], "a1");
+    assert!(body_json(&res)["expiresAt"].is_string());
     let res = get(&svc, "/api/sessions/s/approvals/a1?waitMs=0", &ok).await;
-    assert_eq!(res.status(), StatusCode::NOT_IMPLEMENTED);
-    let res = call(&svc, "DELETE", "/api/sessions/s/approvals/a1", &ok, b"").await;
-    assert_eq!(res.status(), StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(body_json(&res)["status"], "pending");
     let decision = "/api/sessions/s/approvals/a1/decision";
+    let res = post(&svc, decision, &[], br#"{"approved":false,"reason":"no"}"#).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body_json(&res)["status"], "rejected");
+    assert_eq!(body_json(&res)["reason"], "no");
+    let res = call(&svc, "DELETE", "/api/sessions/s/approvals/a1", &ok, b"").await;
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    assert_eq!(calls(), 4);
+
+    bp.set_up(false);
+    let res = post(&svc, create, &ok, br#"{"payload":1}"#).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body_json(&res)["error"], "backplane_unavailable");
     let res = post(&svc, decision, &[], br#"{"approved":true}"#).await;
-    assert_eq!(res.status(), StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body_json(&res)["error"], "backplane_unavailable");
+    let res = get(&svc, "/api/sessions/s/approvals/a1?waitMs=0", &ok).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let res = call(&svc, "DELETE", "/api/sessions/s/approvals/a1", &ok, b"").await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
 
 #[test]
