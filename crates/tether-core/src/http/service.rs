@@ -450,13 +450,9 @@ impl Service {
         B: Buf,
         E: std::fmt::Display,
     {
-        let mut body = std::pin::pin!(body);
         match self.admit(&parts) {
             Ok(admitted) => admitted.read_and_handle(body).await,
-            Err(refused) => {
-                drain(body.as_mut()).await;
-                refused
-            }
+            Err(refused) => refused,
         }
     }
 
@@ -470,32 +466,6 @@ impl Service {
             Err(refused) => refused,
         }
     }
-}
-
-/// Most bytes of a refused request's body read (and dropped) before answering.
-const DRAIN_MAX: usize = 4 << 20;
-/// Longest wait for them.
-const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Reads and drops what is left of a refused request's body, up to [`DRAIN_MAX`] bytes
-/// within [`DRAIN_TIME`]. A server that closes a connection with unread bytes in its receive
-/// buffer sends a TCP reset, which may destroy its answer before a proxy has read it: nginx
-/// then answers 502 in place of the 413 or 401.
-async fn drain<S, B, E>(mut body: std::pin::Pin<&mut S>)
-where
-    S: Stream<Item = Result<B, E>>,
-    B: Buf,
-{
-    let read = async {
-        let mut seen = 0usize;
-        while seen <= DRAIN_MAX {
-            match std::future::poll_fn(|cx| body.as_mut().poll_next(cx)).await {
-                Some(Ok(chunk)) => seen += chunk.remaining(),
-                Some(Err(_)) | None => return,
-            }
-        }
-    };
-    let _ = tokio::time::timeout(DRAIN_TIME, read).await;
 }
 
 /// The framing rules every server shares: an HTTP/1.1 request names exactly one `Host`;
@@ -704,7 +674,6 @@ impl Admitted<'_> {
                 Err(e) => return self.unreadable_body(e),
             };
             if out.len() + chunk.remaining() > limit {
-                drain(body.as_mut()).await;
                 return self.body_too_large();
             }
             while chunk.has_remaining() {
