@@ -233,6 +233,18 @@ impl Broker {
         self.resolve(session, approval_id, ApprovalStatus::Cancelled)
     }
 
+    /// Resolves a pending approval with `status`: a decision, or
+    /// [`Cancelled`](ApprovalStatus::Cancelled); one past its deadline is settled as timed out
+    /// instead ([`DecideError::Expired`]).
+    pub fn resolve_approval(
+        &self,
+        session: &SessionId,
+        approval_id: &str,
+        status: ApprovalStatus,
+    ) -> Result<ApprovalInfo, DecideError> {
+        self.resolve(session, approval_id, status)
+    }
+
     fn resolve(
         &self,
         session: &SessionId,

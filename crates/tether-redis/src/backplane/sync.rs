@@ -26,9 +26,6 @@ pub(super) enum Claim<'a> {
 
 /// Who a connect is, as the claim records it in the session's meta.
 pub(super) struct Arrival {
-    /// The lease's holder key: `<clientId>\n<identity>`, empty without a client id (such a
-    /// client cannot be told apart from another, and matches no lease).
-    pub(super) lease: String,
     /// The instance key the two-tab rule compares: `<clientId>\n<identity>`, either empty.
     pub(super) instance: String,
     /// The client id, empty without one.
@@ -46,11 +43,6 @@ impl Arrival {
         let client_id = opts.client_id.clone().unwrap_or_default();
         let instance = format!("{client_id}\n{identity}");
         Self {
-            lease: if client_id.is_empty() {
-                String::new()
-            } else {
-                instance.clone()
-            },
             instance,
             returning: !client_id.is_empty(),
             client_id,
@@ -58,8 +50,19 @@ impl Arrival {
     }
 }
 
+impl Arrival {
+    /// The lease's holder key: the instance key, empty without a client id (such a client
+    /// cannot be told apart from another, and matches no lease).
+    fn lease(&self) -> &str {
+        if self.client_id.is_empty() {
+            ""
+        } else {
+            &self.instance
+        }
+    }
+}
+
 const NOBODY: &Arrival = &Arrival {
-    lease: String::new(),
     instance: String::new(),
     client_id: String::new(),
     returning: false,
@@ -116,7 +119,7 @@ impl Shared {
                 .arg(from)
                 .arg(self.cfg.read_batch)
                 .arg(self.lease_ms())
-                .arg(&who.lease)
+                .arg(who.lease())
                 .arg(if who.returning { "1" } else { "" })
                 .arg(&who.client_id)
                 .arg(self.grace_ms())

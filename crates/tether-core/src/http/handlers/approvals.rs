@@ -138,14 +138,7 @@ async fn resolve(
 ) -> Result<ApprovalInfo, HttpError> {
     match call.backplane {
         Some(backplane) => Ok(backplane.resolve_approval(sid, id, status).await?),
-        None if status == ApprovalStatus::Cancelled => Ok(call.broker.cancel_approval(sid, id)?),
-        None => {
-            let decision = Decision {
-                approved: matches!(status, ApprovalStatus::Approved { .. }),
-                reason: status.reason().map(str::to_owned),
-            };
-            Ok(call.broker.decide(sid, id, decision)?)
-        }
+        None => Ok(call.broker.resolve_approval(sid, id, status)?),
     }
 }
 

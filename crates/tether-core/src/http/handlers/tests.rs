@@ -544,18 +544,7 @@ impl Backplane for FakeBackplane {
             if !self.is_up() {
                 return Err(BackplaneError::Unavailable("test: down".into()));
             }
-            Ok(match status {
-                crate::ApprovalStatus::Cancelled => {
-                    self.broker.cancel_approval(session, approval_id)?
-                }
-                other => {
-                    let decision = crate::Decision {
-                        approved: matches!(other, crate::ApprovalStatus::Approved { .. }),
-                        reason: other.reason().map(str::to_owned),
-                    };
-                    self.broker.decide(session, approval_id, decision)?
-                }
-            })
+            Ok(self.broker.resolve_approval(session, approval_id, status)?)
         })
     }
 
