@@ -145,8 +145,8 @@ pub(crate) struct RedisArgs {
     /// hub exits with status 1 (a supervisor restarts it); once running, it rides out Redis
     /// outages: publishes and new streams get 503 `backplane_unavailable`, `/health/sse`
     /// answers 503, open streams stay open. Needs `maxmemory-policy noeviction` and `timeout 0`
-    /// on Redis. With it, AG-UI tracking is off, the approval routes answer 501 and
-    /// `--self-publish` is refused.
+    /// on Redis. AG-UI sessions are tracked on every node (each append is judged after the
+    /// log's head, compare and set); `--self-publish` and `--agent-url` are refused.
     #[arg(
         long = "redis",
         env = "TETHER_REDIS_URL",
@@ -326,7 +326,7 @@ fn agent_config(args: &ServeArgs) -> Result<Option<crate::agent_proxy::ProxyConf
         return Ok(None);
     };
     if args.redis.url.is_some() {
-        return Err("--agent-url needs AG-UI tracking, which is off with --redis; run the agent proxy on one node".into());
+        return Err("--agent-url publishes through this node's broker alone, past the Redis log; run the agent proxy on a hub without --redis".into());
     }
     if !agui_tracking(args, std::env::var("TETHER_AGUI").ok().as_deref())? {
         return Err(
@@ -434,15 +434,7 @@ async fn run(
     // The recorder first: the broker registers its metric handles (every series at 0) with
     // the recorder installed when it is built.
     let metrics = metrics_recorder()?;
-    let mut agui = agui_tracking(&args, std::env::var("TETHER_AGUI").ok().as_deref())?;
-    if redis.is_some() && agui {
-        // A tracker sees only what this node publishes, not what reaches its ring from
-        // other nodes, so it would validate and prelude a partial stream.
-        tracing::warn!(
-            "AG-UI tracking is off with --redis: events from other nodes would pass it by"
-        );
-        agui = false;
-    }
+    let agui = agui_tracking(&args, std::env::var("TETHER_AGUI").ok().as_deref())?;
     let broker = broker(&args, agui).start().map_err(|e| e.to_string())?;
     reload_on_sighup(&args, jwt, log_file)?;
     let (listener, local, limits) = bind(&args, open_files)?;

@@ -213,6 +213,25 @@ impl<T: Backplane> Backplane for Arc<T> {
     }
 }
 
+/// What a session's tracker made of events a backplane is about to append
+/// ([`Broker::judge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judged {
+    /// The broker tracks no session (it has no tracker factory): the events may land
+    /// anywhere in the log.
+    Anywhere,
+    /// The tracker accepts the events as the ones that follow `head`: append them only if the
+    /// log's head is still `head` (compare and set), else bring the ring up to the log and
+    /// judge again.
+    After {
+        /// The ring's epoch and head the events were judged after.
+        head: EventId,
+    },
+    /// The tracker did not see all of the session's history: rebuild it
+    /// ([`Broker::rebuild_tracker`]) and judge again.
+    Rebuild,
+}
+
 /// What [`Broker::append_next`] did with a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placed {
@@ -285,6 +304,7 @@ impl Broker {
                 return Ok(Placed::Duplicate);
             }
             st.append_at(id, frame.clone(), &mut out, now)?;
+            st.follow(session, &self.inner.config, &frame);
             if let Some(notice) = ApprovalNotice::read(&frame) {
                 let max = self.inner.config.max_pending_approvals;
                 match notice {

@@ -144,6 +144,15 @@ pub enum PublishError {
     },
 }
 
+impl PublishError {
+    /// Whether a session's tracker refused the events ([`Rejected`](Self::Rejected),
+    /// [`PreludeTooLarge`](Self::PreludeTooLarge)): what the session's history decides, not
+    /// the broker's limits.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::Rejected { .. } | Self::PreludeTooLarge { .. })
+    }
+}
+
 /// Why a connection was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

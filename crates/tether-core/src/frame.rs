@@ -86,6 +86,28 @@ pub fn encode_event(id: Option<EventId>, name: Option<&EventName>, data: &str) -
     buf.freeze()
 }
 
+/// The name and data of a frame [`encode_event`] wrote (its `id:` line skipped), with the
+/// data's lines joined by LF; `None` for a frame without data or that is not UTF-8.
+pub(crate) fn decode_event(frame: &[u8]) -> Option<(Option<&str>, String)> {
+    let text = std::str::from_utf8(frame).ok()?;
+    let mut name = None;
+    let mut data: Option<String> = None;
+    for line in text.split('\n') {
+        if let Some(n) = line.strip_prefix("event: ") {
+            name = Some(n);
+        } else if let Some(d) = line.strip_prefix("data: ") {
+            match data.as_mut() {
+                Some(all) => {
+                    all.push('\n');
+                    all.push_str(d);
+                }
+                None => data = Some(d.to_owned()),
+            }
+        }
+    }
+    data.map(|d| (name, d))
+}
+
 /// An id-only frame: moves the client's last event id forward without dispatching an event
 /// (EventSource and the AG-UI client ignore frames without data).
 pub fn encode_id_only(id: EventId) -> Bytes {
@@ -136,6 +158,22 @@ fn put_id(buf: &mut BytesMut, id: EventId) {
 mod tests {
     use super::*;
     use crate::id::Epoch;
+
+    #[test]
+    fn decode_event_reads_back_what_encode_event_wrote() {
+        let id = EventId {
+            epoch: Epoch::from_u64(0xabc),
+            seq: 7,
+        };
+        let name = EventName::new("delta").unwrap();
+        for (name, data) in [(None, "{}"), (Some(&name), "a\nb\n"), (None, "")] {
+            let frame = encode_event(Some(id), name, data);
+            let (got_name, got_data) = decode_event(&frame).expect("data");
+            assert_eq!(got_name, name.map(EventName::as_str));
+            assert_eq!(got_data, data);
+        }
+        assert_eq!(decode_event(&encode_id_only(id)), None);
+    }
 
     #[test]
     fn frame_layout() {

@@ -112,7 +112,7 @@ pub use approval::{
     PreparedApproval,
 };
 pub use backplane::{
-    Backplane, BackplaneError, BackplaneHealth, BackplaneStatus, BoxFuture, Placed,
+    Backplane, BackplaneError, BackplaneHealth, BackplaneStatus, BoxFuture, Judged, Placed,
 };
 pub use broker::{Broker, ClientInfo, ConnectOptions, Health, event_name};
 pub use config::{

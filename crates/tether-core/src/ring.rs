@@ -116,6 +116,19 @@ impl Ring {
         self.entries.get(self.index_after(cursor)).map(|e| e.seq)
     }
 
+    /// The frames after `cursor`, in order, when the ring still holds every one of them
+    /// (nothing after `cursor` was evicted); `None` when some are gone.
+    pub(crate) fn frames_after(&self, cursor: u64) -> Option<impl Iterator<Item = &Bytes>> {
+        if self.entries.front().is_some_and(|e| e.seq > cursor + 1) {
+            return None;
+        }
+        Some(
+            self.entries
+                .range(self.index_after(cursor)..)
+                .map(|e| &e.frame),
+        )
+    }
+
     /// Drops every entry (the session is going away, or starts a new epoch).
     pub(crate) fn clear(&mut self) -> usize {
         let bytes = self.bytes;

@@ -186,6 +186,13 @@ pub(crate) struct SessionState {
     pub(crate) superseded: Vec<Victim>,
     pub(crate) approvals: Approvals,
     pub(crate) tracker: Option<Box<dyn SessionTracker>>,
+    /// Set when events reached the ring from a backplane's log without passing the tracker
+    /// (the ring was rebased over history it never saw, or the budget forgot it): the tracker
+    /// is not fed until it is rebuilt from a checkpoint, so it never judges a run it saw only
+    /// part of.
+    pub(crate) tracker_lost: bool,
+    /// Whether the ring is fed from a backplane's log.
+    pub(crate) from_log: bool,
     /// The keys of idempotent publishes.
     pub(crate) idempotency: IdempotencyLog,
     pub(crate) last_activity: Instant,
@@ -266,6 +273,8 @@ impl SessionState {
             superseded: Vec::new(),
             approvals: Approvals::default(),
             tracker: None,
+            tracker_lost: false,
+            from_log: false,
             idempotency: IdempotencyLog::default(),
             last_activity: now,
             referenced: true,
@@ -293,6 +302,9 @@ impl SessionState {
         let ev = self.ring.evict_through(self.head, self.read_upto);
         self.floor = self.head;
         self.tracker = None;
+        // A ring fed from a log goes on at its head: the tracker is rebuilt from the
+        // backplane's checkpoint before it judges anything again.
+        self.tracker_lost = self.from_log;
         self.approvals.forget_resolved();
         ev
     }
@@ -317,8 +329,14 @@ impl SessionState {
 
     /// Declares every event up to `seq` lost: a cursor before it gets a resync.
     pub(crate) fn mark_lost(&mut self, epoch: Epoch, seq: u64, out: &mut Appended) {
+        self.from_log = true;
         if epoch != self.epoch {
             self.new_epoch(epoch, out);
+        }
+        if seq > self.head {
+            // The tracker never sees the events skipped here.
+            self.tracker = None;
+            self.tracker_lost = true;
         }
         let ev = self.ring.evict_through(seq, self.read_upto);
         out.evicted.add(ev);
@@ -337,6 +355,9 @@ impl SessionState {
         self.floor = 0;
         self.gapped = false;
         self.read_upto = 0;
+        // A new incarnation starts with no history, so with a fresh tracker.
+        self.tracker = None;
+        self.tracker_lost = false;
     }
 
     pub(crate) fn check_rate(
@@ -452,6 +473,32 @@ impl SessionState {
         self.store(id, frame, out);
         self.after_append(out, now);
         Ok(())
+    }
+
+    /// Shows the tracker a frame that came from a backplane's log (after it was stored), as a
+    /// local publish shows it the event: installs one from the factory when the session has
+    /// none. A tracker that lost part of the history sees nothing until it is rebuilt.
+    pub(crate) fn follow(&mut self, session: &SessionId, config: &Config, frame: &[u8]) {
+        self.from_log = true;
+        if self.tracker_lost {
+            return;
+        }
+        let Some(factory) = &config.tracker_factory else {
+            return;
+        };
+        let Some((name, data)) = frame::decode_event(frame) else {
+            return;
+        };
+        if self.tracker.is_none() {
+            self.tracker = factory.track(session, name, &data);
+        }
+        if let Some(tracker) = self.tracker.as_mut()
+            && let Err(refusal) = tracker.on_publish(name, &data)
+        {
+            // Every node judges an event before appending it, so only nodes configured
+            // differently get here; the event is in the log either way.
+            tracing::warn!(session = %session, reason = %refusal, "SSE backplane: the session's tracker refused an event from the log");
+        }
     }
 
     fn store(&mut self, id: EventId, frame: Bytes, out: &mut Appended) {

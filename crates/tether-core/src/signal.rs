@@ -282,6 +282,22 @@ pub trait SessionTracker: Send + 'static {
     fn stored_signal(&self, signal: &Signal<'_>, out: &mut Vec<String>) {
         out.push(signal.custom_json());
     }
+
+    /// A copy to try events on before they are stored elsewhere (a backplane's log, where
+    /// another node may append first): the events are judged on the copy, and the tracker
+    /// itself sees them only once they come back from the log, in the log's order. `None`
+    /// (the default) for a tracker that refuses nothing: its events are not judged first.
+    fn fork(&self) -> Option<Box<dyn SessionTracker>> {
+        None
+    }
+
+    /// Data frames (JSON) that bring a fresh tracker of this kind to this one's state when
+    /// passed to its [`on_publish`](Self::on_publish): how a node that did not see the
+    /// session's whole history rebuilds the tracker from a checkpoint in a backplane. The
+    /// default is the prelude without a resync or approvals.
+    fn checkpoint(&self, out: &mut Vec<String>) {
+        self.prelude(None, &[], out);
+    }
 }
 
 /// The prelude of sessions without a tracker: the resync signal, then the pending approvals.

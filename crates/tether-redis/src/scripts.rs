@@ -32,9 +32,29 @@ if cause ~= '' then
   e = ARGV[1]
   s, b, lo = 0, 0, 1
   redis.call('HSET', meta, 'e', e, 's', 0, 'b', 0, 'lo', 1)
+  redis.call('HDEL', meta, 'ck', 't')
 end
 local function seqof(id) return tonumber(string.match(id, '^(%d+)')) end
 local function fmt(n) return string.format('%d', n) end
+-- The compare and set of a tracked session: the caller judged its events as the ones after
+-- head `he` of epoch `ee` ('' for events that may land anywhere). An empty log takes events
+-- judged on an empty session, whatever its epoch.
+local function behind(ee, he)
+  if ee == '' or (s == 0 and tonumber(he) == 0) then return false end
+  return ee ~= e or tonumber(he) ~= s
+end
+-- Splits concatenated frame bodies (each ends with the blank line, which nothing inside a
+-- body contains).
+local function bodies_of(all)
+  local out, pos = {}, 1
+  while pos <= #all do
+    local stop = string.find(all, '\n\n', pos, true)
+    if not stop then break end
+    out[#out + 1] = string.sub(all, pos, stop + 1)
+    pos = stop + 2
+  end
+  return out
+end
 ";
 
 /// Defines `append(bodies)`, which every script that writes to the log calls once: assigns
@@ -101,32 +121,48 @@ local function append(bodies)
   end
   return first, last, cur, woke
 end
+-- Whether a tracked session's checkpoint (meta `ck`, `t`) should be taken again after an
+-- append: it is older than the middle of the retained log while the log is at least half
+-- full, or trimming already passed it. Taken that way, trimming never reaches a checkpoint
+-- before a newer one replaces it, unless one batch trims half the log.
+local function due(ee, last, cur)
+  if ee == '' then return 0 end
+  local ck = tonumber(redis.call('HGET', meta, 'ck')) or 0
+  if ck + 1 < cur then return 1 end
+  local w = last - cur + 1
+  if 2 * (ck + 1) < 2 * cur + w and (2 * w >= tonumber(ARGV[4]) or 2 * b >= tonumber(ARGV[5])) then
+    return 1
+  end
+  return 0
+end
 ";
 
 /// Appends one event or a batch, once per idempotency key when one is given.
 ///
 /// KEYS[3] the idempotency key's record. ARGV[4..10] as `append`, ARGV[11] the publish's
-/// fingerprint ('' without a key), ARGV[12..] the frame bodies (everything after the `id:`
-/// line).
+/// fingerprint ('' without a key), ARGV[12] and ARGV[13] the epoch and head the events were
+/// judged after (`behind`), ARGV[14..] the frame bodies (everything after the `id:` line).
 ///
-/// Returns `{epoch, first_seq, last_seq, lowest_retained_seq, cause, woke}`, or, when the key
-/// was used before, `{'again', record}` with the record `'<fingerprint> <epoch> <first> <n>'`
-/// and nothing appended. A record is kept for ten minutes or the log's TTL, whichever is
-/// longer.
+/// Returns `{epoch, first_seq, last_seq, lowest_retained_seq, cause, woke, checkpoint_due}`;
+/// when the key was used before, `{'again', record}` with the record `'<fingerprint> <epoch>
+/// <first> <n>'`; when the log's head is not the one the events were judged after,
+/// `{'behind'}`. Nothing is appended in the last two cases. A record is kept for ten minutes
+/// or the log's TTL, whichever is longer.
 const APPEND: &str = r"
-local n = #ARGV - 11
+local n = #ARGV - 13
 if ARGV[11] ~= '' then
   local prev = redis.call('GET', KEYS[3])
   if prev then return {'again', prev} end
 end
+if behind(ARGV[12], ARGV[13]) then return {'behind'} end
 local bodies = {}
-for i = 1, n do bodies[i] = ARGV[11 + i] end
+for i = 1, n do bodies[i] = ARGV[13 + i] end
 local first, last, cur, woke = append(bodies)
 if ARGV[11] ~= '' then
   local keep = math.max(600000, tonumber(ARGV[6]))
   redis.call('SET', KEYS[3], ARGV[11] .. ' ' .. e .. ' ' .. fmt(first) .. ' ' .. fmt(n), 'PX', keep)
 end
-return {e, first, last, cur, cause, woke}
+return {e, first, last, cur, cause, woke, due(ARGV[12], last, cur)}
 ";
 
 /// Stores an approval request and appends its announcement, atomically.
@@ -135,19 +171,23 @@ return {e, first, last, cur, cause, woke}
 /// KEYS[4] the pending ones (ZSET: id -> deadline in ms), KEYS[5] the resolved ones (ZSET:
 /// id -> when). ARGV[4..10] as `append`, ARGV[11] the approval id, ARGV[12] its deadline in
 /// ms, ARGV[13] the most pending approvals, ARGV[14] its record (JSON), ARGV[15] the
-/// announcement's frame body ('' for a silent request), ARGV[16] how long the approval keys
-/// live at least (ms).
+/// announcement's frame bodies, concatenated ('' for a silent request), ARGV[16] how long the
+/// approval keys live at least (ms), ARGV[17] and ARGV[18] the epoch and head the
+/// announcement was written after (`behind`), ARGV[19] which of the bodies is the notice
+/// itself (from 0: a tracker may write frames around it).
 ///
 /// Returns `{'ok', epoch, first, last, lowest_retained_seq, cause, woke}`, `{'dup'}` when the
-/// id is taken, `{'full'}` at the pending maximum.
+/// id is taken, `{'full'}` at the pending maximum, `{'behind'}` when the log's head moved.
 const CREATE_APPROVAL: &str = r"
 local id = ARGV[11]
 if redis.call('HEXISTS', KEYS[3], id) == 1 then return {'dup'} end
 if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[13]) then return {'full'} end
+if behind(ARGV[17], ARGV[18]) then return {'behind'} end
 local at, first, last, cur, woke = '-', 0, 0, lo, 0
-if ARGV[15] ~= '' then
-  first, last, cur, woke = append({ARGV[15]})
-  at = e .. '-' .. fmt(first)
+local bodies = bodies_of(ARGV[15])
+if #bodies > 0 then
+  first, last, cur, woke = append(bodies)
+  at = e .. '-' .. fmt(first + tonumber(ARGV[19]))
 end
 redis.call('HSET', KEYS[3], id, at .. ' ' .. ARGV[14])
 redis.call('ZADD', KEYS[4], ARGV[12], id)
@@ -163,13 +203,14 @@ return {'ok', e, first, last, cur, cause, woke}
 ///
 /// KEYS[3..5] as the create script. ARGV[4..10] as `append`, ARGV[11] the approval id,
 /// ARGV[12] 'decide' or 'expire' (only once the deadline passed), ARGV[13] the decided
-/// record, ARGV[14] its announcement's body, ARGV[15] the timed-out record, ARGV[16] its
-/// announcement's body (bodies '' for a silent request), ARGV[17] how many resolved approvals
-/// to keep.
+/// record, ARGV[14] its announcement's bodies, ARGV[15] the timed-out record, ARGV[16] its
+/// announcement's bodies (concatenated; '' for a silent request), ARGV[17] how many resolved
+/// approvals to keep, ARGV[18] and ARGV[19] the epoch and head the announcements were written
+/// after (`behind`).
 ///
 /// Returns `{'ok' | 'expired', epoch, first, last, lowest_retained_seq, cause, woke, record}`,
 /// `{'final', record}` when already resolved, `{'early', deadline}` for an expiry before the
-/// deadline, `{'unknown'}`.
+/// deadline, `{'unknown'}`, `{'behind'}` when the log's head moved.
 const RESOLVE_APPROVAL: &str = r"
 local id = ARGV[11]
 local rec = redis.call('HGET', KEYS[3], id)
@@ -180,6 +221,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local expired = now >= tonumber(dl)
 if ARGV[12] == 'expire' and not expired then return {'early', dl} end
+if behind(ARGV[18], ARGV[19]) then return {'behind'} end
 local record, body, outcome = ARGV[13], ARGV[14], 'ok'
 if expired then record, body, outcome = ARGV[15], ARGV[16], 'expired' end
 local stored = string.match(rec, '^(%S+)') .. ' ' .. record
@@ -194,7 +236,8 @@ if extra > 0 then
   for i = 1, #gone, 2 do redis.call('HDEL', KEYS[3], gone[i]) end
 end
 local first, last, cur, woke = 0, 0, lo, 0
-if body ~= '' then first, last, cur, woke = append({body}) end
+local bodies = bodies_of(body)
+if #bodies > 0 then first, last, cur, woke = append(bodies) end
 return {outcome, e, first, last, cur, cause, woke, stored}
 ";
 
@@ -287,6 +330,21 @@ end
 return {e, s, lo, cause, claimed, mine, entries, pending}
 ";
 
+/// Stores a tracked session's checkpoint in its meta (`ck` the seq it stands for, `t` its
+/// frames as a JSON array), only if it is newer than the one there and within the session's
+/// epoch and head.
+///
+/// KEYS[1] meta. ARGV[1] epoch, ARGV[2] seq, ARGV[3] frames. Returns 1 when stored.
+const CHECKPOINT: &str = r"
+local m = redis.call('HMGET', KEYS[1], 'e', 's', 'ck')
+local seq = tonumber(ARGV[2])
+if m[1] ~= ARGV[1] or seq > (tonumber(m[2]) or 0) or seq <= (tonumber(m[3]) or 0) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'ck', ARGV[2], 't', ARGV[3])
+return 1
+";
+
 /// Gives the session's connection up, only if this node's connection still holds it.
 ///
 /// KEYS[1] meta, KEYS[2] lease. ARGV[1] node, ARGV[2] connection token. Returns 1 when
@@ -334,6 +392,7 @@ pub(crate) struct Scripts {
     pub(crate) sync: Script,
     pub(crate) release: Script,
     pub(crate) restore: Script,
+    pub(crate) checkpoint: Script,
 }
 
 impl Scripts {
@@ -346,6 +405,7 @@ impl Scripts {
             sync: Script::new(&format!("{FENCE}{SYNC}")),
             release: Script::new(RELEASE),
             restore: Script::new(RESTORE),
+            checkpoint: Script::new(CHECKPOINT),
         }
     }
 }

@@ -373,6 +373,25 @@ impl SessionTracker for RunTracker {
         true
     }
 
+    fn fork(&self) -> Option<Box<dyn SessionTracker>> {
+        Some(Box::new(self.clone()))
+    }
+
+    fn checkpoint(&self, out: &mut Vec<String>) {
+        // The prelude's frames, with the last run's own interrupts: a tracker fed these
+        // announces the same interrupts for the same approvals.
+        let Some(run) = &self.run else {
+            return;
+        };
+        out.push(Self::run_started(run));
+        self.snapshots(out);
+        if self.phase == Phase::Open {
+            self.reopen(out);
+        } else {
+            out.push(Self::run_finished(run, self.interrupts.clone()));
+        }
+    }
+
     fn prelude(&self, resync: Option<&Resync>, pending: &[ApprovalInfo], out: &mut Vec<String>) {
         // Before the first run no AG-UI event may be written at all.
         let Some(run) = &self.run else {

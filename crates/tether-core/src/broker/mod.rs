@@ -12,6 +12,7 @@
 //! | `drain` | graceful drain for rolling restarts |
 //! | `sweep` | stalled readers and idle sessions, swept by the driver |
 //! | `health` | the health snapshot and counts |
+//! | `tracked` | a tracker for sessions a backplane feeds: judging first, checkpoints, rebuilds |
 //!
 //! The memory budget itself is [`crate::budget`]; where a stream starts reading, and what it
 //! says first, is [`crate::resume`].
@@ -42,6 +43,7 @@ mod health;
 mod publish;
 mod registry;
 mod sweep;
+mod tracked;
 
 pub use connect::{ClientInfo, ConnectOptions};
 pub use health::Health;

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use redis::Value;
 use tether_core::{
     ApprovalError, ApprovalInfo, ApprovalRequest, ApprovalStatus, BackplaneError, DecideError,
-    SessionId, Signal, frame,
+    Judged, SessionId, Signal, frame,
 };
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -29,6 +29,7 @@ use super::Shared;
 use super::reply::{
     as_str, as_u64, bad_reply, parse_epoch, parse_record, redis_error, unavailable,
 };
+use super::tracking::{CAS_ROUNDS, contended, expected};
 
 /// How often a long-poll on this node reads an approval that another node may resolve.
 const POLL: Duration = Duration::from_millis(100);
@@ -84,9 +85,28 @@ fn now_ms() -> u64 {
     ms(SystemTime::now())
 }
 
-/// The announcement's frame body (no `id:` line: the script adds it).
-fn notice(signal: &Signal<'_>) -> Bytes {
-    frame::encode_event(None, None, &signal.custom_json())
+/// A signal's frames as the session's tracker writes them, each without its `id:` line (the
+/// script adds it), where they may land, and which of them is the notice itself.
+struct Notice {
+    judged: Judged,
+    bodies: Vec<Bytes>,
+    index: usize,
+}
+
+impl Notice {
+    /// No frames: a silent request, or the outcome of one.
+    fn silent() -> Self {
+        Self {
+            judged: Judged::Anywhere,
+            bodies: Vec::new(),
+            index: 0,
+        }
+    }
+
+    /// The bodies concatenated, as the scripts take them ('' for none).
+    fn joined(&self) -> Vec<u8> {
+        self.bodies.concat()
+    }
 }
 
 fn record(info: &ApprovalInfo) -> String {
@@ -136,39 +156,52 @@ impl Shared {
                 .arg(&member),
         )
         .await?;
-        let body = if prepared.announce {
-            notice(&Signal::ApprovalRequested(&info))
-        } else {
-            Bytes::new()
-        };
         let keep_ms = deadline
             .saturating_sub(now_ms())
             .saturating_add(self.ttl_ms);
         let guard = self.lock(session).await;
-        let mut inv = self.scripts.create_approval.prepare_invoke();
-        self.approval_keys(&mut inv, session);
-        self.log_args(&mut inv, session);
-        inv.arg(&info.id)
-            .arg(deadline)
-            .arg(self.broker.config().max_pending_approvals())
-            .arg(record(&info))
-            .arg(&body[..])
-            .arg(keep_ms);
-        let reply = self.invoke(&inv, "creating the approval timed out").await?;
-        let Value::Array(items) = reply else {
-            return Err(bad_reply("create_approval"));
-        };
-        match items.first().and_then(as_str) {
-            Some("ok") => {}
-            Some("dup") => return Err(ApprovalError::Duplicate.into()),
-            Some("full") => {
-                let max = self.broker.config().max_pending_approvals();
-                return Err(ApprovalError::TooManyPending { max }.into());
+        let mut rounds = 0;
+        let (items, notice) = loop {
+            rounds += 1;
+            if rounds > CAS_ROUNDS {
+                return Err(contended());
             }
-            _ => return Err(bad_reply("create_approval")),
-        }
-        if !body.is_empty() {
-            self.appended_one(session, &items, body).await?;
+            let notice = if prepared.announce {
+                self.notice(session, &Signal::ApprovalRequested(&info))
+                    .await?
+            } else {
+                Notice::silent()
+            };
+            let (epoch, head) = expected(&notice.judged);
+            let mut inv = self.scripts.create_approval.prepare_invoke();
+            self.approval_keys(&mut inv, session);
+            self.log_args(&mut inv, session);
+            inv.arg(&info.id)
+                .arg(deadline)
+                .arg(self.broker.config().max_pending_approvals())
+                .arg(record(&info))
+                .arg(notice.joined())
+                .arg(keep_ms)
+                .arg(epoch)
+                .arg(head)
+                .arg(notice.index);
+            let reply = self.invoke(&inv, "creating the approval timed out").await?;
+            let Value::Array(items) = reply else {
+                return Err(bad_reply("create_approval"));
+            };
+            match items.first().and_then(as_str) {
+                Some("ok") => break (items, notice),
+                Some("behind") => self.catch_up(session).await?,
+                Some("dup") => return Err(ApprovalError::Duplicate.into()),
+                Some("full") => {
+                    let max = self.broker.config().max_pending_approvals();
+                    return Err(ApprovalError::TooManyPending { max }.into());
+                }
+                _ => return Err(bad_reply("create_approval")),
+            }
+        };
+        if !notice.bodies.is_empty() {
+            self.appended_from(session, &items, &notice.bodies).await?;
         }
         drop(guard);
         self.deadlines.add(deadline);
@@ -259,36 +292,58 @@ impl Shared {
         }
         // A request announced in the stream has its outcome announced too.
         let announced = at.is_some();
-        let body = |a: &ApprovalInfo| {
-            if announced {
-                notice(&Signal::ApprovalResolved(a))
-            } else {
-                Bytes::new()
-            }
-        };
         let timed_out = info.resolved(ApprovalStatus::TimedOut);
         let decided = status.as_ref().map(|s| info.resolved(s.clone()));
-        let (decided_record, decided_body) = match &decided {
-            Some(d) => (record(d), body(d)),
-            None => (String::new(), Bytes::new()),
-        };
-        let timed_out_body = body(&timed_out);
         let guard = self.lock(session).await;
-        let mut inv = self.scripts.resolve_approval.prepare_invoke();
-        self.approval_keys(&mut inv, session);
-        self.log_args(&mut inv, session);
-        inv.arg(approval_id)
-            .arg(if status.is_some() { "decide" } else { "expire" })
-            .arg(decided_record)
-            .arg(&decided_body[..])
-            .arg(record(&timed_out))
-            .arg(&timed_out_body[..])
-            .arg(self.broker.config().decided_approvals_kept().max(1));
-        let reply = self
-            .invoke(&inv, "resolving the approval timed out")
-            .await?;
-        let Value::Array(items) = reply else {
-            return Err(bad_reply("resolve_approval"));
+        let mut rounds = 0;
+        let (items, decided_notice, timed_out_notice) = loop {
+            rounds += 1;
+            if rounds > CAS_ROUNDS {
+                return Err(contended());
+            }
+            let (decided_notice, timed_out_notice) = if announced {
+                let decided = match &decided {
+                    Some(d) => self.notice(session, &Signal::ApprovalResolved(d)).await?,
+                    None => Notice::silent(),
+                };
+                let timed_out = self
+                    .notice(session, &Signal::ApprovalResolved(&timed_out))
+                    .await?;
+                (decided, timed_out)
+            } else {
+                (Notice::silent(), Notice::silent())
+            };
+            // Both outcomes are written after the same head: nothing changes the ring while
+            // the session's lock is held.
+            let judged = if announced {
+                &timed_out_notice.judged
+            } else {
+                &Judged::Anywhere
+            };
+            let (epoch, head) = expected(judged);
+            let mut inv = self.scripts.resolve_approval.prepare_invoke();
+            self.approval_keys(&mut inv, session);
+            self.log_args(&mut inv, session);
+            inv.arg(approval_id)
+                .arg(if status.is_some() { "decide" } else { "expire" })
+                .arg(decided.as_ref().map(record).unwrap_or_default())
+                .arg(decided_notice.joined())
+                .arg(record(&timed_out))
+                .arg(timed_out_notice.joined())
+                .arg(self.broker.config().decided_approvals_kept().max(1))
+                .arg(epoch)
+                .arg(head);
+            let reply = self
+                .invoke(&inv, "resolving the approval timed out")
+                .await?;
+            let Value::Array(items) = reply else {
+                return Err(bad_reply("resolve_approval"));
+            };
+            if items.first().and_then(as_str) == Some("behind") {
+                self.catch_up(session).await?;
+                continue;
+            }
+            break (items, decided_notice, timed_out_notice);
         };
         let stored = |i: usize| {
             items
@@ -311,13 +366,13 @@ impl Shared {
             Some(outcome @ ("ok" | "expired")) => {
                 let timed_out = outcome == "expired";
                 let resolved = stored(7)?;
-                let body = if timed_out {
-                    timed_out_body
+                let notice = if timed_out {
+                    timed_out_notice
                 } else {
-                    decided_body
+                    decided_notice
                 };
-                if !body.is_empty() {
-                    self.appended_one(session, &items, body).await?;
+                if !notice.bodies.is_empty() {
+                    self.appended_from(session, &items, &notice.bodies).await?;
                 }
                 self.log_outcome(session, &resolved);
                 if timed_out {
@@ -362,13 +417,37 @@ impl Shared {
             .key(self.resolved_key(session));
     }
 
-    /// Puts the one frame an approval script appended into the local ring. `items` is the
+    /// The frames that announce `signal` in the session's stream, as its tracker writes them
+    /// (the tracker rebuilt first when it lost history). Called under the session's lock.
+    async fn notice(
+        &self,
+        session: &SessionId,
+        signal: &Signal<'_>,
+    ) -> Result<Notice, BackplaneError> {
+        let (judged, frames) = self
+            .judged(session, |b| b.signal_events(session, signal))
+            .await?;
+        let index = frames
+            .iter()
+            .position(|f| f.contains(r#""name":"tether.approval."#))
+            .unwrap_or(0);
+        Ok(Notice {
+            judged,
+            bodies: frames
+                .iter()
+                .map(|data| frame::encode_event(None, None, data))
+                .collect(),
+            index,
+        })
+    }
+
+    /// Puts the frames an approval script appended into the local ring. `items` is the
     /// script's reply: `{outcome, epoch, first, ...}`.
-    async fn appended_one(
+    async fn appended_from(
         &self,
         session: &SessionId,
         items: &[Value],
-        body: Bytes,
+        bodies: &[Bytes],
     ) -> Result<(), BackplaneError> {
         let epoch = parse_epoch(
             items
@@ -381,7 +460,7 @@ impl Shared {
             .and_then(as_u64)
             .ok_or_else(|| bad_reply("approval"))?;
         super::reply::count_epoch_change(items.get(5).and_then(as_str).unwrap_or_default());
-        self.appended(session, epoch, first, &[body]).await;
+        self.appended(session, epoch, first, bodies).await;
         Ok(())
     }
 

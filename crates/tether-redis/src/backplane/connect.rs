@@ -61,6 +61,12 @@ impl Shared {
             }
             return Err(e);
         }
+        if self.broker.tracker_lost(session)
+            && let Err(e) = self.rebuild_tracker(session).await
+        {
+            // The stream opens anyway; its prelude lacks the snapshot until a later rebuild.
+            tracing::warn!(session = %session, error = %e, "SSE backplane: rebuilding the session's tracker failed");
+        }
         let result = self.broker.connect(session, opts);
         match result {
             Ok(stream) => {

@@ -1,6 +1,7 @@
 //! The node: the backplane handle, its shared state and the `Backplane` impl. Each job the
 //! node does on Redis lives in a module of its own: starting the links, publishing,
-//! connecting, syncing a ring from the log, handling wakes, and the head check.
+//! connecting, syncing a ring from the log, tracked (AG-UI) sessions, handling wakes, and the
+//! head check.
 
 mod approvals;
 mod connect;
@@ -12,6 +13,7 @@ mod session;
 mod start;
 mod supervisor;
 mod sync;
+mod tracking;
 mod wakes;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

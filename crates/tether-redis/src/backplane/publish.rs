@@ -3,7 +3,9 @@
 use bytes::Bytes;
 use redis::{ScriptInvocation, Value};
 use tether_core::idempotency::{self, IdempotencyKey, Published};
-use tether_core::{BackplaneError, Epoch, Event, EventId, Placed, PublishError, SessionId, frame};
+use tether_core::{
+    BackplaneError, Epoch, Event, EventId, Judged, Placed, PublishError, SessionId, frame,
+};
 use tokio::time::Instant;
 
 use super::Shared;
@@ -12,6 +14,7 @@ use super::reply::{
     redis_error, replay, unavailable,
 };
 use super::sync::{Claim, Why};
+use super::tracking::{CAS_ROUNDS, contended, expected};
 use crate::metrics as m;
 
 impl Shared {
@@ -29,31 +32,85 @@ impl Shared {
         }
         let fingerprint = key.map(|_| format!("{:016x}", idempotency::fingerprint(events)));
         let bodies = self.encode(events)?;
-        let guard = self.lock(session).await;
-        let reply = self
-            .append(session, key, fingerprint.as_deref(), &bodies)
-            .await?;
-        let Value::Array(items) = reply else {
-            return Err(bad_reply("append"));
-        };
-        if let (Some(key), Some(fp), [again, record]) = (key, &fingerprint, &items[..])
-            && as_str(again) == Some("again")
-        {
-            drop(guard);
-            return replay(key, fp, as_str(record).ok_or_else(|| bad_reply("append"))?);
+        let _guard = self.lock(session).await;
+        // Whether the ring was brought up to the log since the events were last judged: only
+        // then is a refusal the tracker's last word.
+        let mut caught_up = false;
+        for _ in 0..CAS_ROUNDS {
+            let judged = self
+                .judged(session, |b| b.judge(session, events).map(|j| (j, ())))
+                .await;
+            let judged = match (judged, key, &fingerprint) {
+                (Ok((judged, ())), _, _) => judged,
+                // The ring may lack what other nodes appended (their wakes are on the way),
+                // and the events may follow those: judge again on the log's head.
+                (Err(BackplaneError::Publish(e)), _, _) if !caught_up && e.is_refusal() => {
+                    self.catch_up(session).await?;
+                    caught_up = true;
+                    continue;
+                }
+                // A retry of a publish that was stored: its events follow themselves now, so
+                // the tracker refuses them; the key's record answers as it does untracked.
+                (Err(refused), Some(key), Some(fp)) => {
+                    return match self.idempotency_record(session, key).await? {
+                        Some(record) => replay(key, fp, &record),
+                        None => Err(refused),
+                    };
+                }
+                (Err(refused), _, _) => return Err(refused),
+            };
+            let reply = self
+                .append(session, key, fingerprint.as_deref(), &judged, &bodies)
+                .await?;
+            let Value::Array(items) = reply else {
+                return Err(bad_reply("append"));
+            };
+            match &items[..] {
+                [again, record] if as_str(again) == Some("again") => {
+                    let (Some(key), Some(fp)) = (key, &fingerprint) else {
+                        return Err(bad_reply("append"));
+                    };
+                    return replay(key, fp, as_str(record).ok_or_else(|| bad_reply("append"))?);
+                }
+                [behind] if as_str(behind) == Some("behind") => {
+                    self.catch_up(session).await?;
+                    caught_up = true;
+                    continue;
+                }
+                _ if items.len() < 7 => return Err(bad_reply("append")),
+                _ => {}
+            }
+            let epoch = parse_epoch(as_str(&items[0]).ok_or_else(|| bad_reply("append"))?)?;
+            let first = as_u64(&items[1]).ok_or_else(|| bad_reply("append"))?;
+            count_epoch_change(as_str(&items[4]).unwrap_or_default());
+            let ids = self.appended(session, epoch, first, &bodies).await;
+            if as_u64(&items[6]) == Some(1) {
+                self.checkpoint(session).await;
+            }
+            return Ok(Published {
+                ids,
+                replayed: false,
+            });
         }
-        if items.len() < 6 {
-            return Err(bad_reply("append"));
-        }
-        let epoch = parse_epoch(as_str(&items[0]).ok_or_else(|| bad_reply("append"))?)?;
-        let first = as_u64(&items[1]).ok_or_else(|| bad_reply("append"))?;
-        count_epoch_change(as_str(&items[4]).unwrap_or_default());
-        let ids = self.appended(session, epoch, first, &bodies).await;
-        drop(guard);
-        Ok(Published {
-            ids,
-            replayed: false,
-        })
+        Err(contended())
+    }
+
+    /// The record of an idempotency key, if the key was used.
+    async fn idempotency_record(
+        &self,
+        session: &SessionId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<String>, BackplaneError> {
+        let mut con = self.cmd.get();
+        tokio::time::timeout(
+            self.cfg.op_deadline,
+            redis::cmd("GET")
+                .arg(self.idempotency_key(session, Some(key)))
+                .query_async(&mut con),
+        )
+        .await
+        .map_err(|_| unavailable("reading the idempotency key timed out"))?
+        .map_err(redis_error)
     }
 
     /// The frames to append, without their `id:` lines (the script adds them); refuses an
@@ -120,6 +177,7 @@ impl Shared {
         session: &SessionId,
         key: Option<&IdempotencyKey>,
         fingerprint: Option<&str>,
+        judged: &Judged,
         bodies: &[Bytes],
     ) -> Result<Value, BackplaneError> {
         let mut inv = self.scripts.append.prepare_invoke();
@@ -127,7 +185,10 @@ impl Shared {
             .key(self.log_key(session))
             .key(self.idempotency_key(session, key));
         self.log_args(&mut inv, session);
-        inv.arg(fingerprint.unwrap_or_default());
+        let (epoch, head) = expected(judged);
+        inv.arg(fingerprint.unwrap_or_default())
+            .arg(epoch)
+            .arg(head);
         for b in bodies {
             inv.arg(&b[..]);
         }
