@@ -171,3 +171,104 @@ async fn a_client_of_a_killed_node_resumes_exactly_on_the_other_through_nginx() 
         "the resumed stream is not on the surviving node"
     );
 }
+
+/// Posts `events` (a JSON array) to one node; the status.
+async fn post_to(node: &Target, session: &str, events: serde_json::Value) -> u16 {
+    send(
+        node,
+        "POST",
+        &format!("/api/sessions/{session}/events"),
+        &[("Content-Type".into(), "application/json".into())],
+        events.to_string().as_bytes(),
+        LIMIT,
+    )
+    .await
+    .expect("the publish is answered")
+    .status
+}
+
+/// Reads a stream's frames until nothing arrives for half a second; the body as sent (ids and
+/// data).
+async fn read_body(conn: &mut SseConn) -> String {
+    let mut out = String::new();
+    while let Ok(Some(f)) = conn.next(Duration::from_millis(500)).await {
+        if let Some(id) = &f.id {
+            out.push_str(&format!("id: {id}\n"));
+        }
+        if let Some(d) = &f.data {
+            out.push_str(&format!("data: {d}\n"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agui_publishes_on_both_nodes_keep_the_session_valid_through_nginx() {
+    let Some(nginx) = nginx::require() else {
+        return;
+    };
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let cluster = Cluster::start(EXE, &nginx, &redis.url(), 2, &[])
+        .await
+        .expect("the nodes start");
+    let nodes: Vec<Target> = cluster
+        .node_urls()
+        .iter()
+        .map(|u| Target::parse(u).unwrap())
+        .collect();
+    let (n0, n1) = (&nodes[0], &nodes[1]);
+    let s = "agui-two-nodes";
+    let start = |run: &str| json!([{"type": "RUN_STARTED", "threadId": "t", "runId": run}]);
+    let delta = |d: &str| json!([{"type": "TEXT_MESSAGE_CONTENT", "messageId": "m1", "delta": d}]);
+
+    // Both nodes start a run at once: one starts it, the other's start is refused (400).
+    let (a, b) = tokio::join!(post_to(n0, s, start("r1")), post_to(n1, s, start("r1")));
+    let mut statuses = [a, b];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [202, 400], "exactly one run starts");
+    let opened = json!([{"type": "TEXT_MESSAGE_START", "messageId": "m1", "role": "assistant"}]);
+    assert_eq!(post_to(n1, s, opened).await, 202);
+    // Deltas on both nodes, some at once: all land, in the log's order.
+    for i in 0..4 {
+        let (a, b) = tokio::join!(
+            post_to(n0, s, delta(&format!("a{i} "))),
+            post_to(n1, s, delta(&format!("b{i} ")))
+        );
+        assert_eq!((a, b), (202, 202), "round {i}");
+    }
+    let ended = json!([{"type": "TEXT_MESSAGE_END", "messageId": "m1"}]);
+    assert_eq!(post_to(n0, s, ended).await, 202);
+    // A delta on the other node after the end is refused there too.
+    assert_eq!(post_to(n1, s, delta("late")).await, 400);
+    let finished = json!([{"type": "RUN_FINISHED", "threadId": "t", "runId": "r1"}]);
+    let (a, b) = tokio::join!(post_to(n0, s, finished.clone()), post_to(n1, s, finished));
+    let mut statuses = [a, b];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [202, 400], "the run finishes once");
+
+    // The whole stream through nginx, and a stale id's prelude from each node, pass the
+    // client's checks.
+    let proxy = Target::parse(&cluster.base_url()).unwrap();
+    let mut whole = open(&proxy, s, None).await;
+    let body = read_body(&mut whole).await;
+    drop(whole);
+    tether_agui::verify_sse(body.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{body}"));
+    assert_eq!(body.matches("RUN_STARTED").count(), 1, "{body}");
+    assert_eq!(body.matches("TEXT_MESSAGE_CONTENT").count(), 8, "{body}");
+    for (i, node) in nodes.iter().enumerate() {
+        let mut resynced = open(node, s, Some("0badc0de-1")).await;
+        let prelude = read_body(&mut resynced).await;
+        tether_agui::verify_sse(prelude.as_bytes())
+            .unwrap_or_else(|e| panic!("node {i}: {e}\n{prelude}"));
+        assert!(prelude.contains("MESSAGES_SNAPSHOT"), "node {i}: {prelude}");
+        for d in ["a0 ", "b3 "] {
+            assert!(
+                prelude.contains(d),
+                "node {i}: the snapshot holds {d:?}: {prelude}"
+            );
+        }
+    }
+}

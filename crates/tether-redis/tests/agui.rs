@@ -135,7 +135,12 @@ fn official_client_accepts(name: &str, bodies: &[(String, Vec<u8>)]) {
 /// Every replay a client can get on `nodes`: from the start, and resumed after each event id.
 async fn replays(nodes: &[&RedisBackplane], s: &tether_core::SessionId) -> Vec<(String, Vec<u8>)> {
     let mut all = Vec::new();
-    let (epoch, head) = nodes[0].broker().position(s).expect("the session");
+    // The node that appended last knows the head (the others learn it when they read).
+    let (epoch, head) = nodes
+        .iter()
+        .filter_map(|n| n.broker().position(s))
+        .max_by_key(|(_, head)| *head)
+        .expect("the session");
     let last = EventId { epoch, seq: head }.to_string();
     let mut whole = nodes[0].connect(s, ConnectOptions::new()).await.unwrap();
     let from_start = body(&mut whole, Some(&last)).await;
@@ -262,4 +267,68 @@ async fn a_node_meeting_a_trimmed_agui_session_builds_its_prelude_from_the_check
     let again = late.publish(&s, &[run_started("r2")]).await;
     assert!(refused(&again), "{again:?}");
     official_client_accepts("agui-long", &[("late prelude".to_owned(), prelude)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_on_an_agui_session_across_nodes_keep_every_replay_valid() {
+    use tether_core::{ApprovalRequest, ApprovalStatus, Backplane};
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let a = node(&redis.url(), "a", "ap", agui(Broker::builder())).await;
+    let b = node(&redis.url(), "b", "ap", agui(Broker::builder())).await;
+    let s = sid("agui-approvals");
+    let request = |id: &str| {
+        ApprovalRequest::new(json!({"deploy": id}))
+            .id(id)
+            .title("Deploy?")
+    };
+    let approved = ApprovalStatus::Approved { reason: None };
+    a.publish(
+        &s,
+        &[
+            run_started("r1"),
+            text_start("m1"),
+            text("m1", "Deploy?"),
+            text_end("m1"),
+        ],
+    )
+    .await
+    .unwrap();
+    a.publish(&s, &[run_finished("r1")]).await.unwrap();
+    // Between runs a notice goes inside a run of its own (the tracker's form), written on
+    // the node that asks and decided on the other.
+    Backplane::request_approval(&a, &s, request("ap1"))
+        .await
+        .unwrap();
+    Backplane::resolve_approval(&b, &s, "ap1", approved.clone())
+        .await
+        .unwrap();
+    // Inside a run, on the other node.
+    b.publish(&s, &[run_started("r2")]).await.unwrap();
+    Backplane::request_approval(&b, &s, request("ap2"))
+        .await
+        .unwrap();
+    Backplane::resolve_approval(&a, &s, "ap2", approved)
+        .await
+        .unwrap();
+    a.publish(&s, &[run_finished("r2")]).await.unwrap();
+    // A pending one, announced to a client that resyncs on either node.
+    Backplane::request_approval(&a, &s, request("ap3"))
+        .await
+        .unwrap();
+
+    let bodies = replays(&[&b, &a], &s).await;
+    let whole = String::from_utf8_lossy(&bodies[0].1).into_owned();
+    for id in ["ap1", "ap2", "ap3"] {
+        assert!(whole.contains(&format!("\"id\":\"{id}\"")), "{id}: {whole}");
+    }
+    for (label, body) in bodies.iter().filter(|(l, _)| l.starts_with("stale")) {
+        let text = String::from_utf8_lossy(body);
+        assert!(
+            text.contains("ap3"),
+            "{label}: the pending approval: {text}"
+        );
+    }
+    official_client_accepts("agui-approvals", &bodies);
 }
