@@ -60,6 +60,20 @@
 //!   settles what is due with the same script, so a deadline fires once whatever the number
 //!   of nodes. Each node's ring learns pending approvals from the announcements it stores, and
 //!   a connect reads them from Redis with the log, so a resync's prelude re-announces them.
+//! - **Tracked (AG-UI) sessions** stay valid with several nodes publishing: a node judges its
+//!   events on a copy of its tracker as the ones after its ring's head
+//!   ([`Broker::judge`](tether_core::Broker::judge)) and passes that head to the script,
+//!   which appends only if the log's head is still there (compare and set) and otherwise
+//!   answers `behind`; the node then reads what the others appended and judges again (at most
+//!   16 rounds, then 503). A refusal counts only when judged on the log's head. Every node's
+//!   tracker sees the events as they come back from the log, in its order, and approval
+//!   notices are written as the tracker writes them (inside a run of their own between runs).
+//!   The meta holds a checkpoint of the tracker (`ck` the seq it stands for, `t` the frames
+//!   that rebuild it, as a JSON array), refreshed by the appending node when the script says
+//!   it is due: once it is older than the middle of the retained log while the log is half
+//!   full, so trimming does not pass it. A node that meets the session after its start was
+//!   trimmed rebuilds the tracker from the checkpoint and the events after it, and builds
+//!   preludes like the node that saw it all.
 //! - **The two-tab rule**: a connect that supersedes another records the superseded client
 //!   instance in the meta (`v`, `vt`, `vb`); that instance coming back to any node within the
 //!   supersede grace while its successor holds the session is refused

@@ -47,7 +47,8 @@ use self::upstream::{AgentUrl, Upstream};
 pub(crate) struct AgentArgs {
     /// Put the hub in front of the AG-UI agent at this URL (plain `http://`): `POST
     /// /api/agui/run` forwards each run to it and makes the run durable and resumable. Runs
-    /// need AG-UI tracking (not with `--no-agui` or `--redis`).
+    /// need AG-UI tracking (not with `--no-agui`) and one node (not with `--redis`: a run
+    /// publishes through this node's broker alone).
     #[arg(long = "agent-url", env = "TETHER_AGENT_URL", value_name = "URL")]
     pub(crate) agent_url: Option<String>,
     /// A header every call to the agent carries, for its own credentials
