@@ -1,6 +1,10 @@
-//! `--self-publish RATE`: an in-process publisher for load tests, so the hub's delivery can
-//! be measured without HTTP publishing in the way.
+//! `--self-publish RATE` and `--self-publish-agui RATE`: in-process publishers for load
+//! tests, so the hub's delivery can be measured without HTTP publishing in the way: plain
+//! ~200-byte events, or agent runs ([`agui`]) that the AG-UI tracker follows.
 
+mod agui;
+
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tether_core::{Broker, Event, SessionId};
@@ -25,13 +29,56 @@ pub(crate) fn bench_event(ts: u64, n: u64) -> String {
 /// (refreshed every 100 ms), paced by a 1 ms tick; at most 10 ms worth per tick, so a
 /// saturated hub does not burst later.
 pub(crate) async fn run(broker: Broker, rate: u64) {
+    let mut n = 0u64;
+    paced(&broker, rate, |broker, session| {
+        n += 1;
+        if let Err(e) = broker.publish_event(session, Event::raw(bench_event(unix_micros(), n))) {
+            tracing::debug!(%session, error = %e, "self-publish refused");
+        }
+        1
+    })
+    .await;
+}
+
+/// Plays agent runs ([`agui::AgentRuns`]) at `rate` events per second in every session that
+/// has a connection, a burst per turn, round-robin and paced as [`run`] is. A session keeps
+/// its run while its client is away; a refused event ends the run with `RUN_ERROR` and starts
+/// a fresh one.
+pub(crate) async fn run_agui(broker: Broker, rate: u64) {
+    let mut agents: HashMap<SessionId, agui::AgentRuns> = HashMap::new();
+    let mut burst = Vec::new();
+    paced(&broker, rate, |broker, session| {
+        if !agents.contains_key(session) {
+            let seed = agents.len() as u64;
+            agents.insert(session.clone(), agui::AgentRuns::new(seed));
+        }
+        let Some(agent) = agents.get_mut(session) else {
+            unreachable!("inserted above");
+        };
+        agent.next_burst(session.as_str(), unix_micros(), &mut burst);
+        let mut published = 0;
+        for data in burst.drain(..) {
+            if let Err(e) = broker.publish_event(session, Event::raw(data)) {
+                tracing::debug!(%session, error = %e, "self-publish refused; the run restarts");
+                agent.restart();
+                break;
+            }
+            published += 1;
+        }
+        published.max(1)
+    })
+    .await;
+}
+
+/// The pacing of both: `turn` publishes to one session and says how many events that was.
+async fn paced(broker: &Broker, rate: u64, mut turn: impl FnMut(&Broker, &SessionId) -> u64) {
     let max_round = (rate / 100).max(1);
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let start = Instant::now();
     let mut targets: Vec<SessionId> = Vec::new();
     let mut refreshed: Option<Instant> = None;
-    let (mut sent, mut next, mut n) = (0u64, 0usize, 0u64);
+    let (mut sent, mut next) = (0u64, 0usize);
     loop {
         tick.tick().await;
         if refreshed.is_none_or(|at| at.elapsed() >= Duration::from_millis(100)) {
@@ -45,19 +92,18 @@ pub(crate) async fn run(broker: Broker, rate: u64) {
         }
         sent = sent.max(due.saturating_sub(rate));
         let round = due.saturating_sub(sent).min(max_round);
-        for i in 0..round {
+        let mut done = 0;
+        let mut turns = 0u32;
+        while done < round {
             let session = &targets[next % targets.len()];
             next = next.wrapping_add(1);
-            n += 1;
-            if let Err(e) = broker.publish_event(session, Event::raw(bench_event(unix_micros(), n)))
-            {
-                tracing::debug!(%session, error = %e, "self-publish refused");
-            }
-            if i % 256 == 255 {
+            done += turn(broker, session);
+            turns += 1;
+            if turns.is_multiple_of(256) {
                 tokio::task::yield_now().await;
             }
         }
-        sent += round;
+        sent += done;
     }
 }
 

@@ -27,7 +27,8 @@ pub(crate) enum Policy {
 }
 
 /// Flags of `tether serve`; each is a key of `--config`, and most have an environment variable
-/// (`--self-publish` has none, `--no-agui` is `TETHER_AGUI=off`, `--log-level` is `RUST_LOG`).
+/// (`--self-publish` and `--self-publish-agui` have none, `--no-agui` is `TETHER_AGUI=off`,
+/// `--log-level` is `RUST_LOG`).
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// Settings file, YAML (`.yml`, `.yaml`) or TOML (`.toml`): keys are these flags' long
@@ -120,6 +121,14 @@ pub(crate) struct ServeArgs {
     /// microseconds), for load tests.
     #[arg(long, value_name = "RATE")]
     self_publish: Option<u64>,
+    /// Publish RATE events per second in-process as agent runs, for load tests of the AG-UI
+    /// tracker: in every session that has a connection, round-robin, one burst per turn,
+    /// `RUN_STARTED`, `TEXT_MESSAGE_START`, 20 to 80 `TEXT_MESSAGE_CONTENT` deltas of 5 to 40
+    /// bytes in bursts of 1 to 8, `TEXT_MESSAGE_END`, a tool call (`TOOL_CALL_START`, 2 to 5
+    /// `TOOL_CALL_ARGS`, `TOOL_CALL_END`), `RUN_FINISHED`, then the next run with fresh ids.
+    /// Each event carries `"rawEvent":{"ts":N}`, its publish time in unix microseconds.
+    #[arg(long, value_name = "RATE", conflicts_with = "self_publish")]
+    self_publish_agui: Option<u64>,
     /// Turn AG-UI tracking off: sessions are plain event streams, never validated or given
     /// AG-UI preludes. Also `TETHER_AGUI=off`. Tracking is on by default.
     #[arg(long)]
@@ -190,10 +199,15 @@ fn redis_config(args: &ServeArgs) -> Result<Option<tether_redis::RedisConfig>, S
     {
         return Err("--node-id must be non-empty and without spaces".into());
     }
-    if args.self_publish.is_some() {
-        return Err(
-            "--self-publish publishes past the backplane; with --redis, publish over HTTP".into(),
-        );
+    if args.self_publish.is_some() || args.self_publish_agui.is_some() {
+        let flag = if args.self_publish.is_some() {
+            "--self-publish"
+        } else {
+            "--self-publish-agui"
+        };
+        return Err(format!(
+            "{flag} publishes past the backplane; with --redis, publish over HTTP"
+        ));
     }
     Ok(Some(
         tether_redis::RedisConfig::new(url)
@@ -448,6 +462,9 @@ async fn run(
     if let Some(rate) = args.self_publish.filter(|r| *r > 0) {
         tokio::spawn(crate::self_publish::run(broker.clone(), rate));
     }
+    if let Some(rate) = args.self_publish_agui.filter(|r| *r > 0) {
+        tokio::spawn(crate::self_publish::run_agui(broker.clone(), rate));
+    }
     let service = service(&args, broker, hooks, metrics, dev_open, backplane, agent);
     serve_and_drain(listener, service, Duration::from_secs(args.drain_secs)).await;
     Ok(())
@@ -663,6 +680,10 @@ mod tests {
                 &["--redis", "redis://h:1", "--self-publish", "10"],
                 "--self-publish",
             ),
+            (
+                &["--redis", "redis://h:1", "--self-publish-agui", "10"],
+                "--self-publish-agui",
+            ),
         ] {
             let e = redis_config(&serve_args(flags)).unwrap_err();
             assert!(e.contains(says), "{flags:?}: {e}");
@@ -721,5 +742,29 @@ mod tests {
             panic!("parsed as serve")
         };
         assert!(!agui_tracking(&a, Some("on")).unwrap());
+    }
+
+    #[test]
+    fn self_publish_agui_parses_and_excludes_plain_self_publish() {
+        use clap::Parser;
+        let a = serve_args(&["--self-publish-agui", "20000", "--no-agui"]);
+        assert_eq!(a.self_publish_agui, Some(20_000));
+        assert_eq!(a.self_publish, None);
+        assert!(!agui_tracking(&a, None).unwrap());
+        assert_eq!(serve_args(&[]).self_publish_agui, None);
+        // Plain events in an AG-UI session would be refused: one publisher at a time.
+        let e = crate::Cli::try_parse_from([
+            "tether",
+            "serve",
+            "--self-publish",
+            "10",
+            "--self-publish-agui",
+            "10",
+        ])
+        .unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict, "{e}");
+        assert!(
+            crate::Cli::try_parse_from(["tether", "serve", "--self-publish-agui", "x"]).is_err()
+        );
     }
 }

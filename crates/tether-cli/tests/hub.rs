@@ -42,6 +42,46 @@ async fn self_publish_spreads_events_over_connected_sessions() {
 }
 
 #[tokio::test]
+async fn self_publish_agui_plays_agent_runs_in_every_connected_session() {
+    let hub = Hub::spawn(EXE, &args(&["--self-publish-agui", "400"]))
+        .await
+        .unwrap();
+    let target = Target::parse(&hub.base_url()).unwrap();
+    let mut conns = Vec::new();
+    for s in ["agui-a", "agui-b"] {
+        let c = SseConn::open(
+            &target,
+            &format!("/api/sse/session/{s}"),
+            StreamOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(c.status(), 200);
+        conns.push(c);
+    }
+    for (c, session) in conns.iter_mut().zip(["agui-a", "agui-b"]) {
+        let mut types = Vec::new();
+        while types.len() < 8 {
+            let f = c.next_event(Duration::from_secs(10)).await.unwrap();
+            let v = f.json().unwrap();
+            assert!(f.id.is_some());
+            assert!(
+                v["rawEvent"]["ts"].as_u64().unwrap() > 1_600_000_000_000_000,
+                "{v}"
+            );
+            if types.is_empty() {
+                assert_eq!(v["threadId"], session, "{v}");
+            }
+            types.push(v["type"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(
+            types[..3],
+            ["RUN_STARTED", "TEXT_MESSAGE_START", "TEXT_MESSAGE_CONTENT"]
+        );
+    }
+}
+
+#[tokio::test]
 async fn cors_origins() {
     let hub = Hub::spawn(EXE, &args(&["--cors-origin", "https://app.example"]))
         .await
