@@ -211,11 +211,25 @@ pub async fn open_sse(
     session: &str,
     last_event_id: Option<&[u8]>,
 ) -> Result<SseStream, RequestError> {
+    open_sse_query(target, session, "", last_event_id).await
+}
+
+/// [`open_sse`] with a query string (`prelude=always`; empty for none).
+pub async fn open_sse_query(
+    target: &Target,
+    session: &str,
+    query: &str,
+    last_event_id: Option<&[u8]>,
+) -> Result<SseStream, RequestError> {
     let mut stream = TcpStream::connect(target.addr).await?;
     stream.set_nodelay(true)?;
     let mut request = Vec::with_capacity(192);
     request.extend_from_slice(b"GET /api/sse/session/");
     request.extend_from_slice(session.as_bytes());
+    if !query.is_empty() {
+        request.push(b'?');
+        request.extend_from_slice(query.as_bytes());
+    }
     request.extend_from_slice(b" HTTP/1.1\r\nHost: ");
     request.extend_from_slice(target.host.as_bytes());
     request.extend_from_slice(b"\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n");

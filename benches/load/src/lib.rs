@@ -7,7 +7,8 @@
 //!
 //! - delivered events/s over a measured window;
 //! - publish-to-receive latency p50/p99/p99.9 (each event carries `"ts"`, its publish time in
-//!   unix microseconds; recorded in an HDR histogram);
+//!   unix microseconds, or `"rawEvent":{"ts":..}` in the AG-UI runs of [`agui`]; recorded in
+//!   an HDR histogram);
 //! - the server's RSS per connection (`VmRSS` of `/proc/PID/status` before and after opening
 //!   the connections) and CPU time per delivered event (`utime + stime` of `/proc/PID/stat`
 //!   over the window);
@@ -33,6 +34,7 @@
 
 #![doc(test(attr(deny(warnings))))]
 
+pub mod agui;
 pub mod client;
 pub mod flood;
 pub mod procfs;

@@ -7,7 +7,10 @@ use tether_load::{
     client::Target,
     flood::{self, FloodOptions},
     report,
-    scenario::{self, Publish, RunConfig, ScenarioResult, StormOptions, StreamOptions},
+    scenario::{
+        self, Events, Publish, ReconnectOptions, RunConfig, ScenarioResult, StormOptions,
+        StreamOptions,
+    },
 };
 
 /// Load generator for SSE servers speaking tether's HTTP contract (loopback targets only).
@@ -137,6 +140,44 @@ enum Command {
         /// Seconds each legitimate request (or event) may take before it counts as timed out.
         #[arg(long, default_value_t = 5.0)]
         request_timeout: f64,
+    },
+    /// AG-UI token streams: agent runs (`RUN_STARTED`, a text message of 20 to 80 deltas in
+    /// bursts, a tool call, `RUN_FINISHED`, then the next run) in every session, published
+    /// over HTTP by the generator or in-process by `tether serve --self-publish-agui RATE`;
+    /// latency from each event's `rawEvent.ts`. With `--reconnect-every`, a steady window and
+    /// then a window in which clients reconnect with `?prelude=always`.
+    Agui {
+        /// Sessions, one SSE client each.
+        #[arg(long, default_value_t = 1000)]
+        sessions: usize,
+        /// Who publishes.
+        #[arg(long, value_enum, default_value = "self")]
+        publish: PublishMode,
+        /// With `--publish http`: events/s to offer (unlimited when absent). With `--publish
+        /// self`: the rate the server was started with, for the record.
+        #[arg(long)]
+        rate: Option<u64>,
+        /// With `--publish http`: post each burst of deltas as one JSON array (one event per
+        /// request without it).
+        #[arg(long)]
+        batch_bursts: bool,
+        /// Concurrent publishing connections.
+        #[arg(long, default_value_t = 8)]
+        publishers: usize,
+        /// Seconds between a client's reconnects on average (each from half to one and a
+        /// half times it), in a second window after the steady one.
+        #[arg(long)]
+        reconnect_every: Option<f64>,
+        /// With `--reconnect-every`: check every response with the AG-UI client's rules and
+        /// the open message's text across reconnects (costs generator CPU).
+        #[arg(long, requires = "reconnect_every")]
+        verify: bool,
+        /// Seconds before the measured window.
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+        /// Seconds of the measured window (of each window, with `--reconnect-every`).
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
     },
     /// Reconnect storm: every client drops and reconnects with Last-Event-ID at once.
     Storm {
@@ -272,6 +313,7 @@ fn main() -> ExitCode {
                 let opts = StreamOptions {
                     sessions,
                     publish: publish(mode, rate, batch, publishers),
+                    events: Events::Plain,
                     event_bytes: common.event_bytes,
                     warmup: secs(common.warmup),
                     duration: secs(common.duration),
@@ -289,6 +331,7 @@ fn main() -> ExitCode {
                 let opts = StreamOptions {
                     sessions,
                     publish: publish(mode, Some(rate), batch, publishers),
+                    events: Events::Plain,
                     event_bytes: common.event_bytes,
                     warmup: secs(common.warmup),
                     duration: secs(common.duration),
@@ -312,6 +355,43 @@ fn main() -> ExitCode {
                     request_timeout: secs(request_timeout),
                 };
                 flood::run_idle_flood(&cfg, &opts).await
+            }
+            Command::Agui {
+                sessions,
+                publish: mode,
+                rate,
+                batch_bursts,
+                publishers,
+                reconnect_every,
+                verify,
+                warmup,
+                duration,
+            } => {
+                let opts = StreamOptions {
+                    sessions,
+                    publish: publish(mode, rate, 1, publishers),
+                    events: Events::Agui { batch_bursts },
+                    event_bytes: 0,
+                    warmup: secs(warmup),
+                    duration: secs(duration),
+                };
+                match reconnect_every {
+                    Some(every) => {
+                        let reconnect = ReconnectOptions {
+                            every: secs(every),
+                            verify,
+                        };
+                        scenario::run_agui_reconnect(&cfg, &opts, reconnect).await
+                    }
+                    None => {
+                        let name = if batch_bursts && mode == PublishMode::Http {
+                            "agui-batch"
+                        } else {
+                            "agui"
+                        };
+                        scenario::run_stream(&cfg, name, &opts).await
+                    }
+                }
             }
             Command::Storm {
                 sessions,

@@ -19,7 +19,8 @@ use tokio::{
 };
 
 use crate::{
-    client::{Publisher, SseStream, Target, open_sse},
+    agui::{AgentRuns, AguiCheck, Rng, raw_event_ts_of},
+    client::{Publisher, SseStream, Target, open_sse_query},
     procfs,
     sse::{ChunkedDecoder, Frame, SseParser, ts_of},
     track::{FrameKind, SessionTracker, SharedHistogram, Summary, Totals, new_histogram},
@@ -86,6 +87,19 @@ impl Publish {
     }
 }
 
+/// What the events are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Events {
+    /// `{"ts":..,"n":..,"pad":".."}` of `event_bytes`, publish time in `ts`.
+    Plain,
+    /// AG-UI agent runs ([`crate::agui`]), publish time in `rawEvent.ts`. Over HTTP, one
+    /// event per request, or each burst in one JSON array when `batch_bursts`.
+    Agui {
+        /// Post each burst as one request.
+        batch_bursts: bool,
+    },
+}
+
 /// Settings of the throughput and latency scenarios.
 #[derive(Debug, Clone)]
 pub struct StreamOptions {
@@ -93,12 +107,24 @@ pub struct StreamOptions {
     pub sessions: usize,
     /// Who publishes.
     pub publish: Publish,
-    /// Size of each generated event's JSON.
+    /// What is published.
+    pub events: Events,
+    /// Size of each generated event's JSON (plain events).
     pub event_bytes: usize,
     /// Time before the measured window.
     pub warmup: Duration,
     /// The measured window.
     pub duration: Duration,
+}
+
+/// Settings of the reconnecting variant of the AG-UI scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct ReconnectOptions {
+    /// Each client reconnects after this long on average (uniformly from half to one and a
+    /// half times it), with `Last-Event-ID` and `?prelude=always`.
+    pub every: Duration,
+    /// Check every response with the AG-UI client's rules ([`AguiCheck`]).
+    pub verify: bool,
 }
 
 /// Settings of the storm scenario.
@@ -215,6 +241,41 @@ pub struct ScenarioResult {
     /// `/health/sse` `limits.connections.refused`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_refused: Option<u64>,
+    /// Reconnecting clients: reconnects made in the reconnecting window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnects: Option<u64>,
+    /// Reconnecting clients: server CPU per reconnect beyond the steady window's CPU per
+    /// delivered event, microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect_cpu_us: Option<f64>,
+    /// Reconnecting clients: events delivered per second in the reconnecting window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnecting_delivered_per_s: Option<f64>,
+    /// Reconnecting clients: server CPU per delivered event in the reconnecting window,
+    /// microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnecting_cpu_us_per_event: Option<f64>,
+    /// Reconnecting clients: time from the start of a reconnect (before its TCP connect) to
+    /// the first frame of the new stream, microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_frame_us: Option<Summary>,
+    /// Reconnecting clients: bytes of prelude data (frames without an id before the first
+    /// id) per reconnect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prelude_bytes: Option<f64>,
+    /// Reconnecting clients: events a prelude stood for (published while the client was
+    /// away, carried by the snapshot instead of replayed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prelude_covered: Option<u64>,
+    /// AG-UI checks: responses checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responses_checked: Option<u64>,
+    /// AG-UI checks: responses that broke the official client's rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid_responses: Option<u64>,
+    /// AG-UI checks: text that did not continue what the client had received before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_mismatches: Option<u64>,
     /// Events received (whole run, every session).
     pub delivered: u64,
     /// Events silently missing (gaps in the ids, or published but never received).
@@ -321,6 +382,33 @@ impl ScenarioResult {
         if let Some(v) = self.reconnect_all_ms {
             push(format!("all reconnected {v:.0} ms"));
         }
+        if let Some(n) = self.reconnects {
+            push(format!("reconnects {n}"));
+        }
+        if let Some(v) = self.reconnecting_cpu_us_per_event {
+            push(format!("reconnecting: server cpu {v:.2} µs/event"));
+        }
+        if let Some(v) = self.reconnect_cpu_us {
+            push(format!("server cpu {v:.0} µs/reconnect beyond steady"));
+        }
+        if let Some(f) = &self.first_frame_us {
+            push(format!("first frame p50 {} p99 {} µs", f.p50, f.p99));
+        }
+        if let Some(v) = self.prelude_bytes {
+            push(format!("prelude {v:.0} bytes/reconnect"));
+        }
+        if let Some(v) = self.prelude_covered {
+            push(format!("covered by preludes {v}"));
+        }
+        if let (Some(n), Some(bad), Some(mismatch)) = (
+            self.responses_checked,
+            self.invalid_responses,
+            self.content_mismatches,
+        ) {
+            push(format!(
+                "responses checked {n} invalid {bad} text mismatches {mismatch}"
+            ));
+        }
         if let Some(v) = self.catchup_all_ms {
             push(format!("all caught up {v:.0} ms"));
         }
@@ -366,11 +454,23 @@ struct Shared {
     publishing: AtomicBool,
     published: AtomicU64,
     publish_errors: AtomicU64,
+    /// Reads an event's publish time.
+    ts_of: fn(&[u8]) -> Option<u64>,
+    /// Clients reconnect now and then (while `reconnecting`), and may check what they get.
+    reconnect: Option<ReconnectOptions>,
+    reconnecting: AtomicBool,
+    reconnects: AtomicU64,
+    first_frame: SharedHistogram,
+    prelude_bytes: AtomicU64,
 }
 
 impl Shared {
     fn new(cfg: &RunConfig, sessions: usize, read_buf: usize) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new(Self::build(cfg, sessions, read_buf))
+    }
+
+    fn build(cfg: &RunConfig, sessions: usize, read_buf: usize) -> Self {
+        Self {
             target: cfg.target.clone(),
             publish_target: cfg.publish_target.clone().unwrap_or(cfg.target.clone()),
             run_id: format!("load{:x}", unix_micros() & 0xff_ffff_ffff),
@@ -390,7 +490,13 @@ impl Shared {
             publishing: AtomicBool::new(true),
             published: AtomicU64::new(0),
             publish_errors: AtomicU64::new(0),
-        })
+            ts_of,
+            reconnect: None,
+            reconnecting: AtomicBool::new(false),
+            reconnects: AtomicU64::new(0),
+            first_frame: SharedHistogram::default(),
+            prelude_bytes: AtomicU64::new(0),
+        }
     }
 
     fn session(&self, index: usize) -> String {
@@ -408,6 +514,8 @@ struct ClientOutcome {
     disconnects: u64,
     reconnect_us: Option<u64>,
     catchup_us: Option<u64>,
+    /// What the client checked of the AG-UI events (reconnecting clients with `verify`).
+    check: Option<AguiCheck>,
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -419,6 +527,10 @@ struct StreamState {
     chunked: Option<ChunkedDecoder>,
     /// After a storm: when the new stream opened; an event published later means caught up.
     reconnected_at: Option<u64>,
+    /// After a periodic reconnect: when it started (unix µs), until the first frame.
+    reconnect_started: Option<u64>,
+    /// Until the first frame with an id: frames without one are the prelude.
+    in_prelude: bool,
 }
 
 /// Decodes, parses and accounts bytes of a client's stream; false when the stream is over
@@ -436,11 +548,28 @@ fn ingest(
     let mut delivered = 0u64;
     let mut live = false;
     let tracker = &mut out.tracker;
+    let check = &mut out.check;
     let reconnected_at = stream.reconnected_at;
+    let read_ts = shared.ts_of;
+    let reconnect_started = &mut stream.reconnect_started;
+    let in_prelude = &mut stream.in_prelude;
+    let mut prelude_bytes = 0u64;
+    let mut first_frame = None;
     let mut on_frame = |frame: Frame<'_>| {
+        if let Some(started) = reconnect_started.take() {
+            first_frame = Some(now.saturating_sub(started));
+        }
+        if frame.id.is_some() {
+            *in_prelude = false;
+        } else if *in_prelude && let Some(data) = frame.data {
+            prelude_bytes += data.len() as u64;
+        }
+        if let (Some(check), Some(data)) = (check.as_mut(), frame.data) {
+            check.on_data(data, frame.id.is_some());
+        }
         if let FrameKind::Delivered(_) = tracker.on_frame(frame) {
             delivered += 1;
-            if let Some(ts) = frame.data.and_then(ts_of) {
+            if let Some(ts) = frame.data.and_then(read_ts) {
                 if measuring {
                     latencies.push(now.saturating_sub(ts));
                 }
@@ -477,6 +606,12 @@ fn ingest(
         out.catchup_us = Some(now.saturating_sub(shared.storm_at_us.load(Relaxed)));
         shared.caught_up.fetch_add(1, Relaxed);
     }
+    if let Some(us) = first_frame {
+        shared.first_frame.flush(&mut vec![us]);
+    }
+    if prelude_bytes > 0 {
+        shared.prelude_bytes.fetch_add(prelude_bytes, Relaxed);
+    }
     if latencies.len() >= 512 {
         shared.latency.flush(latencies);
     }
@@ -493,12 +628,24 @@ async fn client(
     let session = shared.session(index);
     let mut out = ClientOutcome {
         index,
+        check: shared
+            .reconnect
+            .filter(|r| r.verify)
+            .map(|_| AguiCheck::default()),
         ..ClientOutcome::default()
     };
     let mut failed_attempts = 0;
     let mut storm_pending = false;
     let mut latencies: Vec<u64> = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
+    // Periodic reconnects: when the one under way started (unix µs), and when the next is due.
+    let mut rng = Rng::new(index as u64);
+    let mut reconnect_started: Option<u64> = None;
+    let client_id = shared.reconnect.map(|_| format!("clientId=load-{index}"));
+    let next_reconnect = |rng: &mut Rng| {
+        let every = shared.reconnect.map(|r| r.every);
+        Instant::now() + every.map_or(Duration::from_secs(86_400), |e| e.mul_f64(0.5 + rng.unit()))
+    };
     'connect: loop {
         if *phase.borrow() == Phase::Stop {
             break;
@@ -509,7 +656,20 @@ async fn client(
             shared.connect_permits.acquire().await.ok()
         };
         let last_id = (!out.tracker.last_id.is_empty()).then_some(&out.tracker.last_id[..]);
-        let opened = timeout(CONNECT_TIMEOUT, open_sse(&shared.target, &session, last_id)).await;
+        // A reconnecting client names itself (`clientId`), as a client that reconnects on
+        // purpose should: the stream it replaces may still be open on the server, and a
+        // nameless client coming back to a session whose stream superseded it is told to
+        // stop (204).
+        let query = match (&client_id, reconnect_started) {
+            (Some(id), Some(_)) => format!("{id}&prelude=always"),
+            (Some(id), None) => id.clone(),
+            (None, _) => String::new(),
+        };
+        let opened = timeout(
+            CONNECT_TIMEOUT,
+            open_sse_query(&shared.target, &session, &query, last_id),
+        )
+        .await;
         drop(permit);
         let Ok(Ok(sse)) = opened else {
             out.conn_errors += 1;
@@ -537,7 +697,19 @@ async fn client(
             parser: SseParser::default(),
             chunked,
             reconnected_at: None,
+            reconnect_started: reconnect_started.take(),
+            in_prelude: false,
         };
+        if state.reconnect_started.is_some() {
+            state.in_prelude = true;
+            out.tracker.expect_prelude();
+            shared.reconnects.fetch_add(1, Relaxed);
+        }
+        if let Some(check) = out.check.as_mut() {
+            check.new_response();
+        }
+        let reconnect_timer = sleep_until(next_reconnect(&mut rng));
+        tokio::pin!(reconnect_timer);
         if storm_pending && out.catchup_us.is_none() {
             let now = unix_micros();
             state.reconnected_at = Some(now);
@@ -564,6 +736,14 @@ async fn client(
                         Ok(Phase::Run) => {}
                         Ok(Phase::Stop) | Err(_) => break 'connect,
                     }
+                }
+                () = &mut reconnect_timer, if shared.reconnect.is_some() => {
+                    if shared.reconnecting.load(Relaxed) {
+                        reconnect_started = Some(unix_micros());
+                        drop(stream);
+                        continue 'connect;
+                    }
+                    reconnect_timer.as_mut().reset(next_reconnect(&mut rng));
                 }
                 ready = stream.readable() => {
                     if ready.is_err() {
@@ -676,6 +856,91 @@ async fn publisher(
             Err(_) => {
                 shared.publish_errors.fetch_add(1, Relaxed);
                 sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// One publishing connection of the AG-UI scenarios: plays an agent's runs in each of its
+/// share of the sessions, a burst per turn round-robin, each event its own request or (with
+/// `batch_bursts`) each burst one JSON array; paced to `rate` events/s over all publishers,
+/// open loop, or as fast as the server answers. A failed publish ends the session's run with
+/// `RUN_ERROR` and starts a fresh one.
+async fn agui_publisher(
+    shared: Arc<Shared>,
+    worker: usize,
+    workers: usize,
+    sessions: usize,
+    rate: Option<u64>,
+    batch_bursts: bool,
+) {
+    let mine: Vec<usize> = (worker..sessions).step_by(workers).collect();
+    if mine.is_empty() {
+        return;
+    }
+    let names: Vec<String> = mine.iter().map(|i| shared.session(*i)).collect();
+    let mut agents: Vec<AgentRuns> = mine
+        .iter()
+        .map(|i| AgentRuns::new(unix_micros() ^ ((*i as u64) << 20)))
+        .collect();
+    let mut publisher = Publisher::new(shared.publish_target.clone());
+    let interval_us = rate.map(|r| workers as f64 * 1e6 / r.max(1) as f64);
+    let start = Instant::now();
+    let start_us = unix_micros();
+    // Events scheduled so far (the open-loop clock counts events, not requests).
+    let mut scheduled: u64 = 0;
+    let mut body = Vec::with_capacity(8 * 256);
+    let mut turn: usize = 0;
+    'turns: while shared.publishing.load(Relaxed) {
+        let slot = turn % mine.len();
+        turn += 1;
+        let (index, session) = (mine[slot], &names[slot]);
+        let mut more = true;
+        body.clear();
+        let mut in_body = 0usize;
+        let mut ts = 0;
+        while more {
+            // A batch carries its request's time; otherwise each event has its own.
+            if !batch_bursts || in_body == 0 {
+                ts = match interval_us {
+                    Some(interval) => {
+                        let offset = (scheduled as f64 * interval) as u64;
+                        sleep_until(start + Duration::from_micros(offset)).await;
+                        unix_micros().min(start_us + offset + TIMER_SLACK_US)
+                    }
+                    None => unix_micros(),
+                };
+            }
+            if batch_bursts {
+                body.push(if in_body == 0 { b'[' } else { b',' });
+            }
+            more = agents[slot].next_event(session, ts, &mut body);
+            in_body += 1;
+            scheduled += 1;
+            if batch_bursts && more {
+                continue;
+            }
+            if batch_bursts {
+                body.push(b']');
+            }
+            match publisher.post(session, &body).await {
+                Ok(answer) => {
+                    shared.published.fetch_add(answer.ids as u64, Relaxed);
+                    if let Some(seq) = answer.last_seq {
+                        shared.published_max[index].fetch_max(seq, Relaxed);
+                    }
+                }
+                Err(_) => {
+                    shared.publish_errors.fetch_add(1, Relaxed);
+                    agents[slot].restart();
+                    sleep(Duration::from_millis(20)).await;
+                    continue 'turns;
+                }
+            }
+            body.clear();
+            in_body = 0;
+            if !shared.publishing.load(Relaxed) {
+                break 'turns;
             }
         }
     }
@@ -829,6 +1094,7 @@ async fn timed_stage(progress: &Progress, shared: &Shared, name: &str, length: D
 fn spawn_publishers(
     shared: &Arc<Shared>,
     publish: Publish,
+    events: Events,
     sessions: usize,
     event_bytes: usize,
 ) -> JoinSet<()> {
@@ -841,6 +1107,17 @@ fn spawn_publishers(
     {
         let connections = connections.max(1);
         for worker in 0..connections {
+            if let Events::Agui { batch_bursts } = events {
+                set.spawn(agui_publisher(
+                    Arc::clone(shared),
+                    worker,
+                    connections,
+                    sessions,
+                    rate,
+                    batch_bursts,
+                ));
+                continue;
+            }
             set.spawn(publisher(
                 Arc::clone(shared),
                 worker,
@@ -937,7 +1214,11 @@ fn fill_totals(
 /// Throughput or latency: `sessions` SSE clients, events published by the generator or the
 /// server, measured over a window after a warmup.
 pub async fn run_stream(cfg: &RunConfig, scenario: &str, opts: &StreamOptions) -> ScenarioResult {
-    let shared = Shared::new(cfg, opts.sessions, 16 * 1024);
+    let mut shared = Shared::build(cfg, opts.sessions, 16 * 1024);
+    if let Events::Agui { .. } = opts.events {
+        shared.ts_of = raw_event_ts_of;
+    }
+    let shared = Arc::new(shared);
     let progress = Progress::new(cfg.progress);
     progress.bar.set_prefix(scenario.to_owned());
     let rss_before = rss(cfg.server_pid);
@@ -946,7 +1227,13 @@ pub async fn run_stream(cfg: &RunConfig, scenario: &str, opts: &StreamOptions) -
     sleep(Duration::from_millis(500)).await;
     let rss_after = rss(cfg.server_pid);
 
-    let publishers = spawn_publishers(&shared, opts.publish, opts.sessions, opts.event_bytes);
+    let publishers = spawn_publishers(
+        &shared,
+        opts.publish,
+        opts.events,
+        opts.sessions,
+        opts.event_bytes,
+    );
     timed_stage(&progress, &shared, "warmup", opts.warmup).await;
     let begin = Snapshot::take(&shared, cfg);
     shared.measuring.store(true, Relaxed);
@@ -988,6 +1275,147 @@ pub async fn run_stream(cfg: &RunConfig, scenario: &str, opts: &StreamOptions) -
     result
 }
 
+/// AG-UI runs with reconnecting clients: after the warmup, a steady window (nobody
+/// reconnects), then a reconnecting window of the same length in which each client drops its
+/// stream every `reconnect.every` on average and comes back with `Last-Event-ID` and
+/// `?prelude=always`, publishing going on at the same rate. Reports the steady window's
+/// delivery, CPU and latency, the reconnects, the server CPU per reconnect beyond what the
+/// delivered events cost in the steady window, the time from a reconnect's start to its first
+/// frame, the prelude's bytes, the events preludes stood for, and what was lost or
+/// duplicated; with `reconnect.verify`, each response checked by the AG-UI client's rules.
+pub async fn run_agui_reconnect(
+    cfg: &RunConfig,
+    opts: &StreamOptions,
+    reconnect: ReconnectOptions,
+) -> ScenarioResult {
+    let mut shared = Shared::build(cfg, opts.sessions, 16 * 1024);
+    shared.ts_of = raw_event_ts_of;
+    shared.reconnect = Some(reconnect);
+    let shared = Arc::new(shared);
+    let progress = Progress::new(cfg.progress);
+    progress.bar.set_prefix("agui-reconnect");
+    let rss_before = rss(cfg.server_pid);
+    let clients = Clients::spawn(&shared, opts.sessions);
+    let connect_time = clients.wait_connected(&progress).await;
+    sleep(Duration::from_millis(500)).await;
+    let rss_after = rss(cfg.server_pid);
+
+    let events = match opts.events {
+        Events::Plain => Events::Agui {
+            batch_bursts: false,
+        },
+        agui => agui,
+    };
+    let publishers = spawn_publishers(&shared, opts.publish, events, opts.sessions, 0);
+    timed_stage(&progress, &shared, "warmup", opts.warmup).await;
+    let begin = Snapshot::take(&shared, cfg);
+    shared.measuring.store(true, Relaxed);
+    timed_stage(&progress, &shared, "steady", opts.duration).await;
+    shared.measuring.store(false, Relaxed);
+    let mid = Snapshot::take(&shared, cfg);
+    let reconnects_before = shared.reconnects.load(Relaxed);
+    shared.reconnecting.store(true, Relaxed);
+    timed_stage(&progress, &shared, "reconnecting", opts.duration).await;
+    shared.reconnecting.store(false, Relaxed);
+    let end = Snapshot::take(&shared, cfg);
+    let reconnects = shared.reconnects.load(Relaxed) - reconnects_before;
+
+    let http = matches!(opts.publish, Publish::Http { .. });
+    progress.stage("draining".into(), 1);
+    stop_publishers(&shared, publishers, http, Duration::from_secs(3)).await;
+    let mut outcomes = clients.stop().await;
+    progress.finish();
+
+    let mut result = base_result(
+        cfg,
+        "agui-reconnect",
+        Some(&opts.publish),
+        opts.sessions,
+        &shared,
+    );
+    let steady = between(&begin, &mid);
+    let moving = between(&mid, &end);
+    result.window_s = Some(steady.window);
+    result.delivered_per_s = Some(steady.delivered as f64 / steady.window);
+    result.reconnecting_delivered_per_s = Some(moving.delivered as f64 / moving.window);
+    if http {
+        result.published_per_s = Some(steady.published as f64 / steady.window);
+    }
+    result.latency_us = Some(shared.latency.summary());
+    if let (Some(cpu), Some(cpu2)) = (steady.server_cpu_us, moving.server_cpu_us) {
+        result.server_cpu_pct = Some(cpu / 1e6 / steady.window * 100.0);
+        if steady.delivered > 0 {
+            let per_event = cpu / steady.delivered as f64;
+            result.server_cpu_us_per_event = Some(per_event);
+            if reconnects > 0 {
+                let beyond = cpu2 - per_event * moving.delivered as f64;
+                result.reconnect_cpu_us = Some(beyond / reconnects as f64);
+            }
+        }
+        if moving.delivered > 0 {
+            result.reconnecting_cpu_us_per_event = Some(cpu2 / moving.delivered as f64);
+        }
+    }
+    if let Some(own) = steady.own_cpu_us {
+        result.generator_cpu_pct = Some(own / 1e6 / steady.window * 100.0);
+    }
+    result.rss_before_kib = rss_before;
+    result.rss_after_kib = rss_after;
+    result.connect_all_ms = Some(connect_time.as_secs_f64() * 1e3);
+    result.reconnects = Some(reconnects);
+    result.first_frame_us = Some(shared.first_frame.summary());
+    let all_reconnects = shared.reconnects.load(Relaxed);
+    if all_reconnects > 0 {
+        result.prelude_bytes =
+            Some(shared.prelude_bytes.load(Relaxed) as f64 / all_reconnects as f64);
+    }
+    if reconnect.verify {
+        let (mut n, mut bad, mut mismatch) = (0, 0, 0);
+        let mut first_error = None;
+        for check in outcomes.iter_mut().filter_map(|o| o.check.as_mut()) {
+            n += check.responses;
+            bad += check.invalid_responses;
+            mismatch += check.content_mismatches;
+            first_error = first_error.or(check.first_error.take());
+        }
+        if let Some(e) = first_error {
+            eprintln!(
+                "tether-load: {} [{}]: first AG-UI check failure: {e}",
+                result.key(),
+                cfg.label
+            );
+        }
+        result.responses_checked = Some(n);
+        result.invalid_responses = Some(bad);
+        result.content_mismatches = Some(mismatch);
+    }
+    let (totals, conn_errors, disconnects) = totals(&shared, &mut outcomes, http);
+    result.prelude_covered = Some(totals.covered);
+    // The clients' own reconnects are not counted as disconnects.
+    fill_totals(&mut result, totals, conn_errors, disconnects, &shared);
+    result
+}
+
+/// What happened between two snapshots.
+struct Interval {
+    window: f64,
+    delivered: u64,
+    published: u64,
+    server_cpu_us: Option<f64>,
+    own_cpu_us: Option<f64>,
+}
+
+fn between(a: &Snapshot, b: &Snapshot) -> Interval {
+    let diff = |x: Option<u64>, y: Option<u64>| Some(y?.saturating_sub(x?) as f64);
+    Interval {
+        window: b.at.duration_since(a.at).as_secs_f64(),
+        delivered: b.delivered - a.delivered,
+        published: b.published - a.published,
+        server_cpu_us: diff(a.server_cpu_us, b.server_cpu_us),
+        own_cpu_us: diff(a.own_cpu_us, b.own_cpu_us),
+    }
+}
+
 /// Idle connections: opens `connections` SSE streams that receive nothing and reports the
 /// server's memory per connection.
 pub async fn run_idle(cfg: &RunConfig, connections: usize, settle: Duration) -> ScenarioResult {
@@ -1023,7 +1451,13 @@ pub async fn run_storm(cfg: &RunConfig, opts: &StormOptions) -> ScenarioResult {
     let clients = Clients::spawn(&shared, opts.sessions);
     let connect_time = clients.wait_connected(&progress).await;
     let rss_after = rss(cfg.server_pid);
-    let publishers = spawn_publishers(&shared, opts.publish, opts.sessions, opts.event_bytes);
+    let publishers = spawn_publishers(
+        &shared,
+        opts.publish,
+        Events::Plain,
+        opts.sessions,
+        opts.event_bytes,
+    );
 
     // Every client should hold a position (a last id) before the storm.
     let connected = shared.connected.load(Relaxed);

@@ -31,9 +31,13 @@ pub struct SessionTracker {
     pub resyncs: u64,
     /// Events skipped right after a resync signal (announced, not silent).
     pub resync_skipped: u64,
-    /// Data frames without an id (control signals other than resync).
+    /// Data frames without an id (control signals other than resync, prelude frames).
     pub control: u64,
+    /// Events a prelude stood for: the gap its closing id-only frame stepped over, after a
+    /// reconnect with `prelude=always` (the snapshot carries what they did).
+    pub covered: u64,
     pending_resync: bool,
+    expect_prelude: bool,
 }
 
 /// How [`SessionTracker::on_frame`] classified a frame.
@@ -48,13 +52,32 @@ pub enum FrameKind {
 }
 
 impl SessionTracker {
+    /// The stream that follows was asked for with `prelude=always`: a gap that its first
+    /// id-only frame steps over (to the session's head, after the prelude) is covered by the
+    /// prelude, not lost. The first frame with an id ends the expectation.
+    pub fn expect_prelude(&mut self) {
+        self.expect_prelude = true;
+    }
+
     /// Accounts one frame.
     pub fn on_frame(&mut self, frame: Frame<'_>) -> FrameKind {
         if let Some(id) = frame.id {
             self.last_id.clear();
             self.last_id.extend_from_slice(id);
         }
+        let prelude_head = std::mem::take(&mut self.expect_prelude);
+        if frame.id.is_none() {
+            self.expect_prelude = prelude_head;
+        }
         match (frame.id.and_then(seq_of), frame.data) {
+            (Some(seq), None) if prelude_head => {
+                let expected = self.last_seq.map_or(1, |last| last + 1);
+                if seq >= expected {
+                    self.covered += seq + 1 - expected;
+                    self.last_seq = Some(seq);
+                }
+                FrameKind::Other
+            }
             (Some(seq), Some(_)) => {
                 if self.advance(seq) {
                     self.delivered += 1;
@@ -120,6 +143,8 @@ pub struct Totals {
     pub resyncs: u64,
     /// Events skipped after a resync signal.
     pub resync_skipped: u64,
+    /// Events a prelude stood for.
+    pub covered: u64,
 }
 
 impl Totals {
@@ -130,6 +155,7 @@ impl Totals {
         self.duplicated += t.duplicated;
         self.resyncs += t.resyncs;
         self.resync_skipped += t.resync_skipped;
+        self.covered += t.covered;
     }
 }
 
@@ -260,6 +286,34 @@ mod tests {
         assert_eq!(t.resyncs, 1);
         assert_eq!(t.resync_skipped, 38);
         assert_eq!((t.delivered, t.lost, t.duplicated), (3, 1, 0));
+    }
+
+    #[test]
+    fn a_prelude_covers_the_gap_to_its_head() {
+        let mut t = SessionTracker::default();
+        data(&mut t, "e-1");
+        data(&mut t, "e-2");
+        t.expect_prelude();
+        // Prelude frames (no id), then the id-only frame at the head.
+        let prelude = br#"{"type":"RUN_STARTED","threadId":"t","runId":"r"}"#;
+        t.on_frame(Frame {
+            id: None,
+            data: Some(prelude),
+        });
+        t.on_frame(Frame {
+            id: Some(b"e-6"),
+            data: None,
+        });
+        data(&mut t, "e-7");
+        assert_eq!((t.delivered, t.lost, t.covered, t.control), (3, 0, 4, 1));
+        // Without a prelude the same step is a loss; an exact id-only frame covers nothing.
+        t.expect_prelude();
+        t.on_frame(Frame {
+            id: Some(b"e-7"),
+            data: None,
+        });
+        data(&mut t, "e-9");
+        assert_eq!((t.lost, t.covered), (1, 4));
     }
 
     #[test]

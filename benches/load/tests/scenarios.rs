@@ -6,7 +6,7 @@ use std::time::Duration;
 use tether_load::{
     client::Target,
     flood::{self, FloodOptions},
-    scenario::{self, Publish, RunConfig, StormOptions, StreamOptions},
+    scenario::{self, Events, Publish, RunConfig, StormOptions, StreamOptions},
 };
 
 async fn start_server(self_publish: Option<u64>) -> RunConfig {
@@ -38,6 +38,7 @@ async fn http_publishing_is_delivered_exactly_once() {
             batch: 5,
             connections: 2,
         },
+        events: Events::Plain,
         event_bytes: 200,
         warmup: Duration::from_millis(300),
         duration: Duration::from_secs(1),
