@@ -114,7 +114,62 @@ const RSS_MAX_MIB: Metric = metric("server RSS MiB", Better::Lower, 1, |r| {
     r.rss_after_kib.map(|kib| kib as f64 / 1024.0)
 });
 
+const PUBLISH_ERRORS: Metric = metric("publish errors", Better::Lower, 0, |r| {
+    count(r.publish_errors)
+});
+const RECONNECTS: Metric = metric("reconnects", Better::Higher, 0, |r| {
+    r.reconnects.map(|v| v as f64)
+});
+const RECONNECTING_CPU: Metric = metric("reconnecting CPU µs/event", Better::Lower, 2, |r| {
+    r.reconnecting_cpu_us_per_event
+});
+const RECONNECT_CPU: Metric = metric("CPU µs/reconnect", Better::Lower, 0, |r| {
+    r.reconnect_cpu_us
+});
+const FIRST_FRAME_P50: Metric = metric("first frame p50 µs", Better::Lower, 0, |r| {
+    r.first_frame_us.map(|l| l.p50 as f64)
+});
+const FIRST_FRAME_P99: Metric = metric("first frame p99 µs", Better::Lower, 0, |r| {
+    r.first_frame_us.map(|l| l.p99 as f64)
+});
+const PRELUDE_BYTES: Metric = metric("prelude bytes", Better::Lower, 0, |r| r.prelude_bytes);
+const COVERED: Metric = metric("covered by prelude", Better::Lower, 0, |r| {
+    r.prelude_covered.map(|v| v as f64)
+});
+const INVALID: Metric = metric("invalid responses", Better::Lower, 0, |r| {
+    r.invalid_responses.map(|v| v as f64)
+});
+const MISMATCHES: Metric = metric("text mismatches", Better::Lower, 0, |r| {
+    r.content_mismatches.map(|v| v as f64)
+});
+
+/// Metrics whose tracker share (tether − tether-noagui) / tether a table shows: costs.
+const SHARED_COSTS: [&Metric; 3] = [&CPU_PER_EVENT, &RECONNECTING_CPU, &RECONNECT_CPU];
+
+/// The AG-UI tracker's share of a cost the report holds it to.
+const TRACKER_SHARE_TARGET: f64 = 0.25;
+
 fn metrics_for(scenario: &str) -> Vec<&'static Metric> {
+    if scenario.starts_with("agui-reconnect") {
+        return vec![
+            &DELIVERED,
+            &CPU_PER_EVENT,
+            &P50,
+            &P99,
+            &RECONNECTS,
+            &RECONNECTING_CPU,
+            &RECONNECT_CPU,
+            &FIRST_FRAME_P50,
+            &FIRST_FRAME_P99,
+            &PRELUDE_BYTES,
+            &COVERED,
+            &LOST,
+            &DUP,
+            &INVALID,
+            &MISMATCHES,
+            &CONN_ERRORS,
+        ];
+    }
     if scenario == "idle-flood" {
         return vec![
             &HEALTH_P50,
@@ -151,6 +206,17 @@ fn metrics_for(scenario: &str) -> Vec<&'static Metric> {
             &CONN_ERRORS,
         ],
         "idle" => vec![&CONNECTED, &RSS_PER_CONN, &OPEN_ALL, &CONN_ERRORS],
+        "agui" => vec![
+            &DELIVERED,
+            &CPU_PER_EVENT,
+            &CPU_PCT,
+            &P50,
+            &P99,
+            &LOST,
+            &DUP,
+            &PUBLISH_ERRORS,
+            &CONN_ERRORS,
+        ],
         "storm" => vec![
             &RECONNECT_ALL,
             &CATCHUP_ALL,
@@ -178,6 +244,9 @@ fn describe(scenario: &str, results: &[&ScenarioResult]) -> String {
     if scenario == "idle-flood" {
         return describe_flood(first.copied());
     }
+    if scenario.starts_with("agui") {
+        return describe_agui(scenario, conns, rate);
+    }
     match scenario.split('-').next().unwrap_or_default() {
         "throughput" => format!(
             "{conns} sessions with one SSE client each, ~200-byte events {}{}, as fast as the server takes them.",
@@ -202,6 +271,32 @@ fn describe(scenario: &str, results: &[&ScenarioResult]) -> String {
     }
 }
 
+fn describe_agui(scenario: &str, conns: u64, rate: Option<u64>) -> String {
+    let rate = match rate {
+        Some(r) if scenario.ends_with("-self") => format!(" (`--self-publish-agui {r}`)"),
+        Some(r) => format!(" (offered {r} events/s)"),
+        None => " (as fast as the server answers)".to_owned(),
+    };
+    let by = if scenario.ends_with("-self") {
+        "played in-process by the server"
+    } else if scenario.starts_with("agui-batch") {
+        "posted over HTTP, each burst of deltas one JSON array"
+    } else {
+        "posted over HTTP, one event per request"
+    };
+    let runs = format!(
+        "{conns} sessions with one SSE client each; AG-UI agent runs (`RUN_STARTED`, a text message of 20–80 deltas of 5–40 bytes in bursts, a tool call, `RUN_FINISHED`) {by}{rate}; latency from each event's `rawEvent.ts`."
+    );
+    if scenario.starts_with("agui-reconnect") {
+        return format!(
+            "{runs} A steady window, then one of the same length in which every client reconnects every few seconds with `Last-Event-ID` and `?prelude=always`: delivery, CPU and latency are the steady window's; CPU µs/reconnect is the reconnecting window's server CPU beyond its delivered events at the steady CPU per event, per reconnect; first frame is the time from a reconnect's start to the new stream's first frame; covered counts events a prelude's snapshot stood for instead of replaying them; invalid responses fail the official client's rules on their own (a stream replayed from `Last-Event-ID` without the tracker starts mid-run); text mismatches are preludes whose message text does not continue what the client had."
+        );
+    }
+    format!(
+        "{runs} `tether` tracks the runs (the default), `tether-noagui` is the hub with `--no-agui`; tracker share = (CPU µs/event of tether − of tether-noagui) / of tether."
+    )
+}
+
 fn describe_flood(first: Option<&ScenarioResult>) -> String {
     let conns = first.map_or(0, |r| r.connections);
     let cap = first
@@ -215,7 +310,7 @@ fn describe_flood(first: Option<&ScenarioResult>) -> String {
 }
 
 fn scenario_rank(key: &str) -> usize {
-    const ORDER: [&str; 9] = [
+    const ORDER: [&str; 14] = [
         "throughput-http",
         "throughput-self",
         "latency-http",
@@ -224,16 +319,28 @@ fn scenario_rank(key: &str) -> usize {
         "idle-flood",
         "storm-self",
         "storm-http",
+        "agui-self",
+        "agui-http",
+        "agui-batch-http",
+        "agui-reconnect-self",
+        "agui-reconnect-http",
         "",
     ];
     ORDER.iter().position(|k| *k == key).unwrap_or(ORDER.len())
 }
 
 fn server_rank(server: &str) -> usize {
-    ["naive", "bare", "tether", "redis1", "redis2"]
-        .iter()
-        .position(|s| *s == server)
-        .unwrap_or(5)
+    [
+        "naive",
+        "bare",
+        "tether",
+        "tether-noagui",
+        "redis1",
+        "redis2",
+    ]
+    .iter()
+    .position(|s| *s == server)
+    .unwrap_or(6)
 }
 
 fn median(mut values: Vec<f64>) -> Option<f64> {
@@ -368,10 +475,59 @@ pub fn markdown(results: &[ScenarioResult]) -> String {
             for (redis, runs) in servers.iter().filter(|(s, _)| s.starts_with("redis")) {
                 ratio_row(&mut out, format!("{redis} / tether"), runs, tether);
             }
+            if let Some((_, off)) = servers.iter().find(|(s, _)| s == "tether-noagui") {
+                tracker_share(&mut out, scenario, &metrics, tether, off);
+            }
         }
         out.push('\n');
     }
     out
+}
+
+/// (on − off) / on of a cost, with the tracker on (`tether`) and off (`tether-noagui`).
+fn share(on: &[&ScenarioResult], off: &[&ScenarioResult], metric: &Metric) -> Option<f64> {
+    match (value(on, metric), value(off, metric)) {
+        (Some(on), Some(off)) if on > 0.0 => Some((on - off) / on),
+        _ => None,
+    }
+}
+
+/// The tracker's share row of a table (the costs only), and for the AG-UI scenarios a line
+/// that holds the CPU per event's share to its target.
+fn tracker_share(
+    out: &mut String,
+    scenario: &str,
+    metrics: &[&Metric],
+    on: &[&ScenarioResult],
+    off: &[&ScenarioResult],
+) {
+    let _ = write!(out, "| tracker share (tether − tether-noagui) / tether |");
+    for m in metrics {
+        let cell = match share(on, off, m) {
+            Some(v) if SHARED_COSTS.iter().any(|c| c.header == m.header) => {
+                format!("{:.1} %", v * 100.0)
+            }
+            _ => "–".to_owned(),
+        };
+        let _ = write!(out, " {cell} |");
+    }
+    out.push('\n');
+    if !scenario.starts_with("agui") {
+        return;
+    }
+    if let Some(v) = share(on, off, &CPU_PER_EVENT) {
+        let verdict = if v <= TRACKER_SHARE_TARGET {
+            "within"
+        } else {
+            "above"
+        };
+        let _ = write!(
+            out,
+            "\nThe AG-UI tracker's share of tether's server CPU per delivered event: {:.1} %, {verdict} the target of ≤ {:.0} %.\n",
+            v * 100.0,
+            TRACKER_SHARE_TARGET * 100.0
+        );
+    }
 }
 
 /// The charted metrics: (scenario, metric).
@@ -391,6 +547,11 @@ fn chart_panels() -> Vec<(&'static str, &'static Metric)> {
         ("storm-self", &LOST),
         ("storm-http", &CATCHUP_ALL),
         ("storm-http", &LOST),
+        ("agui-self", &CPU_PER_EVENT),
+        ("agui-http", &CPU_PER_EVENT),
+        ("agui-batch-http", &CPU_PER_EVENT),
+        ("agui-reconnect-self", &RECONNECT_CPU),
+        ("agui-reconnect-self", &FIRST_FRAME_P99),
     ]
 }
 
@@ -399,6 +560,7 @@ fn color(server: &str) -> &'static str {
         "naive" => "#d95f02",
         "bare" => "#7570b3",
         "tether" => "#1b9e77",
+        "tether-noagui" => "#a6d854",
         "redis1" => "#e7298a",
         "redis2" => "#66a61e",
         _ => "#666666",
@@ -579,6 +741,40 @@ mod tests {
             "{md}"
         );
         assert!(!md.contains("RSS KiB/conn"), "{md}");
+    }
+
+    #[test]
+    fn agui_tables_show_the_trackers_share() {
+        let results = vec![
+            result("agui", Some("self"), "tether", 1, 100_000.0, 8.0),
+            result("agui", Some("self"), "tether-noagui", 1, 150_000.0, 6.0),
+            result("agui", Some("self"), "tether", 2, 100_000.0, 10.0),
+            result("agui", Some("self"), "tether-noagui", 2, 150_000.0, 6.0),
+        ];
+        let md = markdown(&results);
+        assert!(md.contains("### agui-self"), "{md}");
+        assert!(md.contains("`--no-agui`"), "{md}");
+        assert!(
+            md.contains("| tether / tether-noagui | 0.67× | 1.50× |"),
+            "{md}"
+        );
+        // Medians 9.0 and 6.0: (9 − 6) / 9.
+        assert!(
+            md.contains("| tracker share (tether − tether-noagui) / tether | – | 33.3 % | – |"),
+            "{md}"
+        );
+        assert!(md.contains(": 33.3 %, above the target of ≤ 25 %."), "{md}");
+        let reconnect = ScenarioResult {
+            reconnects: Some(3000),
+            reconnect_cpu_us: Some(40.0),
+            ..result("agui-reconnect", Some("self"), "tether", 1, 20_000.0, 5.0)
+        };
+        let md = markdown(&[reconnect]);
+        assert!(md.contains("| CPU µs/reconnect ↓ |"), "{md}");
+        assert!(
+            md.contains("| tether | 20\u{2009}000 | 5.00 | 100 | 900 | 3000 | – | 40 |"),
+            "{md}"
+        );
     }
 
     #[test]
