@@ -21,13 +21,22 @@
 #                      the flood overflows the cap
 #   FLOOD_ROUNDS=200   legitimate rounds (health check, subscribe + publish) during the flood
 #   FLOOD_DURATION=20  seconds the rounds are spread over
-#   SERVERS="naive bare tether"   (also: redis1 = the hub with --redis on one node, redis2 =
-#                      two hubs on one Redis, clients on one, the generator publishing on the
-#                      other; both need redis-server and run only the HTTP scenarios; their
-#                      server CPU sums the hubs and redis-server)
+#   AGUI_SELF_RATE=1000000  --self-publish-agui rate of agui-self (high enough to saturate)
+#   AGUI_HTTP_RATE=    events/s offered in agui-http and agui-batch-http (empty: as fast as
+#                      the server answers)
+#   AGUI_RECONNECT_RATE=20000  events/s of agui-reconnect-self and agui-reconnect-http
+#   RECONNECT_EVERY=3  seconds between a client's reconnects on average in agui-reconnect-*
+#   SERVERS="naive bare tether"   (also: tether-noagui = the hub with --no-agui, whose AG-UI
+#                      tables get a tracker-share row; redis1 = the hub with --redis on one
+#                      node, redis2 = two hubs on one Redis, clients on one, the generator
+#                      publishing on the other; both need redis-server and run only the HTTP
+#                      scenarios; their server CPU sums the hubs and redis-server)
 #   SCENARIOS="throughput-http throughput-self latency-http latency-self idle idle-flood storm-self"
 #                      (storm-http is available too; idle-flood runs on tether only: the
-#                      baselines have no connection cap to overflow)
+#                      baselines have no connection cap to overflow; the AG-UI scenarios
+#                      agui-self, agui-http, agui-batch-http, agui-reconnect-self and
+#                      agui-reconnect-http run when named, the -self ones on the hub only, e.g.
+#                      SERVERS="tether tether-noagui" SCENARIOS="agui-self agui-http")
 #   OUT=benches/results/<date>   output path without extension
 set -euo pipefail
 
@@ -46,6 +55,10 @@ FLOOD_CONNS=${FLOOD_CONNS:-15000}
 FLOOD_MAX_CONNS=${FLOOD_MAX_CONNS:-10000}
 FLOOD_ROUNDS=${FLOOD_ROUNDS:-200}
 FLOOD_DURATION=${FLOOD_DURATION:-20}
+AGUI_SELF_RATE=${AGUI_SELF_RATE:-1000000}
+AGUI_HTTP_RATE=${AGUI_HTTP_RATE:-}
+AGUI_RECONNECT_RATE=${AGUI_RECONNECT_RATE:-20000}
+RECONNECT_EVERY=${RECONNECT_EVERY:-3}
 SERVERS=${SERVERS:-"naive bare tether"}
 SCENARIOS=${SCENARIOS:-"throughput-http throughput-self latency-http latency-self idle idle-flood storm-self"}
 DATE=$(date -u +%Y-%m-%d)
@@ -64,7 +77,7 @@ for s in naive bare; do
     if [[ " $SERVERS " == *" $s "* ]]; then packages+=(-p "baseline-$s"); fi
 done
 tether_bin=""
-if [[ " $SERVERS " == *" tether "* || " $SERVERS " == *" redis"* ]]; then
+if [[ " $SERVERS " == *" tether "* || " $SERVERS " == *" tether-noagui "* || " $SERVERS " == *" redis"* ]]; then
     log "building the generator, baselines and tether's hub (release)"
     if cargo build --release "${packages[@]}" -p tether-cli >/dev/null 2>&1 &&
         [[ -x target/release/tether ]]; then
@@ -80,7 +93,7 @@ fi
 
 servers=()
 for s in $SERVERS; do
-    if [[ ($s == tether || $s == redis*) && -z $tether_bin ]]; then continue; fi
+    if [[ ($s == tether || $s == tether-noagui || $s == redis*) && -z $tether_bin ]]; then continue; fi
     if [[ $s == redis* ]] && ! command -v redis-server >/dev/null; then
         log "redis-server is not installed: $s is skipped"
         continue
@@ -99,6 +112,8 @@ EXTRA_PIDS=()
 GEN_EXTRA=()
 # Extra flags of tether's hub for the scenario being run (idle-flood's connection cap).
 HUB_FLAGS=()
+# The flag that makes a server publish in-process at the scenario's rate.
+SELF_FLAG=--self-publish
 cleanup() {
     for pid in $SERVER_PID "${EXTRA_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     rm -f "$jsonl" "$server_log"
@@ -150,6 +165,7 @@ start_server() {
         naive) cmd=(target/release/baseline-naive) ;;
         bare) cmd=(target/release/baseline-bare) ;;
         tether) cmd=("$tether_bin" serve --dev "${HUB_FLAGS[@]}") ;;
+        tether-noagui) cmd=("$tether_bin" serve --dev --no-agui "${HUB_FLAGS[@]}") ;;
         redis1 | redis2)
             start_redis || { stop_server; return 1; }
             cmd=("$tether_bin" serve --dev --redis "$REDIS_URL")
@@ -168,7 +184,7 @@ start_server() {
     for pid in "${EXTRA_PIDS[@]}"; do GEN_EXTRA+=(--cpu-pid "$pid"); done
     PORT=$(free_port)
     cmd+=(--addr "127.0.0.1:$PORT")
-    if ((rate > 0)); then cmd+=(--self-publish "$rate"); fi
+    if ((rate > 0)); then cmd+=("$SELF_FLAG" "$rate"); fi
     "${cmd[@]}" >>"$server_log" 2>&1 &
     SERVER_PID=$!
     if wait_listening "$SERVER_PID" "$PORT" "$name"; then return 0; fi
@@ -189,7 +205,11 @@ stop_server() {
 run_one() {
     local scenario=$1 server=$2 round=$3 rate=0 gen
     local window=(--warmup "$WARMUP" --duration "$DURATION")
+    local agui_rate=()
+    if [[ -n $AGUI_HTTP_RATE ]]; then agui_rate=(--rate "$AGUI_HTTP_RATE"); fi
+    local reconnect=(--reconnect-every "$RECONNECT_EVERY" --verify)
     HUB_FLAGS=()
+    SELF_FLAG=--self-publish
     case $scenario in
         throughput-http) gen=(throughput --publish http --sessions "$SESSIONS" "${window[@]}") ;;
         throughput-self) rate=$SELF_RATE; gen=(throughput --publish self --rate "$SELF_RATE" --sessions "$SESSIONS" "${window[@]}") ;;
@@ -202,11 +222,29 @@ run_one() {
             ;;
         storm-self) rate=$STORM_RATE; gen=(storm --publish self --rate "$STORM_RATE" --sessions "$STORM_SESSIONS") ;;
         storm-http) gen=(storm --publish http --rate "$STORM_RATE" --sessions "$STORM_SESSIONS") ;;
+        agui-self)
+            rate=$AGUI_SELF_RATE SELF_FLAG=--self-publish-agui
+            gen=(agui --publish self --rate "$AGUI_SELF_RATE" --sessions "$SESSIONS" "${window[@]}")
+            ;;
+        agui-http) gen=(agui --publish http "${agui_rate[@]}" --sessions "$SESSIONS" "${window[@]}") ;;
+        agui-batch-http) gen=(agui --publish http --batch-bursts "${agui_rate[@]}" --sessions "$SESSIONS" "${window[@]}") ;;
+        agui-reconnect-self)
+            rate=$AGUI_RECONNECT_RATE SELF_FLAG=--self-publish-agui
+            gen=(agui --publish self --rate "$AGUI_RECONNECT_RATE" "${reconnect[@]}" --sessions "$SESSIONS" "${window[@]}")
+            ;;
+        agui-reconnect-http)
+            gen=(agui --publish http --rate "$AGUI_RECONNECT_RATE" --publishers 4 "${reconnect[@]}" --sessions "$SESSIONS" "${window[@]}")
+            ;;
         *) log "unknown scenario $scenario"; return 0 ;;
     esac
     if [[ $server == redis* && ($rate -gt 0 || $scenario == idle) ]]; then
         # --self-publish would number events past the backplane, and idle says nothing of it.
         log "round $round: $scenario is not run on $server"
+        return 0
+    fi
+    if [[ $SELF_FLAG == --self-publish-agui && $server != tether* ]]; then
+        # Only the hub plays agent runs in-process.
+        log "round $round: $scenario runs on the hub only"
         return 0
     fi
     if [[ $scenario == idle-flood && $server != tether ]]; then
@@ -248,7 +286,7 @@ target/release/tether-load report --input "$OUT.jsonl" --svg "$OUT.svg" \
     echo "Commit: $(git rev-parse --short HEAD 2>/dev/null || echo none). Rounds: $ROUNDS; measured window ${DURATION} s after ${WARMUP} s warmup."
     echo "Generator and server share the machine's cores, so events/s depends on what else runs;"
     echo "server CPU µs/event (utime+stime of the server over the window / delivered events) is the steadier comparison."
-    echo "Latency is publish-to-receive (the event's \`ts\`) on loopback. ↑ higher is better, ↓ lower is better."
+    echo "Latency is publish-to-receive (the event's \`ts\`, \`rawEvent.ts\` in the AG-UI scenarios) on loopback. ↑ higher is better, ↓ lower is better."
     echo
     echo "![chart]($name.svg)"
     echo
