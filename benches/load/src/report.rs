@@ -576,11 +576,18 @@ fn escape(text: &str) -> String {
 /// A horizontal bar chart: one panel per charted metric, one bar per server.
 pub fn svg(results: &[ScenarioResult], title: &str) -> String {
     const WIDTH: f64 = 760.0;
-    const LABEL: f64 = 80.0;
-    const BAR_AREA: f64 = 520.0;
     const BAR: f64 = 16.0;
     const GAP: f64 = 5.0;
     let grouped = Grouped::new(results);
+    // Room for the longest server name left of the bars (about 7 px a character).
+    let longest = grouped
+        .scenarios
+        .iter()
+        .flat_map(|(_, servers)| servers.iter().map(|(s, _)| s.chars().count()))
+        .max()
+        .unwrap_or(0);
+    let label = (longest as f64 * 7.0 + 12.0).max(80.0);
+    let bar_area = WIDTH - label - 160.0;
     let mut body = String::new();
     let mut y = 44.0;
     for (scenario, metric) in chart_panels() {
@@ -612,20 +619,20 @@ pub fn svg(results: &[ScenarioResult], title: &str) -> String {
             let _ = writeln!(
                 body,
                 r#"<text x="{:.0}" y="{:.0}" text-anchor="end">{}</text>"#,
-                LABEL - 6.0,
+                label - 6.0,
                 y + BAR - 4.0,
                 escape(server)
             );
             let text = format_value(v, metric.decimals);
             let len = match v {
-                Some(v) if max > 0.0 => (v / max * BAR_AREA).max(1.0),
+                Some(v) if max > 0.0 => (v / max * bar_area).max(1.0),
                 _ => 0.0,
             };
             let _ = writeln!(
                 body,
-                r#"<rect x="{LABEL:.0}" y="{y:.0}" width="{len:.1}" height="{BAR:.0}" fill="{}"/><text x="{:.1}" y="{:.0}">{}</text>"#,
+                r#"<rect x="{label:.0}" y="{y:.0}" width="{len:.1}" height="{BAR:.0}" fill="{}"/><text x="{:.1}" y="{:.0}">{}</text>"#,
                 color(server),
-                LABEL + len + 6.0,
+                label + len + 6.0,
                 y + BAR - 4.0,
                 escape(&text)
             );
@@ -707,6 +714,9 @@ mod tests {
         assert!(chart.contains("a &lt;title&gt;"));
         assert_eq!(chart.matches("<rect x=").count(), 4);
         assert!(chart.contains(r#"width="520.0""#));
+        // A longer name moves the bars right.
+        let results = vec![result("agui", Some("self"), "tether-noagui", 1, 1.0, 1.0)];
+        assert!(svg(&results, "t").contains(r#"<rect x="103" y="64" width="497.0""#));
     }
 
     #[test]
