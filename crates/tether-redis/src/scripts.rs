@@ -167,7 +167,8 @@ return {e, first, last, cur, cause, woke, due(ARGV[12], last, cur)}
 
 /// Stores an approval request and appends its announcement, atomically.
 ///
-/// KEYS[3] the session's approvals (HASH: id -> `'<announcing event id or -> <json>'`),
+/// KEYS[3] the session's approvals (HASH: id -> `'<announcing event id or -> <created, ms by
+/// Redis's clock> <json>'`),
 /// KEYS[4] the pending ones (ZSET: id -> deadline in ms), KEYS[5] the resolved ones (ZSET:
 /// id -> when). ARGV[4..10] as `append`, ARGV[11] the approval id, ARGV[12] its deadline in
 /// ms, ARGV[13] the most pending approvals, ARGV[14] its record (JSON), ARGV[15] the
@@ -189,7 +190,9 @@ if #bodies > 0 then
   first, last, cur, woke = append(bodies)
   at = e .. '-' .. fmt(first + tonumber(ARGV[19]))
 end
-redis.call('HSET', KEYS[3], id, at .. ' ' .. ARGV[14])
+local t = redis.call('TIME')
+local created = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[3], id, at .. ' ' .. fmt(created) .. ' ' .. ARGV[14])
 redis.call('ZADD', KEYS[4], ARGV[12], id)
 for i = 3, 4 do
   if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[16]) then redis.call('PEXPIRE', KEYS[i], ARGV[16]) end
@@ -208,7 +211,8 @@ return {'ok', e, first, last, cur, cause, woke}
 /// approvals to keep, ARGV[18] and ARGV[19] the epoch and head the announcements were written
 /// after (`behind`).
 ///
-/// Returns `{'ok' | 'expired', epoch, first, last, lowest_retained_seq, cause, woke, record}`,
+/// Returns `{'ok' | 'expired', epoch, first, last, lowest_retained_seq, cause, woke, record,
+/// now_ms}`,
 /// `{'final', record}` when already resolved, `{'early', deadline}` for an expiry before the
 /// deadline, `{'unknown'}`, `{'behind'}` when the log's head moved.
 const RESOLVE_APPROVAL: &str = r"
@@ -224,7 +228,8 @@ if ARGV[12] == 'expire' and not expired then return {'early', dl} end
 if behind(ARGV[18], ARGV[19]) then return {'behind'} end
 local record, body, outcome = ARGV[13], ARGV[14], 'ok'
 if expired then record, body, outcome = ARGV[15], ARGV[16], 'expired' end
-local stored = string.match(rec, '^(%S+)') .. ' ' .. record
+local kept = string.match(rec, '^(%S+ %d+) ') or string.match(rec, '^(%S+)')
+local stored = kept .. ' ' .. record
 redis.call('ZREM', KEYS[4], id)
 redis.call('HSET', KEYS[3], id, stored)
 redis.call('ZADD', KEYS[5], now, id)
@@ -238,7 +243,7 @@ end
 local first, last, cur, woke = 0, 0, lo, 0
 local bodies = bodies_of(body)
 if #bodies > 0 then first, last, cur, woke = append(bodies) end
-return {outcome, e, first, last, cur, cause, woke, stored}
+return {outcome, e, first, last, cur, cause, woke, stored, now}
 ";
 
 /// Reads the session's position and the entries after a seq, optionally claiming the
