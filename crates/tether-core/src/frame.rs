@@ -87,21 +87,23 @@ pub fn encode_event(id: Option<EventId>, name: Option<&EventName>, data: &str) -
 }
 
 /// The name and data of a frame [`encode_event`] wrote (its `id:` line skipped), with the
-/// data's lines joined by LF; `None` for a frame without data or that is not UTF-8.
-pub(crate) fn decode_event(frame: &[u8]) -> Option<(Option<&str>, String)> {
+/// data's lines joined by LF (borrowed when it has one line); `None` for a frame without data
+/// or that is not UTF-8.
+pub(crate) fn decode_event(frame: &[u8]) -> Option<(Option<&str>, std::borrow::Cow<'_, str>)> {
     let text = std::str::from_utf8(frame).ok()?;
     let mut name = None;
-    let mut data: Option<String> = None;
+    let mut data: Option<std::borrow::Cow<'_, str>> = None;
     for line in text.split('\n') {
         if let Some(n) = line.strip_prefix("event: ") {
             name = Some(n);
         } else if let Some(d) = line.strip_prefix("data: ") {
             match data.as_mut() {
                 Some(all) => {
+                    let all = all.to_mut();
                     all.push('\n');
                     all.push_str(d);
                 }
-                None => data = Some(d.to_owned()),
+                None => data = Some(std::borrow::Cow::Borrowed(d)),
             }
         }
     }

@@ -141,13 +141,10 @@ impl Broker {
             let mut tracker: Option<Box<dyn SessionTracker>> = None;
             let events = checkpoint
                 .iter()
-                .map(|data| (None, data.clone()))
-                .chain(frames.filter_map(|f| {
-                    frame::decode_event(f).map(|(name, data)| (name.map(str::to_owned), data))
-                }));
+                .map(|data| (None, std::borrow::Cow::Borrowed(data.as_str())))
+                .chain(frames.filter_map(|f| frame::decode_event(f)));
             let mut refused = 0usize;
             for (name, data) in events {
-                let name = name.as_deref();
                 if tracker.is_none() {
                     tracker = factory.track(session, name, &data);
                 }
