@@ -21,7 +21,7 @@ use crate::frame::{self, EventName};
 use crate::id::{Epoch, EventId, SessionId};
 use crate::idempotency::IdempotencyLog;
 use crate::ring::{Evicted, Ring};
-use crate::signal::{Refusal, Resync, SessionTracker, Signal, Terminal};
+use crate::signal::{Resync, SessionTracker, Signal, Terminal};
 
 /// Why a connection's stream ended (or `LIVE` while it has not).
 pub(crate) mod end {
@@ -424,20 +424,7 @@ impl SessionState {
             if let Some(tracker) = self.tracker.as_mut()
                 && let Err(refusal) = tracker.on_publish(name_str, data)
             {
-                let stored = Vec::new();
-                let error = match refusal {
-                    Refusal::TooLarge(reason) => PublishError::PreludeTooLarge {
-                        index,
-                        reason,
-                        stored,
-                    },
-                    Refusal::Invalid(reason) => PublishError::Rejected {
-                        index,
-                        reason,
-                        stored,
-                    },
-                };
-                return Err(refuse(error, out));
+                return Err(refuse(refusal.at(index), out));
             }
             self.store(id, frame, out);
         }

@@ -16,7 +16,7 @@ use crate::error::PublishError;
 use crate::frame;
 use crate::id::{EventId, SessionId};
 use crate::session::{Event, SessionState};
-use crate::signal::{Refusal, SessionTracker, Signal};
+use crate::signal::{SessionTracker, Signal};
 
 impl Broker {
     /// Judges events a backplane is about to append to the session's log, on a copy of the
@@ -53,7 +53,8 @@ impl Broker {
                 if let Some(tracker) = copy.as_mut()
                     && let Err(refusal) = tracker.on_publish(name, &e.data)
                 {
-                    return Err(refused(index, refusal));
+                    // Nothing of the batch is stored.
+                    return Err(refusal.at(index));
                 }
             }
             Ok(Judged::After { head })
@@ -172,20 +173,4 @@ fn judged_position(st: &SessionState) -> Option<EventId> {
         epoch: st.epoch,
         seq: st.head,
     })
-}
-
-/// A refusal of the batch's event at `index`; nothing of the batch was stored.
-fn refused(index: usize, refusal: Refusal) -> PublishError {
-    match refusal {
-        Refusal::TooLarge(reason) => PublishError::PreludeTooLarge {
-            index,
-            reason,
-            stored: Vec::new(),
-        },
-        Refusal::Invalid(reason) => PublishError::Rejected {
-            index,
-            reason,
-            stored: Vec::new(),
-        },
-    }
 }
