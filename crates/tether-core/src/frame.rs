@@ -148,18 +148,66 @@ pub(crate) fn put_retry(buf: &mut BytesMut, millis: u64) {
     buf.put_u8(b'\n');
 }
 
+/// The `id:` line, digits written by hand: `format!` costs about a fifth of a publish.
 fn put_id(buf: &mut BytesMut, id: EventId) {
-    use std::fmt::Write;
     buf.put_slice(b"id: ");
-    // Writing into BytesMut cannot fail.
-    let _ = write!(buf, "{id}");
+    put_hex(buf, id.epoch.get());
+    buf.put_u8(b'-');
+    put_decimal(buf, id.seq);
     buf.put_u8(b'\n');
+}
+
+/// `v` in lowercase hex without leading zeros, as [`EventId`]'s `Display`.
+fn put_hex(buf: &mut BytesMut, mut v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = DIGITS[(v & 0xf) as usize];
+        v >>= 4;
+        if v == 0 {
+            break;
+        }
+    }
+    buf.put_slice(&digits[at..]);
+}
+
+/// `v` in decimal.
+fn put_decimal(buf: &mut BytesMut, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    buf.put_slice(&digits[at..]);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::id::Epoch;
+
+    #[test]
+    fn the_id_line_is_the_ids_display() {
+        let values = [0, 1, 9, 10, 15, 16, 255, 1 << 32, u64::MAX - 1, u64::MAX];
+        for epoch in values {
+            for seq in values {
+                let id = EventId {
+                    epoch: Epoch::from_u64(epoch),
+                    seq,
+                };
+                let mut buf = BytesMut::new();
+                put_id(&mut buf, id);
+                assert_eq!(&buf[..], format!("id: {id}\n").as_bytes());
+            }
+        }
+    }
 
     #[test]
     fn decode_event_reads_back_what_encode_event_wrote() {
