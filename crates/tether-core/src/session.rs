@@ -255,7 +255,8 @@ impl Event {
 /// What one locked publish did, to be accounted for after the lock is released.
 #[derive(Default)]
 pub(crate) struct Appended {
-    pub(crate) ids: Vec<EventId>,
+    /// Inline for one event: a single publish allocates nothing for its id.
+    pub(crate) ids: smallvec::SmallVec<[EventId; 1]>,
     pub(crate) added_bytes: usize,
     pub(crate) evicted: Evicted,
     pub(crate) waker: Option<Waker>,
@@ -397,12 +398,12 @@ impl SessionState {
                 PublishError::Rejected { reason, .. } => PublishError::Rejected {
                     index,
                     reason,
-                    stored: out.ids.clone(),
+                    stored: out.ids.to_vec(),
                 },
                 PublishError::PreludeTooLarge { reason, .. } => PublishError::PreludeTooLarge {
                     index,
                     reason,
-                    stored: out.ids.clone(),
+                    stored: out.ids.to_vec(),
                 },
                 other => other,
             };
