@@ -57,7 +57,11 @@ impl Broker {
                     return Err(refusal.at(index));
                 }
             }
-            Ok(Judged::After { head })
+            Ok(if copy.is_some() {
+                Judged::After { head }
+            } else {
+                Judged::Untracked
+            })
         })
         .map_err(SessionErr::into_publish)
     }
@@ -82,6 +86,7 @@ impl Broker {
             }
             let judged = match judged_position(st) {
                 _ if !tracked => Judged::Anywhere,
+                Some(_) if st.tracker.is_none() => Judged::Untracked,
                 Some(head) => Judged::After { head },
                 None => Judged::Rebuild,
             };
