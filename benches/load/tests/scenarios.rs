@@ -22,6 +22,8 @@ async fn start_server(self_publish: Option<u64>) -> RunConfig {
         server_pid: Some(std::process::id()),
         publish_target: None,
         cpu_pids: Vec::new(),
+        rss_pids: Vec::new(),
+        server_kind: tether_load::client::ServerKind::Contract,
         label: "bare".into(),
         round: 1,
         progress: false,
@@ -130,6 +132,36 @@ async fn idle_flood_times_events_while_the_flood_is_held() {
     assert_eq!(result.server_max_connections, None, "{result:?}");
     assert!(
         result.human().contains("legit requests 30 failed 10"),
+        "{result:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_event_per_request_is_judged_by_the_payload() {
+    let cfg = start_server(None).await;
+    let opts = StreamOptions {
+        sessions: 10,
+        publish: Publish::Http {
+            rate: Some(1_000),
+            batch: 1,
+            connections: 4,
+        },
+        event_bytes: 200,
+        warmup: Duration::from_millis(300),
+        duration: Duration::from_secs(1),
+    };
+    let result = scenario::run_stream(&cfg, "latency", &opts).await;
+    assert_eq!(result.key(), "latency-http1", "{result:?}");
+    assert_eq!(result.events_per_request, Some(1), "{result:?}");
+    assert!(result.delivered > 500, "{result:?}");
+    assert_eq!(
+        (
+            result.lost,
+            result.duplicated,
+            result.conn_errors,
+            result.publish_errors
+        ),
+        (0, 0, 0, 0),
         "{result:?}"
     );
 }
