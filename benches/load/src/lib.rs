@@ -17,11 +17,11 @@
 //!   `<epoch>-<seq>` and plain numbers both work). Gaps announced by a `tether.resync` signal
 //!   are counted apart from silent losses.
 //!
-//! Scenarios live in [`scenario`] and [`flood`] (the connection cap filled with idle
-//! connections while legitimate requests are timed), the tables and chart built from their
-//! JSON lines in [`report`]. Besides servers speaking tether's contract, the generator drives
-//! nchan's publisher locations ([`client::ServerKind`]). Only loopback targets are accepted
-//! ([`client::Target::parse`]).
+//! Scenarios live in [`scenario`], [`flood`] (the connection cap filled with idle connections
+//! while legitimate requests are timed) and [`evicted`] (a resume from an id the server no
+//! longer keeps), the tables and chart built from their JSON lines in [`report`]. Besides
+//! servers speaking tether's contract, the generator drives nchan's publisher locations
+//! ([`client::ServerKind`]). Only loopback targets are accepted ([`client::Target::parse`]).
 //!
 //! ```
 //! use tether_load::sse::{Frame, SseParser};
@@ -38,6 +38,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod client;
+pub mod evicted;
 pub mod flood;
 pub mod procfs;
 pub mod report;

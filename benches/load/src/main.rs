@@ -5,6 +5,7 @@ use std::{io::Write, path::PathBuf, process::ExitCode, time::Duration};
 use clap::{Parser, Subcommand, ValueEnum};
 use tether_load::{
     client::{ServerKind, Target},
+    evicted::{self, EvictedOptions},
     flood::{self, FloodOptions},
     report,
     scenario::{self, Publish, RunConfig, ScenarioResult, StormOptions, StreamOptions},
@@ -180,6 +181,20 @@ enum Command {
         #[arg(long, default_value_t = 30.0)]
         timeout: f64,
     },
+    /// Evicted id: a client resumes with `Last-Event-ID` from an event the server no longer
+    /// keeps (after `--away` more events, published one per request) and the scenario records
+    /// what it got: a resync signal, a silent gap, or a replay.
+    Evicted {
+        /// Events published while the client is away: more than the server's buffer.
+        #[arg(long, default_value_t = 300)]
+        away: u64,
+        /// Size of each event's JSON in bytes.
+        #[arg(long, default_value_t = 200)]
+        event_bytes: usize,
+        /// Seconds to wait for each awaited event.
+        #[arg(long, default_value_t = 5.0)]
+        timeout: f64,
+    },
     /// Markdown tables (stdout) and an SVG chart from JSON result lines.
     Report {
         /// File of JSON result lines.
@@ -214,7 +229,7 @@ fn nchan_refusal(command: &Command) -> Option<&'static str> {
         Command::IdleFlood { .. } => {
             return Some("idle-flood needs the hub's /health/sse and connection cap");
         }
-        Command::Idle { .. } | Command::Report { .. } => return None,
+        Command::Idle { .. } | Command::Evicted { .. } | Command::Report { .. } => return None,
     };
     match mode {
         PublishMode::InProcess => Some("nchan cannot publish in-process (--publish self)"),
@@ -379,6 +394,18 @@ fn main() -> ExitCode {
                     timeout: secs(timeout),
                 };
                 scenario::run_storm(&cfg, &opts).await
+            }
+            Command::Evicted {
+                away,
+                event_bytes,
+                timeout,
+            } => {
+                let opts = EvictedOptions {
+                    away,
+                    event_bytes,
+                    timeout: secs(timeout),
+                };
+                evicted::run_evicted(&cfg, &opts).await
             }
             Command::Report { .. } => unreachable!("handled above"),
         }

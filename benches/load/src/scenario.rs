@@ -243,6 +243,18 @@ pub struct ScenarioResult {
     /// `/health/sse` `limits.connections.refused`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_refused: Option<u64>,
+    /// Evicted id: events published while the client was away (more than the server keeps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evicted_away: Option<u64>,
+    /// Evicted id: events from before the reconnect that the new stream delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evicted_replayed: Option<u64>,
+    /// Evicted id: sequence of the first event on the new stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evicted_first_seq: Option<u64>,
+    /// Evicted id: what the client got, in words (resync signal, silent gap, replay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evicted_answer: Option<String>,
     /// Events received (whole run, every session).
     pub delivered: u64,
     /// Events silently missing (gaps in the ids, or published but never received).
@@ -351,6 +363,14 @@ impl ScenarioResult {
         }
         if let Some(v) = self.catchup_all_ms {
             push(format!("all caught up {v:.0} ms"));
+        }
+        if let Some(v) = &self.evicted_answer {
+            push(format!(
+                "evicted id: {v}, first event after resume {}, {} published while away",
+                self.evicted_first_seq
+                    .map_or_else(|| "–".to_owned(), |s| s.to_string()),
+                self.evicted_away.unwrap_or(0)
+            ));
         }
         push(format!(
             "lost {} dup {} resyncs {} conn errors {} disconnects {} publish errors {}",

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tether_load::{
     client::Target,
+    evicted,
     flood::{self, FloodOptions},
     scenario::{self, Publish, RunConfig, StormOptions, StreamOptions},
 };
@@ -164,4 +165,42 @@ async fn one_event_per_request_is_judged_by_the_payload() {
         (0, 0, 0, 0),
         "{result:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicted_id_on_the_bare_server_is_a_silent_gap() {
+    let cfg = start_server(None).await;
+    let opts = evicted::EvictedOptions {
+        away: 300,
+        event_bytes: 200,
+        timeout: Duration::from_secs(5),
+    };
+    let result = evicted::run_evicted(&cfg, &opts).await;
+    // The ring keeps 256 events: after event 1 and 300 more, it holds 46..=301, which the
+    // bare server replays without a word about 2..=45.
+    assert_eq!(
+        result.evicted_answer.as_deref(),
+        Some("silent gap of 44 events (256 replayed)"),
+        "{result:?}"
+    );
+    assert_eq!(
+        (
+            result.evicted_away,
+            result.evicted_replayed,
+            result.evicted_first_seq
+        ),
+        (Some(300), Some(256), Some(46)),
+        "{result:?}"
+    );
+    assert_eq!(
+        (
+            result.lost,
+            result.duplicated,
+            result.resyncs,
+            result.delivered
+        ),
+        (44, 0, 0, 258),
+        "{result:?}"
+    );
+    assert_eq!(result.key(), "evicted");
 }
