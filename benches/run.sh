@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the load scenarios against baseline-naive, baseline-bare and, when its binary builds,
-# tether's hub (`tether serve`), one server after the other for each scenario, and writes
-# benches/results/<date>.md (tables), <date>.svg (chart) and <date>.jsonl (raw results).
+# Runs the load scenarios against baseline-naive, baseline-bare, when its binary builds,
+# tether's hub (`tether serve`), and, when named in SERVERS, nginx with nchan, one server after
+# the other for each scenario, and writes benches/results/<date>.md (tables), <date>.svg
+# (chart) and <date>.jsonl (raw results).
 #
 # Every server listens on 127.0.0.1 and the generator only targets loopback.
 #
@@ -21,22 +22,32 @@
 #                      the flood overflows the cap
 #   FLOOD_ROUNDS=200   legitimate rounds (health check, subscribe + publish) during the flood
 #   FLOOD_DURATION=20  seconds the rounds are spread over
+#   PUBLISHERS1=16     publishing connections of the one-event-per-request scenarios (*-http1)
+#   EVICTED_AWAY=300   events published while the client of the evicted scenario is away
+#   EVICTED_RING=256   tether's --ring-events in the evicted scenario (baseline-bare's ring and
+#                      nchan's buffer hold 256 events), so every server keeps the same number
+#   NCHAN_SHM=512M     nchan_shared_memory_size (messages of every channel are kept there)
 #   AGUI_SELF_RATE=1000000  --self-publish-agui rate of agui-self (high enough to saturate)
-#   AGUI_HTTP_RATE=    events/s offered in agui-http and agui-batch-http (empty: as fast as
-#                      the server answers)
-#   AGUI_RECONNECT_RATE=20000  events/s of agui-reconnect-self and agui-reconnect-http
+#   AGUI_HTTP_RATE=    events/s offered in agui-http1 and agui-http (empty: as fast as the
+#                      server answers)
+#   AGUI_RECONNECT_RATE=20000  events/s of agui-reconnect-self and agui-reconnect-http1
 #   RECONNECT_EVERY=3  seconds between a client's reconnects on average in agui-reconnect-*
 #   SERVERS="naive bare tether"   (also: tether-noagui = the hub with --no-agui, whose AG-UI
 #                      tables get a tracker-share row; redis1 = the hub with --redis on one
 #                      node, redis2 = two hubs on one Redis, clients on one, the generator
 #                      publishing on the other; both need redis-server and run only the HTTP
-#                      scenarios; their server CPU sums the hubs and redis-server)
-#   SCENARIOS="throughput-http throughput-self latency-http latency-self idle idle-flood storm-self"
-#                      (storm-http is available too; idle-flood runs on tether only: the
-#                      baselines have no connection cap to overflow; the AG-UI scenarios
-#                      agui-self, agui-http, agui-batch-http, agui-reconnect-self and
-#                      agui-reconnect-http run when named, the -self ones on the hub only, e.g.
-#                      SERVERS="tether tether-noagui" SCENARIOS="agui-self agui-http")
+#                      scenarios; their server CPU sums the hubs and redis-server. nchan =
+#                      nginx with the nchan module, installed with apt-get when missing; it
+#                      runs idle, evicted and the one-event-per-request scenarios; its CPU and
+#                      RSS sum the nginx master and its worker)
+#   SCENARIOS="throughput-http throughput-self latency-http latency-http1 latency-self idle idle-flood storm-self evicted"
+#                      (storm-http, throughput-http1 and storm-http1 are available too: *-http1
+#                      publish one JSON object per request; idle-flood runs on tether only:
+#                      the baselines have no connection cap to overflow; the AG-UI scenarios
+#                      agui-self, agui-http1, agui-http, agui-reconnect-self and
+#                      agui-reconnect-http1 run when named, not on nchan, the -self ones on the
+#                      hub only, e.g. SERVERS="tether tether-noagui" SCENARIOS="agui-self
+#                      agui-http1")
 #   OUT=benches/results/<date>   output path without extension
 set -euo pipefail
 
@@ -55,17 +66,26 @@ FLOOD_CONNS=${FLOOD_CONNS:-15000}
 FLOOD_MAX_CONNS=${FLOOD_MAX_CONNS:-10000}
 FLOOD_ROUNDS=${FLOOD_ROUNDS:-200}
 FLOOD_DURATION=${FLOOD_DURATION:-20}
+PUBLISHERS1=${PUBLISHERS1:-16}
+EVICTED_AWAY=${EVICTED_AWAY:-300}
+EVICTED_RING=${EVICTED_RING:-256}
+NCHAN_SHM=${NCHAN_SHM:-512M}
 AGUI_SELF_RATE=${AGUI_SELF_RATE:-1000000}
 AGUI_HTTP_RATE=${AGUI_HTTP_RATE:-}
 AGUI_RECONNECT_RATE=${AGUI_RECONNECT_RATE:-20000}
 RECONNECT_EVERY=${RECONNECT_EVERY:-3}
 SERVERS=${SERVERS:-"naive bare tether"}
-SCENARIOS=${SCENARIOS:-"throughput-http throughput-self latency-http latency-self idle idle-flood storm-self"}
+SCENARIOS=${SCENARIOS:-"throughput-http throughput-self latency-http latency-http1 latency-self idle idle-flood storm-self evicted"}
 DATE=$(date -u +%Y-%m-%d)
 OUT=${OUT:-benches/results/$DATE}
 
 started=$(date +%s)
 log() { printf '[%4ds] %s\n' "$(($(date +%s) - started))" "$*" >&2; }
+# Other work on the machine shifts the numbers: the load average goes into the results.
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# Where cargo puts the binaries.
+bin=${CARGO_TARGET_DIR:-target}/release
 
 # 15,000 connections need 15,000 descriptors in the server and in the generator.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -80,10 +100,10 @@ tether_bin=""
 if [[ " $SERVERS " == *" tether "* || " $SERVERS " == *" tether-noagui "* || " $SERVERS " == *" redis"* ]]; then
     log "building the generator, baselines and tether's hub (release)"
     if cargo build --release "${packages[@]}" -p tether-cli >/dev/null 2>&1 &&
-        [[ -x target/release/tether ]]; then
-        tether_bin=target/release/tether
+        [[ -x $bin/tether ]]; then
+        tether_bin=$bin/tether
     else
-        log "target/release/tether does not build: tether is skipped"
+        log "$bin/tether does not build: tether is skipped"
     fi
 fi
 if [[ -z $tether_bin ]]; then
@@ -91,8 +111,33 @@ if [[ -z $tether_bin ]]; then
     cargo build --release "${packages[@]}"
 fi
 
+# nchan: nginx and Debian's nchan module, installed when missing (root, or sudo without a
+# password).
+NCHAN_MODULE=/usr/lib/nginx/modules/ngx_nchan_module.so
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+nchan_ok=""
+if [[ " $SERVERS " == *" nchan "* ]]; then
+    if [[ ! -x $nginx_bin || ! -f $NCHAN_MODULE ]]; then
+        log "installing nginx and libnginx-mod-nchan (apt-get)"
+        sudo=()
+        if ((EUID != 0)); then sudo=(sudo -n); fi
+        if ! { "${sudo[@]}" apt-get update -qq &&
+            "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+                --no-install-recommends nginx libnginx-mod-nchan; } >/dev/null 2>&1; then
+            log "apt-get could not install nginx and libnginx-mod-nchan"
+        fi
+        nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+    fi
+    if [[ -x $nginx_bin && -f $NCHAN_MODULE ]]; then
+        nchan_ok=1
+    else
+        log "nginx or $NCHAN_MODULE is missing: nchan is skipped"
+    fi
+fi
+
 servers=()
 for s in $SERVERS; do
+    if [[ $s == nchan && -z $nchan_ok ]]; then continue; fi
     if [[ ($s == tether || $s == tether-noagui || $s == redis*) && -z $tether_bin ]]; then continue; fi
     if [[ $s == redis* ]] && ! command -v redis-server >/dev/null; then
         log "redis-server is not installed: $s is skipped"
@@ -104,6 +149,8 @@ done
 mkdir -p "$(dirname "$OUT")"
 jsonl=$(mktemp)
 server_log=$(mktemp)
+# nginx's configuration, pid file, error log and temp paths.
+nchan_dir=$(mktemp -d)
 SERVER_PID=""
 # More processes of the server under test (the other node, redis-server): their CPU counts as
 # the server's, and they stop with it.
@@ -117,6 +164,7 @@ SELF_FLAG=--self-publish
 cleanup() {
     for pid in $SERVER_PID "${EXTRA_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     rm -f "$jsonl" "$server_log"
+    rm -rf "$nchan_dir"
 }
 trap cleanup EXIT
 
@@ -155,6 +203,73 @@ start_redis() {
     wait_listening "$!" "$port" redis-server
 }
 
+# write_nchan_conf PORT: nginx.conf for the contract's two routes on 127.0.0.1:PORT, one
+# worker, everything it writes in $nchan_dir. A request body is one message; a channel keeps
+# its last 256 (as baseline-bare's ring); a new subscriber without Last-Event-ID waits for the
+# next message, as on the other servers.
+write_nchan_conf() {
+    local port=$1 nofile
+    nofile=$(ulimit -Hn)
+    [[ $nofile == unlimited ]] && nofile=1048576
+    cat >"$nchan_dir/nginx.conf" <<EOF
+load_module $NCHAN_MODULE;
+worker_processes 1;
+daemon off;
+pid $nchan_dir/nginx.pid;
+error_log $nchan_dir/error.log warn;
+worker_rlimit_nofile $nofile;
+events {
+    worker_connections $nofile;
+}
+http {
+    access_log off;
+    client_body_temp_path $nchan_dir/body;
+    proxy_temp_path $nchan_dir/proxy;
+    fastcgi_temp_path $nchan_dir/fastcgi;
+    uwsgi_temp_path $nchan_dir/uwsgi;
+    scgi_temp_path $nchan_dir/scgi;
+    keepalive_requests 1000000;
+    nchan_shared_memory_size $NCHAN_SHM;
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        location ~ ^/api/sse/session/(.+)\$ {
+            nchan_subscriber eventsource;
+            nchan_channel_id \$1;
+            nchan_subscriber_first_message newest;
+        }
+        location ~ ^/api/sessions/(.+)/events\$ {
+            nchan_publisher http;
+            nchan_channel_id \$1;
+            nchan_message_buffer_length 256;
+        }
+    }
+}
+EOF
+}
+
+# start_nchan: nginx in the foreground (its master is SERVER_PID); the worker's CPU and RSS
+# count as the server's.
+start_nchan() {
+    PORT=$(free_port)
+    write_nchan_conf "$PORT"
+    "$nginx_bin" -p "$nchan_dir" -e "$nchan_dir/error.log" -c "$nchan_dir/nginx.conf" \
+        >>"$server_log" 2>&1 &
+    SERVER_PID=$!
+    if ! wait_listening "$SERVER_PID" "$PORT" nchan; then
+        cat "$nchan_dir/error.log" >>"$server_log" 2>/dev/null || true
+        stop_server
+        return 1
+    fi
+    local worker
+    worker=$(pgrep -P "$SERVER_PID" | head -n 1)
+    if [[ -z $worker ]]; then
+        log "nchan: no nginx worker under $SERVER_PID"
+        stop_server
+        return 1
+    fi
+    GEN_EXTRA+=(--server-kind nchan --cpu-pid "$worker" --rss-pid "$worker")
+}
+
 # start_server NAME RATE: starts it on 127.0.0.1, sets SERVER_PID and PORT (the node the clients
 # connect to), waits until it accepts.
 start_server() {
@@ -162,14 +277,15 @@ start_server() {
     EXTRA_PIDS=()
     GEN_EXTRA=()
     case $name in
-        naive) cmd=(target/release/baseline-naive) ;;
-        bare) cmd=(target/release/baseline-bare) ;;
+        naive) cmd=("$bin/baseline-naive") ;;
+        bare) cmd=("$bin/baseline-bare") ;;
         tether) cmd=("$tether_bin" serve --dev "${HUB_FLAGS[@]}") ;;
         tether-noagui) cmd=("$tether_bin" serve --dev --no-agui "${HUB_FLAGS[@]}") ;;
         redis1 | redis2)
             start_redis || { stop_server; return 1; }
-            cmd=("$tether_bin" serve --dev --redis "$REDIS_URL")
+            cmd=("$tether_bin" serve --dev --redis "$REDIS_URL" "${HUB_FLAGS[@]}")
             ;;
+        nchan) start_nchan; return ;;
         *) log "unknown server $name"; return 1 ;;
     esac
     if [[ $name == redis2 ]]; then
@@ -205,6 +321,7 @@ stop_server() {
 run_one() {
     local scenario=$1 server=$2 round=$3 rate=0 gen
     local window=(--warmup "$WARMUP" --duration "$DURATION")
+    local one=(--publish http --batch 1 --publishers "$PUBLISHERS1")
     local agui_rate=()
     if [[ -n $AGUI_HTTP_RATE ]]; then agui_rate=(--rate "$AGUI_HTTP_RATE"); fi
     local reconnect=(--reconnect-every "$RECONNECT_EVERY" --verify)
@@ -212,8 +329,10 @@ run_one() {
     SELF_FLAG=--self-publish
     case $scenario in
         throughput-http) gen=(throughput --publish http --sessions "$SESSIONS" "${window[@]}") ;;
+        throughput-http1) gen=(throughput "${one[@]}" --sessions "$SESSIONS" "${window[@]}") ;;
         throughput-self) rate=$SELF_RATE; gen=(throughput --publish self --rate "$SELF_RATE" --sessions "$SESSIONS" "${window[@]}") ;;
         latency-http) gen=(latency --publish http --rate "$LATENCY_RATE" --sessions "$SESSIONS" "${window[@]}") ;;
+        latency-http1) gen=(latency "${one[@]}" --rate "$LATENCY_RATE" --sessions "$SESSIONS" "${window[@]}") ;;
         latency-self) rate=$LATENCY_RATE; gen=(latency --publish self --rate "$LATENCY_RATE" --sessions "$SESSIONS" "${window[@]}") ;;
         idle) gen=(idle --connections "$IDLE_CONNS") ;;
         idle-flood)
@@ -222,23 +341,40 @@ run_one() {
             ;;
         storm-self) rate=$STORM_RATE; gen=(storm --publish self --rate "$STORM_RATE" --sessions "$STORM_SESSIONS") ;;
         storm-http) gen=(storm --publish http --rate "$STORM_RATE" --sessions "$STORM_SESSIONS") ;;
+        storm-http1) gen=(storm "${one[@]}" --rate "$STORM_RATE" --sessions "$STORM_SESSIONS") ;;
+        evicted)
+            gen=(evicted --away "$EVICTED_AWAY")
+            HUB_FLAGS=(--ring-events "$EVICTED_RING")
+            ;;
         agui-self)
             rate=$AGUI_SELF_RATE SELF_FLAG=--self-publish-agui
             gen=(agui --publish self --rate "$AGUI_SELF_RATE" --sessions "$SESSIONS" "${window[@]}")
             ;;
-        agui-http) gen=(agui --publish http "${agui_rate[@]}" --sessions "$SESSIONS" "${window[@]}") ;;
-        agui-batch-http) gen=(agui --publish http --batch-bursts "${agui_rate[@]}" --sessions "$SESSIONS" "${window[@]}") ;;
+        agui-http1) gen=(agui --publish http "${agui_rate[@]}" --sessions "$SESSIONS" "${window[@]}") ;;
+        agui-http) gen=(agui --publish http --batch-bursts "${agui_rate[@]}" --sessions "$SESSIONS" "${window[@]}") ;;
         agui-reconnect-self)
             rate=$AGUI_RECONNECT_RATE SELF_FLAG=--self-publish-agui
             gen=(agui --publish self --rate "$AGUI_RECONNECT_RATE" "${reconnect[@]}" --sessions "$SESSIONS" "${window[@]}")
             ;;
-        agui-reconnect-http)
+        agui-reconnect-http1)
             gen=(agui --publish http --rate "$AGUI_RECONNECT_RATE" --publishers 4 "${reconnect[@]}" --sessions "$SESSIONS" "${window[@]}")
             ;;
         *) log "unknown scenario $scenario"; return 0 ;;
     esac
     if [[ $server == redis* && ($rate -gt 0 || $scenario == idle) ]]; then
         # --self-publish would number events past the backplane, and idle says nothing of it.
+        log "round $round: $scenario is not run on $server"
+        return 0
+    fi
+    if [[ $server == nchan && ($rate -gt 0 || $scenario == *-http) ]]; then
+        # nchan cannot publish in-process, and it stores a request body as one message: a
+        # JSON-array batch would reach its subscribers as one event. Its HTTP rows are the
+        # one-event-per-request scenarios (*-http1).
+        log "round $round: $scenario is not run on $server (see ${scenario%-http}-http1)"
+        return 0
+    fi
+    if [[ $server == nchan && $scenario == agui-* ]]; then
+        # The AG-UI scenarios judge loss and preludes by the server's ids (<epoch>-<seq>).
         log "round $round: $scenario is not run on $server"
         return 0
     fi
@@ -256,7 +392,7 @@ run_one() {
     log "round $round: $scenario on $server"
     : >"$server_log"
     start_server "$server" "$rate" || return 0
-    target/release/tether-load --url "http://127.0.0.1:$PORT" --server-pid "$SERVER_PID" \
+    "$bin/tether-load" --url "http://127.0.0.1:$PORT" --server-pid "$SERVER_PID" \
         "${GEN_EXTRA[@]}" --label "$server" --round "$round" --json-out "$jsonl" "${gen[@]}" |
         grep -v '^{' >&2 || log "$scenario on $server failed"
     stop_server
@@ -276,14 +412,19 @@ done
 
 install -m 644 "$jsonl" "$OUT.jsonl"
 name=$(basename "$OUT")
-target/release/tether-load report --input "$OUT.jsonl" --svg "$OUT.svg" \
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+"$bin/tether-load" report --input "$OUT.jsonl" --svg "$OUT.svg" \
     --title "tether load harness, $DATE ($(nproc) cores, loopback)" >"$OUT.tables.md"
 {
     echo "# Load harness results, $DATE"
     echo
     echo "Servers: ${servers[*]}$([[ -z $tether_bin && " $SERVERS " == *" tether "* ]] && echo " (tether's hub did not build and is absent)")."
     echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), Linux $(uname -r); $(rustc --version)."
+    if [[ " ${servers[*]} " == *" nchan "* ]]; then
+        echo "nchan: $("$nginx_bin" -v 2>&1 | sed 's/^nginx version: //'), libnginx-mod-nchan $(dpkg-query -W -f '${Version}' libnginx-mod-nchan 2>/dev/null || echo '(version unknown)'), one worker process, 256 messages per channel."
+    fi
     echo "Commit: $(git rev-parse --short HEAD 2>/dev/null || echo none). Rounds: $ROUNDS; measured window ${DURATION} s after ${WARMUP} s warmup."
+    echo "Load average (1, 5, 15 min) before the run: $load_before; after: $load_after."
     echo "Generator and server share the machine's cores, so events/s depends on what else runs;"
     echo "server CPU µs/event (utime+stime of the server over the window / delivered events) is the steadier comparison."
     echo "Latency is publish-to-receive (the event's \`ts\`, \`rawEvent.ts\` in the AG-UI scenarios) on loopback. ↑ higher is better, ↓ lower is better."

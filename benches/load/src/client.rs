@@ -89,6 +89,8 @@ pub struct ResponseHead {
     pub chunked: bool,
     /// `Content-Length`, if given.
     pub content_length: Option<usize>,
+    /// `Connection: close`: the server closes the connection after this response.
+    pub close: bool,
 }
 
 /// Parses a response head (status line and headers, without the blank line).
@@ -105,6 +107,7 @@ pub fn parse_response_head(head: &[u8]) -> Option<ResponseHead> {
         status,
         chunked: false,
         content_length: None,
+        close: false,
     };
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
@@ -115,6 +118,10 @@ pub fn parse_response_head(head: &[u8]) -> Option<ResponseHead> {
             parsed.chunked = value.to_ascii_lowercase().contains("chunked");
         } else if name.eq_ignore_ascii_case("content-length") {
             parsed.content_length = value.parse().ok();
+        } else if name.eq_ignore_ascii_case("connection") {
+            parsed.close = value
+                .split(',')
+                .any(|token| token.trim().eq_ignore_ascii_case("close"));
         }
     }
     Some(parsed)
@@ -253,12 +260,27 @@ pub async fn open_sse_query(
     })
 }
 
+/// How the server under test answers its publish route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ServerKind {
+    /// tether's contract: 202 `{"ids":[...]}`, one id per event of the body (an object or an
+    /// array of them).
+    #[default]
+    Contract,
+    /// nchan's publisher location: 201 Created (the channel had a subscriber) or 202 Accepted
+    /// (it had none), with the channel's message count and last message id in the body. The
+    /// whole body is one message, so a JSON array would reach subscribers as one event.
+    Nchan,
+}
+
 /// What the publish route answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PublishAnswer {
-    /// How many ids it returned.
-    pub ids: usize,
-    /// The sequence of the last id.
+    /// Events the server acknowledged: the ids it returned (contract), or 1 (nchan stores a
+    /// body as one message).
+    pub accepted: usize,
+    /// The sequence part of the last id returned (contract), for clients that judge loss by
+    /// the server's ids.
     pub last_seq: Option<u64>,
 }
 
@@ -268,10 +290,11 @@ struct Ids {
 }
 
 /// A keep-alive connection for `POST /api/sessions/{session}/events`; it reconnects after
-/// a failure.
+/// a failure, and after an answer that closes the connection.
 #[derive(Debug)]
 pub struct Publisher {
     target: Target,
+    kind: ServerKind,
     stream: Option<TcpStream>,
     request: Vec<u8>,
     buf: Vec<u8>,
@@ -279,10 +302,17 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// A publisher for `target`; nothing is connected until the first post.
+    /// A publisher for a server speaking the contract; nothing is connected until the first
+    /// post.
     pub fn new(target: Target) -> Self {
+        Self::with_kind(target, ServerKind::Contract)
+    }
+
+    /// A publisher for a server that answers as `kind` says.
+    pub fn with_kind(target: Target, kind: ServerKind) -> Self {
         Self {
             target,
+            kind,
             stream: None,
             request: Vec::new(),
             buf: Vec::new(),
@@ -290,7 +320,8 @@ impl Publisher {
         }
     }
 
-    /// Posts `body` (a JSON event or array of events) and expects 202 `{"ids":[...]}`.
+    /// Posts `body` (a JSON event or array of events) and expects the answer of the server's
+    /// kind: 202 `{"ids":[...]}`, or nchan's 201 or 202.
     pub async fn post(
         &mut self,
         session: &str,
@@ -338,15 +369,29 @@ impl Publisher {
 
         self.buf.clear();
         let (head, answer) = read_response(stream, &mut self.buf).await?;
-        if head.status != 202 {
-            return Err(RequestError::Status(head.status));
+        if head.close {
+            self.stream = None;
         }
-        let ids: Ids = serde_json::from_slice(&answer)
-            .map_err(|_| RequestError::Protocol("publish answer is not {\"ids\":[...]}"))?;
-        Ok(PublishAnswer {
-            ids: ids.ids.len(),
-            last_seq: ids.ids.last().and_then(|id| seq_of(id.as_bytes())),
-        })
+        match self.kind {
+            ServerKind::Contract => {
+                if head.status != 202 {
+                    return Err(RequestError::Status(head.status));
+                }
+                let ids: Ids = serde_json::from_slice(&answer)
+                    .map_err(|_| RequestError::Protocol("publish answer is not {\"ids\":[...]}"))?;
+                Ok(PublishAnswer {
+                    accepted: ids.ids.len(),
+                    last_seq: ids.ids.last().and_then(|id| seq_of(id.as_bytes())),
+                })
+            }
+            ServerKind::Nchan => match head.status {
+                201 | 202 => Ok(PublishAnswer {
+                    accepted: 1,
+                    last_seq: None,
+                }),
+                status => Err(RequestError::Status(status)),
+            },
+        }
     }
 }
 
@@ -376,11 +421,15 @@ mod tests {
             ResponseHead {
                 status: 200,
                 chunked: true,
-                content_length: None
+                content_length: None,
+                close: false,
             }
         );
         let head = parse_response_head(b"HTTP/1.1 202 Accepted\r\ncontent-length: 12").unwrap();
-        assert_eq!(head.content_length, Some(12));
+        assert_eq!((head.content_length, head.close), (Some(12), false));
+        let head =
+            parse_response_head(b"HTTP/1.1 201 Created\r\nConnection: Keep-Alive, close").unwrap();
+        assert_eq!((head.status, head.close), (201, true));
         assert!(parse_response_head(b"SSH-2.0").is_none());
     }
 }

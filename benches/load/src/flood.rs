@@ -259,7 +259,7 @@ async fn event_round_trip(
     let subscribe = Outcome::Ok(micros_since(start));
     let ts = unix_micros();
     let mut event = Vec::with_capacity(200);
-    bench_event(&mut event, ts, 1, 200);
+    bench_event(&mut event, ts, 1, 1, 200);
     let mut publisher = Publisher::new(publish_target.clone());
     let delivered = timeout(request_timeout, async {
         let (posted, received) =

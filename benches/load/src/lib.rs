@@ -12,13 +12,17 @@
 //! - the server's RSS per connection (`VmRSS` of `/proc/PID/status` before and after opening
 //!   the connections) and CPU time per delivered event (`utime + stime` of `/proc/PID/stat`
 //!   over the window);
-//! - connection errors, and events lost or duplicated per session, judged by the sequence
-//!   part of each event id (after the last `-`, so `<epoch>-<seq>` and plain numbers both
-//!   work). Gaps announced by a `tether.resync` signal are counted apart from silent losses.
+//! - connection errors, and events lost or duplicated per session, judged by a sequence number
+//!   per session: the `"seq"` the generator wrote into each event it published, or, when the
+//!   server publishes in-process, the sequence part of each event id (after the last `-`, so
+//!   `<epoch>-<seq>` and plain numbers both work). Gaps announced by a `tether.resync` signal
+//!   are counted apart from silent losses.
 //!
-//! Scenarios live in [`scenario`] and [`flood`] (the connection cap filled with idle
-//! connections while legitimate requests are timed), the tables and chart built from their JSON lines in
-//! [`report`]. Only loopback targets are accepted ([`client::Target::parse`]).
+//! Scenarios live in [`scenario`], [`flood`] (the connection cap filled with idle connections
+//! while legitimate requests are timed) and [`evicted`] (a resume from an id the server no
+//! longer keeps), the tables and chart built from their JSON lines in [`report`]. Besides
+//! servers speaking tether's contract, the generator drives nchan's publisher locations
+//! ([`client::ServerKind`]). Only loopback targets are accepted ([`client::Target::parse`]).
 //!
 //! ```
 //! use tether_load::sse::{Frame, SseParser};
@@ -36,6 +40,7 @@
 
 pub mod agui;
 pub mod client;
+pub mod evicted;
 pub mod flood;
 pub mod procfs;
 pub mod report;

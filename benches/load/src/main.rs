@@ -4,7 +4,8 @@ use std::{io::Write, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tether_load::{
-    client::Target,
+    client::{ServerKind, Target},
+    evicted::{self, EvictedOptions},
     flood::{self, FloodOptions},
     report,
     scenario::{
@@ -30,9 +31,18 @@ struct Cli {
     /// every event crosses the backplane between them).
     #[arg(long, global = true)]
     publish_url: Option<String>,
-    /// A process whose CPU time counts as the server's (another node, Redis); repeat it.
+    /// A process whose CPU time counts as the server's (another node, Redis, nginx's worker);
+    /// repeat it.
     #[arg(long = "cpu-pid", global = true)]
     cpu_pids: Vec<u32>,
+    /// A process whose resident memory counts as the server's (nginx's worker); repeat it.
+    #[arg(long = "rss-pid", global = true)]
+    rss_pids: Vec<u32>,
+    /// How the server answers its publish route: `contract` (202 `{"ids":[...]}`) or `nchan`
+    /// (201 or 202 with channel info; every request body is one message, so only one event
+    /// per request: `--batch 1`).
+    #[arg(long, global = true, value_enum, default_value = "contract")]
+    server_kind: Kind,
     /// Name of the server in the results.
     #[arg(long, global = true, default_value = "server")]
     label: String,
@@ -50,8 +60,17 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Kind {
+    /// tether's HTTP contract (tether, the baselines).
+    Contract,
+    /// nginx with nchan: a publisher and an EventSource subscriber location.
+    Nchan,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum PublishMode {
-    /// The generator posts JSON-array batches to the publish route.
+    /// The generator posts to the publish route: JSON-array batches, or one JSON object per
+    /// request with `--batch 1`.
     Http,
     /// The server publishes in-process (start it with `--self-publish RATE`).
     #[value(name = "self")]
@@ -203,6 +222,20 @@ enum Command {
         #[arg(long, default_value_t = 30.0)]
         timeout: f64,
     },
+    /// Evicted id: a client resumes with `Last-Event-ID` from an event the server no longer
+    /// keeps (after `--away` more events, published one per request) and the scenario records
+    /// what it got: a resync signal, a silent gap, or a replay.
+    Evicted {
+        /// Events published while the client is away: more than the server's buffer.
+        #[arg(long, default_value_t = 300)]
+        away: u64,
+        /// Size of each event's JSON in bytes.
+        #[arg(long, default_value_t = 200)]
+        event_bytes: usize,
+        /// Seconds to wait for each awaited event.
+        #[arg(long, default_value_t = 5.0)]
+        timeout: f64,
+    },
     /// Markdown tables (stdout) and an SVG chart from JSON result lines.
     Report {
         /// File of JSON result lines.
@@ -225,6 +258,30 @@ fn publish(mode: PublishMode, rate: Option<u64>, batch: usize, publishers: usize
             connections: publishers,
         },
         PublishMode::InProcess => Publish::InProcess { rate },
+    }
+}
+
+/// Why the command cannot run against nchan, if it cannot.
+fn nchan_refusal(command: &Command) -> Option<&'static str> {
+    let (mode, batch) = match command {
+        Command::Throughput { publish, batch, .. }
+        | Command::Latency { publish, batch, .. }
+        | Command::Storm { publish, batch, .. } => (*publish, *batch),
+        Command::IdleFlood { .. } => {
+            return Some("idle-flood needs the hub's /health/sse and connection cap");
+        }
+        Command::Agui { .. } => {
+            return Some("agui judges loss and preludes by the hub's ids (<epoch>-<seq>)");
+        }
+        Command::Idle { .. } | Command::Evicted { .. } | Command::Report { .. } => return None,
+    };
+    match mode {
+        PublishMode::InProcess => Some("nchan cannot publish in-process (--publish self)"),
+        PublishMode::Http if batch != 1 => Some(
+            "nchan stores a request body as one message, so a JSON array would arrive as one \
+             event: give --batch 1",
+        ),
+        PublishMode::Http => None,
     }
 }
 
@@ -263,6 +320,12 @@ fn main() -> ExitCode {
             }
         };
     }
+    if cli.server_kind == Kind::Nchan
+        && let Some(why) = nchan_refusal(&cli.command)
+    {
+        eprintln!("tether-load: --server-kind nchan: {why}");
+        return ExitCode::FAILURE;
+    }
     let target = match Target::parse(&cli.url) {
         Ok(target) => target,
         Err(e) => {
@@ -286,6 +349,11 @@ fn main() -> ExitCode {
         server_pid: cli.server_pid,
         publish_target,
         cpu_pids: cli.cpu_pids.clone(),
+        rss_pids: cli.rss_pids.clone(),
+        server_kind: match cli.server_kind {
+            Kind::Contract => ServerKind::Contract,
+            Kind::Nchan => ServerKind::Nchan,
+        },
         label: cli.label.clone(),
         round: cli.round,
         progress: !cli.no_progress,
@@ -367,9 +435,11 @@ fn main() -> ExitCode {
                 warmup,
                 duration,
             } => {
+                // One event per request (`http1`), or each burst in one (`http`, up to 8).
+                let batch = if batch_bursts { 8 } else { 1 };
                 let opts = StreamOptions {
                     sessions,
-                    publish: publish(mode, rate, 1, publishers),
+                    publish: publish(mode, rate, batch, publishers),
                     events: Events::Agui { batch_bursts },
                     event_bytes: 0,
                     warmup: secs(warmup),
@@ -383,14 +453,7 @@ fn main() -> ExitCode {
                         };
                         scenario::run_agui_reconnect(&cfg, &opts, reconnect).await
                     }
-                    None => {
-                        let name = if batch_bursts && mode == PublishMode::Http {
-                            "agui-batch"
-                        } else {
-                            "agui"
-                        };
-                        scenario::run_stream(&cfg, name, &opts).await
-                    }
+                    None => scenario::run_stream(&cfg, "agui", &opts).await,
                 }
             }
             Command::Storm {
@@ -409,6 +472,18 @@ fn main() -> ExitCode {
                     timeout: secs(timeout),
                 };
                 scenario::run_storm(&cfg, &opts).await
+            }
+            Command::Evicted {
+                away,
+                event_bytes,
+                timeout,
+            } => {
+                let opts = EvictedOptions {
+                    away,
+                    event_bytes,
+                    timeout: secs(timeout),
+                };
+                evicted::run_evicted(&cfg, &opts).await
             }
             Command::Report { .. } => unreachable!("handled above"),
         }

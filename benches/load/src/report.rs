@@ -13,6 +13,8 @@ use crate::scenario::ScenarioResult;
 enum Better {
     Higher,
     Lower,
+    /// A fact about the server rather than a score (how it answers an evicted id).
+    Neither,
 }
 
 struct Metric {
@@ -114,6 +116,21 @@ const RSS_MAX_MIB: Metric = metric("server RSS MiB", Better::Lower, 1, |r| {
     r.rss_after_kib.map(|kib| kib as f64 / 1024.0)
 });
 
+const EVICTED_AWAY: Metric = metric("published while away", Better::Neither, 0, |r| {
+    r.evicted_away.map(|v| v as f64)
+});
+const EVICTED_REPLAYED: Metric = metric("replayed", Better::Neither, 0, |r| {
+    r.evicted_replayed.map(|v| v as f64)
+});
+const EVICTED_FIRST: Metric = metric("first event after resume", Better::Neither, 0, |r| {
+    r.evicted_first_seq.map(|v| v as f64)
+});
+const SILENT_GAP: Metric = metric("silent gap", Better::Lower, 0, |r| count(r.lost));
+const EVICTED_RESYNCS: Metric = metric("resync signals", Better::Neither, 0, |r| count(r.resyncs));
+const RESYNC_SKIPPED: Metric = metric("announced as skipped", Better::Neither, 0, |r| {
+    count(r.resync_skipped)
+});
+
 const PUBLISH_ERRORS: Metric = metric("publish errors", Better::Lower, 0, |r| {
     count(r.publish_errors)
 });
@@ -168,6 +185,17 @@ fn metrics_for(scenario: &str) -> Vec<&'static Metric> {
             &INVALID,
             &MISMATCHES,
             &CONN_ERRORS,
+        ];
+    }
+    if scenario == "evicted" {
+        return vec![
+            &EVICTED_AWAY,
+            &EVICTED_REPLAYED,
+            &EVICTED_FIRST,
+            &SILENT_GAP,
+            &EVICTED_RESYNCS,
+            &RESYNC_SKIPPED,
+            &DUP,
         ];
     }
     if scenario == "idle-flood" {
@@ -238,11 +266,18 @@ fn describe(scenario: &str, results: &[&ScenarioResult]) -> String {
     let rate = first.and_then(|r| r.target_rate);
     let by = |publish: &str| match publish {
         "http" => "published over HTTP in JSON-array batches",
+        "http1" => "published over HTTP, one JSON object per request",
         _ => "published in-process by the server (`--self-publish`)",
     };
     let publish = scenario.rsplit('-').next().unwrap_or_default();
     if scenario == "idle-flood" {
         return describe_flood(first.copied());
+    }
+    if scenario == "evicted" {
+        let away = first.and_then(|r| r.evicted_away).unwrap_or(0);
+        return format!(
+            "One client receives event 1, goes away while {away} more events are published (one per request, more than the server keeps), then resumes with `Last-Event-ID` set to event 1's id; one more event is published once its stream is open. Events are judged by the sequence the generator wrote in each. First event after resume is the sequence of the first event the new stream delivered (2 would be an exact resume)."
+        );
     }
     if scenario.starts_with("agui") {
         return describe_agui(scenario, conns, rate);
@@ -279,10 +314,10 @@ fn describe_agui(scenario: &str, conns: u64, rate: Option<u64>) -> String {
     };
     let by = if scenario.ends_with("-self") {
         "played in-process by the server"
-    } else if scenario.starts_with("agui-batch") {
-        "posted over HTTP, each burst of deltas one JSON array"
-    } else {
+    } else if scenario.ends_with("-http1") {
         "posted over HTTP, one event per request"
+    } else {
+        "posted over HTTP, each burst of deltas one JSON array"
     };
     let runs = format!(
         "{conns} sessions with one SSE client each; AG-UI agent runs (`RUN_STARTED`, a text message of 20–80 deltas of 5–40 bytes in bursts, a tool call, `RUN_FINISHED`) {by}{rate}; latency from each event's `rawEvent.ts`."
@@ -310,19 +345,24 @@ fn describe_flood(first: Option<&ScenarioResult>) -> String {
 }
 
 fn scenario_rank(key: &str) -> usize {
-    const ORDER: [&str; 14] = [
+    const ORDER: [&str; 19] = [
         "throughput-http",
+        "throughput-http1",
         "throughput-self",
         "latency-http",
+        "latency-http1",
         "latency-self",
         "idle",
         "idle-flood",
         "storm-self",
         "storm-http",
+        "storm-http1",
+        "evicted",
         "agui-self",
+        "agui-http1",
         "agui-http",
-        "agui-batch-http",
         "agui-reconnect-self",
+        "agui-reconnect-http1",
         "agui-reconnect-http",
         "",
     ];
@@ -330,17 +370,19 @@ fn scenario_rank(key: &str) -> usize {
 }
 
 fn server_rank(server: &str) -> usize {
-    [
+    const ORDER: [&str; 7] = [
         "naive",
         "bare",
+        "nchan",
         "tether",
         "tether-noagui",
         "redis1",
         "redis2",
-    ]
-    .iter()
-    .position(|s| *s == server)
-    .unwrap_or(6)
+    ];
+    ORDER
+        .iter()
+        .position(|s| *s == server)
+        .unwrap_or(ORDER.len())
 }
 
 fn median(mut values: Vec<f64>) -> Option<f64> {
@@ -414,6 +456,32 @@ fn format_value(v: Option<f64>, decimals: usize) -> String {
     }
 }
 
+/// A text column's cell: the distinct values of the rounds, in order.
+fn text_value(runs: &[&ScenarioResult], get: fn(&ScenarioResult) -> Option<&str>) -> String {
+    let mut values: Vec<&str> = Vec::new();
+    for value in runs.iter().filter_map(|r| get(r)) {
+        if !values.contains(&value) {
+            values.push(value);
+        }
+    }
+    if values.is_empty() {
+        "–".to_owned()
+    } else {
+        values.join(" / ")
+    }
+}
+
+/// Text columns after the numbers: (header, value).
+type TextColumn = (&'static str, fn(&ScenarioResult) -> Option<&str>);
+
+fn text_columns_for(scenario: &str) -> Vec<TextColumn> {
+    if scenario == "evicted" {
+        vec![("what the client got", |r| r.evicted_answer.as_deref())]
+    } else {
+        Vec::new()
+    }
+}
+
 /// The markdown tables, one per scenario.
 pub fn markdown(results: &[ScenarioResult]) -> String {
     let grouped = Grouped::new(results);
@@ -424,6 +492,7 @@ pub fn markdown(results: &[ScenarioResult]) -> String {
     }
     for (scenario, servers) in &grouped.scenarios {
         let metrics = metrics_for(scenario);
+        let texts = text_columns_for(scenario);
         let all: Vec<&ScenarioResult> = servers
             .iter()
             .flat_map(|(_, runs)| runs.iter().copied())
@@ -431,16 +500,21 @@ pub fn markdown(results: &[ScenarioResult]) -> String {
         let _ = writeln!(out, "### {scenario}\n\n{}\n", describe(scenario, &all));
         let _ = write!(out, "| server |");
         for m in &metrics {
-            let arrow = if m.better == Better::Higher {
-                "↑"
-            } else {
-                "↓"
+            let _ = match m.better {
+                Better::Higher => write!(out, " {} ↑ |", m.header),
+                Better::Lower => write!(out, " {} ↓ |", m.header),
+                Better::Neither => write!(out, " {} |", m.header),
             };
-            let _ = write!(out, " {} {arrow} |", m.header);
+        }
+        for (header, _) in &texts {
+            let _ = write!(out, " {header} |");
         }
         let _ = write!(out, "\n|---|");
         for _ in &metrics {
             let _ = write!(out, "---:|");
+        }
+        for _ in &texts {
+            let _ = write!(out, "---|");
         }
         out.push('\n');
         for (server, runs) in servers {
@@ -448,9 +522,17 @@ pub fn markdown(results: &[ScenarioResult]) -> String {
             for m in &metrics {
                 let _ = write!(out, " {} |", format_value(value(runs, m), m.decimals));
             }
+            for (_, get) in &texts {
+                let _ = write!(out, " {} |", text_value(runs, *get));
+            }
             out.push('\n');
         }
-        if let Some((_, tether)) = servers.iter().find(|(s, _)| s == "tether") {
+        // Ratios say nothing about how a resume from an evicted id is answered.
+        let tether = servers
+            .iter()
+            .find(|(s, _)| s == "tether")
+            .filter(|_| texts.is_empty());
+        if let Some((_, tether)) = tether {
             let ratio_row = |out: &mut String,
                              name: String,
                              top: &[&ScenarioResult],
@@ -537,7 +619,11 @@ fn chart_panels() -> Vec<(&'static str, &'static Metric)> {
         ("throughput-http", &CPU_PER_EVENT),
         ("throughput-self", &DELIVERED),
         ("throughput-self", &CPU_PER_EVENT),
+        ("throughput-http1", &DELIVERED),
+        ("throughput-http1", &CPU_PER_EVENT),
         ("latency-http", &P99),
+        ("latency-http1", &P99),
+        ("latency-http1", &CPU_PER_EVENT),
         ("latency-self", &P99),
         ("latency-self", &CPU_PER_EVENT),
         ("idle", &RSS_PER_CONN),
@@ -547,9 +633,11 @@ fn chart_panels() -> Vec<(&'static str, &'static Metric)> {
         ("storm-self", &LOST),
         ("storm-http", &CATCHUP_ALL),
         ("storm-http", &LOST),
+        ("storm-http1", &CATCHUP_ALL),
+        ("storm-http1", &LOST),
         ("agui-self", &CPU_PER_EVENT),
+        ("agui-http1", &CPU_PER_EVENT),
         ("agui-http", &CPU_PER_EVENT),
-        ("agui-batch-http", &CPU_PER_EVENT),
         ("agui-reconnect-self", &RECONNECT_CPU),
         ("agui-reconnect-self", &FIRST_FRAME_P99),
     ]
@@ -563,6 +651,7 @@ fn color(server: &str) -> &'static str {
         "tether-noagui" => "#a6d854",
         "redis1" => "#e7298a",
         "redis2" => "#66a61e",
+        "nchan" => "#e6ab02",
         _ => "#666666",
     }
 }
@@ -602,10 +691,10 @@ pub fn svg(results: &[ScenarioResult], title: &str) -> String {
             continue;
         }
         let max = values.iter().filter_map(|(_, v)| *v).fold(0.0f64, f64::max);
-        let hint = if metric.better == Better::Higher {
-            "higher is better"
-        } else {
-            "lower is better"
+        let hint = match metric.better {
+            Better::Higher => "higher is better",
+            Better::Lower => "lower is better",
+            Better::Neither => "",
         };
         let _ = writeln!(
             body,
@@ -751,6 +840,36 @@ mod tests {
             "{md}"
         );
         assert!(!md.contains("RSS KiB/conn"), "{md}");
+    }
+
+    #[test]
+    fn evicted_table_has_the_answer_and_no_ratios() {
+        let row = |server: &str, lost: u64, resyncs: u64, answer: &str| ScenarioResult {
+            scenario: "evicted".into(),
+            server: server.into(),
+            round: 1,
+            connections: 1,
+            evicted_away: Some(300),
+            evicted_replayed: Some(256),
+            evicted_first_seq: Some(46),
+            lost,
+            resyncs,
+            evicted_answer: Some(answer.into()),
+            ..ScenarioResult::default()
+        };
+        let md = markdown(&[
+            row("tether", 0, 1, "resync signal"),
+            row("nchan", 44, 0, "silent gap of 44 events"),
+            row("nchan", 44, 0, "silent gap of 44 events"),
+        ]);
+        assert!(md.contains("### evicted"), "{md}");
+        assert!(md.contains("| what the client got |\n"), "{md}");
+        assert!(
+            md.contains("| nchan | 300 | 256 | 46 | 44 | 0 | 0 | 0 | silent gap of 44 events |"),
+            "{md}"
+        );
+        assert!(md.find("| nchan |") < md.find("| tether |"), "{md}");
+        assert!(!md.contains("tether / nchan"), "{md}");
     }
 
     #[test]

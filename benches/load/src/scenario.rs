@@ -20,10 +20,12 @@ use tokio::{
 
 use crate::{
     agui::{AgentRuns, AguiCheck, Rng, raw_event_ts_of},
-    client::{Publisher, SseStream, Target, open_sse_query},
+    client::{Publisher, ServerKind, SseStream, Target, open_sse_query},
     procfs,
     sse::{ChunkedDecoder, Frame, SseParser, ts_of},
-    track::{FrameKind, SessionTracker, SharedHistogram, Summary, Totals, new_histogram},
+    track::{
+        FrameKind, SeqSource, SessionTracker, SharedHistogram, Summary, Totals, new_histogram,
+    },
 };
 
 /// Microseconds since the Unix epoch.
@@ -43,8 +45,13 @@ pub struct RunConfig {
     /// Where the generator publishes, when not to `target` (another node of the same
     /// deployment, so every event crosses the backplane).
     pub publish_target: Option<Target>,
-    /// More processes whose CPU time counts as the server's (the other nodes, Redis).
+    /// More processes whose CPU time counts as the server's (the other nodes, Redis, nginx's
+    /// worker).
     pub cpu_pids: Vec<u32>,
+    /// More processes whose resident memory counts as the server's (nginx's worker).
+    pub rss_pids: Vec<u32>,
+    /// How the server answers its publish route.
+    pub server_kind: ServerKind,
     /// Name of the server in the results.
     pub label: String,
     /// Round number in the results (for repeated runs).
@@ -73,10 +80,28 @@ pub enum Publish {
 }
 
 impl Publish {
+    /// `http` (batches), `http1` (one event per request) or `self`.
     fn name(&self) -> &'static str {
         match self {
+            Self::Http { batch: 1, .. } => "http1",
             Self::Http { .. } => "http",
             Self::InProcess { .. } => "self",
+        }
+    }
+
+    /// Where clients read sequences from: the generator's own numbering in the payload when
+    /// it publishes, the server's ids when the server does.
+    fn seq_source(&self) -> SeqSource {
+        match self {
+            Self::Http { .. } => SeqSource::Payload,
+            Self::InProcess { .. } => SeqSource::Id,
+        }
+    }
+
+    fn batch(&self) -> Option<u64> {
+        match *self {
+            Self::Http { batch, .. } => Some(batch as u64),
+            Self::InProcess { .. } => None,
         }
     }
 
@@ -145,9 +170,12 @@ pub struct StormOptions {
 pub struct ScenarioResult {
     /// `throughput`, `latency`, `idle`, `idle-flood` or `storm`.
     pub scenario: String,
-    /// `http` or `self`, for scenarios that publish.
+    /// `http`, `http1` (one event per request) or `self`, for scenarios that publish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish: Option<String>,
+    /// Events in each publish request (HTTP publishing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_per_request: Option<u64>,
     /// The server's label.
     pub server: String,
     /// Round number.
@@ -241,6 +269,18 @@ pub struct ScenarioResult {
     /// `/health/sse` `limits.connections.refused`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_refused: Option<u64>,
+    /// Evicted id: events published while the client was away (more than the server keeps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evicted_away: Option<u64>,
+    /// Evicted id: events from before the reconnect that the new stream delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evicted_replayed: Option<u64>,
+    /// Evicted id: sequence of the first event on the new stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evicted_first_seq: Option<u64>,
+    /// Evicted id: what the client got, in words (resync signal, silent gap, replay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evicted_answer: Option<String>,
     /// Reconnecting clients: reconnects made in the reconnecting window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconnects: Option<u64>,
@@ -412,6 +452,14 @@ impl ScenarioResult {
         if let Some(v) = self.catchup_all_ms {
             push(format!("all caught up {v:.0} ms"));
         }
+        if let Some(v) = &self.evicted_answer {
+            push(format!(
+                "evicted id: {v}, first event after resume {}, {} published while away",
+                self.evicted_first_seq
+                    .map_or_else(|| "–".to_owned(), |s| s.to_string()),
+                self.evicted_away.unwrap_or(0)
+            ));
+        }
         push(format!(
             "lost {} dup {} resyncs {} conn errors {} disconnects {} publish errors {}",
             self.lost,
@@ -436,6 +484,8 @@ enum Phase {
 struct Shared {
     target: Target,
     publish_target: Target,
+    server_kind: ServerKind,
+    seq_source: SeqSource,
     run_id: String,
     read_buf: usize,
     connect_permits: Semaphore,
@@ -465,14 +515,16 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(cfg: &RunConfig, sessions: usize, read_buf: usize) -> Arc<Self> {
-        Arc::new(Self::build(cfg, sessions, read_buf))
+    fn new(cfg: &RunConfig, sessions: usize, read_buf: usize, seq_source: SeqSource) -> Arc<Self> {
+        Arc::new(Self::build(cfg, sessions, read_buf, seq_source))
     }
 
-    fn build(cfg: &RunConfig, sessions: usize, read_buf: usize) -> Self {
+    fn build(cfg: &RunConfig, sessions: usize, read_buf: usize, seq_source: SeqSource) -> Self {
         Self {
             target: cfg.target.clone(),
             publish_target: cfg.publish_target.clone().unwrap_or(cfg.target.clone()),
+            server_kind: cfg.server_kind,
+            seq_source,
             run_id: format!("load{:x}", unix_micros() & 0xff_ffff_ffff),
             read_buf,
             connect_permits: Semaphore::new(256),
@@ -628,6 +680,7 @@ async fn client(
     let session = shared.session(index);
     let mut out = ClientOutcome {
         index,
+        tracker: SessionTracker::new(shared.seq_source),
         check: shared
             .reconnect
             .filter(|r| r.verify)
@@ -783,12 +836,15 @@ async fn client(
     out
 }
 
-/// The generated event: JSON of about `bytes` bytes carrying its publish time in `ts`.
-pub fn bench_event(out: &mut Vec<u8>, ts: u64, n: u64, bytes: usize) {
+/// The generated event: JSON of about `bytes` bytes carrying its publish time in `ts` and
+/// its sequence number in its session in `seq` (1 for the session's first event).
+pub fn bench_event(out: &mut Vec<u8>, ts: u64, seq: u64, n: u64, bytes: usize) {
     let mut buffer = itoa::Buffer::new();
     let start = out.len();
     out.extend_from_slice(b"{\"ts\":");
     out.extend_from_slice(buffer.format(ts).as_bytes());
+    out.extend_from_slice(b",\"seq\":");
+    out.extend_from_slice(buffer.format(seq).as_bytes());
     out.extend_from_slice(b",\"n\":");
     out.extend_from_slice(buffer.format(n).as_bytes());
     out.extend_from_slice(b",\"pad\":\"");
@@ -801,7 +857,11 @@ pub fn bench_event(out: &mut Vec<u8>, ts: u64, n: u64, bytes: usize) {
 const TIMER_SLACK_US: u64 = 2_000;
 
 /// One publishing connection: posts batches round-robin over its share of the sessions,
-/// paced to `rate` (events/s over all publishers) or as fast as the server answers.
+/// paced to `rate` (events/s over all publishers) or as fast as the server answers. A batch
+/// of one is posted as a bare JSON object, a larger one as an array. Each session belongs to
+/// one publisher, which numbers its events (`"seq"`) 1, 2, 3, ... in the order it posts them;
+/// the numbers of a request that failed are given again to the next one, so only what the
+/// server acknowledged counts as published.
 async fn publisher(
     shared: Arc<Shared>,
     worker: usize,
@@ -815,7 +875,9 @@ async fn publisher(
     if mine.is_empty() {
         return;
     }
-    let mut publisher = Publisher::new(shared.publish_target.clone());
+    let mut publisher = Publisher::with_kind(shared.publish_target.clone(), shared.server_kind);
+    // The last sequence number given in each of `mine`.
+    let mut seqs = vec![0u64; mine.len()];
     let interval_us = rate.map(|r| (batch * workers) as f64 * 1e6 / r.max(1) as f64);
     let start = Instant::now();
     let start_us = unix_micros();
@@ -834,24 +896,28 @@ async fn publisher(
             }
             None => unix_micros(),
         };
-        let index = mine[k as usize % mine.len()];
+        let slot = k as usize % mine.len();
+        let index = mine[slot];
         k += 1;
         body.clear();
-        body.push(b'[');
-        for i in 0..batch {
+        if batch > 1 {
+            body.push(b'[');
+        }
+        for i in 0..batch as u64 {
             if i > 0 {
                 body.push(b',');
             }
             n += 1;
-            bench_event(&mut body, ts, n, event_bytes);
+            bench_event(&mut body, ts, seqs[slot] + i + 1, n, event_bytes);
         }
-        body.push(b']');
+        if batch > 1 {
+            body.push(b']');
+        }
         match publisher.post(&shared.session(index), &body).await {
             Ok(answer) => {
-                shared.published.fetch_add(answer.ids as u64, Relaxed);
-                if let Some(seq) = answer.last_seq {
-                    shared.published_max[index].fetch_max(seq, Relaxed);
-                }
+                seqs[slot] += batch as u64;
+                shared.published.fetch_add(answer.accepted as u64, Relaxed);
+                shared.published_max[index].fetch_max(seqs[slot], Relaxed);
             }
             Err(_) => {
                 shared.publish_errors.fetch_add(1, Relaxed);
@@ -883,7 +949,7 @@ async fn agui_publisher(
         .iter()
         .map(|i| AgentRuns::new(unix_micros() ^ ((*i as u64) << 20)))
         .collect();
-    let mut publisher = Publisher::new(shared.publish_target.clone());
+    let mut publisher = Publisher::with_kind(shared.publish_target.clone(), shared.server_kind);
     let interval_us = rate.map(|r| workers as f64 * 1e6 / r.max(1) as f64);
     let start = Instant::now();
     let start_us = unix_micros();
@@ -925,7 +991,7 @@ async fn agui_publisher(
             }
             match publisher.post(session, &body).await {
                 Ok(answer) => {
-                    shared.published.fetch_add(answer.ids as u64, Relaxed);
+                    shared.published.fetch_add(answer.accepted as u64, Relaxed);
                     if let Some(seq) = answer.last_seq {
                         shared.published_max[index].fetch_max(seq, Relaxed);
                     }
@@ -1009,8 +1075,13 @@ fn server_cpu(cfg: &RunConfig) -> Option<u64> {
     Some(total)
 }
 
-fn rss(pid: Option<u32>) -> Option<u64> {
-    pid.and_then(procfs::rss_kib)
+/// Resident memory of the server and of every process counted with it, in KiB.
+fn server_rss(cfg: &RunConfig) -> Option<u64> {
+    let mut total = cfg.server_pid.and_then(procfs::rss_kib)?;
+    for pid in &cfg.rss_pids {
+        total += procfs::rss_kib(*pid)?;
+    }
+    Some(total)
 }
 
 fn per_conn(before: Option<u64>, after: Option<u64>, conns: usize) -> Option<f64> {
@@ -1185,6 +1256,7 @@ fn base_result(
     ScenarioResult {
         scenario: scenario.to_owned(),
         publish: publish.map(|p| p.name().to_owned()),
+        events_per_request: publish.and_then(Publish::batch),
         server: cfg.label.clone(),
         round: cfg.round,
         connections: connections as u64,
@@ -1214,18 +1286,24 @@ fn fill_totals(
 /// Throughput or latency: `sessions` SSE clients, events published by the generator or the
 /// server, measured over a window after a warmup.
 pub async fn run_stream(cfg: &RunConfig, scenario: &str, opts: &StreamOptions) -> ScenarioResult {
-    let mut shared = Shared::build(cfg, opts.sessions, 16 * 1024);
+    // AG-UI events carry no sequence of the generator's: their ids say where they stand, and
+    // a prelude's id-only frame moves the position.
+    let seq_source = match opts.events {
+        Events::Plain => opts.publish.seq_source(),
+        Events::Agui { .. } => SeqSource::Id,
+    };
+    let mut shared = Shared::build(cfg, opts.sessions, 16 * 1024, seq_source);
     if let Events::Agui { .. } = opts.events {
         shared.ts_of = raw_event_ts_of;
     }
     let shared = Arc::new(shared);
     let progress = Progress::new(cfg.progress);
     progress.bar.set_prefix(scenario.to_owned());
-    let rss_before = rss(cfg.server_pid);
+    let rss_before = server_rss(cfg);
     let clients = Clients::spawn(&shared, opts.sessions);
     let connect_time = clients.wait_connected(&progress).await;
     sleep(Duration::from_millis(500)).await;
-    let rss_after = rss(cfg.server_pid);
+    let rss_after = server_rss(cfg);
 
     let publishers = spawn_publishers(
         &shared,
@@ -1250,6 +1328,10 @@ pub async fn run_stream(cfg: &RunConfig, scenario: &str, opts: &StreamOptions) -
     let window = end.at.duration_since(begin.at).as_secs_f64();
     let delivered = end.delivered - begin.delivered;
     let mut result = base_result(cfg, scenario, Some(&opts.publish), opts.sessions, &shared);
+    if let Events::Agui { batch_bursts: true } = opts.events {
+        // A request holds one burst: 1 to 8 events.
+        result.events_per_request = None;
+    }
     result.window_s = Some(window);
     result.delivered_per_s = Some(delivered as f64 / window);
     if http {
@@ -1288,17 +1370,17 @@ pub async fn run_agui_reconnect(
     opts: &StreamOptions,
     reconnect: ReconnectOptions,
 ) -> ScenarioResult {
-    let mut shared = Shared::build(cfg, opts.sessions, 16 * 1024);
+    let mut shared = Shared::build(cfg, opts.sessions, 16 * 1024, SeqSource::Id);
     shared.ts_of = raw_event_ts_of;
     shared.reconnect = Some(reconnect);
     let shared = Arc::new(shared);
     let progress = Progress::new(cfg.progress);
     progress.bar.set_prefix("agui-reconnect");
-    let rss_before = rss(cfg.server_pid);
+    let rss_before = server_rss(cfg);
     let clients = Clients::spawn(&shared, opts.sessions);
     let connect_time = clients.wait_connected(&progress).await;
     sleep(Duration::from_millis(500)).await;
-    let rss_after = rss(cfg.server_pid);
+    let rss_after = server_rss(cfg);
 
     let events = match opts.events {
         Events::Plain => Events::Agui {
@@ -1419,14 +1501,14 @@ fn between(a: &Snapshot, b: &Snapshot) -> Interval {
 /// Idle connections: opens `connections` SSE streams that receive nothing and reports the
 /// server's memory per connection.
 pub async fn run_idle(cfg: &RunConfig, connections: usize, settle: Duration) -> ScenarioResult {
-    let shared = Shared::new(cfg, connections, 4096);
+    let shared = Shared::new(cfg, connections, 4096, SeqSource::Id);
     let progress = Progress::new(cfg.progress);
     progress.bar.set_prefix("idle");
-    let rss_before = rss(cfg.server_pid);
+    let rss_before = server_rss(cfg);
     let clients = Clients::spawn(&shared, connections);
     let connect_time = clients.wait_connected(&progress).await;
     timed_stage(&progress, &shared, "settling", settle).await;
-    let rss_after = rss(cfg.server_pid);
+    let rss_after = server_rss(cfg);
     let mut outcomes = clients.stop().await;
     progress.finish();
 
@@ -1444,13 +1526,13 @@ pub async fn run_idle(cfg: &RunConfig, connections: usize, settle: Duration) -> 
 /// `Last-Event-ID` while publishing goes on; reports the time until all have caught up (each
 /// received an event published after its new stream opened) and what was lost or duplicated.
 pub async fn run_storm(cfg: &RunConfig, opts: &StormOptions) -> ScenarioResult {
-    let shared = Shared::new(cfg, opts.sessions, 8 * 1024);
+    let shared = Shared::new(cfg, opts.sessions, 8 * 1024, opts.publish.seq_source());
     let progress = Progress::new(cfg.progress);
     progress.bar.set_prefix("storm");
-    let rss_before = rss(cfg.server_pid);
+    let rss_before = server_rss(cfg);
     let clients = Clients::spawn(&shared, opts.sessions);
     let connect_time = clients.wait_connected(&progress).await;
-    let rss_after = rss(cfg.server_pid);
+    let rss_after = server_rss(cfg);
     let publishers = spawn_publishers(
         &shared,
         opts.publish,
@@ -1536,11 +1618,13 @@ mod tests {
     fn generated_events_have_the_asked_size() {
         for size in [60, 200, 1000] {
             let mut out = Vec::new();
-            bench_event(&mut out, unix_micros(), 12_345, size);
+            bench_event(&mut out, unix_micros(), 77, 12_345, size);
             assert_eq!(out.len(), size);
             let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
             assert_eq!(value["n"], 12_345);
+            assert_eq!(value["seq"], 77);
             assert_eq!(ts_of(&out), value["ts"].as_u64());
+            assert_eq!(crate::sse::payload_seq_of(&out), Some(77));
         }
     }
 }

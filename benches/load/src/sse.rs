@@ -213,7 +213,18 @@ pub fn seq_of(id: &[u8]) -> Option<u64> {
 /// The `"ts"` field of an event's JSON (publish time, unix microseconds), found without
 /// parsing the whole event.
 pub fn ts_of(data: &[u8]) -> Option<u64> {
-    let at = memchr::memmem::find(data, b"\"ts\":")? + 5;
+    number_field(data, b"\"ts\":")
+}
+
+/// The `"seq"` field of an event's JSON: the generator's per-session sequence number of an
+/// event it published (1, 2, 3, ... in each session), found without parsing the whole event.
+pub fn payload_seq_of(data: &[u8]) -> Option<u64> {
+    number_field(data, b"\"seq\":")
+}
+
+/// The unsigned integer after the first occurrence of `key` (a quoted name and its colon).
+fn number_field(data: &[u8], key: &[u8]) -> Option<u64> {
+    let at = memchr::memmem::find(data, key)? + key.len();
     let rest = &data[at..];
     let start = rest.iter().position(|b| !b.is_ascii_whitespace())?;
     let digits = &rest[start..];
@@ -310,5 +321,11 @@ mod tests {
             Some(1_700_000_000_000_001)
         );
         assert_eq!(ts_of(br#"{"n":1}"#), None);
+        assert_eq!(
+            payload_seq_of(br#"{"ts":17,"seq": 42,"n":9,"pad":"x"}"#),
+            Some(42)
+        );
+        assert_eq!(payload_seq_of(br#"{"ts":17,"n":9}"#), None);
+        assert_eq!(payload_seq_of(br#"{"seq":"7"}"#), None);
     }
 }

@@ -6,17 +6,35 @@ use std::sync::{Mutex, PoisonError};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::sse::{Frame, seq_of};
+use crate::sse::{Frame, payload_seq_of, seq_of};
 
-/// What one session's client has seen, judged by the sequence part of each event id.
+/// Where an event's sequence number is read from.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum SeqSource {
+    /// The sequence part of the event id (after its last `-`): the server numbers the events,
+    /// as tether (`<epoch>-<seq>`) and the baselines (`<seq>`) do. For events the server
+    /// publishes itself (`--self-publish`).
+    #[default]
+    Id,
+    /// The `"seq"` field of the event's JSON, which the generator wrote when it published the
+    /// event (1, 2, 3, ... in each session), whatever ids the server gives (nchan's are
+    /// `<time>:<tag>`). For events the generator publishes.
+    Payload,
+}
+
+/// What one session's client has seen, judged by each event's sequence number (see
+/// [`SeqSource`]).
 ///
 /// A data frame whose sequence is the next one is delivered; one further ahead is delivered and
 /// the sequences in between are lost, unless a `tether.resync` signal came first, which
 /// announces the gap (counted as `resync_skipped`); one at or below the last is duplicated.
-/// Sequences start at 1, so a stream whose first event is 5 lost 4. An id-only frame moves the
-/// position without delivering anything; a data frame without an id is a control signal.
+/// Sequences start at 1, so a stream whose first event is 5 lost 4. With sequences from ids,
+/// an id-only frame moves the position without delivering anything; a data frame without a
+/// sequence is a control signal.
 #[derive(Debug, Default, Clone)]
 pub struct SessionTracker {
+    /// Where sequences come from.
+    pub source: SeqSource,
     /// Sequence of the last event received.
     pub last_seq: Option<u64>,
     /// The last `id:` received, as sent back in `Last-Event-ID`.
@@ -52,6 +70,14 @@ pub enum FrameKind {
 }
 
 impl SessionTracker {
+    /// A tracker reading sequences from `source`.
+    pub fn new(source: SeqSource) -> Self {
+        Self {
+            source,
+            ..Self::default()
+        }
+    }
+
     /// The stream that follows was asked for with `prelude=always`: a gap that its first
     /// id-only frame steps over (to the session's head, after the prelude) is covered by the
     /// prelude, not lost. The first frame with an id ends the expectation.
@@ -69,7 +95,12 @@ impl SessionTracker {
         if frame.id.is_none() {
             self.expect_prelude = prelude_head;
         }
-        match (frame.id.and_then(seq_of), frame.data) {
+        let seq = match self.source {
+            SeqSource::Id => frame.id.and_then(seq_of),
+            // An id-only frame carries no payload: it moves nothing.
+            SeqSource::Payload => frame.data.and_then(payload_seq_of),
+        };
+        match (seq, frame.data) {
             (Some(seq), None) if prelude_head => {
                 let expected = self.last_seq.map_or(1, |last| last + 1);
                 if seq >= expected {
@@ -286,6 +317,50 @@ mod tests {
         assert_eq!(t.resyncs, 1);
         assert_eq!(t.resync_skipped, 38);
         assert_eq!((t.delivered, t.lost, t.duplicated), (3, 1, 0));
+    }
+
+    fn payload(t: &mut SessionTracker, id: &str, seq: u64) -> FrameKind {
+        let json = format!(r#"{{"ts":1,"seq":{seq},"n":77}}"#);
+        t.on_frame(Frame {
+            id: Some(id.as_bytes()),
+            data: Some(json.as_bytes()),
+        })
+    }
+
+    #[test]
+    fn payload_sequences_ignore_the_ids() {
+        let mut t = SessionTracker::new(SeqSource::Payload);
+        // nchan's ids: <time>:<tag>, no sequence in them.
+        assert_eq!(payload(&mut t, "1796311525:0", 1), FrameKind::Delivered(1));
+        assert_eq!(payload(&mut t, "1796311525:1", 2), FrameKind::Delivered(2));
+        assert_eq!(payload(&mut t, "1796311526:0", 5), FrameKind::Delivered(5));
+        assert_eq!(payload(&mut t, "1796311526:1", 5), FrameKind::Duplicate);
+        assert_eq!(t.last_id, b"1796311526:1");
+        // An id-only frame and an event without "seq" move nothing.
+        t.on_frame(Frame {
+            id: Some(b"9-40"),
+            data: None,
+        });
+        assert_eq!(data(&mut t, "9-41"), FrameKind::Other);
+        assert_eq!(payload(&mut t, "x", 6), FrameKind::Delivered(6));
+        assert_eq!((t.delivered, t.lost, t.duplicated, t.control), (4, 2, 1, 1));
+    }
+
+    #[test]
+    fn payload_sequences_count_announced_gaps_apart() {
+        let mut t = SessionTracker::new(SeqSource::Payload);
+        payload(&mut t, "e-1", 1);
+        let resync = br#"{"type":"CUSTOM","name":"tether.resync","value":{"reason":"evicted"}}"#;
+        t.on_frame(Frame {
+            id: None,
+            data: Some(resync),
+        });
+        t.on_frame(Frame {
+            id: Some(b"e-40"),
+            data: None,
+        });
+        payload(&mut t, "e-41", 41);
+        assert_eq!((t.resyncs, t.resync_skipped, t.lost), (1, 39, 0));
     }
 
     #[test]

@@ -36,6 +36,8 @@ async fn start_hub(tracked: bool) -> RunConfig {
         server_pid: Some(std::process::id()),
         publish_target: None,
         cpu_pids: Vec::new(),
+        rss_pids: Vec::new(),
+        server_kind: tether_load::client::ServerKind::Contract,
         label: if tracked { "tether" } else { "tether-noagui" }.into(),
         round: 1,
         progress: false,
@@ -47,7 +49,7 @@ fn options(batch_bursts: bool) -> StreamOptions {
         sessions: 20,
         publish: Publish::Http {
             rate: Some(2_000),
-            batch: 1,
+            batch: if batch_bursts { 8 } else { 1 },
             connections: 2,
         },
         events: Events::Agui { batch_bursts },
@@ -61,8 +63,7 @@ fn options(batch_bursts: bool) -> StreamOptions {
 async fn agent_runs_over_http_are_accepted_and_delivered_exactly_once() {
     for batch_bursts in [false, true] {
         let cfg = start_hub(true).await;
-        let name = if batch_bursts { "agui-batch" } else { "agui" };
-        let result = scenario::run_stream(&cfg, name, &options(batch_bursts)).await;
+        let result = scenario::run_stream(&cfg, "agui", &options(batch_bursts)).await;
         assert_eq!(result.connected, 20, "{result:?}");
         assert!(result.delivered > 0, "{result:?}");
         // The tracker refused nothing: every event of every run is valid AG-UI.
@@ -79,7 +80,12 @@ async fn agent_runs_over_http_are_accepted_and_delivered_exactly_once() {
         // Latency comes from each event's rawEvent.ts.
         let latency = result.latency_us.unwrap();
         assert!(latency.count > 0 && latency.p50 > 0, "{result:?}");
-        assert_eq!(result.key(), format!("{name}-http"));
+        let key = if batch_bursts {
+            "agui-http"
+        } else {
+            "agui-http1"
+        };
+        assert_eq!(result.key(), key);
     }
 }
 
@@ -115,7 +121,7 @@ async fn reconnects_with_the_prelude_lose_nothing_and_pass_the_clients_checks() 
     );
     assert!(result.prelude_bytes.unwrap() > 100.0, "{result:?}");
     assert!(result.reconnect_cpu_us.is_some(), "{result:?}");
-    assert_eq!(result.key(), "agui-reconnect-http");
+    assert_eq!(result.key(), "agui-reconnect-http1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tether_load::{
     client::Target,
+    evicted,
     flood::{self, FloodOptions},
     scenario::{self, Events, Publish, RunConfig, StormOptions, StreamOptions},
 };
@@ -22,6 +23,8 @@ async fn start_server(self_publish: Option<u64>) -> RunConfig {
         server_pid: Some(std::process::id()),
         publish_target: None,
         cpu_pids: Vec::new(),
+        rss_pids: Vec::new(),
+        server_kind: tether_load::client::ServerKind::Contract,
         label: "bare".into(),
         round: 1,
         progress: false,
@@ -133,4 +136,73 @@ async fn idle_flood_times_events_while_the_flood_is_held() {
         result.human().contains("legit requests 30 failed 10"),
         "{result:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_event_per_request_is_judged_by_the_payload() {
+    let cfg = start_server(None).await;
+    let opts = StreamOptions {
+        sessions: 10,
+        publish: Publish::Http {
+            rate: Some(1_000),
+            batch: 1,
+            connections: 4,
+        },
+        events: Events::Plain,
+        event_bytes: 200,
+        warmup: Duration::from_millis(300),
+        duration: Duration::from_secs(1),
+    };
+    let result = scenario::run_stream(&cfg, "latency", &opts).await;
+    assert_eq!(result.key(), "latency-http1", "{result:?}");
+    assert_eq!(result.events_per_request, Some(1), "{result:?}");
+    assert!(result.delivered > 500, "{result:?}");
+    assert_eq!(
+        (
+            result.lost,
+            result.duplicated,
+            result.conn_errors,
+            result.publish_errors
+        ),
+        (0, 0, 0, 0),
+        "{result:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicted_id_on_the_bare_server_is_a_silent_gap() {
+    let cfg = start_server(None).await;
+    let opts = evicted::EvictedOptions {
+        away: 300,
+        event_bytes: 200,
+        timeout: Duration::from_secs(5),
+    };
+    let result = evicted::run_evicted(&cfg, &opts).await;
+    // The ring keeps 256 events: after event 1 and 300 more, it holds 46..=301, which the
+    // bare server replays without a word about 2..=45.
+    assert_eq!(
+        result.evicted_answer.as_deref(),
+        Some("silent gap of 44 events (256 replayed)"),
+        "{result:?}"
+    );
+    assert_eq!(
+        (
+            result.evicted_away,
+            result.evicted_replayed,
+            result.evicted_first_seq
+        ),
+        (Some(300), Some(256), Some(46)),
+        "{result:?}"
+    );
+    assert_eq!(
+        (
+            result.lost,
+            result.duplicated,
+            result.resyncs,
+            result.delivered
+        ),
+        (44, 0, 0, 258),
+        "{result:?}"
+    );
+    assert_eq!(result.key(), "evicted");
 }

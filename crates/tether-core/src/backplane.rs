@@ -220,6 +220,10 @@ pub enum Judged {
     /// The broker tracks no session (it has no tracker factory): the events may land
     /// anywhere in the log.
     Anywhere,
+    /// The session has no tracker and these events install none: they may land anywhere,
+    /// unless another node made the session tracked meanwhile (then judge again on the log's
+    /// head). Plain sessions published from several nodes so pay no compare and set.
+    Untracked,
     /// The tracker accepts the events as the ones that follow `head`: append them only if the
     /// log's head is still `head` (compare and set), else bring the ring up to the log and
     /// judge again.

@@ -21,7 +21,7 @@ use crate::frame::{self, EventName};
 use crate::id::{Epoch, EventId, SessionId};
 use crate::idempotency::IdempotencyLog;
 use crate::ring::{Evicted, Ring};
-use crate::signal::{Refusal, Resync, SessionTracker, Signal, Terminal};
+use crate::signal::{Resync, SessionTracker, Signal, Terminal};
 
 /// Why a connection's stream ended (or `LIVE` while it has not).
 pub(crate) mod end {
@@ -255,7 +255,8 @@ impl Event {
 /// What one locked publish did, to be accounted for after the lock is released.
 #[derive(Default)]
 pub(crate) struct Appended {
-    pub(crate) ids: Vec<EventId>,
+    /// Inline for one event: a single publish allocates nothing for its id.
+    pub(crate) ids: smallvec::SmallVec<[EventId; 1]>,
     pub(crate) added_bytes: usize,
     pub(crate) evicted: Evicted,
     pub(crate) waker: Option<Waker>,
@@ -397,12 +398,12 @@ impl SessionState {
                 PublishError::Rejected { reason, .. } => PublishError::Rejected {
                     index,
                     reason,
-                    stored: out.ids.clone(),
+                    stored: out.ids.to_vec(),
                 },
                 PublishError::PreludeTooLarge { reason, .. } => PublishError::PreludeTooLarge {
                     index,
                     reason,
-                    stored: out.ids.clone(),
+                    stored: out.ids.to_vec(),
                 },
                 other => other,
             };
@@ -424,20 +425,7 @@ impl SessionState {
             if let Some(tracker) = self.tracker.as_mut()
                 && let Err(refusal) = tracker.on_publish(name_str, data)
             {
-                let stored = Vec::new();
-                let error = match refusal {
-                    Refusal::TooLarge(reason) => PublishError::PreludeTooLarge {
-                        index,
-                        reason,
-                        stored,
-                    },
-                    Refusal::Invalid(reason) => PublishError::Rejected {
-                        index,
-                        reason,
-                        stored,
-                    },
-                };
-                return Err(refuse(error, out));
+                return Err(refuse(refusal.at(index), out));
             }
             self.store(id, frame, out);
         }

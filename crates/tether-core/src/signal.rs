@@ -204,6 +204,26 @@ impl Refusal {
     }
 }
 
+impl Refusal {
+    /// The publish error for the refused event at `index` of its batch, with no event of the
+    /// batch stored (the caller fills in the ones that were).
+    pub(crate) fn at(self, index: usize) -> crate::error::PublishError {
+        use crate::error::PublishError;
+        match self {
+            Self::TooLarge(reason) => PublishError::PreludeTooLarge {
+                index,
+                reason,
+                stored: Vec::new(),
+            },
+            Self::Invalid(reason) => PublishError::Rejected {
+                index,
+                reason,
+                stored: Vec::new(),
+            },
+        }
+    }
+}
+
 impl From<String> for Refusal {
     fn from(reason: String) -> Self {
         Self::Invalid(reason)

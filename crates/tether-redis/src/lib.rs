@@ -65,7 +65,10 @@
 //!   ([`Broker::judge`](tether_core::Broker::judge)) and passes that head to the script,
 //!   which appends only if the log's head is still there (compare and set) and otherwise
 //!   answers `behind`; the node then reads what the others appended and judges again (at most
-//!   16 rounds, then 503). A refusal counts only when judged on the log's head. Every node's
+//!   16 rounds, then 503). A refusal counts only when judged on the log's head. The first
+//!   judged append marks the session tracked (meta `tk`); until then a plain session's
+//!   events land without the compare and set, from any node, and a node that judged them
+//!   untracked after another made the session tracked is sent back to judge again. Every node's
 //!   tracker sees the events as they come back from the log, in its order, and approval
 //!   notices are written as the tracker writes them (inside a run of their own between runs).
 //!   The meta holds a checkpoint of the tracker (`ck` the seq it stands for, `t` the frames

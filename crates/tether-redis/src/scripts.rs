@@ -13,8 +13,8 @@ use redis::Script;
 /// holds ('' for none), ARGV[3] the head the caller holds in that epoch.
 const FENCE: &str = r"
 local meta, log = KEYS[1], KEYS[2]
-local m = redis.call('HMGET', meta, 'e', 's', 'b', 'lo', 'o')
-local e, owner = m[1], m[5]
+local m = redis.call('HMGET', meta, 'e', 's', 'b', 'lo', 'o', 'tk')
+local e, owner, tk = m[1], m[5], m[6]
 local s, b, lo = 0, 0, 1
 local cause = ''
 if e then
@@ -32,15 +32,21 @@ if cause ~= '' then
   e = ARGV[1]
   s, b, lo = 0, 0, 1
   redis.call('HSET', meta, 'e', e, 's', 0, 'b', 0, 'lo', 1)
-  redis.call('HDEL', meta, 'ck', 't')
+  redis.call('HDEL', meta, 'ck', 't', 'tk')
+  tk = false
 end
 local function seqof(id) return tonumber(string.match(id, '^(%d+)')) end
 local function fmt(n) return string.format('%d', n) end
 -- The compare and set of a tracked session: the caller judged its events as the ones after
--- head `he` of epoch `ee` ('' for events that may land anywhere). An empty log takes events
--- judged on an empty session, whatever its epoch.
+-- head `he` of epoch `ee`; `ee` is '' for events of a session the caller found untracked
+-- (refused once another node made it tracked, meta `tk`) and '*' for a caller that tracks
+-- nothing. An empty log takes events judged on an empty session, whatever its epoch.
+local judged = false
 local function behind(ee, he)
-  if ee == '' or (s == 0 and tonumber(he) == 0) then return false end
+  if ee == '*' then return false end
+  if ee == '' then return tk ~= false and tk ~= nil end
+  judged = true
+  if s == 0 and tonumber(he) == 0 then return false end
   return ee ~= e or tonumber(he) ~= s
 end
 -- Splits concatenated frame bodies (each ends with the blank line, which nothing inside a
@@ -105,6 +111,10 @@ local function append(bodies)
   end
   if cur > lo then redis.call('XTRIM', log, 'MINID', fmt(cur) .. '-0') end
   redis.call('HSET', meta, 'b', b, 'lo', cur)
+  if judged and not tk then
+    redis.call('HSET', meta, 'tk', 1)
+    tk = '1'
+  end
   redis.call('PEXPIRE', meta, ARGV[6])
   redis.call('PEXPIRE', log, ARGV[6])
   local woke = 0
@@ -125,8 +135,8 @@ end
 -- append: it is older than the middle of the retained log while the log is at least half
 -- full, or trimming already passed it. Taken that way, trimming never reaches a checkpoint
 -- before a newer one replaces it, unless one batch trims half the log.
-local function due(ee, last, cur)
-  if ee == '' then return 0 end
+local function due(last, cur)
+  if not judged then return 0 end
   local ck = tonumber(redis.call('HGET', meta, 'ck')) or 0
   if ck + 1 < cur then return 1 end
   local w = last - cur + 1
@@ -162,12 +172,13 @@ if ARGV[11] ~= '' then
   local keep = math.max(600000, tonumber(ARGV[6]))
   redis.call('SET', KEYS[3], ARGV[11] .. ' ' .. e .. ' ' .. fmt(first) .. ' ' .. fmt(n), 'PX', keep)
 end
-return {e, first, last, cur, cause, woke, due(ARGV[12], last, cur)}
+return {e, first, last, cur, cause, woke, due(last, cur)}
 ";
 
 /// Stores an approval request and appends its announcement, atomically.
 ///
-/// KEYS[3] the session's approvals (HASH: id -> `'<announcing event id or -> <json>'`),
+/// KEYS[3] the session's approvals (HASH: id -> `'<announcing event id or -> <created, ms by
+/// Redis's clock> <json>'`),
 /// KEYS[4] the pending ones (ZSET: id -> deadline in ms), KEYS[5] the resolved ones (ZSET:
 /// id -> when). ARGV[4..10] as `append`, ARGV[11] the approval id, ARGV[12] its deadline in
 /// ms, ARGV[13] the most pending approvals, ARGV[14] its record (JSON), ARGV[15] the
@@ -189,7 +200,9 @@ if #bodies > 0 then
   first, last, cur, woke = append(bodies)
   at = e .. '-' .. fmt(first + tonumber(ARGV[19]))
 end
-redis.call('HSET', KEYS[3], id, at .. ' ' .. ARGV[14])
+local t = redis.call('TIME')
+local created = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[3], id, at .. ' ' .. fmt(created) .. ' ' .. ARGV[14])
 redis.call('ZADD', KEYS[4], ARGV[12], id)
 for i = 3, 4 do
   if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[16]) then redis.call('PEXPIRE', KEYS[i], ARGV[16]) end
@@ -208,7 +221,8 @@ return {'ok', e, first, last, cur, cause, woke}
 /// approvals to keep, ARGV[18] and ARGV[19] the epoch and head the announcements were written
 /// after (`behind`).
 ///
-/// Returns `{'ok' | 'expired', epoch, first, last, lowest_retained_seq, cause, woke, record}`,
+/// Returns `{'ok' | 'expired', epoch, first, last, lowest_retained_seq, cause, woke, record,
+/// now_ms}`,
 /// `{'final', record}` when already resolved, `{'early', deadline}` for an expiry before the
 /// deadline, `{'unknown'}`, `{'behind'}` when the log's head moved.
 const RESOLVE_APPROVAL: &str = r"
@@ -224,7 +238,8 @@ if ARGV[12] == 'expire' and not expired then return {'early', dl} end
 if behind(ARGV[18], ARGV[19]) then return {'behind'} end
 local record, body, outcome = ARGV[13], ARGV[14], 'ok'
 if expired then record, body, outcome = ARGV[15], ARGV[16], 'expired' end
-local stored = string.match(rec, '^(%S+)') .. ' ' .. record
+local kept = string.match(rec, '^(%S+ %d+) ') or string.match(rec, '^(%S+)')
+local stored = kept .. ' ' .. record
 redis.call('ZREM', KEYS[4], id)
 redis.call('HSET', KEYS[3], id, stored)
 redis.call('ZADD', KEYS[5], now, id)
@@ -238,7 +253,7 @@ end
 local first, last, cur, woke = 0, 0, lo, 0
 local bodies = bodies_of(body)
 if #bodies > 0 then first, last, cur, woke = append(bodies) end
-return {outcome, e, first, last, cur, cause, woke, stored}
+return {outcome, e, first, last, cur, cause, woke, stored, now}
 ";
 
 /// Reads the session's position and the entries after a seq, optionally claiming the

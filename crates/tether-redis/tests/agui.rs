@@ -332,3 +332,24 @@ async fn approvals_on_an_agui_session_across_nodes_keep_every_replay_valid() {
     }
     official_client_accepts("agui-approvals", &bodies);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_missed_a_session_becoming_agui_judges_its_next_event_as_agui() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let a = node(&redis.url(), "a", "tk", agui(Broker::builder())).await;
+    let b = node(&redis.url(), "b", "tk", agui(Broker::builder())).await;
+    let s = sid("becomes-agui");
+    let plain = || event(json!({"n": 1}));
+    // Plain events land from either node without any judging in Redis.
+    a.publish(&s, &[plain()]).await.unwrap();
+    b.publish(&s, &[plain()]).await.unwrap();
+    // B makes the session an AG-UI session; A has not seen it (nobody is connected, so no
+    // wake reaches A), judges its next plain event untracked, and Redis sends it back to
+    // judge again on the log's head, where the tracker refuses it as it would on one node.
+    b.publish(&s, &[run_started("r1")]).await.unwrap();
+    let late = a.publish(&s, &[plain()]).await;
+    assert!(refused(&late), "{late:?}");
+    a.publish(&s, &[text_start("m1")]).await.unwrap();
+}

@@ -308,3 +308,38 @@ async fn redis_down_decisions_answer_unavailable_and_a_deadline_passed_meanwhile
     let y = a.resolve_approval(&s, "y", approved()).await.unwrap();
     assert_eq!(y.status, approved(), "decisions work again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_on_another_node_records_how_long_the_approval_waited() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+    static SNAPSHOTTER: std::sync::OnceLock<Snapshotter> = std::sync::OnceLock::new();
+    let snapshotter = SNAPSHOTTER.get_or_init(|| {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        recorder.install().expect("the only recorder of this test");
+        snapshotter
+    });
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let a = node(&redis.url(), "a", "apw", Broker::builder()).await;
+    let b = node(&redis.url(), "b", "apw", Broker::builder()).await;
+    let s = sid("s");
+    a.request_approval(&s, request("waited")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    b.resolve_approval(&s, "waited", approved()).await.unwrap();
+    let waits: Vec<f64> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, ..)| k.key().name() == tether_core::metrics::APPROVAL_WAIT_SECONDS)
+        .flat_map(|(.., v)| match v {
+            DebugValue::Histogram(h) => h.into_iter().map(|x| x.into_inner()).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    assert!(
+        waits.iter().any(|w| (0.2..30.0).contains(w)),
+        "approval_wait_seconds: {waits:?}"
+    );
+}

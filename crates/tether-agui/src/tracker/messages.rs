@@ -2,6 +2,8 @@
 //! ended text message, tool call or tool result adds to them, within the
 //! limit of their bytes.
 
+use std::sync::Arc;
+
 use super::{Open, RunTracker, json_len};
 use crate::events::{
     AssistantMessage, Content, DeveloperMessage, FunctionCall, Message, SystemMessage,
@@ -52,14 +54,14 @@ impl RunTracker {
         let size = json_len(&message);
         self.message_bytes += size;
         self.message_sizes.push(size);
-        self.messages.push(message);
+        Arc::make_mut(&mut self.messages).push(message);
     }
 
     pub(super) fn insert_message(&mut self, at: usize, message: Message) {
         let size = json_len(&message);
         self.message_bytes += size;
         self.message_sizes.insert(at, size);
-        self.messages.insert(at, message);
+        Arc::make_mut(&mut self.messages).insert(at, message);
     }
 
     pub(super) fn resize(&mut self, index: usize) {
@@ -76,7 +78,7 @@ impl RunTracker {
             drop += 1;
         }
         if drop > 0 {
-            self.messages.drain(..drop);
+            Arc::make_mut(&mut self.messages).drain(..drop);
             self.message_sizes.drain(..drop);
             self.message_bytes = bytes;
         }
@@ -98,7 +100,7 @@ impl RunTracker {
         self.touched = Some(start.message_id.clone());
         if let Some(i) = self.message_index(&start.message_id) {
             if !text.is_empty() {
-                append_text(&mut self.messages[i], text);
+                append_text(&mut Arc::make_mut(&mut self.messages)[i], text);
                 self.resize(i);
             }
             return;
@@ -145,7 +147,7 @@ impl RunTracker {
     /// joins (or creates) the assistant message the client attached it to.
     pub(super) fn end_tool(&mut self, start: &ToolCallStart, args: &str) {
         if let Some(i) = self.tool_call_owner(&start.tool_call_id) {
-            if let Message::Assistant(a) = &mut self.messages[i]
+            if let Message::Assistant(a) = &mut Arc::make_mut(&mut self.messages)[i]
                 && let Some(call) = a
                     .tool_calls
                     .iter_mut()
@@ -200,7 +202,7 @@ impl RunTracker {
         };
         match target {
             Ok(i) => {
-                if let Message::Assistant(a) = &mut self.messages[i] {
+                if let Message::Assistant(a) = &mut Arc::make_mut(&mut self.messages)[i] {
                     a.tool_calls.get_or_insert_with(Vec::new).push(call);
                 }
                 self.resize(i);
@@ -224,7 +226,7 @@ impl RunTracker {
     pub(super) fn add_tool_result(&mut self, message: Message) {
         self.touched = Some(message.id().to_owned());
         if let Some(i) = self.message_index(message.id()) {
-            self.messages[i] = message;
+            Arc::make_mut(&mut self.messages)[i] = message;
             self.resize(i);
             return;
         }

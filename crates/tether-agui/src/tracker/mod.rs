@@ -15,6 +15,7 @@ mod model;
 mod prelude;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -168,10 +169,12 @@ pub struct RunTracker {
     open: Vec<Open>,
     open_bytes: usize,
     subagents: Vec<(SubagentStarted, Option<Event>)>,
-    messages: Vec<Message>,
+    /// Shared with the copies a backplane judges events on ([`SessionTracker::fork`]), which
+    /// then cost the open run, not the whole history.
+    messages: Arc<Vec<Message>>,
     message_sizes: Vec<usize>,
     message_bytes: usize,
-    state: Option<Value>,
+    state: Option<Arc<Value>>,
     state_bytes: usize,
     /// The interrupts of the last `RUN_FINISHED`.
     interrupts: Vec<Interrupt>,
@@ -206,7 +209,7 @@ impl RunTracker {
             open: Vec::new(),
             open_bytes: 0,
             subagents: Vec::new(),
-            messages: Vec::new(),
+            messages: Arc::default(),
             message_sizes: Vec::new(),
             message_bytes: 0,
             state: None,
@@ -236,7 +239,7 @@ impl RunTracker {
     /// The agent state, once a `STATE_SNAPSHOT` (or a `RUN_STARTED` echoing an
     /// input with a state) made it known.
     pub fn state(&self) -> Option<&Value> {
-        self.state.as_ref()
+        self.state.as_deref()
     }
 
     /// Checks one event and records it; on error nothing changes. `data_len`
@@ -262,7 +265,7 @@ impl RunTracker {
         // A prelude seeds owners from the completed messages; so does the
         // joined view, at each run start and for each message completed since.
         if matches!(event, Event::RunStarted(_)) {
-            self.joined.seed_owners(&self.messages, true);
+            self.joined.seed_owners(self.messages.iter(), true);
         } else if let Some(id) = self.touched.take()
             && let Some(i) = self.message_index(&id)
         {

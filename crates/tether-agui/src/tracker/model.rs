@@ -1,6 +1,8 @@
 //! What each event does to a [`RunTracker`]'s model of the session: the run,
 //! what the run has open, the completed messages and the state.
 
+use std::sync::Arc;
+
 use tether_core::Refusal;
 
 use super::messages::kept;
@@ -83,7 +85,7 @@ impl RunTracker {
             if let Some(state) = &input.state {
                 let size = json_len(state);
                 if size <= self.limits.state_bytes() {
-                    self.state = Some(state.clone());
+                    self.state = Some(Arc::new(state.clone()));
                     self.state_bytes = size;
                 }
             }
@@ -173,7 +175,7 @@ impl RunTracker {
 
     fn replace_messages(&mut self, e: &MessagesSnapshot) -> Result<(), Refusal> {
         self.check_snapshot_owners(&e.messages)?;
-        self.messages.clear();
+        Arc::make_mut(&mut self.messages).clear();
         self.message_sizes.clear();
         self.message_bytes = 0;
         for m in e.messages.iter().filter(|m| kept(m)) {
@@ -208,7 +210,7 @@ impl RunTracker {
                 self.limits.state_bytes()
             )));
         }
-        self.state = Some(e.snapshot.clone());
+        self.state = Some(Arc::new(e.snapshot.clone()));
         self.state_bytes = data_len;
         Ok(())
     }
@@ -284,12 +286,12 @@ impl RunTracker {
         if grown <= self.limits.state_bytes() {
             // A patch that does not apply leaves the state as it was, as the
             // client does (it only logs a warning).
-            if apply_patch(state, patch).is_ok() {
+            if apply_patch(Arc::make_mut(state), patch).is_ok() {
                 self.state_bytes = grown;
             }
             return Ok(());
         }
-        let mut next = state.clone();
+        let mut next = serde_json::Value::clone(state);
         if apply_patch(&mut next, patch).is_err() {
             return Ok(());
         }
@@ -300,7 +302,7 @@ impl RunTracker {
                 self.limits.state_bytes()
             )));
         }
-        self.state = Some(next);
+        self.state = Some(Arc::new(next));
         self.state_bytes = size;
         Ok(())
     }

@@ -125,12 +125,12 @@ impl RunTracker {
 
     pub(super) fn snapshots(&self, out: &mut Vec<String>) {
         out.push(event_json(MessagesSnapshot {
-            messages: self.messages.clone(),
+            messages: self.messages.to_vec(),
             ..Default::default()
         }));
         if let Some(state) = &self.state {
             out.push(event_json(StateSnapshot {
-                snapshot: state.clone(),
+                snapshot: serde_json::Value::clone(state),
                 ..Default::default()
             }));
         }

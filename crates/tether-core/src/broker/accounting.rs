@@ -41,7 +41,7 @@ impl Inner {
 
     /// Accounts for an append after the session's lock is released (its bytes were settled
     /// under the lock); hands back the ids it stored.
-    pub(crate) fn account(&self, a: Appended) -> Vec<EventId> {
+    pub(crate) fn account(&self, a: Appended) -> smallvec::SmallVec<[EventId; 1]> {
         debug_assert!(
             a.added_bytes == 0 && a.evicted.bytes == 0,
             "ring bytes are settled under the session lock"

@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use serde::Serialize;
+use smallvec::SmallVec;
 
 use super::Broker;
 use super::registry::SessionErr;
@@ -30,7 +31,7 @@ impl Broker {
         session: &SessionId,
         event: Event,
     ) -> Result<EventId, PublishError> {
-        let ids = self.publish_batch(session, std::slice::from_ref(&event))?;
+        let (ids, _) = self.publish_locked(session, std::slice::from_ref(&event), None)?;
         Ok(ids[0])
     }
 
@@ -42,7 +43,7 @@ impl Broker {
         events: &[Event],
     ) -> Result<Vec<EventId>, PublishError> {
         self.publish_locked(session, events, None)
-            .map(|published| published.ids)
+            .map(|(ids, _)| ids.into_vec())
     }
 
     /// Publishes events as [`publish_batch`](Self::publish_batch) does, once per `key`: a
@@ -58,19 +59,22 @@ impl Broker {
         events: &[Event],
     ) -> Result<Published, PublishError> {
         self.publish_locked(session, events, Some(key))
+            .map(|(ids, replayed)| Published {
+                ids: ids.into_vec(),
+                replayed,
+            })
     }
 
+    /// The ids of the stored events (or of the first publish with `key`) and whether they
+    /// are a replay. `events` is never empty when a single publish calls it.
     fn publish_locked(
         &self,
         session: &SessionId,
         events: &[Event],
         key: Option<&IdempotencyKey>,
-    ) -> Result<Published, PublishError> {
+    ) -> Result<(SmallVec<[EventId; 1]>, bool), PublishError> {
         if events.is_empty() {
-            return Ok(Published {
-                ids: Vec::new(),
-                replayed: false,
-            });
+            return Ok((SmallVec::new(), false));
         }
         let max = self.inner.config.max_batch_events;
         if events.len() > max {
@@ -123,9 +127,9 @@ impl Broker {
         });
         let ids = self.inner.account(out);
         result.map_err(SessionErr::into_publish)?;
-        Ok(Published {
-            replayed: replayed.is_some(),
-            ids: replayed.unwrap_or(ids),
+        Ok(match replayed {
+            Some(first) => (first.into(), true),
+            None => (ids, false),
         })
     }
 

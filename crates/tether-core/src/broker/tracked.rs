@@ -16,7 +16,7 @@ use crate::error::PublishError;
 use crate::frame;
 use crate::id::{EventId, SessionId};
 use crate::session::{Event, SessionState};
-use crate::signal::{Refusal, SessionTracker, Signal};
+use crate::signal::{SessionTracker, Signal};
 
 impl Broker {
     /// Judges events a backplane is about to append to the session's log, on a copy of the
@@ -53,10 +53,15 @@ impl Broker {
                 if let Some(tracker) = copy.as_mut()
                     && let Err(refusal) = tracker.on_publish(name, &e.data)
                 {
-                    return Err(refused(index, refusal));
+                    // Nothing of the batch is stored.
+                    return Err(refusal.at(index));
                 }
             }
-            Ok(Judged::After { head })
+            Ok(if copy.is_some() {
+                Judged::After { head }
+            } else {
+                Judged::Untracked
+            })
         })
         .map_err(SessionErr::into_publish)
     }
@@ -81,6 +86,7 @@ impl Broker {
             }
             let judged = match judged_position(st) {
                 _ if !tracked => Judged::Anywhere,
+                Some(_) if st.tracker.is_none() => Judged::Untracked,
                 Some(head) => Judged::After { head },
                 None => Judged::Rebuild,
             };
@@ -141,13 +147,10 @@ impl Broker {
             let mut tracker: Option<Box<dyn SessionTracker>> = None;
             let events = checkpoint
                 .iter()
-                .map(|data| (None, data.clone()))
-                .chain(frames.filter_map(|f| {
-                    frame::decode_event(f).map(|(name, data)| (name.map(str::to_owned), data))
-                }));
+                .map(|data| (None, std::borrow::Cow::Borrowed(data.as_str())))
+                .chain(frames.filter_map(|f| frame::decode_event(f)));
             let mut refused = 0usize;
             for (name, data) in events {
-                let name = name.as_deref();
                 if tracker.is_none() {
                     tracker = factory.track(session, name, &data);
                 }
@@ -175,20 +178,4 @@ fn judged_position(st: &SessionState) -> Option<EventId> {
         epoch: st.epoch,
         seq: st.head,
     })
-}
-
-/// A refusal of the batch's event at `index`; nothing of the batch was stored.
-fn refused(index: usize, refusal: Refusal) -> PublishError {
-    match refusal {
-        Refusal::TooLarge(reason) => PublishError::PreludeTooLarge {
-            index,
-            reason,
-            stored: Vec::new(),
-        },
-        Refusal::Invalid(reason) => PublishError::Rejected {
-            index,
-            reason,
-            stored: Vec::new(),
-        },
-    }
 }

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use super::Shared;
 use super::reply::{
-    as_str, as_u64, bad_reply, parse_epoch, parse_record, redis_error, unavailable,
+    as_str, as_u64, bad_reply, parse_epoch, parse_record, record_created, redis_error, unavailable,
 };
 use super::tracking::{CAS_ROUNDS, contended, expected};
 
@@ -375,6 +375,13 @@ impl Shared {
                     self.appended_from(session, &items, &notice.bodies).await?;
                 }
                 self.log_outcome(session, &resolved);
+                // How long it waited, both ends by Redis's clock.
+                let created = items.get(7).and_then(as_str).and_then(record_created);
+                if let (Some(created), Some(now)) = (created, items.get(8).and_then(as_u64)) {
+                    let waited = Duration::from_millis(now.saturating_sub(created));
+                    metrics::histogram!(tether_core::metrics::APPROVAL_WAIT_SECONDS)
+                        .record(waited.as_secs_f64());
+                }
                 if timed_out {
                     Settled::TimedOut(resolved)
                 } else {

@@ -79,14 +79,30 @@ pub(super) struct SyncReply {
     pub(super) pending: Vec<(ApprovalInfo, Option<EventId>)>,
 }
 
-/// An approval's record, `'<announcing event id or -> <json>'`.
+/// An approval's record, `'<announcing event id or -> <created ms> <json>'` (records written
+/// before the creation time was kept lack it).
 pub(super) fn parse_record(record: &str) -> Option<(ApprovalInfo, Option<EventId>)> {
-    let (at, json) = record.split_once(' ')?;
+    let (at, _, json) = split_record(record)?;
     let at = match LastEventId::parse(at) {
         Ok(Some(LastEventId::Known(id))) => Some(id),
         _ => None,
     };
     ApprovalInfo::from_json(json).ok().map(|info| (info, at))
+}
+
+/// When the approval of a record was created, in ms by Redis's clock.
+pub(super) fn record_created(record: &str) -> Option<u64> {
+    split_record(record)?.1
+}
+
+fn split_record(record: &str) -> Option<(&str, Option<u64>, &str)> {
+    let (at, rest) = record.split_once(' ')?;
+    match rest.split_once(' ') {
+        Some((created, json)) if created.bytes().all(|b| b.is_ascii_digit()) => {
+            Some((at, created.parse().ok(), json))
+        }
+        _ => Some((at, None, rest)),
+    }
 }
 
 pub(super) fn parse_sync(v: Value) -> Result<SyncReply, BackplaneError> {

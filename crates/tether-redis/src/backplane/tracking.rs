@@ -21,11 +21,13 @@ use tether_core::BackplaneError;
 pub(super) const CAS_ROUNDS: usize = 16;
 
 /// The compare-and-set arguments of a judged append: the epoch and head the events were
-/// judged after, `('', 0)` for events that may land anywhere.
+/// judged after; `('', 0)` for a session judged untracked (refused once another node made it
+/// tracked), `('*', 0)` for a node that tracks nothing.
 pub(super) fn expected(judged: &Judged) -> (String, u64) {
     match judged {
         Judged::After { head } => (epoch_hex(head.epoch), head.seq),
-        _ => (String::new(), 0),
+        Judged::Untracked => (String::new(), 0),
+        _ => ("*".to_owned(), 0),
     }
 }
 
@@ -74,19 +76,24 @@ impl Shared {
     pub(super) async fn rebuild_tracker(&self, session: &SessionId) -> Result<(), BackplaneError> {
         self.sync_locked(session, Claim::None, Why::Read).await?;
         let mut con = self.cmd.get();
-        let (epoch, ck, frames): (Option<String>, Option<u64>, Option<String>) =
-            tokio::time::timeout(
-                self.cfg.op_deadline,
-                redis::cmd("HMGET")
-                    .arg(self.meta_key(session))
-                    .arg("e")
-                    .arg("ck")
-                    .arg("t")
-                    .query_async(&mut con),
-            )
-            .await
-            .map_err(|_| unavailable("reading the session's checkpoint timed out"))?
-            .map_err(redis_error)?;
+        let (epoch, ck, frames, tracked): (
+            Option<String>,
+            Option<u64>,
+            Option<String>,
+            Option<String>,
+        ) = tokio::time::timeout(
+            self.cfg.op_deadline,
+            redis::cmd("HMGET")
+                .arg(self.meta_key(session))
+                .arg("e")
+                .arg("ck")
+                .arg("t")
+                .arg("tk")
+                .query_async(&mut con),
+        )
+        .await
+        .map_err(|_| unavailable("reading the session's checkpoint timed out"))?
+        .map_err(redis_error)?;
         let Some((ring_epoch, head)) = self.broker.position(session) else {
             return Ok(());
         };
@@ -106,7 +113,9 @@ impl Shared {
         if self.broker.rebuild_tracker(session, at, &frames)? {
             return Ok(());
         }
-        tracing::warn!(session = %session, checkpoint = ck, "SSE backplane: the log no longer holds the events after the session's tracker checkpoint; its tracker starts afresh");
+        if tracked.is_some() {
+            tracing::warn!(session = %session, checkpoint = ck, "SSE backplane: the log no longer holds the events after the session's tracker checkpoint; its tracker starts afresh");
+        }
         let at = EventId {
             epoch: ring_epoch,
             seq: head,
