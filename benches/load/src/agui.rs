@@ -382,16 +382,7 @@ pub fn raw_event_ts_of(data: &[u8]) -> Option<u64> {
     let rest = data[at..].trim_ascii_start().strip_prefix(b"{")?;
     let rest = rest.trim_ascii_start().strip_prefix(b"\"ts\"")?;
     let rest = rest.trim_ascii_start().strip_prefix(b":")?;
-    let digits = rest.trim_ascii_start();
-    let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
-    if len == 0 || len > 19 {
-        return None;
-    }
-    Some(
-        digits[..len]
-            .iter()
-            .fold(0, |n, d| n * 10 + u64::from(d - b'0')),
-    )
+    crate::sse::leading_unsigned(rest)
 }
 
 /// What a client checks of the AG-UI events it receives, one response at a time: each

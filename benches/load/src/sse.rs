@@ -225,9 +225,12 @@ pub fn payload_seq_of(data: &[u8]) -> Option<u64> {
 /// The unsigned integer after the first occurrence of `key` (a quoted name and its colon).
 fn number_field(data: &[u8], key: &[u8]) -> Option<u64> {
     let at = memchr::memmem::find(data, key)? + key.len();
-    let rest = &data[at..];
-    let start = rest.iter().position(|b| !b.is_ascii_whitespace())?;
-    let digits = &rest[start..];
+    leading_unsigned(&data[at..])
+}
+
+/// The unsigned integer at the start of `rest`, after any whitespace.
+pub(crate) fn leading_unsigned(rest: &[u8]) -> Option<u64> {
+    let digits = rest.trim_ascii_start();
     let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
     if len == 0 || len > 19 {
         return None;
