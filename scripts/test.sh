@@ -44,6 +44,8 @@ if ! cmp -s "$agent_dir/requirements.txt" "$agent_dir/.venv/requirements.txt"; t
   cp "$agent_dir/requirements.txt" "$agent_dir/.venv/requirements.txt"
 fi
 
+# One build from scratch: incremental state would only add gigabytes to the target directory.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
