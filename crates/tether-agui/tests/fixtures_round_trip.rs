@@ -149,3 +149,89 @@ fn contains_null(value: &Value) -> bool {
         _ => false,
     }
 }
+
+/// `Event::from_slice` (and `str::parse`) reads a document straight into its event's struct when it can; the
+/// answer must be the tree's (`Event::from_value`), event or error, for every fixture and for
+/// the variants of each that take the other path: a member removed or set to `null`, the
+/// `type` repeated, unknown, escaped or not a string, the object inside an array, an array of
+/// the fields' values, leading
+/// whitespace, trailing bytes.
+#[test]
+fn parsing_from_bytes_agrees_with_parsing_the_tree() {
+    fn through_tree(json: &[u8]) -> String {
+        let answer = match serde_json::from_slice::<Value>(json) {
+            Ok(value) => Event::from_value(value),
+            Err(e) => Err(EventError::Json(e)),
+        };
+        format!("{answer:?}")
+    }
+    let mut documents: Vec<String> = Vec::new();
+    for file in [
+        "events.jsonl",
+        "invalid-events.jsonl",
+        "legacy-events.jsonl",
+    ] {
+        for (_, raw) in lines(file) {
+            let text = raw.to_string();
+            documents.push(format!("[{text}]"));
+            documents.push(format!(" \n\t{text}"));
+            documents.push(format!("{text} x"));
+            if let Some(object) = raw.as_object() {
+                let body = text.strip_prefix('{').expect("an object");
+                documents.push(format!(r#"{{"type":"RUN_ERROR","message":"m",{body}"#));
+                let ty = object.get("type").and_then(Value::as_str).unwrap_or("");
+                documents.push(text.replacen(
+                    &format!(r#""type":"{ty}""#),
+                    &format!(r#""type":"{}""#, ty.replace('_', "\\u005f")),
+                    1,
+                ));
+                // A second `type`, spelled with an escape, and a nested one.
+                documents.push(format!(
+                    r#"{},"typ\u0065":"RUN_ERROR","message":"m"}}"#,
+                    &text[..text.len() - 1]
+                ));
+                documents.push(format!(
+                    r#"{},"rawEvent":{{"type":"RUN_STARTED"}}}}"#,
+                    &text[..text.len() - 1]
+                ));
+                documents.push(format!(
+                    r#"{},"type":"RUN_ERROR","message":"m"}}"#,
+                    &text[..text.len() - 1]
+                ));
+                for key in object.keys() {
+                    let mut without = object.clone();
+                    without.remove(key);
+                    documents.push(Value::Object(without).to_string());
+                    let mut nulled = object.clone();
+                    nulled.insert(key.clone(), Value::Null);
+                    documents.push(Value::Object(nulled).to_string());
+                }
+                for ty in [json_str("NOT_A_TYPE"), json_str(""), "7".into()] {
+                    let mut retyped = object.clone();
+                    retyped.insert("type".into(), serde_json::from_str(&ty).expect("JSON"));
+                    documents.push(Value::Object(retyped).to_string());
+                }
+            }
+            documents.push(text);
+        }
+    }
+    // Arrays a struct would read by position.
+    for ty in EVENT_TYPES {
+        documents.push(format!(r#"["{ty}"]"#));
+        documents.push(format!(r#"["{ty}","t","r"]"#));
+    }
+    for doc in &documents {
+        let tree = through_tree(doc.as_bytes());
+        assert_eq!(
+            format!("{:?}", Event::from_slice(doc.as_bytes())),
+            tree,
+            "{doc}"
+        );
+        assert_eq!(format!("{:?}", doc.parse::<Event>()), tree, "{doc}");
+    }
+    assert!(documents.len() > 500, "{} documents", documents.len());
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serializes")
+}

@@ -42,6 +42,11 @@ mod subagent;
 mod text;
 mod tool;
 
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -120,6 +125,19 @@ macro_rules! events {
             pub fn type_name(&self) -> &'static str {
                 match self {
                     $( Event::$variant(_) => $name, )*
+                }
+            }
+        }
+
+        impl Event {
+            /// Parses `json`, already known to hold `"type": type_name`, straight into the
+            /// struct of that type: `None` for a type 1.0 does not know, or when the struct
+            /// does not take the document (the caller then parses it the slow way, for the
+            /// error it reports).
+            fn typed(type_name: &str, json: &str) -> Option<Event> {
+                match type_name {
+                    $( $name => serde_json::from_str::<$variant>(json).ok().map(Event::$variant), )*
+                    _ => None,
                 }
             }
         }
@@ -210,6 +228,47 @@ pub fn is_agui_type(type_name: &str) -> bool {
     EVENT_TYPES.contains(&type_name)
 }
 
+/// Parses one event from JSON text, as [`Event::from_slice`] does from bytes.
+///
+/// ```
+/// use tether_agui::Event;
+///
+/// let event: Event = r#"{"type":"TEXT_MESSAGE_END","messageId":"m1"}"#.parse()?;
+/// assert_eq!(event.type_name(), "TEXT_MESSAGE_END");
+/// # Ok::<(), tether_agui::EventError>(())
+/// ```
+impl std::str::FromStr for Event {
+    type Err = EventError;
+
+    fn from_str(json: &str) -> Result<Event, EventError> {
+        Event::from_text(json).unwrap_or_else(|| Event::from_tree(json.as_bytes()))
+    }
+}
+
+/// The `type` of a document that starts the way producers write one, `{"type":"NAME"`, when
+/// no other member can be a `type` (the tree would take the last): the letters of `type` have
+/// no escape but `\u`, so a second `type` member would show as `"type"` or a `\u` somewhere.
+/// A `"type"` inside a string would have its quotes escaped. `None` leaves the document to
+/// [`TypeTag`].
+fn leading_type(json: &str) -> Option<&str> {
+    let rest = json.strip_prefix(r#"{"type":""#)?;
+    let end = memchr::memchr(b'"', rest.as_bytes())?;
+    let (ty, after) = rest.split_at(end);
+    let plain = ty.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
+    static TYPE_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"type\""));
+    static ESCAPE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\\u"));
+    let after = after.as_bytes();
+    let another = TYPE_KEY.find(after).is_some() || ESCAPE.find(after).is_some();
+    (plain && !another).then_some(ty)
+}
+
+/// The `type` member of a JSON object, borrowed where it has no escapes.
+#[derive(Deserialize)]
+struct TypeTag<'a> {
+    #[serde(borrow, rename = "type")]
+    ty: Cow<'a, str>,
+}
+
 /// Why a JSON document is not an AG-UI 1.0 event.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -248,6 +307,36 @@ impl Event {
     /// # Ok::<(), EventError>(())
     /// ```
     pub fn from_slice(json: &[u8]) -> Result<Event, EventError> {
+        match std::str::from_utf8(json) {
+            Ok(text) => text.parse(),
+            Err(_) => Event::from_tree(json),
+        }
+    }
+
+    /// The common case in two passes over the text and no tree: the `type` (borrowed),
+    /// then the event's own struct, which ignores the `type` member as it ignores every
+    /// unknown one. `None` sends the document to [`from_tree`](Self::from_tree), whose
+    /// answer, errors included, this never contradicts: it only runs on a JSON object
+    /// (serde would also read a struct from an array), whose `type` appears once (a
+    /// repeated member fails `TypeTag`), and a struct reads an object's members from text
+    /// as from a tree.
+    fn from_text(json: &str) -> Option<Result<Event, EventError>> {
+        if json.trim_ascii_start().as_bytes().first() != Some(&b'{') {
+            return None;
+        }
+        // An unknown type is only reported for valid JSON, which `TypeTag` checks.
+        let ty = match leading_type(json).filter(|ty| is_agui_type(ty)) {
+            Some(ty) => Cow::Borrowed(ty),
+            None => serde_json::from_str::<TypeTag<'_>>(json).ok()?.ty,
+        };
+        if !is_agui_type(&ty) {
+            return Some(Err(EventError::UnknownType(ty.into_owned())));
+        }
+        Event::typed(&ty, json).map(Ok)
+    }
+
+    /// Parses through a [`Value`]: the answer for every document, and the precise error.
+    fn from_tree(json: &[u8]) -> Result<Event, EventError> {
         let value: Value = serde_json::from_slice(json).map_err(EventError::Json)?;
         Event::from_value(value)
     }

@@ -25,8 +25,8 @@ use tether_core::{
 
 pub use self::limits::TrackerLimits;
 use crate::events::{
-    Event, Interrupt, Message, ReasoningMessageStart, ReasoningStart, StepStarted, SubagentStarted,
-    TextMessageStart, ToolCallStart, is_agui_type,
+    Event, EventError, Interrupt, Message, ReasoningMessageStart, ReasoningStart, StepStarted,
+    SubagentStarted, TextMessageStart, ToolCallStart, is_agui_type,
 };
 use crate::verify::Verifier;
 
@@ -331,27 +331,28 @@ impl RunTracker {
 
 impl SessionTracker for RunTracker {
     fn on_publish(&mut self, _name: Option<&str>, data: &str) -> Result<(), Refusal> {
-        let value: Value = serde_json::from_str(data)
-            .map_err(|e| format!("an AG-UI session carries JSON events: {e}"))?;
-        let type_name = match value.as_object().and_then(|o| o.get("type")) {
-            Some(Value::String(t)) if !t.is_empty() => t.as_str(),
-            _ => {
+        let event = match data.parse::<Event>() {
+            Ok(event) => event,
+            Err(EventError::Json(e)) => {
+                return Err(format!("an AG-UI session carries JSON events: {e}").into());
+            }
+            Err(EventError::UnknownType(t)) if !t.is_empty() => {
+                if LEGACY_TYPES.contains(&t.as_str()) {
+                    return Err(format!(
+                        "`{t}` is a pre-1.0 event type; publish its REASONING_* equivalent"
+                    )
+                    .into());
+                }
+                // Other types pass through: the client drops them unseen.
+                return Ok(());
+            }
+            Err(EventError::NotAnEvent | EventError::UnknownType(_)) => {
                 return Err(
                     "an AG-UI session carries JSON objects with a non-empty string `type`".into(),
                 );
             }
+            Err(e) => return Err(e.to_string().into()),
         };
-        if !is_agui_type(type_name) {
-            if LEGACY_TYPES.contains(&type_name) {
-                return Err(format!(
-                    "`{type_name}` is a pre-1.0 event type; publish its REASONING_* equivalent"
-                )
-                .into());
-            }
-            // Other types pass through: the client drops them unseen.
-            return Ok(());
-        }
-        let event = Event::from_value(value).map_err(|e| e.to_string())?;
         self.publish(&event, data.len())
     }
 
