@@ -198,6 +198,8 @@ pub mod events;
 #[cfg(feature = "http")]
 pub mod http;
 mod runs;
+#[cfg(feature = "sample-runs")]
+pub mod sample;
 mod tracker;
 mod verify;
 

@@ -1,12 +1,11 @@
 //! `--self-publish RATE` and `--self-publish-agui RATE`: in-process publishers for load
 //! tests, so the hub's delivery can be measured without HTTP publishing in the way: plain
-//! ~200-byte events, or agent runs ([`agui`]) that the AG-UI tracker follows.
-
-mod agui;
+//! ~200-byte events, or agent runs ([`AgentRuns`]) that the AG-UI tracker follows.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tether_agui::sample::AgentRuns;
 use tether_core::{Broker, Event, SessionId};
 use tokio::time::Instant;
 
@@ -40,17 +39,17 @@ pub(crate) async fn run(broker: Broker, rate: u64) {
     .await;
 }
 
-/// Plays agent runs ([`agui::AgentRuns`]) at `rate` events per second in every session that
+/// Plays agent runs ([`AgentRuns`]) at `rate` events per second in every session that
 /// has a connection, a burst per turn, round-robin and paced as [`run`] is. A session keeps
 /// its run while its client is away; a refused event ends the run with `RUN_ERROR` and starts
 /// a fresh one.
 pub(crate) async fn run_agui(broker: Broker, rate: u64) {
-    let mut agents: HashMap<SessionId, agui::AgentRuns> = HashMap::new();
+    let mut agents: HashMap<SessionId, AgentRuns> = HashMap::new();
     let mut burst = Vec::new();
     paced(&broker, rate, |broker, session| {
         if !agents.contains_key(session) {
             let seed = agents.len() as u64;
-            agents.insert(session.clone(), agui::AgentRuns::new(seed));
+            agents.insert(session.clone(), AgentRuns::new(seed));
         }
         let Some(agent) = agents.get_mut(session) else {
             unreachable!("inserted above");
