@@ -622,3 +622,43 @@ async fn tethers_own_signals_do_not_make_a_session_an_agui_session() {
     let r = refused(&broker, &s, text_start("m1"));
     assert!(r.contains("First event must be 'RUN_STARTED'"), "{r}");
 }
+
+/// A stream read from the start and one joined through a prelude can disagree: the prelude's
+/// `MESSAGES_SNAPSHOT` records the owner of every completed message, where the exact stream
+/// forgot the last run's owners at the next `RUN_STARTED`. Reopening a completed message's id
+/// for a subagent passes the exact stream's checks but would break a joined client's: refused.
+#[tokio::test(start_paused = true)]
+async fn what_only_a_joined_client_would_reject_is_refused() {
+    let broker = tracked(Broker::builder());
+    let s = sid("t-joined");
+    let run1 = [
+        run_started("t", "r1"),
+        text_start("m1"),
+        text("m1", "Hi"),
+        text_end("m1"),
+        run_finished("t", "r1"),
+    ];
+    publish_all(&broker, &s, &run1);
+    publish_all(&broker, &s, &[run_started("t", "r2")]);
+    let mut reopen = text_start("m1");
+    reopen["subagentRunId"] = "sub-1".into();
+
+    // What each client would see with the event after it.
+    let mut exact = Vec::new();
+    for e in run1.iter().chain([&run_started("t", "r2"), &reopen]) {
+        exact.extend_from_slice(format!("data: {e}\n\n").as_bytes());
+    }
+    assert_valid(&exact);
+    let mut joining = broker.connect(&s, ConnectOptions::default()).unwrap();
+    let (mut joined, _) = capture(&mut joining, QUIET).await;
+    assert!(types(&joined).contains(&"MESSAGES_SNAPSHOT".to_owned()));
+    joined.extend_from_slice(format!("data: {reopen}\n\n").as_bytes());
+    assert!(tether_agui::verify_sse(&joined).is_err());
+
+    let r = refused(&broker, &s, reopen);
+    assert!(
+        r.contains("for a client that joins through a snapshot"),
+        "{r}"
+    );
+    assert!(r.contains("m1"), "{r}");
+}

@@ -197,6 +197,20 @@ fn event_json(event: impl Into<Event>) -> String {
     serde_json::to_string(&event.into()).expect("an Event always serializes to JSON")
 }
 
+/// Whether the joined view may judge `event` otherwise than the exact one. Both verifiers
+/// follow the same events (a run start after a finished run resets both), so they differ only
+/// in the owners the joined one is seeded with; a streamed delta without a `subagentRunId`
+/// consults no owner, only whether its entity is open. The deltas are most of an agent's
+/// stream, and this spares each of them the second check.
+fn owners_decide(event: &Event) -> bool {
+    match event {
+        Event::TextMessageContent(e) => e.subagent_run_id.is_some(),
+        Event::ToolCallArgs(e) => e.subagent_run_id.is_some(),
+        Event::ReasoningMessageContent(e) => e.subagent_run_id.is_some(),
+        _ => true,
+    }
+}
+
 impl RunTracker {
     /// A tracker for a session with no events yet.
     pub fn new(limits: TrackerLimits) -> Self {
@@ -255,9 +269,11 @@ impl RunTracker {
             ).into());
         }
         self.exact.check(event).map_err(|e| e.0)?;
-        self.joined
-            .check(event)
-            .map_err(|e| format!("{e} (for a client that joins through a snapshot)"))?;
+        if owners_decide(event) {
+            self.joined
+                .check(event)
+                .map_err(|e| format!("{e} (for a client that joins through a snapshot)"))?;
+        }
         self.touched = None;
         self.model(event, data_len)?;
         self.exact.apply(event);
