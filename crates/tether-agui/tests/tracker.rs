@@ -662,3 +662,30 @@ async fn what_only_a_joined_client_would_reject_is_refused() {
     );
     assert!(r.contains("m1"), "{r}");
 }
+
+/// The factory answers most events of a plain session with a byte search; a `type` spelled
+/// with an escape still makes the session an AG-UI session, as it does for the client.
+#[test]
+fn the_factory_tracks_by_the_type_however_it_is_spelled() {
+    use tether_core::TrackerFactory;
+    let factory = tether_agui::AguiTrackerFactory::new();
+    let session = sid("t-factory");
+    let tracks = |data: &str| factory.track(&session, None, data).is_some();
+    assert!(!tracks(r#"{"ts":1,"pad":"xxxx"}"#));
+    assert!(!tracks(
+        r#"{"kind":"RUN_STARTED","note":"a \"type\" in text"}"#
+    ));
+    assert!(!tracks(r#"{"type":"bench"}"#));
+    assert!(tracks(
+        r#"{"type":"RUN_STARTED","threadId":"t","runId":"r"}"#
+    ));
+    assert!(tracks(
+        r#"{"threadId":"t","runId":"r","type":"RUN_STARTED"}"#
+    ));
+    assert!(tracks(
+        r#"{"typ\u0065":"RUN_STARTED","threadId":"t","runId":"r"}"#
+    ));
+    assert!(tracks(
+        r#"{"type":"RUN_\u0053TARTED","threadId":"t","runId":"r"}"#
+    ));
+}

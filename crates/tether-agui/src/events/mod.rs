@@ -255,11 +255,16 @@ fn leading_type(json: &str) -> Option<&str> {
     let end = memchr::memchr(b'"', rest.as_bytes())?;
     let (ty, after) = rest.split_at(end);
     let plain = ty.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
+    (plain && !may_hold_type(after.as_bytes())).then_some(ty)
+}
+
+/// Whether `json` may hold a `type` member: it shows `"type"` or a `\u` escape (the only
+/// escape that can spell a letter of it). False answers for certain that no member, at any
+/// depth, is named `type`, without parsing.
+pub(crate) fn may_hold_type(json: &[u8]) -> bool {
     static TYPE_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"type\""));
     static ESCAPE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\\u"));
-    let after = after.as_bytes();
-    let another = TYPE_KEY.find(after).is_some() || ESCAPE.find(after).is_some();
-    (plain && !another).then_some(ty)
+    TYPE_KEY.find(json).is_some() || ESCAPE.find(json).is_some()
 }
 
 /// The `type` member of a JSON object, borrowed where it has no escapes.

@@ -26,7 +26,7 @@ use tether_core::{
 pub use self::limits::TrackerLimits;
 use crate::events::{
     Event, EventError, Interrupt, Message, ReasoningMessageStart, ReasoningStart, StepStarted,
-    SubagentStarted, TextMessageStart, ToolCallStart, is_agui_type,
+    SubagentStarted, TextMessageStart, ToolCallStart, is_agui_type, may_hold_type,
 };
 use crate::verify::Verifier;
 
@@ -89,6 +89,11 @@ impl TrackerFactory for AguiTrackerFactory {
         _name: Option<&str>,
         data: &str,
     ) -> Option<Box<dyn SessionTracker>> {
+        // Asked of every event of a session until one makes it an AG-UI session: most events
+        // of a plain session carry no `type` at all, and a byte search says so.
+        if !may_hold_type(data.as_bytes()) {
+            return None;
+        }
         let typed: TypeOnly<'_> = serde_json::from_str(data).ok()?;
         let ty = typed.ty?;
         // tether's own signals (`tether.*` CUSTOM events, such as the notices of
