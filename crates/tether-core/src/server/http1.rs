@@ -17,6 +17,7 @@
 
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -149,73 +150,139 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
     let mut buf = BytesMut::with_capacity(1024);
     let mut first = true;
     loop {
-        let head = match next_head(&mut stream, &mut buf, &mut slot, &limits, first).await {
-            Wait::Head(head) => head,
-            Wait::Close => return,
-            Wait::Answer(res) => {
-                let _ = write_full(&mut stream, *res, Version::Http10, false).await;
-                return;
-            }
+        // Each request on the heap, freed before a stream starts: a streaming connection's
+        // task then holds the stream's own state, not also the space of every other request
+        // path (it was most of an idle connection's memory).
+        let conn = Conn {
+            stream: &mut stream,
+            buf: &mut buf,
+            slot: &mut slot,
+            limits: &limits,
         };
+        let next = boxed(serve_request(conn, &service, peer, first)).await;
         first = false;
-        let keep_alive = head.keep_alive();
-        let version = head.version;
-        let framing = match body_framing(&head) {
-            Ok(framing) => framing,
-            Err(res) => {
-                let _ = write_full(&mut stream, *res, version, false).await;
+        match next {
+            Next::Request => {}
+            Next::Close => return,
+            Next::Stream(response) => {
+                // Nothing is read from a streaming connection: free the request buffer for
+                // the stream's whole life.
+                drop(buf);
+                let streaming = boxed(stream_body(&mut stream, response));
+                let _ = streaming.await;
                 return;
             }
-        };
-        let mut parts = match head.into_parts() {
-            Ok(parts) => parts,
-            Err(res) => {
-                let _ = write_full(&mut stream, *res, version, false).await;
-                return;
-            }
-        };
-        if let Some(peer) = peer {
-            parts.extensions.insert(peer);
-        }
-        let is_head = parts.method == Method::HEAD;
-        let res = match service.admit(&parts) {
-            // The body of a refused request is never read, so the connection cannot carry
-            // another request after it.
-            Err(refused) => {
-                let keep = keep_alive && framing == 0;
-                let (p, body) = refused.into_parts();
-                let body = body.as_full().cloned().unwrap_or_default();
-                let res = http::Response::from_parts(p, if is_head { Bytes::new() } else { body });
-                if write_full(&mut stream, res, version, keep).await.is_err() {
-                    return;
-                }
-                if !keep {
-                    linger(&mut stream).await;
-                    return;
-                }
-                continue;
-            }
-            Ok(admitted) => {
-                let limit = admitted.body_limit();
-                if framing > limit {
-                    let res = full_response(admitted.body_too_large());
-                    if write_full(&mut stream, res, version, false).await.is_ok() {
-                        linger(&mut stream).await;
-                    }
-                    return;
-                }
-                let read = read_body(&mut stream, &mut buf, &parts, framing);
-                match tokio::time::timeout(limits.idle_timeout, read).await {
-                    Ok(Ok(body)) => admitted.handle(body).await,
-                    Ok(Err(())) | Err(_) => return,
-                }
-            }
-        };
-        drop(parts);
-        if !write_response(&mut stream, &mut buf, res, version, keep_alive, is_head).await {
-            return;
         }
     }
+}
+
+/// `future` on the heap, made in a plain function: built inside the `async fn` that awaits
+/// it, its bytes would stay reserved in that function's own state.
+fn boxed<F: Future>(future: F) -> Pin<Box<F>> {
+    Box::pin(future)
+}
+
+/// What a connection holds across its requests.
+struct Conn<'a, S> {
+    stream: &'a mut S,
+    buf: &'a mut BytesMut,
+    slot: &'a mut Option<Slot>,
+    limits: &'a ConnectionLimits,
+}
+
+/// What follows a request on its connection.
+enum Next {
+    /// Another request.
+    Request,
+    /// Nothing: the connection closes.
+    Close,
+    /// The response's stream, to its end.
+    Stream(Box<Streamed>),
+}
+
+/// A response whose body streams: its head and its events.
+struct Streamed {
+    parts: http::response::Parts,
+    events: Body,
+    version: Version,
+}
+
+/// Reads one request, answers it, and says what follows on the connection.
+async fn serve_request<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: Conn<'_, S>,
+    service: &Service,
+    peer: Option<crate::http::PeerAddr>,
+    first: bool,
+) -> Next {
+    let Conn {
+        stream,
+        buf,
+        slot,
+        limits,
+    } = conn;
+    let head = match next_head(stream, buf, slot, limits, first).await {
+        Wait::Head(head) => head,
+        Wait::Close => return Next::Close,
+        Wait::Answer(res) => {
+            let _ = write_full(stream, *res, Version::Http10, false).await;
+            return Next::Close;
+        }
+    };
+    let keep_alive = head.keep_alive();
+    let version = head.version;
+    let framing = match body_framing(&head) {
+        Ok(framing) => framing,
+        Err(res) => {
+            let _ = write_full(stream, *res, version, false).await;
+            return Next::Close;
+        }
+    };
+    let mut parts = match head.into_parts() {
+        Ok(parts) => parts,
+        Err(res) => {
+            let _ = write_full(stream, *res, version, false).await;
+            return Next::Close;
+        }
+    };
+    if let Some(peer) = peer {
+        parts.extensions.insert(peer);
+    }
+    let is_head = parts.method == Method::HEAD;
+    let res = match service.admit(&parts) {
+        // The body of a refused request is never read, so the connection cannot carry
+        // another request after it.
+        Err(refused) => {
+            let keep = keep_alive && framing == 0;
+            let (p, body) = refused.into_parts();
+            let body = body.as_full().cloned().unwrap_or_default();
+            let res = http::Response::from_parts(p, if is_head { Bytes::new() } else { body });
+            if write_full(stream, res, version, keep).await.is_err() {
+                return Next::Close;
+            }
+            if !keep {
+                linger(stream).await;
+                return Next::Close;
+            }
+            return Next::Request;
+        }
+        Ok(admitted) => {
+            let limit = admitted.body_limit();
+            if framing > limit {
+                let res = full_response(admitted.body_too_large());
+                if write_full(stream, res, version, false).await.is_ok() {
+                    linger(stream).await;
+                }
+                return Next::Close;
+            }
+            let read = read_body(stream, buf, &parts, framing);
+            match tokio::time::timeout(limits.idle_timeout, read).await {
+                Ok(Ok(body)) => admitted.handle(body).await,
+                Ok(Err(())) | Err(_) => return Next::Close,
+            }
+        }
+    };
+    drop(parts);
+    write_response(stream, res, version, keep_alive, is_head).await
 }
 
 /// Most bytes of an unread request body [`linger`] reads before closing.
@@ -242,16 +309,15 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
     let _ = tokio::time::timeout(LINGER_TIME, read).await;
 }
 
-/// Writes a handler's answer: a full body, or a stream to its end. Whether the connection
-/// may carry another request after it.
-async fn write_response<S: AsyncRead + AsyncWrite + Unpin>(
+/// Writes a handler's answer when it is a full body; a stream is handed back to be written
+/// once the request's state is freed.
+async fn write_response<S: AsyncWrite + Unpin>(
     stream: &mut S,
-    buf: &mut BytesMut,
     res: crate::http::Response,
     version: Version,
     keep_alive: bool,
     is_head: bool,
-) -> bool {
+) -> Next {
     let (parts, body) = res.into_parts();
     let closes = parts
         .headers
@@ -261,22 +327,24 @@ async fn write_response<S: AsyncRead + AsyncWrite + Unpin>(
     match body {
         Body::Full(bytes) => {
             let res = http::Response::from_parts(parts, if is_head { Bytes::new() } else { bytes });
-            write_full(stream, res, version, keep_alive).await.is_ok() && keep_alive
+            if write_full(stream, res, version, keep_alive).await.is_ok() && keep_alive {
+                Next::Request
+            } else {
+                Next::Close
+            }
         }
         streaming if is_head => {
             // A HEAD request gets the stream's headers and no stream.
             drop(streaming);
             let res = http::Response::from_parts(parts, Bytes::new());
             let _ = write_full(stream, res, version, false).await;
-            false
+            Next::Close
         }
-        streaming => {
-            // Nothing is read from a streaming connection: free the request buffer for the
-            // stream's whole life.
-            drop(std::mem::take(buf));
-            let _ = stream_body(stream, parts, streaming, version).await;
-            false
-        }
+        events => Next::Stream(Box::new(Streamed {
+            parts,
+            events,
+            version,
+        })),
     }
 }
 
@@ -536,10 +604,13 @@ async fn write_full<S: AsyncWrite + Unpin>(
 /// the stream ends, the client closes its side, or a write fails.
 async fn stream_body<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
-    mut parts: http::response::Parts,
-    mut events: Body,
-    version: Version,
+    response: Box<Streamed>,
 ) -> io::Result<()> {
+    let Streamed {
+        mut parts,
+        mut events,
+        version,
+    } = *response;
     parts.headers.remove(CONNECTION);
     let chunked = version == Version::Http11;
     let mut head = BytesMut::with_capacity(256);
