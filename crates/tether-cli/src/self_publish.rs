@@ -24,12 +24,21 @@ pub(crate) fn bench_event(ts: u64, n: u64) -> String {
     format!(r#"{{"ts":{ts},"n":{n},"pad":"{PAD}"}}"#)
 }
 
-/// Publishes `rate` events per second, round-robin over the sessions that have a connection
-/// (refreshed every 100 ms), paced by a 1 ms tick; at most 10 ms worth per tick, so a
-/// saturated hub does not burst later.
-pub(crate) async fn run(broker: Broker, rate: u64) {
+/// Which sessions an in-process publisher takes round-robin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Targets {
+    /// The sessions that have a connection (the list refreshed every 100 ms).
+    Connected,
+    /// Every session alive, with or without a connection (the list taken again when the
+    /// number of sessions changed, looked at every 100 ms): `--self-publish-all`.
+    All,
+}
+
+/// Publishes `rate` events per second, round-robin over the sessions `targets` names, paced
+/// by a 1 ms tick; at most 10 ms worth per tick, so a saturated hub does not burst later.
+pub(crate) async fn run(broker: Broker, rate: u64, targets: Targets) {
     let mut n = 0u64;
-    paced(&broker, rate, |broker, session| {
+    paced(&broker, rate, targets, |broker, session| {
         n += 1;
         if let Err(e) = broker.publish_event(session, Event::raw(bench_event(unix_micros(), n))) {
             tracing::debug!(%session, error = %e, "self-publish refused");
@@ -46,7 +55,7 @@ pub(crate) async fn run(broker: Broker, rate: u64) {
 pub(crate) async fn run_agui(broker: Broker, rate: u64) {
     let mut agents: HashMap<SessionId, AgentRuns> = HashMap::new();
     let mut burst = Vec::new();
-    paced(&broker, rate, |broker, session| {
+    paced(&broker, rate, Targets::Connected, |broker, session| {
         if !agents.contains_key(session) {
             let seed = agents.len() as u64;
             agents.insert(session.clone(), AgentRuns::new(seed));
@@ -70,7 +79,12 @@ pub(crate) async fn run_agui(broker: Broker, rate: u64) {
 }
 
 /// The pacing of both: `turn` publishes to one session and says how many events that was.
-async fn paced(broker: &Broker, rate: u64, mut turn: impl FnMut(&Broker, &SessionId) -> u64) {
+async fn paced(
+    broker: &Broker,
+    rate: u64,
+    over: Targets,
+    mut turn: impl FnMut(&Broker, &SessionId) -> u64,
+) {
     let max_round = (rate / 100).max(1);
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -81,8 +95,15 @@ async fn paced(broker: &Broker, rate: u64, mut turn: impl FnMut(&Broker, &Sessio
     loop {
         tick.tick().await;
         if refreshed.is_none_or(|at| at.elapsed() >= Duration::from_millis(100)) {
-            targets = broker.connected_sessions();
             refreshed = Some(Instant::now());
+            match over {
+                Targets::Connected => targets = broker.connected_sessions(),
+                // Listing 100,000 sessions takes milliseconds: only when their number changed.
+                Targets::All if broker.session_count() != targets.len() => {
+                    targets = broker.session_ids();
+                }
+                Targets::All => {}
+            }
         }
         let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
         if targets.is_empty() {

@@ -121,6 +121,11 @@ pub(crate) struct ServeArgs {
     /// microseconds), for load tests.
     #[arg(long, value_name = "RATE")]
     self_publish: Option<u64>,
+    /// With --self-publish: spread the events over every session alive, with or without a
+    /// connection (sessions created by publishing over HTTP included), for load tests of what
+    /// a publish costs as the sessions holding history grow.
+    #[arg(long, requires = "self_publish")]
+    self_publish_all: bool,
     /// Publish RATE events per second in-process as agent runs, for load tests of the AG-UI
     /// tracker: in every session that has a connection, round-robin, one burst per turn,
     /// `RUN_STARTED`, `TEXT_MESSAGE_START`, 20 to 80 `TEXT_MESSAGE_CONTENT` deltas of 5 to 40
@@ -460,7 +465,12 @@ async fn run(
     announce(&args, local, &limits, agui, dev_open)?;
     spawn_upkeep(metrics.clone());
     if let Some(rate) = args.self_publish.filter(|r| *r > 0) {
-        tokio::spawn(crate::self_publish::run(broker.clone(), rate));
+        let targets = if args.self_publish_all {
+            crate::self_publish::Targets::All
+        } else {
+            crate::self_publish::Targets::Connected
+        };
+        tokio::spawn(crate::self_publish::run(broker.clone(), rate, targets));
     }
     if let Some(rate) = args.self_publish_agui.filter(|r| *r > 0) {
         tokio::spawn(crate::self_publish::run_agui(broker.clone(), rate));
@@ -733,6 +743,9 @@ mod tests {
         assert_eq!(a.policy, Policy::Reject);
         assert_eq!(a.cors_origins, vec!["https://a", "https://b"]);
         assert_eq!(a.self_publish, Some(100));
+        assert!(!a.self_publish_all);
+        assert!(serve_args(&["--self-publish", "1", "--self-publish-all"]).self_publish_all);
+        assert!(crate::Cli::try_parse_from(["tether", "serve", "--self-publish-all"]).is_err());
         assert_eq!(a.user_header.as_ref().unwrap().as_str(), "x-user");
         assert!(agui_tracking(&a, None).unwrap(), "tracking is the default");
         assert!(!agui_tracking(&a, Some("off")).unwrap());

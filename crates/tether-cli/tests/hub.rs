@@ -42,6 +42,43 @@ async fn self_publish_spreads_events_over_connected_sessions() {
 }
 
 #[tokio::test]
+async fn self_publish_all_reaches_sessions_without_a_connection() {
+    let hub = Hub::spawn(EXE, &args(&["--self-publish", "200", "--self-publish-all"]))
+        .await
+        .unwrap();
+    let target = Target::parse(&hub.base_url()).unwrap();
+    // A session that only a publish created: no connection ever.
+    let res = send(
+        &target,
+        "POST",
+        "/api/sessions/quiet/events",
+        &[("content-type".into(), "application/json".into())],
+        br#"{"first":true}"#,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status, 202);
+    let first = res.json().unwrap()["ids"][0].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Resuming after the first event replays what the hub published into it meanwhile.
+    let mut c = SseConn::open(
+        &target,
+        "/api/sse/session/quiet",
+        StreamOptions {
+            headers: vec![("last-event-id".into(), first)],
+            ..StreamOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.status(), 200);
+    let f = c.next_event(Duration::from_secs(10)).await.unwrap();
+    let v = f.json().unwrap();
+    assert!(v["ts"].as_u64().unwrap() > 1_600_000_000_000_000, "{v}");
+}
+
+#[tokio::test]
 async fn self_publish_agui_plays_agent_runs_in_every_connected_session() {
     let hub = Hub::spawn(EXE, &args(&["--self-publish-agui", "400"]))
         .await

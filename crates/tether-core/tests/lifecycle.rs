@@ -55,6 +55,23 @@ async fn the_ttl_pauses_while_connected_or_an_approval_is_pending() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn session_ids_lists_every_session_connected_or_not() {
+    let broker = start(Broker::builder());
+    broker.publish(&sid("published"), &1).unwrap();
+    let _stream = broker
+        .connect(&sid("connected"), ConnectOptions::default())
+        .unwrap();
+    let mut ids: Vec<String> = broker
+        .session_ids()
+        .iter()
+        .map(|s| s.as_str().to_owned())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["connected", "published"]);
+    assert_eq!(broker.connected_sessions(), [sid("connected")]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_session_limit_is_a_typed_error() {
     let broker = start(Broker::builder().max_sessions(2));
     broker.publish(&sid("a"), &1).unwrap();

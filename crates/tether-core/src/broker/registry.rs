@@ -143,6 +143,17 @@ impl Broker {
             .collect()
     }
 
+    /// Every session alive right now, with or without a connection (a snapshot; O(sessions),
+    /// so not for a hot path). For a load generator publishing to every session, as
+    /// `tether serve --self-publish-all` does.
+    pub fn session_ids(&self) -> Vec<SessionId> {
+        self.inner
+            .sessions
+            .iter()
+            .map(|e| e.key().clone())
+            .collect()
+    }
+
     /// The id of a session's newest event, if it has one.
     pub fn head(&self, session: &SessionId) -> Option<EventId> {
         let sess = self.inner.sessions.get(session).map(|s| s.clone())?;
