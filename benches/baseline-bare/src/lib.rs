@@ -21,7 +21,7 @@
 //! # async fn run() -> std::io::Result<()> {
 //! let listener = baseline_bare::bind("127.0.0.1:0".parse().unwrap())?;
 //! let hub = baseline_bare::Hub::new(baseline_bare::Config::default());
-//! baseline_bare::spawn_self_publisher(hub.clone(), 10_000);
+//! baseline_bare::spawn_self_publisher(hub.clone(), 10_000, baseline_bare::Targets::Subscribed);
 //! baseline_bare::serve(listener, hub).await
 //! # }
 //! ```
@@ -189,6 +189,13 @@ impl Hub {
         self.sessions
             .iter()
             .filter(|entry| entry.value().has_subscribers())
+            .map(|entry| Arc::clone(entry.value()))
+            .collect()
+    }
+
+    fn all_sessions(&self) -> Vec<Arc<Session>> {
+        self.sessions
+            .iter()
             .map(|entry| Arc::clone(entry.value()))
             .collect()
     }
@@ -507,13 +514,24 @@ pub fn bench_event(out: &mut Vec<u8>, ts: u64, n: u64) {
     out.extend_from_slice(b"\"}");
 }
 
-/// Publishes `rate` events per second in-process, round-robin over every session that has a
-/// subscriber, each event stamped with its publish time (see [`bench_event`]).
-pub fn spawn_self_publisher(hub: Arc<Hub>, rate: u64) -> JoinHandle<()> {
-    tokio::spawn(self_publish(hub, rate))
+/// Which sessions the in-process publisher takes round-robin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Targets {
+    /// Every session that has a subscriber (the list refreshed every 100 ms).
+    Subscribed,
+    /// Every session, with or without a subscriber (the list taken again when the number of
+    /// sessions changed, looked at every 100 ms): what a publish costs as sessions with
+    /// history grow, with only some of them subscribed.
+    All,
 }
 
-async fn self_publish(hub: Arc<Hub>, rate: u64) {
+/// Publishes `rate` events per second in-process, round-robin over the sessions `targets`
+/// names, each event stamped with its publish time (see [`bench_event`]).
+pub fn spawn_self_publisher(hub: Arc<Hub>, rate: u64, targets: Targets) -> JoinHandle<()> {
+    tokio::spawn(self_publish(hub, rate, targets))
+}
+
+async fn self_publish(hub: Arc<Hub>, rate: u64, over: Targets) {
     let rate = rate.max(1);
     // At most 10 ms worth of events per round, so a saturated publisher does not burst later.
     let max_round = (rate / 100).max(1);
@@ -529,8 +547,15 @@ async fn self_publish(hub: Arc<Hub>, rate: u64) {
     loop {
         tick.tick().await;
         if refreshed.is_none_or(|at| at.elapsed() >= Duration::from_millis(100)) {
-            targets = hub.subscribed_sessions();
             refreshed = Some(Instant::now());
+            match over {
+                Targets::Subscribed => targets = hub.subscribed_sessions(),
+                // Listing 100,000 sessions takes milliseconds: only when their number changed.
+                Targets::All if hub.sessions.len() != targets.len() => {
+                    targets = hub.all_sessions();
+                }
+                Targets::All => {}
+            }
         }
         let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
         if targets.is_empty() {

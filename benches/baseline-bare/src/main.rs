@@ -14,6 +14,10 @@ struct Args {
     /// Publish this many events per second in-process, spread over every session with a subscriber.
     #[arg(long, value_name = "RATE")]
     self_publish: Option<u64>,
+    /// With --self-publish: spread the events over every session, with or without a
+    /// subscriber (sessions come into being by a publish or a subscribe).
+    #[arg(long, requires = "self_publish")]
+    self_publish_all: bool,
     /// Frames each session keeps for `Last-Event-ID` resume.
     #[arg(long, default_value_t = 256)]
     ring: usize,
@@ -41,7 +45,12 @@ fn main() -> std::io::Result<()> {
                 ..baseline_bare::Config::default()
             });
             if let Some(rate) = args.self_publish.filter(|rate| *rate > 0) {
-                baseline_bare::spawn_self_publisher(hub.clone(), rate);
+                let targets = if args.self_publish_all {
+                    baseline_bare::Targets::All
+                } else {
+                    baseline_bare::Targets::Subscribed
+                };
+                baseline_bare::spawn_self_publisher(hub.clone(), rate, targets);
             }
             baseline_bare::serve(listener, hub).await
         })

@@ -10,8 +10,16 @@
 //! in each (2, 3, ... while away), whatever ids the server gives. The answer is one of: a
 //! resync signal (the gap is announced), a silent gap of N events (the stream goes on from
 //! the oldest event kept, or from the marker), or a full replay.
+//!
+//! With [`Repeat`] it becomes the resume scenario, for a server whose buffer holds everything
+//! published: after that first resume, the client resumes again and again from an id a fixed
+//! number of events behind the session's head, each time on a new connection, reading until
+//! the head's event arrived, and the scenario reports the server's CPU time per resume, the
+//! time each took and whether each replay was exactly the events behind, in order.
 
 use std::time::Duration;
+
+use crate::track::{Summary, new_histogram};
 
 use tokio::{
     io::AsyncReadExt,
@@ -20,7 +28,7 @@ use tokio::{
 
 use crate::{
     client::{Publisher, RequestError, SseStream, open_sse},
-    scenario::{Progress, RunConfig, ScenarioResult, bench_event, unix_micros},
+    scenario::{Progress, RunConfig, ScenarioResult, bench_event, server_cpu, unix_micros},
     sse::{Frame, SseParser},
     track::{FrameKind, SeqSource, SessionTracker},
 };
@@ -34,6 +42,31 @@ pub struct EvictedOptions {
     pub event_bytes: usize,
     /// Longest wait for each awaited event.
     pub timeout: Duration,
+    /// Events per publish request while the client is away (1: one JSON object per request).
+    pub batch: usize,
+    /// Resume again and again afterwards (the resume scenario).
+    pub repeat: Option<Repeat>,
+}
+
+/// The repeated resumes of the resume scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct Repeat {
+    /// Events between the resume's `Last-Event-ID` and the session's head: what each resume
+    /// replays.
+    pub behind: u64,
+    /// Most resumes.
+    pub resumes: usize,
+    /// Most time spent resuming.
+    pub duration: Duration,
+}
+
+/// `id` with its sequence (the part after its last `-`, or all of it) replaced by `seq`:
+/// tether's `<epoch>-<seq>` and the baselines' plain numbers.
+fn with_seq(id: &[u8], seq: u64) -> Vec<u8> {
+    let keep = memchr::memrchr(b'-', id).map_or(0, |dash| dash + 1);
+    let mut out = id[..keep].to_vec();
+    out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
+    out
 }
 
 /// An open stream, read into a tracker.
@@ -106,8 +139,32 @@ async fn post(
     seq: u64,
     event_bytes: usize,
 ) -> Result<(), RequestError> {
+    post_many(publisher, session, body, seq, 1, event_bytes).await
+}
+
+/// Posts the generated events of sequences `first..first + count` in one request: one JSON
+/// object, or an array of them.
+async fn post_many(
+    publisher: &mut Publisher,
+    session: &str,
+    body: &mut Vec<u8>,
+    first: u64,
+    count: u64,
+    event_bytes: usize,
+) -> Result<(), RequestError> {
     body.clear();
-    bench_event(body, unix_micros(), seq, seq, event_bytes);
+    if count > 1 {
+        body.push(b'[');
+    }
+    for seq in first..first + count {
+        if seq > first {
+            body.push(b',');
+        }
+        bench_event(body, unix_micros(), seq, seq, event_bytes);
+    }
+    if count > 1 {
+        body.push(b']');
+    }
     publisher.post(session, body).await.map(drop)
 }
 
@@ -183,9 +240,21 @@ pub async fn run_evicted(cfg: &RunConfig, opts: &EvictedOptions) -> ScenarioResu
     // 2. Away (the stream was dropped above): more events than the server keeps.
     progress.stage("publishing while away".into(), opts.away);
     let mut away = 0;
-    for seq in 2..opts.away + 2 {
-        match post(&mut publisher, &session, &mut body, seq, opts.event_bytes).await {
-            Ok(_) => away += 1,
+    let batch = opts.batch.max(1) as u64;
+    while away < opts.away {
+        let seq = away + 2;
+        let count = batch.min(opts.away - away);
+        match post_many(
+            &mut publisher,
+            &session,
+            &mut body,
+            seq,
+            count,
+            opts.event_bytes,
+        )
+        .await
+        {
+            Ok(_) => away += count,
             Err(e) => {
                 result.publish_errors += 1;
                 result.evicted_away = Some(away);
@@ -231,7 +300,6 @@ pub async fn run_evicted(cfg: &RunConfig, opts: &EvictedOptions) -> ScenarioResu
             return result;
         }
     };
-    progress.finish();
     result.evicted_first_seq = first_seq;
     if !marker_arrived {
         // What was published and never came counts as lost, as in the other scenarios.
@@ -244,7 +312,99 @@ pub async fn run_evicted(cfg: &RunConfig, opts: &EvictedOptions) -> ScenarioResu
     result.duplicated = tracker.duplicated;
     result.resyncs = tracker.resyncs;
     result.resync_skipped = tracker.resync_skipped;
+    if let Some(repeat) = opts.repeat
+        && marker_arrived
+    {
+        result.scenario = "resume".into();
+        result.events_per_request = Some(batch);
+        resume_again(
+            cfg,
+            &session,
+            &tracker,
+            repeat,
+            opts.timeout,
+            &progress,
+            &mut result,
+        )
+        .await;
+    }
+    progress.finish();
     result
+}
+
+/// The resume scenario's repeated resumes, each on a new connection, from `repeat.behind`
+/// events before the session's head, where `head` (the first resume's tracker) stands; adds
+/// to `result`.
+async fn resume_again(
+    cfg: &RunConfig,
+    session: &str,
+    head: &SessionTracker,
+    repeat: Repeat,
+    timeout: Duration,
+    progress: &Progress,
+    result: &mut ScenarioResult,
+) {
+    let (head_id, head) = (&head.last_id, head.last_seq.unwrap_or(0));
+    let behind = repeat.behind.min(head);
+    let from = head - behind;
+    let last_event_id = with_seq(head_id, from);
+    result.resume_behind = Some(behind);
+    progress.stage(format!("resuming {behind} behind"), repeat.resumes as u64);
+    let mut times = new_histogram();
+    let (mut resumes, mut inexact) = (0u64, 0u64);
+    let cpu_before = server_cpu(cfg);
+    let start = Instant::now();
+    while (resumes as usize) < repeat.resumes && start.elapsed() < repeat.duration {
+        let mut tracker = SessionTracker::new(SeqSource::Payload);
+        tracker.last_seq = Some(from);
+        let mut replayed = 0;
+        let began = Instant::now();
+        let resumed = async {
+            let sse = open_sse(&cfg.target, session, Some(&last_event_id)).await?;
+            let mut reader = Reader::new(sse);
+            let deadline = Instant::now() + timeout;
+            let arrived = reader
+                .until(&mut tracker, head, &mut replayed, deadline)
+                .await?;
+            Ok::<_, RequestError>((arrived, reader.first_seq))
+        };
+        let outcome = resumed.await;
+        let took = began.elapsed();
+        resumes += 1;
+        match outcome {
+            Ok((arrived, first_seq)) => {
+                let exact = arrived
+                    && tracker.delivered == behind
+                    && (tracker.lost, tracker.duplicated, tracker.resyncs) == (0, 0, 0)
+                    && first_seq == (behind > 0).then_some(from + 1);
+                if !exact {
+                    inexact += 1;
+                }
+                times.saturating_record((took.as_micros() as u64).max(1));
+            }
+            Err(_) => {
+                result.conn_errors += 1;
+                inexact += 1;
+            }
+        }
+        result.delivered += tracker.delivered;
+        result.lost += tracker.lost;
+        result.duplicated += tracker.duplicated;
+        result.resyncs += tracker.resyncs;
+        result.resync_skipped += tracker.resync_skipped;
+        progress.bar.set_position(resumes);
+    }
+    // The server's share of the last close.
+    sleep(Duration::from_millis(200)).await;
+    let cpu_after = server_cpu(cfg);
+    result.resumes = Some(resumes);
+    result.resume_inexact = Some(inexact);
+    result.resume_us = Some(Summary::of(&times));
+    if let (Some(a), Some(b)) = (cpu_before, cpu_after)
+        && resumes > 0
+    {
+        result.resume_cpu_us = Some(b.saturating_sub(a) as f64 / resumes as f64);
+    }
 }
 
 #[cfg(test)]

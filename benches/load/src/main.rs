@@ -5,7 +5,7 @@ use std::{io::Write, path::PathBuf, process::ExitCode, time::Duration};
 use clap::{Parser, Subcommand, ValueEnum};
 use tether_load::{
     client::{ServerKind, Target},
-    evicted::{self, EvictedOptions},
+    evicted::{self, EvictedOptions, Repeat},
     flood::{self, FloodOptions},
     report,
     scenario::{
@@ -133,6 +133,27 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Publish cost as sessions grow: `--sessions` sessions each get `--history` events over
+    /// HTTP (one request per session), `--clients` of them (spread evenly) hold an SSE client,
+    /// and the server publishes in-process round-robin over every session: start it with
+    /// `--self-publish RATE --self-publish-all`. Reports the server's CPU per event it
+    /// published (counted by the events' `"n"`) and its RSS per session.
+    PublishCost {
+        /// Sessions, every one holding history.
+        #[arg(long, default_value_t = 10_000)]
+        sessions: usize,
+        /// SSE clients, spread evenly over the sessions.
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        /// Events posted to every session before the window.
+        #[arg(long, default_value_t = 16)]
+        history: usize,
+        /// The rate the server was started with (`--self-publish RATE`), for the record.
+        #[arg(long)]
+        rate: Option<u64>,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Idle connections: server memory per open SSE connection.
     Idle {
         /// Connections to open.
@@ -221,6 +242,12 @@ enum Command {
         /// Seconds to wait for every client to catch up.
         #[arg(long, default_value_t = 30.0)]
         timeout: f64,
+        /// Drop the streams in waves of at most this many clients (0: all at once).
+        #[arg(long, default_value_t = 0)]
+        wave: usize,
+        /// Seconds from the first wave to the last.
+        #[arg(long, default_value_t = 0.0)]
+        spread: f64,
     },
     /// Evicted id: a client resumes with `Last-Event-ID` from an event the server no longer
     /// keeps (after `--away` more events, published one per request) and the scenario records
@@ -229,6 +256,34 @@ enum Command {
         /// Events published while the client is away: more than the server's buffer.
         #[arg(long, default_value_t = 300)]
         away: u64,
+        /// Size of each event's JSON in bytes.
+        #[arg(long, default_value_t = 200)]
+        event_bytes: usize,
+        /// Seconds to wait for each awaited event.
+        #[arg(long, default_value_t = 5.0)]
+        timeout: f64,
+    },
+    /// Resume cost: one session gets `--history` events (in batches), then a client resumes
+    /// again and again with a `Last-Event-ID` `--behind` events before the head, each time on
+    /// a new connection, until the head's event arrived. Reports the server's CPU per resume,
+    /// the time to the last replayed event and whether every replay was exact. The server
+    /// must keep the whole history (tether's `--ring-events`, baseline-bare's `--ring`).
+    Resume {
+        /// Events published to the session (after its first) before the resumes.
+        #[arg(long, default_value_t = 10_000)]
+        history: u64,
+        /// Events each resume replays (at most the history and its two more events).
+        #[arg(long, default_value_t = 100)]
+        behind: u64,
+        /// Most resumes.
+        #[arg(long, default_value_t = 5_000)]
+        resumes: usize,
+        /// Most seconds spent resuming.
+        #[arg(long, default_value_t = 3.0)]
+        duration: f64,
+        /// Events per publish request of the history.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
         /// Size of each event's JSON in bytes.
         #[arg(long, default_value_t = 200)]
         event_bytes: usize,
@@ -247,6 +302,10 @@ enum Command {
         /// Title of the chart.
         #[arg(long, default_value = "tether load harness")]
         title: String,
+        /// Scale curves instead: write one line chart per curve to `PREFIX-<curve>.svg` and
+        /// the curves' tables (linking the charts by their file names) to stdout.
+        #[arg(long, value_name = "PREFIX", conflicts_with = "svg")]
+        curves: Option<PathBuf>,
     },
 }
 
@@ -270,6 +329,12 @@ fn nchan_refusal(command: &Command) -> Option<&'static str> {
         Command::IdleFlood { .. } => {
             return Some("idle-flood needs the hub's /health/sse and connection cap");
         }
+        Command::PublishCost { .. } => {
+            return Some("nchan cannot publish in-process (publish-cost needs it)");
+        }
+        Command::Resume { .. } => {
+            return Some("resume names ids by their sequence, which nchan's ids do not carry");
+        }
         Command::Agui { .. } => {
             return Some("agui judges loss and preludes by the hub's ids (<epoch>-<seq>)");
         }
@@ -289,7 +354,12 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }
 
-fn write_report(input: &PathBuf, svg: Option<&PathBuf>, title: &str) -> Result<(), String> {
+fn write_report(
+    input: &PathBuf,
+    svg: Option<&PathBuf>,
+    curves: Option<&PathBuf>,
+    title: &str,
+) -> Result<(), String> {
     let text = std::fs::read_to_string(input).map_err(|e| format!("{}: {e}", input.display()))?;
     let mut results = Vec::new();
     for (n, line) in text
@@ -301,6 +371,18 @@ fn write_report(input: &PathBuf, svg: Option<&PathBuf>, title: &str) -> Result<(
             .map_err(|e| format!("{}:{}: {e}", input.display(), n + 1))?;
         results.push(result);
     }
+    if let Some(prefix) = curves {
+        let name = prefix
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        print!("{}", report::curves_markdown(&results, &name));
+        for (curve, chart) in report::curve_charts(&results, title) {
+            let path = PathBuf::from(format!("{}-{curve}.svg", prefix.display()));
+            std::fs::write(&path, chart).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        return Ok(());
+    }
     print!("{}", report::markdown(&results));
     if let Some(path) = svg {
         std::fs::write(path, report::svg(&results, title))
@@ -311,8 +393,14 @@ fn write_report(input: &PathBuf, svg: Option<&PathBuf>, title: &str) -> Result<(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Report { input, svg, title } = &cli.command {
-        return match write_report(input, svg.as_ref(), title) {
+    if let Command::Report {
+        input,
+        svg,
+        title,
+        curves,
+    } = &cli.command
+    {
+        return match write_report(input, svg.as_ref(), curves.as_ref(), title) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("tether-load: {e}");
@@ -380,6 +468,8 @@ fn main() -> ExitCode {
             } => {
                 let opts = StreamOptions {
                     sessions,
+                    clients: None,
+                    prefill: 0,
                     publish: publish(mode, rate, batch, publishers),
                     events: Events::Plain,
                     event_bytes: common.event_bytes,
@@ -398,6 +488,8 @@ fn main() -> ExitCode {
             } => {
                 let opts = StreamOptions {
                     sessions,
+                    clients: None,
+                    prefill: 0,
                     publish: publish(mode, Some(rate), batch, publishers),
                     events: Events::Plain,
                     event_bytes: common.event_bytes,
@@ -405,6 +497,25 @@ fn main() -> ExitCode {
                     duration: secs(common.duration),
                 };
                 scenario::run_stream(&cfg, "latency", &opts).await
+            }
+            Command::PublishCost {
+                sessions,
+                clients,
+                history,
+                rate,
+                common,
+            } => {
+                let opts = StreamOptions {
+                    sessions,
+                    clients: Some(clients),
+                    prefill: history,
+                    publish: Publish::InProcess { rate },
+                    events: Events::Plain,
+                    event_bytes: common.event_bytes,
+                    warmup: secs(common.warmup),
+                    duration: secs(common.duration),
+                };
+                scenario::run_stream(&cfg, "publish-cost", &opts).await
             }
             Command::Idle {
                 connections,
@@ -439,6 +550,8 @@ fn main() -> ExitCode {
                 let batch = if batch_bursts { 8 } else { 1 };
                 let opts = StreamOptions {
                     sessions,
+                    clients: None,
+                    prefill: 0,
                     publish: publish(mode, rate, batch, publishers),
                     events: Events::Agui { batch_bursts },
                     event_bytes: 0,
@@ -464,12 +577,16 @@ fn main() -> ExitCode {
                 publishers,
                 event_bytes,
                 timeout,
+                wave,
+                spread,
             } => {
                 let opts = StormOptions {
                     sessions,
                     publish: publish(mode, Some(rate), batch, publishers),
                     event_bytes,
                     timeout: secs(timeout),
+                    wave,
+                    spread: secs(spread),
                 };
                 scenario::run_storm(&cfg, &opts).await
             }
@@ -482,6 +599,30 @@ fn main() -> ExitCode {
                     away,
                     event_bytes,
                     timeout: secs(timeout),
+                    batch: 1,
+                    repeat: None,
+                };
+                evicted::run_evicted(&cfg, &opts).await
+            }
+            Command::Resume {
+                history,
+                behind,
+                resumes,
+                duration,
+                batch,
+                event_bytes,
+                timeout,
+            } => {
+                let opts = EvictedOptions {
+                    away: history,
+                    event_bytes,
+                    timeout: secs(timeout),
+                    batch,
+                    repeat: Some(Repeat {
+                        behind,
+                        resumes,
+                        duration: secs(duration),
+                    }),
                 };
                 evicted::run_evicted(&cfg, &opts).await
             }

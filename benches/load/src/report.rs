@@ -198,6 +198,30 @@ fn metrics_for(scenario: &str) -> Vec<&'static Metric> {
             &DUP,
         ];
     }
+    if scenario == "publish-cost-self" {
+        return vec![
+            &PUBLISHED,
+            &CPU_PER_PUBLISHED,
+            &RSS_END_MIB,
+            &RSS_PER_SESSION,
+            &DELIVERED,
+            &LOST,
+            &DUP,
+            &PUBLISH_ERRORS,
+        ];
+    }
+    if scenario == "resume" {
+        return vec![
+            &RESUMES,
+            &RESUME_CPU,
+            &RESUME_P50,
+            &RESUME_P99,
+            &INEXACT,
+            &LOST,
+            &DUP,
+            &CONN_ERRORS,
+        ];
+    }
     if scenario == "idle-flood" {
         return vec![
             &HEALTH_P50,
@@ -273,6 +297,12 @@ fn describe(scenario: &str, results: &[&ScenarioResult]) -> String {
     if scenario == "idle-flood" {
         return describe_flood(first.copied());
     }
+    if let Some(curve) = curves()
+        .into_iter()
+        .find(|c| c.key == scenario && c.key != "idle" && !c.key.starts_with("storm"))
+    {
+        return curve.about.to_owned();
+    }
     if scenario == "evicted" {
         let away = first.and_then(|r| r.evicted_away).unwrap_or(0);
         return format!(
@@ -345,7 +375,7 @@ fn describe_flood(first: Option<&ScenarioResult>) -> String {
 }
 
 fn scenario_rank(key: &str) -> usize {
-    const ORDER: [&str; 19] = [
+    const ORDER: [&str; 21] = [
         "throughput-http",
         "throughput-http1",
         "throughput-self",
@@ -358,6 +388,8 @@ fn scenario_rank(key: &str) -> usize {
         "storm-http",
         "storm-http1",
         "evicted",
+        "publish-cost-self",
+        "resume",
         "agui-self",
         "agui-http1",
         "agui-http",
@@ -740,6 +772,666 @@ pub fn svg(results: &[ScenarioResult], title: &str) -> String {
     )
 }
 
+/// A scale curve: one quantity swept over points, one line per server.
+struct Curve {
+    /// Key of its results ([`ScenarioResult::key`]).
+    key: &'static str,
+    /// Suffix of its chart's file name.
+    name: &'static str,
+    title: &'static str,
+    /// What a point measures, for the markdown.
+    about: &'static str,
+    /// The swept quantity, with its unit.
+    x_label: &'static str,
+    x: Reading,
+    x_log: bool,
+    /// The charted metrics, one panel each.
+    panels: Vec<Panel>,
+    /// The table's columns after the swept quantity and the server.
+    table: Vec<&'static Metric>,
+    /// A horizontal line drawn in the first panel: (value, label).
+    reference: Option<(f64, &'static str)>,
+    /// A least-squares slope over the points, shown per server: (y in the slope's unit,
+    /// the slope's unit).
+    slope: Option<(Reading, &'static str)>,
+}
+
+/// A number read from a result.
+type Reading = fn(&ScenarioResult) -> Option<f64>;
+
+struct Panel {
+    metric: &'static Metric,
+    /// The y axis's label, with its unit.
+    y_label: &'static str,
+    y_log: bool,
+}
+
+const CLIENTS: Metric = metric("clients", Better::Neither, 0, |r| {
+    Some(r.connections as f64)
+});
+const PUBLISHED: Metric = metric("published events/s", Better::Neither, 0, |r| {
+    r.published_per_s
+});
+const CPU_PER_PUBLISHED: Metric = metric("server CPU µs/published event", Better::Lower, 2, |r| {
+    r.server_cpu_us_per_published
+});
+const RSS_END_MIB: Metric = metric("server RSS MiB", Better::Lower, 1, |r| {
+    r.rss_end_kib.map(|kib| kib as f64 / 1024.0)
+});
+const RSS_PER_SESSION: Metric = metric("RSS KiB/session", Better::Lower, 2, |r| {
+    r.rss_per_session_bytes.map(|b| b / 1024.0)
+});
+const RESUMES: Metric = metric("resumes", Better::Neither, 0, |r| {
+    r.resumes.map(|v| v as f64)
+});
+const RESUME_CPU: Metric = metric("server CPU µs/resume", Better::Lower, 1, |r| {
+    r.resume_cpu_us
+});
+const RESUME_P50: Metric = metric("to last event p50 µs", Better::Lower, 0, |r| {
+    r.resume_us.map(|l| l.p50 as f64)
+});
+const RESUME_P99: Metric = metric("to last event p99 µs", Better::Lower, 0, |r| {
+    r.resume_us.map(|l| l.p99 as f64)
+});
+const RESUME_P50_MS: Metric = metric("to last event p50 ms", Better::Lower, 2, |r| {
+    r.resume_us.map(|l| l.p50 as f64 / 1e3)
+});
+const INEXACT: Metric = metric("inexact replays", Better::Lower, 0, |r| {
+    r.resume_inexact.map(|v| v as f64)
+});
+const RSS_MIB: Metric = metric("server RSS MiB", Better::Lower, 1, |r| {
+    r.rss_after_kib.map(|kib| kib as f64 / 1024.0)
+});
+const WAVE: Metric = metric("largest wave", Better::Neither, 0, |r| {
+    r.storm_wave.map(|v| v as f64)
+});
+const STORM_GENERATOR_CPU: Metric = metric("generator CPU ms (storm)", Better::Neither, 0, |r| {
+    r.storm_generator_cpu_ms
+});
+const CAUGHT_UP: Metric = metric("caught up", Better::Higher, 0, |r| {
+    r.caught_up.map(|v| v as f64)
+});
+
+fn curves() -> Vec<Curve> {
+    vec![
+        Curve {
+            key: "publish-cost-self",
+            name: "publish-cost",
+            title: "Publish cost vs sessions",
+            about: "Every session first gets its history over HTTP (one request per session), then one session in a hundred gets an SSE client, while the server publishes in-process at a fixed rate round-robin over every session (`--self-publish RATE --self-publish-all`): every publish lands in a full ring and evicts its oldest event, and a hundredth of the events go to a client. CPU per published event is the server's `utime + stime` over the window divided by the events it published there, counted by the `\"n\"` the server writes into each (read from the clients' events); it holds everything the server did in the window: the publishes, the writes to the sessions with a client, its timers and housekeeping. RSS is read at the end of the window; KiB/session is its growth while the history was posted, over the sessions.",
+            x_label: "sessions (log scale)",
+            x: |r| r.sessions.or(Some(r.connections)).map(|v| v as f64),
+            x_log: true,
+            panels: vec![
+                Panel {
+                    metric: &CPU_PER_PUBLISHED,
+                    y_label: "server CPU per published event (µs)",
+                    y_log: false,
+                },
+                Panel {
+                    metric: &RSS_END_MIB,
+                    y_label: "server RSS (MiB)",
+                    y_log: false,
+                },
+            ],
+            table: vec![
+                &CLIENTS,
+                &PUBLISHED,
+                &CPU_PER_PUBLISHED,
+                &RSS_END_MIB,
+                &RSS_PER_SESSION,
+                &DELIVERED,
+                &P99,
+                &LOST,
+                &DUP,
+                &PUBLISH_ERRORS,
+            ],
+            reference: None,
+            slope: None,
+        },
+        Curve {
+            key: "resume",
+            name: "resume",
+            title: "Resume cost vs events replayed",
+            about: "One session holds the whole history (the ring raised above it); a client resumes again and again with a `Last-Event-ID` k events behind the head, each time on a new connection, reading until the head's event arrived, then closing. CPU per resume is the server's `utime + stime` over all the resumes (and 200 ms after the last) divided by their number: accept, request, replay, close. The time runs from the resume's connect to its last replayed event (to the response head when k = 0). A replay is exact when it delivered the k events after the resumed id, in order, nothing lost, nothing twice, no resync signal.",
+            x_label: "events replayed per resume (log scale; 0 drawn one decade left of the smallest)",
+            x: |r| r.resume_behind.map(|v| v as f64),
+            x_log: true,
+            panels: vec![
+                Panel {
+                    metric: &RESUME_CPU,
+                    y_label: "server CPU per resume (µs, log scale)",
+                    y_log: true,
+                },
+                Panel {
+                    metric: &RESUME_P50_MS,
+                    y_label: "connect to last replayed event, p50 (ms, log scale)",
+                    y_log: true,
+                },
+            ],
+            table: vec![
+                &RESUMES,
+                &RESUME_CPU,
+                &RESUME_P50,
+                &RESUME_P99,
+                &INEXACT,
+                &LOST,
+                &DUP,
+                &CONN_ERRORS,
+            ],
+            reference: None,
+            slope: None,
+        },
+        Curve {
+            key: "idle",
+            name: "rss",
+            title: "RSS vs connections",
+            about: "Idle SSE connections, each on its own session, that receive nothing; the server's `VmRSS` is read 2 s after the last one opened (a fresh server for every point). The slope is a least-squares fit of RSS over the points: what one more connection costs, free of the server's start-up memory.",
+            x_label: "idle connections",
+            x: |r| Some(r.connections as f64),
+            x_log: false,
+            panels: vec![Panel {
+                metric: &RSS_MIB,
+                y_label: "server RSS (MiB)",
+                y_log: false,
+            }],
+            table: vec![&CONNECTED, &RSS_MIB, &RSS_PER_CONN, &OPEN_ALL, &CONN_ERRORS],
+            reference: None,
+            slope: Some((|r| r.rss_after_kib.map(|kib| kib as f64), "KiB/conn")),
+        },
+        Curve {
+            key: "storm-self",
+            name: "storm",
+            title: "Storm catch-up vs clients",
+            about: "One SSE client per session, the server publishing in-process to the sessions with a client at 4 events/s each (so a session's next event is at most about 250 ms away at every point); then every client drops its stream and reconnects with `Last-Event-ID`, in waves of at most 4,096 (the listen backlog here) spread evenly over 200 ms. All caught up runs from the first wave's drop until every client received an event published after its new stream opened; lost and duplicated are judged by the server's ids across the reconnect. Server and generator CPU are their `utime + stime` over the same span: the two share the machine's two cores.",
+            x_label: "clients",
+            x: |r| Some(r.connections as f64),
+            x_log: false,
+            panels: vec![
+                Panel {
+                    metric: &CATCHUP_ALL,
+                    y_label: "all caught up after the first drop (ms)",
+                    y_log: false,
+                },
+                Panel {
+                    metric: &STORM_CPU,
+                    y_label: "server CPU until all caught up (ms)",
+                    y_log: false,
+                },
+            ],
+            table: vec![
+                &WAVE,
+                &RECONNECT_ALL,
+                &CATCHUP_ALL,
+                &CATCHUP_P50,
+                &CATCHUP_P99,
+                &CAUGHT_UP,
+                &LOST,
+                &DUP,
+                &RESYNCS,
+                &CONN_ERRORS,
+                &STORM_CPU,
+                &STORM_GENERATOR_CPU,
+            ],
+            reference: Some((1000.0, "target 1 s")),
+            slope: None,
+        },
+    ]
+}
+
+/// The storm target: this many clients all caught up within the time, none lost, none twice.
+const STORM_TARGET_CLIENTS: f64 = 10_000.0;
+const STORM_TARGET_MS: f64 = 1_000.0;
+
+/// One server's points of a curve: (x, the runs at that x), in order of x.
+type Points<'a> = Vec<(f64, Vec<&'a ScenarioResult>)>;
+
+fn points<'a>(curve: &Curve, runs: &[&'a ScenarioResult]) -> Points<'a> {
+    let mut out: Points<'a> = Vec::new();
+    for r in runs {
+        let Some(x) = (curve.x)(r) else { continue };
+        match out.iter_mut().find(|(px, _)| *px == x) {
+            Some((_, at)) => at.push(r),
+            None => out.push((x, vec![r])),
+        }
+    }
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out
+}
+
+/// Least-squares slope of `y` over `x`.
+fn slope(xy: &[(f64, f64)]) -> Option<f64> {
+    if xy.len() < 2 {
+        return None;
+    }
+    let n = xy.len() as f64;
+    let mx = xy.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = xy.iter().map(|p| p.1).sum::<f64>() / n;
+    let var: f64 = xy.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let cov: f64 = xy.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    (var > 0.0).then(|| cov / var)
+}
+
+/// Each server's slope of a curve, as `(server, slope)`.
+fn slopes(curve: &Curve, servers: &[ServerRuns<'_>]) -> Vec<(String, f64)> {
+    let Some((y, _)) = curve.slope else {
+        return Vec::new();
+    };
+    servers
+        .iter()
+        .filter_map(|(server, runs)| {
+            let xy: Vec<(f64, f64)> = points(curve, runs)
+                .into_iter()
+                .filter_map(|(x, at)| Some((x, median(at.iter().filter_map(|r| y(r)).collect())?)))
+                .collect();
+            Some((server.clone(), slope(&xy)?))
+        })
+        .collect()
+}
+
+/// The markdown of the scale curves: for each curve found in `results`, what it measures,
+/// its chart (`<chart_prefix>-<name>.svg`) and a table of every point of every server.
+pub fn curves_markdown(results: &[ScenarioResult], chart_prefix: &str) -> String {
+    let grouped = Grouped::new(results);
+    let mut out = String::new();
+    let rounds = results.iter().map(|r| r.round).max().unwrap_or(0);
+    if rounds > 1 {
+        let _ = writeln!(out, "Each number is the median of {rounds} rounds.\n");
+    }
+    for curve in curves() {
+        let Some((_, servers)) = grouped.scenarios.iter().find(|(k, _)| k == curve.key) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "### {}\n\n{}\n\n![{}]({chart_prefix}-{}.svg)\n",
+            curve.title, curve.about, curve.title, curve.name
+        );
+        let x_name = curve.x_label.split(" (").next().unwrap_or(curve.x_label);
+        let _ = write!(out, "| {x_name} | server |");
+        for m in &curve.table {
+            let _ = match m.better {
+                Better::Higher => write!(out, " {} ↑ |", m.header),
+                Better::Lower => write!(out, " {} ↓ |", m.header),
+                Better::Neither => write!(out, " {} |", m.header),
+            };
+        }
+        let _ = write!(out, "\n|---:|---|");
+        for _ in &curve.table {
+            let _ = write!(out, "---:|");
+        }
+        out.push('\n');
+        let mut rows: Vec<(f64, usize, &str, Vec<&ScenarioResult>)> = Vec::new();
+        for (server, runs) in servers {
+            for (x, at) in points(&curve, runs) {
+                rows.push((x, server_rank(server), server, at));
+            }
+        }
+        rows.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        for (x, _, server, at) in &rows {
+            let _ = write!(out, "| {} | {server} |", format_value(Some(*x), 0));
+            for m in &curve.table {
+                let _ = write!(out, " {} |", format_value(value(at, m), m.decimals));
+            }
+            out.push('\n');
+        }
+        let fits = slopes(&curve, servers);
+        if let (false, Some((_, unit))) = (fits.is_empty(), curve.slope) {
+            let text: Vec<String> = fits
+                .iter()
+                .map(|(server, v)| format!("{server} {v:.2} {unit}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "\nSlope (least squares over the points): {}.",
+                text.join(", ")
+            );
+        }
+        if curve.key == "storm-self" {
+            storm_verdict(&mut out, servers);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Whether each server met the storm target at its largest point of at least
+/// [`STORM_TARGET_CLIENTS`] clients.
+fn storm_verdict(out: &mut String, servers: &[ServerRuns<'_>]) {
+    let curve = curves().into_iter().find(|c| c.key == "storm-self");
+    let Some(curve) = curve else { return };
+    for (server, runs) in servers {
+        let Some((x, at)) = points(&curve, runs).pop() else {
+            continue;
+        };
+        if x < STORM_TARGET_CLIENTS {
+            continue;
+        }
+        let catchup = value(&at, &CATCHUP_ALL);
+        let lost = value(&at, &LOST).unwrap_or(f64::NAN);
+        let dup = value(&at, &DUP).unwrap_or(f64::NAN);
+        let caught = value(&at, &CAUGHT_UP).unwrap_or(0.0);
+        let met = catchup.is_some_and(|ms| ms <= STORM_TARGET_MS)
+            && lost == 0.0
+            && dup == 0.0
+            && caught >= x;
+        let _ = writeln!(
+            out,
+            "\n{server}, {} clients: all caught up {}, {} of {} caught up, {} lost, {} duplicated: the target (≤ {} ms, 0 lost, 0 duplicated) is {}.",
+            format_value(Some(x), 0),
+            catchup.map_or_else(
+                || "never (timed out)".to_owned(),
+                |ms| format!("in {ms:.0} ms")
+            ),
+            format_value(Some(caught), 0),
+            format_value(Some(x), 0),
+            format_value(Some(lost), 0),
+            format_value(Some(dup), 0),
+            STORM_TARGET_MS,
+            if met { "met" } else { "not met" }
+        );
+    }
+}
+
+/// The scale curves' charts: (`name`, SVG) for each curve found in `results`.
+pub fn curve_charts(results: &[ScenarioResult], title: &str) -> Vec<(&'static str, String)> {
+    let grouped = Grouped::new(results);
+    let mut charts = Vec::new();
+    for curve in curves() {
+        let Some((_, servers)) = grouped.scenarios.iter().find(|(k, _)| k == curve.key) else {
+            continue;
+        };
+        let fits = slopes(&curve, servers);
+        let panels: Vec<ChartPanel> = curve
+            .panels
+            .iter()
+            .enumerate()
+            .map(|(i, panel)| ChartPanel {
+                y_label: panel.y_label.to_owned(),
+                y_log: panel.y_log,
+                reference: curve.reference.filter(|_| i == 0),
+                series: servers
+                    .iter()
+                    .map(|(server, runs)| {
+                        let name = match (fits.iter().find(|(s, _)| s == server), curve.slope) {
+                            (Some((_, v)), Some((_, unit))) if i == 0 => {
+                                format!("{server} ({v:.2} {unit})")
+                            }
+                            _ => server.clone(),
+                        };
+                        let xy = points(&curve, runs)
+                            .into_iter()
+                            .filter_map(|(x, at)| Some((x, value(&at, panel.metric)?)))
+                            .collect();
+                        (name, color(server), xy)
+                    })
+                    .collect(),
+            })
+            .collect();
+        let chart = LineChart {
+            title: format!("{}: {title}", curve.title),
+            x_label: curve.x_label.to_owned(),
+            x_log: curve.x_log,
+            panels,
+        };
+        charts.push((curve.name, line_chart(&chart)));
+    }
+    charts
+}
+
+/// One line: (name, colour, points).
+pub type Series = (String, &'static str, Vec<(f64, f64)>);
+
+/// One plot of a line chart: its y axis and lines, all over the chart's x axis.
+pub struct ChartPanel {
+    /// The y axis's label, with its unit.
+    pub y_label: String,
+    /// Logarithmic y axis.
+    pub y_log: bool,
+    /// A horizontal reference line: (value, label).
+    pub reference: Option<(f64, &'static str)>,
+    /// The lines.
+    pub series: Vec<Series>,
+}
+
+/// A line chart: panels stacked, sharing the x quantity.
+pub struct LineChart {
+    /// Title, above the first panel.
+    pub title: String,
+    /// The x axis's label, with its unit.
+    pub x_label: String,
+    /// Logarithmic x axis (a 0 is drawn one decade left of the smallest positive x).
+    pub x_log: bool,
+    /// The plots, top to bottom.
+    pub panels: Vec<ChartPanel>,
+}
+
+/// A number on an axis: 1k, 19k, 100k, 0.5, 12.
+fn tick_label(v: f64) -> String {
+    if v != 0.0 && v.abs() >= 1000.0 && (v / 1000.0).fract() == 0.0 {
+        return format!("{}k", v / 1000.0);
+    }
+    if v.abs() >= 100.0 || v.fract() == 0.0 {
+        return format!("{v:.0}");
+    }
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// Ticks for a linear axis from 0 to at least `max`: steps of 1, 2 or 5 times a power of
+/// ten, about five of them.
+fn linear_ticks(max: f64) -> Vec<f64> {
+    let max = if max > 0.0 { max } else { 1.0 };
+    let raw = max / 5.0;
+    let power = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * power)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * power);
+    let n = (max / step).ceil() as usize;
+    (0..=n).map(|i| i as f64 * step).collect()
+}
+
+/// A number on a y axis: 1000, 0.5, 12.
+fn y_tick_label(v: f64) -> String {
+    if v >= 1.0 && v.fract() == 0.0 {
+        return format!("{v:.0}");
+    }
+    tick_label(v)
+}
+
+/// Ticks for a logarithmic axis over the decades `lo..=hi` (exponents): every decade, and 2
+/// and 5 times each when they span two decades or less.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let mut ticks = Vec::new();
+    for e in lo as i32..=hi as i32 {
+        let decade = 10f64.powi(e);
+        ticks.push(decade);
+        if hi - lo <= 2.0 && e < hi as i32 {
+            ticks.extend([2.0 * decade, 5.0 * decade]);
+        }
+    }
+    ticks
+}
+
+/// Decades covering `min..=max` (both positive).
+fn log_range(min: f64, max: f64) -> (f64, f64) {
+    let lo = min.log10().floor();
+    let mut hi = max.log10().ceil();
+    if hi <= lo {
+        hi = lo + 1.0;
+    }
+    (lo, hi)
+}
+
+/// An SVG line chart: one panel per [`ChartPanel`], a line per series with a dot per point,
+/// the x axis ticked at the points' values.
+pub fn line_chart(chart: &LineChart) -> String {
+    const WIDTH: f64 = 760.0;
+    const LEFT: f64 = 78.0;
+    const RIGHT: f64 = 190.0;
+    const PANEL: f64 = 250.0;
+    const TOP: f64 = 46.0;
+    const GAP: f64 = 74.0;
+    let plot_w = WIDTH - LEFT - RIGHT;
+    // Every x of every panel, for the ticks and the range.
+    let mut xs: Vec<f64> = chart
+        .panels
+        .iter()
+        .flat_map(|p| p.series.iter().flat_map(|s| s.2.iter().map(|pt| pt.0)))
+        .collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    let smallest_positive = xs.iter().copied().find(|x| *x > 0.0).unwrap_or(1.0);
+    // A 0 on a log axis sits one decade left of the smallest positive x.
+    let zero_at = smallest_positive / 10.0;
+    let x_pos = |x: f64| if chart.x_log && x <= 0.0 { zero_at } else { x };
+    let (x_lo, x_hi) = match (xs.first(), xs.last()) {
+        (Some(a), Some(b)) if chart.x_log => {
+            let (a, b) = (x_pos(*a).log10(), x_pos(*b).log10());
+            let pad = ((b - a) * 0.05).max(0.05);
+            (a - pad, b + pad)
+        }
+        (Some(_), Some(b)) => (0.0, b * 1.05),
+        _ => (0.0, 1.0),
+    };
+    let sx = |x: f64| {
+        let v = if chart.x_log { x_pos(x).log10() } else { x };
+        LEFT + (v - x_lo) / (x_hi - x_lo).max(f64::MIN_POSITIVE) * plot_w
+    };
+    let mut body = String::new();
+    let mut y0 = TOP;
+    for panel in &chart.panels {
+        let ys: Vec<f64> = panel
+            .series
+            .iter()
+            .flat_map(|s| s.2.iter().map(|pt| pt.1))
+            .chain(panel.reference.map(|r| r.0))
+            .filter(|y| y.is_finite())
+            .collect();
+        let max = ys.iter().copied().fold(0.0f64, f64::max);
+        let min_positive = ys
+            .iter()
+            .copied()
+            .filter(|y| *y > 0.0)
+            .fold(f64::INFINITY, f64::min);
+        let (ticks, y_lo, y_hi): (Vec<f64>, f64, f64) = if panel.y_log && min_positive.is_finite() {
+            let (lo, hi) = log_range(min_positive, max);
+            (log_ticks(lo, hi), lo, hi)
+        } else {
+            // Some room above the highest point.
+            let ticks = linear_ticks(max * 1.05);
+            let hi = ticks.last().copied().unwrap_or(1.0);
+            (ticks, 0.0, hi)
+        };
+        let log_y = panel.y_log && min_positive.is_finite();
+        let sy = |y: f64| {
+            let v = if log_y {
+                y.max(f64::MIN_POSITIVE).log10()
+            } else {
+                y
+            };
+            y0 + PANEL - (v - y_lo) / (y_hi - y_lo).max(f64::MIN_POSITIVE) * PANEL
+        };
+        // Frame, grid and ticks.
+        let _ = writeln!(
+            body,
+            r##"<rect x="{LEFT:.0}" y="{y0:.0}" width="{plot_w:.0}" height="{PANEL:.0}" fill="none" stroke="#999"/>"##
+        );
+        for t in &ticks {
+            let y = sy(*t);
+            let _ = writeln!(
+                body,
+                r##"<line x1="{LEFT:.0}" y1="{y:.1}" x2="{:.0}" y2="{y:.1}" stroke="#e5e5e5"/><text x="{:.0}" y="{:.1}" text-anchor="end">{}</text>"##,
+                LEFT + plot_w,
+                LEFT - 6.0,
+                y + 4.0,
+                escape(&y_tick_label(*t))
+            );
+        }
+        for x in &xs {
+            let px = sx(*x);
+            let _ = writeln!(
+                body,
+                r##"<line x1="{px:.1}" y1="{y0:.0}" x2="{px:.1}" y2="{:.0}" stroke="#f0f0f0"/><text x="{px:.1}" y="{:.0}" text-anchor="middle">{}</text>"##,
+                y0 + PANEL,
+                y0 + PANEL + 16.0,
+                escape(&tick_label(*x))
+            );
+        }
+        let _ = writeln!(
+            body,
+            r##"<text x="{:.0}" y="{:.0}" text-anchor="middle" fill="#444">{}</text>"##,
+            LEFT + plot_w / 2.0,
+            y0 + PANEL + 34.0,
+            escape(&chart.x_label)
+        );
+        let _ = writeln!(
+            body,
+            r##"<text transform="translate({:.0},{:.0}) rotate(-90)" text-anchor="middle" fill="#444">{}</text>"##,
+            18.0,
+            y0 + PANEL / 2.0,
+            escape(&panel.y_label)
+        );
+        if let Some((value, label)) = panel.reference {
+            let y = sy(value);
+            let _ = writeln!(
+                body,
+                r##"<line x1="{LEFT:.0}" y1="{y:.1}" x2="{:.0}" y2="{y:.1}" stroke="#c00" stroke-dasharray="6 4"/><text x="{:.0}" y="{:.1}" fill="#c00">{}</text>"##,
+                LEFT + plot_w,
+                LEFT + 6.0,
+                y - 5.0,
+                escape(label)
+            );
+        }
+        // Lines, dots and the legend.
+        for (i, (name, colour, points)) in panel.series.iter().enumerate() {
+            let path: Vec<String> = points
+                .iter()
+                .filter(|p| p.1.is_finite())
+                .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
+                .collect();
+            if path.len() > 1 {
+                let _ = writeln!(
+                    body,
+                    r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"/>"#,
+                    path.join(" ")
+                );
+            }
+            for p in &path {
+                let (cx, cy) = p.split_once(',').unwrap_or(("0", "0"));
+                let _ = writeln!(
+                    body,
+                    r#"<circle cx="{cx}" cy="{cy}" r="3.5" fill="{colour}"/>"#
+                );
+            }
+            let ly = y0 + 14.0 + i as f64 * 18.0;
+            let lx = LEFT + plot_w + 12.0;
+            let _ = writeln!(
+                body,
+                r#"<line x1="{lx:.0}" y1="{:.0}" x2="{:.0}" y2="{:.0}" stroke="{colour}" stroke-width="2"/><text x="{:.0}" y="{:.0}">{}</text>"#,
+                ly - 4.0,
+                lx + 18.0,
+                ly - 4.0,
+                lx + 24.0,
+                ly,
+                escape(name)
+            );
+        }
+        y0 += PANEL + GAP;
+    }
+    let height = y0 - GAP + 50.0;
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH:.0}" height="{height:.0}" viewBox="0 0 {WIDTH:.0} {height:.0}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="10" y="24" font-size="16" font-weight="bold">{}</text>
+{body}</svg>
+"#,
+        escape(&chart.title)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -904,6 +1596,172 @@ mod tests {
             md.contains("| tether | 20\u{2009}000 | 5.00 | 100 | 900 | 3000 | – | 40 |"),
             "{md}"
         );
+    }
+
+    fn point(scenario: &str, publish: Option<&str>, server: &str) -> ScenarioResult {
+        ScenarioResult {
+            scenario: scenario.into(),
+            publish: publish.map(Into::into),
+            server: server.into(),
+            round: 1,
+            ..ScenarioResult::default()
+        }
+    }
+
+    #[test]
+    fn curves_have_a_line_per_server_and_a_row_per_point() {
+        let mut results = Vec::new();
+        for (server, cpu) in [("tether", 3.0), ("bare", 2.0)] {
+            for (i, sessions) in [1_000u64, 100_000].into_iter().enumerate() {
+                results.push(ScenarioResult {
+                    connections: sessions / 100,
+                    connected: sessions / 100,
+                    sessions: Some(sessions),
+                    server_cpu_us_per_published: Some(cpu + i as f64),
+                    rss_end_kib: Some(10_240 * (i as u64 + 1)),
+                    published_per_s: Some(100_000.0),
+                    ..point("publish-cost", Some("self"), server)
+                });
+            }
+        }
+        let charts = curve_charts(&results, "t");
+        assert_eq!(charts.len(), 1);
+        let (name, chart) = &charts[0];
+        assert_eq!(*name, "publish-cost");
+        assert!(chart.starts_with("<svg") && chart.contains("Publish cost vs sessions: t"));
+        // Two panels (CPU, RSS), a line per server in each.
+        assert_eq!(chart.matches("<polyline").count(), 4, "{chart}");
+        assert_eq!(chart.matches("<circle").count(), 8, "{chart}");
+        assert!(
+            chart.contains(">1k</text>") && chart.contains(">100k</text>"),
+            "{chart}"
+        );
+        assert!(
+            chart.contains("server CPU per published event (µs)"),
+            "{chart}"
+        );
+        let md = curves_markdown(&results, "2026-01-01-curves");
+        assert!(md.contains("### Publish cost vs sessions"), "{md}");
+        assert!(
+            md.contains("![Publish cost vs sessions](2026-01-01-curves-publish-cost.svg)"),
+            "{md}"
+        );
+        // Rows by sessions, then bare before tether.
+        let bare = md
+            .find("| 1000 | bare | 10 | 100\u{2009}000 | 2.00 |")
+            .unwrap();
+        let tether = md
+            .find("| 1000 | tether | 10 | 100\u{2009}000 | 3.00 |")
+            .unwrap();
+        let big = md.find("| 100\u{2009}000 | bare |").unwrap();
+        assert!(bare < tether && tether < big, "{md}");
+        assert!(!md.contains("### Resume"), "{md}");
+    }
+
+    #[test]
+    fn the_rss_curve_has_a_slope_and_the_storm_a_verdict() {
+        let mut results = Vec::new();
+        for (conns, kib) in [(1_000u64, 8_000u64), (10_000, 44_000)] {
+            results.push(ScenarioResult {
+                connections: conns,
+                connected: conns,
+                rss_after_kib: Some(kib),
+                ..point("idle", None, "tether")
+            });
+        }
+        for (clients, ms, lost) in [(1_000u64, 400.0, 0), (10_000, 900.0, 0)] {
+            results.push(ScenarioResult {
+                connections: clients,
+                connected: clients,
+                catchup_all_ms: Some(ms),
+                caught_up: Some(clients),
+                lost,
+                ..point("storm", Some("self"), "tether")
+            });
+            results.push(ScenarioResult {
+                connections: clients,
+                connected: clients,
+                catchup_all_ms: Some(ms * 2.0),
+                caught_up: Some(clients),
+                ..point("storm", Some("self"), "bare")
+            });
+        }
+        let md = curves_markdown(&results, "c");
+        // (44,000 − 8,000) KiB over 9,000 connections.
+        assert!(
+            md.contains("Slope (least squares over the points): tether 4.00 KiB/conn."),
+            "{md}"
+        );
+        assert!(
+            md.contains("tether, 10\u{2009}000 clients: all caught up in 900 ms, 10\u{2009}000 of 10\u{2009}000 caught up, 0 lost, 0 duplicated: the target (≤ 1000 ms, 0 lost, 0 duplicated) is met."),
+            "{md}"
+        );
+        assert!(
+            md.contains("bare, 10\u{2009}000 clients: all caught up in 1800 ms"),
+            "{md}"
+        );
+        assert!(md.contains("is not met."), "{md}");
+        let charts = curve_charts(&results, "t");
+        let names: Vec<&str> = charts.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["rss", "storm"]);
+        assert!(
+            charts[0].1.contains("tether (4.00 KiB/conn)"),
+            "{}",
+            charts[0].1
+        );
+        assert!(charts[1].1.contains("target 1 s"), "{}", charts[1].1);
+    }
+
+    #[test]
+    fn a_zero_on_a_log_axis_sits_a_decade_left() {
+        let results: Vec<ScenarioResult> = [0u64, 10, 100]
+            .into_iter()
+            .map(|k| ScenarioResult {
+                resume_behind: Some(k),
+                resumes: Some(100),
+                resume_cpu_us: Some(100.0 + k as f64),
+                resume_us: Some(Summary {
+                    count: 100,
+                    p50: 200 + k,
+                    p99: 400 + k,
+                    p999: 500 + k,
+                    max: 600 + k,
+                }),
+                ..point("resume", None, "bare")
+            })
+            .collect();
+        let charts = curve_charts(&results, "t");
+        let chart = &charts[0].1;
+        // Ticks at 0, 10 and 100, evenly spaced: 0 stands where 1 would be.
+        let at = |label: &str| -> f64 {
+            let end = chart
+                .find(&format!(r#"text-anchor="middle">{label}</text>"#))
+                .unwrap();
+            let start = chart[..end].rfind("<text x=\"").unwrap() + 9;
+            chart[start..].split('"').next().unwrap().parse().unwrap()
+        };
+        let (zero, ten, hundred) = (at("0"), at("10"), at("100"));
+        assert!(
+            ((ten - zero) - (hundred - ten)).abs() < 0.2,
+            "{zero} {ten} {hundred}"
+        );
+        // Log y: decades.
+        assert!(
+            chart.contains(">100</text>") && chart.contains(">1000</text>"),
+            "{chart}"
+        );
+    }
+
+    #[test]
+    fn axis_helpers() {
+        assert_eq!(linear_ticks(9.0), vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
+        assert_eq!(linear_ticks(0.0).len(), 6);
+        assert_eq!(tick_label(linear_ticks(0.0)[3]), "0.6");
+        assert_eq!(tick_label(19_000.0), "19k");
+        assert_eq!(tick_label(2.5), "2.5");
+        assert_eq!(tick_label(1500.0), "1500");
+        assert_eq!(slope(&[(0.0, 1.0), (2.0, 5.0)]), Some(2.0));
+        assert_eq!(slope(&[(1.0, 1.0)]), None);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::{
     agui::{AgentRuns, AguiCheck, Rng, raw_event_ts_of},
     client::{Publisher, ServerKind, SseStream, Target, open_sse_query},
     procfs,
-    sse::{ChunkedDecoder, Frame, SseParser, ts_of},
+    sse::{ChunkedDecoder, Frame, SseParser, count_of, payload_seq_of, ts_of},
     track::{
         FrameKind, SeqSource, SessionTracker, SharedHistogram, Summary, Totals, new_histogram,
     },
@@ -128,8 +128,16 @@ pub enum Events {
 /// Settings of the throughput and latency scenarios.
 #[derive(Debug, Clone)]
 pub struct StreamOptions {
-    /// Sessions, one SSE client each.
+    /// Sessions, one SSE client each unless `clients` says fewer.
     pub sessions: usize,
+    /// SSE clients, spread evenly over the sessions (client `i` on session
+    /// `i * sessions / clients`); `None` for one per session. With fewer clients than sessions
+    /// and in-process publishing, the server must publish to every session (`--self-publish-all`),
+    /// and the events it published are counted by their `"n"`.
+    pub clients: Option<usize>,
+    /// Events posted to every session over HTTP, one request per session, once the clients
+    /// are connected and before the warmup, so that every session holds history; 0 for none.
+    pub prefill: usize,
     /// Who publishes.
     pub publish: Publish,
     /// What is published.
@@ -163,6 +171,31 @@ pub struct StormOptions {
     pub event_bytes: usize,
     /// Give up waiting for every client to catch up after this long.
     pub timeout: Duration,
+    /// The clients drop their streams in waves of at most `wave` clients (0: all in one wave),
+    /// the waves spread evenly over `spread`: the first at the storm's start, the last
+    /// `spread` later.
+    pub wave: usize,
+    /// Time from the first wave to the last.
+    pub spread: Duration,
+}
+
+impl StormOptions {
+    /// Clients per wave and the time between waves.
+    fn waves(&self) -> (usize, Duration) {
+        let n = self.sessions.max(1);
+        let waves = if self.wave == 0 {
+            1
+        } else {
+            n.div_ceil(self.wave)
+        };
+        let per_wave = n.div_ceil(waves);
+        let step = if waves > 1 {
+            self.spread / (waves as u32 - 1)
+        } else {
+            Duration::ZERO
+        };
+        (per_wave, step)
+    }
 }
 
 /// One scenario's measurements, written as one JSON line.
@@ -191,9 +224,31 @@ pub struct ScenarioResult {
     /// Length of the measured window, seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_s: Option<f64>,
-    /// Events the generator published per second in the window (HTTP publishing).
+    /// Events published per second in the window: by the generator (HTTP publishing), or by
+    /// the server as the events' `"n"` counts them (in-process publishing to every session,
+    /// only some of which have a client).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published_per_s: Option<f64>,
+    /// Sessions, when fewer of them have a client (`connections`) than exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<u64>,
+    /// Events posted to every session before the window (its history).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_events: Option<u64>,
+    /// Server CPU time (user + system) per event the server published in the window,
+    /// microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_cpu_us_per_published: Option<f64>,
+    /// Server RSS once every session holds its history (before the clients connect), KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_sessions_kib: Option<u64>,
+    /// Server RSS at the end of the window, KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_end_kib: Option<u64>,
+    /// Server RSS growth per session while the history was posted (from before the first
+    /// post to after the last), bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_per_session_bytes: Option<f64>,
     /// Events delivered per second in the window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered_per_s: Option<f64>,
@@ -238,6 +293,16 @@ pub struct ScenarioResult {
     /// Storm: server CPU time from the drop until every client caught up, milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storm_server_cpu_ms: Option<f64>,
+    /// Storm: the generator's own CPU time over the same span, milliseconds (it shares the
+    /// machine's cores with the server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storm_generator_cpu_ms: Option<f64>,
+    /// Storm: the most clients dropping in one wave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storm_wave: Option<u64>,
+    /// Storm: milliseconds from the first wave to the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storm_spread_ms: Option<f64>,
     /// Idle flood: `GET /health/sse` round trips on fresh connections, microseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_us: Option<Summary>,
@@ -281,6 +346,22 @@ pub struct ScenarioResult {
     /// Evicted id: what the client got, in words (resync signal, silent gap, replay).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evicted_answer: Option<String>,
+    /// Resume: how many events behind the session's head each resume's `Last-Event-ID` was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_behind: Option<u64>,
+    /// Resume: resumes made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumes: Option<u64>,
+    /// Resume: server CPU time per resume, microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_cpu_us: Option<f64>,
+    /// Resume: time from a resume's connect to its last replayed event (to the response head
+    /// when nothing is behind), microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_us: Option<Summary>,
+    /// Resume: resumes whose replay was not exactly the events behind, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_inexact: Option<u64>,
     /// Reconnecting clients: reconnects made in the reconnecting window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconnects: Option<u64>,
@@ -357,8 +438,32 @@ impl ScenarioResult {
         if let Some(v) = self.published_per_s {
             push(format!("published {v:.0}/s"));
         }
+        if let Some(v) = self.sessions {
+            push(format!("sessions {v}"));
+        }
         if let Some(v) = self.server_cpu_us_per_event {
             push(format!("server cpu {v:.2} µs/event"));
+        }
+        if let Some(v) = self.server_cpu_us_per_published {
+            push(format!("server cpu {v:.2} µs/published event"));
+        }
+        if let Some(v) = self.rss_end_kib {
+            push(format!("server rss {:.1} MiB", v as f64 / 1024.0));
+        }
+        if let Some(v) = self.rss_per_session_bytes {
+            push(format!("rss {:.2} KiB/session", v / 1024.0));
+        }
+        if let (Some(k), Some(n)) = (self.resume_behind, self.resumes) {
+            push(format!("{n} resumes {k} behind"));
+        }
+        if let Some(v) = self.resume_cpu_us {
+            push(format!("server cpu {v:.1} µs/resume"));
+        }
+        if let Some(r) = &self.resume_us {
+            push(format!("resumed in p50 {} p99 {} µs", r.p50, r.p99));
+        }
+        if let Some(v) = self.resume_inexact {
+            push(format!("inexact replays {v}"));
         }
         if let Some(v) = self.server_cpu_pct {
             push(format!("server cpu {v:.0}%"));
@@ -512,6 +617,15 @@ struct Shared {
     reconnects: AtomicU64,
     first_frame: SharedHistogram,
     prelude_bytes: AtomicU64,
+    /// Read each delivered event's `"n"` (the server's count of events it published) into
+    /// `published_count`, the highest seen.
+    count_published: bool,
+    published_count: AtomicU64,
+    /// Storm: clients per wave and the time between waves (all at once when `None`).
+    storm_waves: Option<(usize, Duration)>,
+    /// The sessions have history before the clients connect: a client's first event sets
+    /// its position ([`SessionTracker::join_live`]).
+    join_live: bool,
 }
 
 impl Shared {
@@ -548,6 +662,23 @@ impl Shared {
             reconnects: AtomicU64::new(0),
             first_frame: SharedHistogram::default(),
             prelude_bytes: AtomicU64::new(0),
+            count_published: false,
+            published_count: AtomicU64::new(0),
+            storm_waves: None,
+            join_live: false,
+        }
+    }
+
+    /// Sessions of the run (clients may be fewer).
+    fn sessions(&self) -> usize {
+        self.received_max.len()
+    }
+
+    /// How long after the storm's start client `index` drops its stream.
+    fn storm_delay(&self, index: usize) -> Duration {
+        match self.storm_waves {
+            Some((per_wave, step)) if per_wave > 0 => step * (index / per_wave) as u32,
+            _ => Duration::ZERO,
         }
     }
 
@@ -607,6 +738,8 @@ fn ingest(
     let in_prelude = &mut stream.in_prelude;
     let mut prelude_bytes = 0u64;
     let mut first_frame = None;
+    let count_published = shared.count_published;
+    let mut published_count = 0u64;
     let mut on_frame = |frame: Frame<'_>| {
         if let Some(started) = reconnect_started.take() {
             first_frame = Some(now.saturating_sub(started));
@@ -621,6 +754,14 @@ fn ingest(
         }
         if let FrameKind::Delivered(_) = tracker.on_frame(frame) {
             delivered += 1;
+            // The server's events only: the generator's own (the history) carry a "seq".
+            if count_published
+                && let Some(data) = frame.data
+                && payload_seq_of(data).is_none()
+                && let Some(n) = count_of(data)
+            {
+                published_count = published_count.max(n);
+            }
             if let Some(ts) = frame.data.and_then(read_ts) {
                 if measuring {
                     latencies.push(now.saturating_sub(ts));
@@ -644,6 +785,9 @@ fn ingest(
             true
         }
     };
+    if published_count > 0 {
+        shared.published_count.fetch_max(published_count, Relaxed);
+    }
     if delivered > 0 {
         shared.delivered.fetch_add(delivered, Relaxed);
         if let Some(seq) = out.tracker.last_seq {
@@ -687,8 +831,13 @@ async fn client(
             .map(|_| AguiCheck::default()),
         ..ClientOutcome::default()
     };
+    if shared.join_live {
+        out.tracker.join_live();
+    }
     let mut failed_attempts = 0;
     let mut storm_pending = false;
+    // A storm in waves: when this client's wave drops its stream.
+    let mut storm_drop_at: Option<Instant> = None;
     let mut latencies: Vec<u64> = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
     // Periodic reconnects: when the one under way started (unix µs), and when the next is due.
@@ -763,6 +912,10 @@ async fn client(
         }
         let reconnect_timer = sleep_until(next_reconnect(&mut rng));
         tokio::pin!(reconnect_timer);
+        let storm_timer = sleep_until(
+            storm_drop_at.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400)),
+        );
+        tokio::pin!(storm_timer);
         if storm_pending && out.catchup_us.is_none() {
             let now = unix_micros();
             state.reconnected_at = Some(now);
@@ -782,13 +935,25 @@ async fn client(
                 changed = phase.changed() => {
                     match changed.map(|()| *phase.borrow_and_update()) {
                         Ok(Phase::Storm) => {
-                            storm_pending = true;
-                            drop(stream);
-                            continue 'connect;
+                            let delay = shared.storm_delay(index);
+                            if delay.is_zero() {
+                                storm_pending = true;
+                                drop(stream);
+                                continue 'connect;
+                            }
+                            let at = Instant::now() + delay;
+                            storm_drop_at = Some(at);
+                            storm_timer.as_mut().reset(at);
                         }
                         Ok(Phase::Run) => {}
                         Ok(Phase::Stop) | Err(_) => break 'connect,
                     }
+                }
+                () = &mut storm_timer, if storm_drop_at.is_some() => {
+                    storm_drop_at = None;
+                    storm_pending = true;
+                    drop(stream);
+                    continue 'connect;
                 }
                 () = &mut reconnect_timer, if shared.reconnect.is_some() => {
                     if shared.reconnecting.load(Relaxed) {
@@ -853,6 +1018,19 @@ pub fn bench_event(out: &mut Vec<u8>, ts: u64, seq: u64, n: u64, bytes: usize) {
     out.extend_from_slice(b"\"}");
 }
 
+/// What a publishing connection posts.
+#[derive(Debug, Clone, Copy)]
+struct Posts {
+    /// Events/s over all publishers, or as fast as the server answers.
+    rate: Option<u64>,
+    /// Events per request.
+    batch: usize,
+    /// Size of each event's JSON.
+    event_bytes: usize,
+    /// Stop after this many requests to each session (run until told otherwise when `None`).
+    rounds: Option<u64>,
+}
+
 /// How late tokio's millisecond timer may wake a paced publisher.
 const TIMER_SLACK_US: u64 = 2_000;
 
@@ -867,24 +1045,32 @@ async fn publisher(
     worker: usize,
     workers: usize,
     sessions: usize,
-    rate: Option<u64>,
-    batch: usize,
-    event_bytes: usize,
+    posts: Posts,
 ) {
+    let Posts {
+        rate,
+        batch,
+        event_bytes,
+        rounds,
+    } = posts;
     let mine: Vec<usize> = (worker..sessions).step_by(workers).collect();
     if mine.is_empty() {
         return;
     }
     let mut publisher = Publisher::with_kind(shared.publish_target.clone(), shared.server_kind);
-    // The last sequence number given in each of `mine`.
-    let mut seqs = vec![0u64; mine.len()];
+    // The last sequence number given in each of `mine` (after any history posted before).
+    let mut seqs: Vec<u64> = mine
+        .iter()
+        .map(|i| shared.published_max[*i].load(Relaxed))
+        .collect();
     let interval_us = rate.map(|r| (batch * workers) as f64 * 1e6 / r.max(1) as f64);
     let start = Instant::now();
     let start_us = unix_micros();
     let mut body = Vec::with_capacity(batch * (event_bytes + 1) + 2);
     let mut n = (worker as u64) << 40;
     let mut k: u64 = 0;
-    while shared.publishing.load(Relaxed) {
+    let requests = rounds.map(|r| r * mine.len() as u64);
+    while shared.publishing.load(Relaxed) && requests.is_none_or(|r| k < r) {
         let ts = match interval_us {
             Some(interval) => {
                 // Open loop. A request sent late (the server held the publisher up) keeps its
@@ -1050,6 +1236,8 @@ struct Snapshot {
     at: Instant,
     delivered: u64,
     published: u64,
+    /// The server's count of events it published, as far as the clients saw it.
+    published_count: u64,
     server_cpu_us: Option<u64>,
     own_cpu_us: Option<u64>,
 }
@@ -1060,6 +1248,7 @@ impl Snapshot {
             at: Instant::now(),
             delivered: shared.delivered.load(Relaxed),
             published: shared.published.load(Relaxed),
+            published_count: shared.published_count.load(Relaxed),
             server_cpu_us: server_cpu(cfg),
             own_cpu_us: procfs::cpu_micros(std::process::id()),
         }
@@ -1067,7 +1256,7 @@ impl Snapshot {
 }
 
 /// CPU time of the server and of every process counted with it, in microseconds.
-fn server_cpu(cfg: &RunConfig) -> Option<u64> {
+pub(crate) fn server_cpu(cfg: &RunConfig) -> Option<u64> {
     let mut total = cfg.server_pid.and_then(procfs::cpu_micros)?;
     for pid in &cfg.cpu_pids {
         total += procfs::cpu_micros(*pid)?;
@@ -1097,10 +1286,14 @@ struct Clients {
 }
 
 impl Clients {
+    /// `count` clients spread evenly over the sessions (client `i` on session
+    /// `i * sessions / count`: each on its own when there are as many).
     fn spawn(shared: &Arc<Shared>, count: usize) -> Self {
         let (phase, rx) = watch::channel(Phase::Run);
         let mut tasks = JoinSet::new();
-        for index in 0..count {
+        let sessions = shared.sessions().max(count);
+        for i in 0..count {
+            let index = i * sessions / count.max(1);
             tasks.spawn(client(Arc::clone(shared), index, rx.clone()));
         }
         Self {
@@ -1189,18 +1382,57 @@ fn spawn_publishers(
                 ));
                 continue;
             }
+            let posts = Posts {
+                rate,
+                batch: batch.max(1),
+                event_bytes,
+                rounds: None,
+            };
             set.spawn(publisher(
                 Arc::clone(shared),
                 worker,
                 connections,
                 sessions,
-                rate,
-                batch.max(1),
-                event_bytes,
+                posts,
             ));
         }
     }
     set
+}
+
+/// Connections that post the history of [`StreamOptions::prefill`].
+const PREFILL_CONNECTIONS: usize = 8;
+
+/// Posts `events` events to every session over HTTP, one request per session, and waits until
+/// every request was answered.
+async fn prefill(shared: &Arc<Shared>, progress: &Progress, events: usize, event_bytes: usize) {
+    let sessions = shared.sessions();
+    progress.stage("history".into(), sessions as u64);
+    let mut set = JoinSet::new();
+    for worker in 0..PREFILL_CONNECTIONS {
+        let posts = Posts {
+            rate: None,
+            batch: events.max(1),
+            event_bytes,
+            rounds: Some(1),
+        };
+        set.spawn(publisher(
+            Arc::clone(shared),
+            worker,
+            PREFILL_CONNECTIONS,
+            sessions,
+            posts,
+        ));
+    }
+    loop {
+        tokio::select! {
+            done = set.join_next() => if done.is_none() { break },
+            () = sleep(Duration::from_millis(100)) => {}
+        }
+        progress
+            .bar
+            .set_position(shared.published.load(Relaxed) / events.max(1) as u64);
+    }
 }
 
 /// Stops the publishers; with HTTP publishing, waits (up to `limit`) until every session has
@@ -1296,11 +1528,32 @@ pub async fn run_stream(cfg: &RunConfig, scenario: &str, opts: &StreamOptions) -
     if let Events::Agui { .. } = opts.events {
         shared.ts_of = raw_event_ts_of;
     }
+    let client_count = opts
+        .clients
+        .unwrap_or(opts.sessions)
+        .clamp(1, opts.sessions.max(1));
+    // Most sessions have no client: what the server published is told by the events' "n".
+    let partial = client_count < opts.sessions;
+    let self_published = matches!(opts.publish, Publish::InProcess { .. });
+    shared.count_published = partial && self_published;
+    shared.join_live = opts.prefill > 0;
     let shared = Arc::new(shared);
     let progress = Progress::new(cfg.progress);
     progress.bar.set_prefix(scenario.to_owned());
-    let rss_before = server_rss(cfg);
-    let clients = Clients::spawn(&shared, opts.sessions);
+    let mut rss_before = server_rss(cfg);
+    // The history first, so that a server publishing to every session spreads its events
+    // over all of them by the time the clients come.
+    let (mut rss_sessions, mut rss_per_session) = (None, None);
+    if opts.prefill > 0 {
+        prefill(&shared, &progress, opts.prefill, opts.event_bytes).await;
+        sleep(Duration::from_millis(500)).await;
+        rss_sessions = server_rss(cfg);
+        if let (Some(a), Some(b)) = (rss_before, rss_sessions) {
+            rss_per_session = Some((b as f64 - a as f64) * 1024.0 / opts.sessions.max(1) as f64);
+        }
+        rss_before = rss_sessions;
+    }
+    let clients = Clients::spawn(&shared, client_count);
     let connect_time = clients.wait_connected(&progress).await;
     sleep(Duration::from_millis(500)).await;
     let rss_after = server_rss(cfg);
@@ -1318,6 +1571,7 @@ pub async fn run_stream(cfg: &RunConfig, scenario: &str, opts: &StreamOptions) -
     timed_stage(&progress, &shared, "measuring", opts.duration).await;
     shared.measuring.store(false, Relaxed);
     let end = Snapshot::take(&shared, cfg);
+    let rss_end = server_rss(cfg);
 
     let http = matches!(opts.publish, Publish::Http { .. });
     progress.stage("draining".into(), 1);
@@ -1327,7 +1581,7 @@ pub async fn run_stream(cfg: &RunConfig, scenario: &str, opts: &StreamOptions) -
 
     let window = end.at.duration_since(begin.at).as_secs_f64();
     let delivered = end.delivered - begin.delivered;
-    let mut result = base_result(cfg, scenario, Some(&opts.publish), opts.sessions, &shared);
+    let mut result = base_result(cfg, scenario, Some(&opts.publish), client_count, &shared);
     if let Events::Agui { batch_bursts: true } = opts.events {
         // A request holds one burst: 1 to 8 events.
         result.events_per_request = None;
@@ -1337,6 +1591,10 @@ pub async fn run_stream(cfg: &RunConfig, scenario: &str, opts: &StreamOptions) -
     if http {
         result.published_per_s = Some((end.published - begin.published) as f64 / window);
     }
+    let published = end.published_count.saturating_sub(begin.published_count);
+    if shared.count_published {
+        result.published_per_s = Some(published as f64 / window);
+    }
     result.latency_us = Some(shared.latency.summary());
     if let (Some(a), Some(b)) = (begin.server_cpu_us, end.server_cpu_us) {
         let cpu = b.saturating_sub(a) as f64;
@@ -1344,6 +1602,20 @@ pub async fn run_stream(cfg: &RunConfig, scenario: &str, opts: &StreamOptions) -
         if delivered > 0 {
             result.server_cpu_us_per_event = Some(cpu / delivered as f64);
         }
+        if shared.count_published && published > 0 {
+            result.server_cpu_us_per_published = Some(cpu / published as f64);
+        }
+    }
+    if partial {
+        result.sessions = Some(opts.sessions as u64);
+    }
+    if opts.prefill > 0 {
+        result.history_events = Some(opts.prefill as u64);
+    }
+    if opts.prefill > 0 {
+        result.rss_sessions_kib = rss_sessions;
+        result.rss_end_kib = rss_end;
+        result.rss_per_session_bytes = rss_per_session;
     }
     if let (Some(a), Some(b)) = (begin.own_cpu_us, end.own_cpu_us) {
         result.generator_cpu_pct = Some(b.saturating_sub(a) as f64 / 1e6 / window * 100.0);
@@ -1522,11 +1794,17 @@ pub async fn run_idle(cfg: &RunConfig, connections: usize, settle: Duration) -> 
     result
 }
 
-/// Reconnect storm: every client drops its stream at the same moment and reconnects with
-/// `Last-Event-ID` while publishing goes on; reports the time until all have caught up (each
-/// received an event published after its new stream opened) and what was lost or duplicated.
+/// Reconnect storm: every client drops its stream at the same moment (or in waves spread over
+/// `opts.spread`) and reconnects with `Last-Event-ID` while publishing goes on; reports the
+/// time from the storm's start until all have caught up (each received an event published
+/// after its new stream opened) and what was lost or duplicated.
 pub async fn run_storm(cfg: &RunConfig, opts: &StormOptions) -> ScenarioResult {
-    let shared = Shared::new(cfg, opts.sessions, 8 * 1024, opts.publish.seq_source());
+    let mut shared = Shared::build(cfg, opts.sessions, 8 * 1024, opts.publish.seq_source());
+    let (per_wave, step) = opts.waves();
+    if !step.is_zero() {
+        shared.storm_waves = Some((per_wave, step));
+    }
+    let shared = Arc::new(shared);
     let progress = Progress::new(cfg.progress);
     progress.bar.set_prefix("storm");
     let rss_before = server_rss(cfg);
@@ -1556,6 +1834,7 @@ pub async fn run_storm(cfg: &RunConfig, opts: &StormOptions) -> ScenarioResult {
     let gave_up_before = shared.gave_up.load(Relaxed);
     let alive = connected.saturating_sub(gave_up_before);
     let cpu_before = server_cpu(cfg);
+    let own_before = procfs::cpu_micros(std::process::id());
     shared.storm_at_us.store(unix_micros(), Relaxed);
     let storm_at = Instant::now();
     let _ = clients.phase.send(Phase::Storm);
@@ -1570,6 +1849,7 @@ pub async fn run_storm(cfg: &RunConfig, opts: &StormOptions) -> ScenarioResult {
         sleep(Duration::from_millis(10)).await;
     }
     let cpu_after = server_cpu(cfg);
+    let own_after = procfs::cpu_micros(std::process::id());
     timed_stage(&progress, &shared, "after", Duration::from_secs(1)).await;
 
     let http = matches!(opts.publish, Publish::Http { .. });
@@ -1578,6 +1858,10 @@ pub async fn run_storm(cfg: &RunConfig, opts: &StormOptions) -> ScenarioResult {
     progress.finish();
 
     let mut result = base_result(cfg, "storm", Some(&opts.publish), opts.sessions, &shared);
+    if opts.wave > 0 {
+        result.storm_wave = Some(per_wave as u64);
+        result.storm_spread_ms = Some(opts.spread.as_secs_f64() * 1e3);
+    }
     result.rss_before_kib = rss_before;
     result.rss_after_kib = rss_after;
     result.rss_per_conn_bytes = per_conn(rss_before, rss_after, connected);
@@ -1604,6 +1888,9 @@ pub async fn run_storm(cfg: &RunConfig, opts: &StormOptions) -> ScenarioResult {
     result.caught_up = Some(shared.caught_up.load(Relaxed) as u64);
     if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
         result.storm_server_cpu_ms = Some(b.saturating_sub(a) as f64 / 1e3);
+    }
+    if let (Some(a), Some(b)) = (own_before, own_after) {
+        result.storm_generator_cpu_ms = Some(b.saturating_sub(a) as f64 / 1e3);
     }
     let (totals, conn_errors, disconnects) = totals(&shared, &mut outcomes, http);
     fill_totals(&mut result, totals, conn_errors, disconnects, &shared);

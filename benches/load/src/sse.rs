@@ -222,6 +222,13 @@ pub fn payload_seq_of(data: &[u8]) -> Option<u64> {
     number_field(data, b"\"seq\":")
 }
 
+/// The `"n"` field of an event's JSON: in events a server publishes in-process
+/// (`--self-publish`), its count of events published so far over every session (1, 2, 3,
+/// ...), found without parsing the whole event.
+pub fn count_of(data: &[u8]) -> Option<u64> {
+    number_field(data, b"\"n\":")
+}
+
 /// The unsigned integer after the first occurrence of `key` (a quoted name and its colon).
 fn number_field(data: &[u8], key: &[u8]) -> Option<u64> {
     let at = memchr::memmem::find(data, key)? + key.len();
@@ -330,5 +337,7 @@ mod tests {
         );
         assert_eq!(payload_seq_of(br#"{"ts":17,"n":9}"#), None);
         assert_eq!(payload_seq_of(br#"{"seq":"7"}"#), None);
+        assert_eq!(count_of(br#"{"ts":17,"seq":42,"n":9,"pad":"x"}"#), Some(9));
+        assert_eq!(count_of(br#"{"ts":17,"nn":9}"#), None);
     }
 }

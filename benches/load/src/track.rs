@@ -56,6 +56,7 @@ pub struct SessionTracker {
     pub covered: u64,
     pending_resync: bool,
     expect_prelude: bool,
+    from_first: bool,
 }
 
 /// How [`SessionTracker::on_frame`] classified a frame.
@@ -76,6 +77,13 @@ impl SessionTracker {
             source,
             ..Self::default()
         }
+    }
+
+    /// The client joins a session that already has history, without `Last-Event-ID`: its
+    /// stream starts at the live head, so the first event received sets the position instead
+    /// of sequence 1.
+    pub fn join_live(&mut self) {
+        self.from_first = true;
     }
 
     /// The stream that follows was asked for with `prelude=always`: a gap that its first
@@ -136,7 +144,11 @@ impl SessionTracker {
     }
 
     fn advance(&mut self, seq: u64) -> bool {
-        let expected = self.last_seq.map_or(1, |last| last + 1);
+        let expected = match self.last_seq {
+            Some(last) => last + 1,
+            None if self.from_first => seq,
+            None => 1,
+        };
         if seq < expected {
             return false;
         }

@@ -47,6 +47,8 @@ async fn start_hub(tracked: bool) -> RunConfig {
 fn options(batch_bursts: bool) -> StreamOptions {
     StreamOptions {
         sessions: 20,
+        clients: None,
+        prefill: 0,
         publish: Publish::Http {
             rate: Some(2_000),
             batch: if batch_bursts { 8 } else { 1 },

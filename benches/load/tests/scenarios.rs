@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use baseline_bare::Targets;
 use tether_load::{
     client::Target,
     evicted,
@@ -11,11 +12,22 @@ use tether_load::{
 };
 
 async fn start_server(self_publish: Option<u64>) -> RunConfig {
+    start_bare(
+        baseline_bare::Config::default(),
+        self_publish.map(|rate| (rate, Targets::Subscribed)),
+    )
+    .await
+}
+
+async fn start_bare(
+    config: baseline_bare::Config,
+    self_publish: Option<(u64, Targets)>,
+) -> RunConfig {
     let listener = baseline_bare::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
-    let hub = baseline_bare::Hub::new(baseline_bare::Config::default());
-    if let Some(rate) = self_publish {
-        baseline_bare::spawn_self_publisher(hub.clone(), rate);
+    let hub = baseline_bare::Hub::new(config);
+    if let Some((rate, targets)) = self_publish {
+        baseline_bare::spawn_self_publisher(hub.clone(), rate, targets);
     }
     tokio::spawn(baseline_bare::serve(listener, hub));
     RunConfig {
@@ -36,6 +48,8 @@ async fn http_publishing_is_delivered_exactly_once() {
     let cfg = start_server(None).await;
     let opts = StreamOptions {
         sessions: 20,
+        clients: None,
+        prefill: 0,
         publish: Publish::Http {
             rate: Some(2_000),
             batch: 5,
@@ -80,6 +94,8 @@ async fn storm_clients_resume_and_catch_up() {
         publish: Publish::InProcess { rate: Some(2_000) },
         event_bytes: 200,
         timeout: Duration::from_secs(20),
+        wave: 0,
+        spread: Duration::ZERO,
     };
     let result = scenario::run_storm(&cfg, &opts).await;
     assert_eq!(result.connected, 50, "{result:?}");
@@ -143,6 +159,8 @@ async fn one_event_per_request_is_judged_by_the_payload() {
     let cfg = start_server(None).await;
     let opts = StreamOptions {
         sessions: 10,
+        clients: None,
+        prefill: 0,
         publish: Publish::Http {
             rate: Some(1_000),
             batch: 1,
@@ -176,6 +194,8 @@ async fn an_evicted_id_on_the_bare_server_is_a_silent_gap() {
         away: 300,
         event_bytes: 200,
         timeout: Duration::from_secs(5),
+        batch: 1,
+        repeat: None,
     };
     let result = evicted::run_evicted(&cfg, &opts).await;
     // The ring keeps 256 events: after event 1 and 300 more, it holds 46..=301, which the
@@ -205,4 +225,104 @@ async fn an_evicted_id_on_the_bare_server_is_a_silent_gap() {
         "{result:?}"
     );
     assert_eq!(result.key(), "evicted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storm_waves_are_spread_and_lose_nothing() {
+    let cfg = start_server(Some(2_000)).await;
+    let opts = StormOptions {
+        sessions: 90,
+        publish: Publish::InProcess { rate: Some(2_000) },
+        event_bytes: 200,
+        timeout: Duration::from_secs(20),
+        wave: 40,
+        spread: Duration::from_millis(300),
+    };
+    let result = scenario::run_storm(&cfg, &opts).await;
+    assert_eq!(result.caught_up, Some(90), "{result:?}");
+    // Three waves of 30 at 0, 150 and 300 ms: the last cannot be back before 300 ms.
+    assert_eq!(result.storm_wave, Some(30), "{result:?}");
+    assert!(result.reconnect_all_ms.unwrap() >= 300.0, "{result:?}");
+    assert_eq!((result.lost, result.duplicated), (0, 0), "{result:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_cost_counts_what_the_server_published_to_every_session() {
+    let config = baseline_bare::Config {
+        ring_capacity: 8,
+        ..baseline_bare::Config::default()
+    };
+    let cfg = start_bare(config, Some((5_000, Targets::All))).await;
+    let opts = StreamOptions {
+        sessions: 400,
+        clients: Some(10),
+        prefill: 8,
+        publish: Publish::InProcess { rate: Some(5_000) },
+        events: Events::Plain,
+        event_bytes: 200,
+        warmup: Duration::from_millis(500),
+        duration: Duration::from_secs(1),
+    };
+    let result = scenario::run_stream(&cfg, "publish-cost", &opts).await;
+    assert_eq!(result.key(), "publish-cost-self", "{result:?}");
+    assert_eq!(
+        (result.connections, result.connected, result.sessions),
+        (10, 10, Some(400)),
+        "{result:?}"
+    );
+    // The server publishes 5,000/s over all 400 sessions; the clients see a fortieth of it,
+    // and the events' "n" tell the whole.
+    let published = result.published_per_s.unwrap();
+    assert!((4_000.0..6_000.0).contains(&published), "{result:?}");
+    let delivered = result.delivered_per_s.unwrap();
+    assert!(delivered < published / 20.0, "{result:?}");
+    assert!(
+        result.server_cpu_us_per_published.is_some() && result.rss_per_session_bytes.is_some(),
+        "{result:?}"
+    );
+    assert_eq!(result.history_events, Some(8), "{result:?}");
+    assert_eq!(
+        (result.lost, result.duplicated, result.publish_errors),
+        (0, 0, 0),
+        "{result:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumes_replay_exactly_the_events_behind() {
+    let config = baseline_bare::Config {
+        ring_capacity: 2_048,
+        ..baseline_bare::Config::default()
+    };
+    let cfg = start_bare(config, None).await;
+    for behind in [0, 1, 500] {
+        let opts = evicted::EvictedOptions {
+            away: 1_000,
+            event_bytes: 200,
+            timeout: Duration::from_secs(5),
+            batch: 100,
+            repeat: Some(evicted::Repeat {
+                behind,
+                resumes: 20,
+                duration: Duration::from_secs(5),
+            }),
+        };
+        let result = evicted::run_evicted(&cfg, &opts).await;
+        assert_eq!(result.key(), "resume", "{result:?}");
+        assert_eq!(
+            result.evicted_answer.as_deref(),
+            Some("full replay (1000 events)"),
+            "{result:?}"
+        );
+        assert_eq!(
+            (result.resume_behind, result.resumes, result.resume_inexact),
+            (Some(behind), Some(20), Some(0)),
+            "{result:?}"
+        );
+        // Event 1, the first resume's 1,000 and the marker, then 20 replays of `behind`.
+        assert_eq!(result.delivered, 1_002 + 20 * behind, "{result:?}");
+        assert_eq!((result.lost, result.duplicated), (0, 0), "{result:?}");
+        assert_eq!(result.resume_us.unwrap().count, 20, "{result:?}");
+        assert!(result.resume_cpu_us.is_some(), "{result:?}");
+    }
 }
