@@ -49,6 +49,39 @@
 #                      hub only, e.g. SERVERS="tether tether-noagui" SCENARIOS="agui-self
 #                      agui-http1")
 #   OUT=benches/results/<date>   output path without extension
+#
+# Scale curves (CURVES=1): each curve's points against every server in SERVERS (default
+# "bare tether"), point after point, the servers alternating; writes
+# benches/results/<date>-curves.{md,jsonl} and one line chart per curve,
+# <date>-curves-{publish-cost,resume,rss,storm}.svg. A point is a scenario NAME@X in
+# SCENARIOS (they can also be given without CURVES):
+#   publish-cost@N     N sessions, each given COST_HISTORY events over HTTP, one in
+#                      COST_CLIENT_SHARE of them holding an SSE client, the server publishing
+#                      COST_RATE events/s in-process round-robin over all of them
+#                      (--self-publish-all; rings of COST_HISTORY events, so every publish
+#                      evicts one): server CPU per published event, RSS
+#   resume@K           one session of RESUME_HISTORY events (rings of RESUME_RING), a client
+#                      resuming K events behind its head RESUMES times (at most
+#                      RESUME_DURATION s): server CPU per resume, time to the last replayed
+#                      event, exact replays
+#   idle@N             N idle SSE connections: server RSS
+#   storm-waves@N      N clients at STORM_SESSION_RATE events/s each, dropping and
+#                      reconnecting with Last-Event-ID in waves of at most STORM_WAVE spread over
+#                      STORM_SPREAD s: time until all caught up, lost, duplicated
+# Curve settings (environment), with the points:
+#   COST_SESSIONS="1000 3000 10000 30000 100000"  COST_HISTORY=16  COST_CLIENT_SHARE=100
+#   COST_RATE=100000  COST_MEMORY_BUDGET=4294967296 (the hub's --memory-budget-bytes)
+#   RESUME_BEHIND="0 10 100 1000 10000"  RESUME_HISTORY=10000  RESUME_RING=16384
+#   RESUME_RING_BYTES=16777216 (the hub's --ring-bytes)  RESUMES=5000  RESUME_DURATION=3
+#   IDLE_POINTS="1000 5000 10000 15000 19000"
+#   STORM_CLIENTS="1000 2000 4000 10000"  STORM_SESSION_RATE=4  STORM_WAVE=4096
+#   STORM_SPREAD=0.2  STORM_TIMEOUT=10
+#   CURVE_WARMUP=1  CURVE_DURATION=3   warmup and window of publish-cost, seconds
+#   WAIT_QUIET=1       (the default with CURVES=1; WAIT_QUIET= turns it off) before each
+#                      curve, or each scenario outside the curves, wait until no rustc, cargo,
+#                      cargo-nextest or nextest process runs and the 1-minute load average is
+#                      below QUIET_LOAD (1.0), polling every 20 s for at most QUIET_MAX_WAIT
+#                      (900) s; the waits and the load averages go into the results
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -74,10 +107,44 @@ AGUI_SELF_RATE=${AGUI_SELF_RATE:-1000000}
 AGUI_HTTP_RATE=${AGUI_HTTP_RATE:-}
 AGUI_RECONNECT_RATE=${AGUI_RECONNECT_RATE:-20000}
 RECONNECT_EVERY=${RECONNECT_EVERY:-3}
+CURVES=${CURVES:-}
+COST_SESSIONS=${COST_SESSIONS:-"1000 3000 10000 30000 100000"}
+COST_HISTORY=${COST_HISTORY:-16}
+COST_CLIENT_SHARE=${COST_CLIENT_SHARE:-100}
+COST_RATE=${COST_RATE:-100000}
+COST_MEMORY_BUDGET=${COST_MEMORY_BUDGET:-4294967296}
+RESUME_BEHIND=${RESUME_BEHIND:-"0 10 100 1000 10000"}
+RESUME_HISTORY=${RESUME_HISTORY:-10000}
+RESUME_RING=${RESUME_RING:-16384}
+RESUME_RING_BYTES=${RESUME_RING_BYTES:-16777216}
+RESUMES=${RESUMES:-5000}
+RESUME_DURATION=${RESUME_DURATION:-3}
+IDLE_POINTS=${IDLE_POINTS:-"1000 5000 10000 15000 19000"}
+STORM_CLIENTS=${STORM_CLIENTS:-"1000 2000 4000 10000"}
+STORM_SESSION_RATE=${STORM_SESSION_RATE:-4}
+STORM_WAVE=${STORM_WAVE:-4096}
+STORM_SPREAD=${STORM_SPREAD:-0.2}
+STORM_TIMEOUT=${STORM_TIMEOUT:-10}
+CURVE_WARMUP=${CURVE_WARMUP:-1}
+CURVE_DURATION=${CURVE_DURATION:-3}
+QUIET_LOAD=${QUIET_LOAD:-1.0}
+QUIET_MAX_WAIT=${QUIET_MAX_WAIT:-900}
+DATE=$(date -u +%Y-%m-%d)
+if [[ -n $CURVES ]]; then
+    curve_points=()
+    for n in $COST_SESSIONS; do curve_points+=("publish-cost@$n"); done
+    for k in $RESUME_BEHIND; do curve_points+=("resume@$k"); done
+    for n in $IDLE_POINTS; do curve_points+=("idle@$n"); done
+    for n in $STORM_CLIENTS; do curve_points+=("storm-waves@$n"); done
+    SERVERS=${SERVERS:-"bare tether"}
+    SCENARIOS=${SCENARIOS:-"${curve_points[*]}"}
+    OUT=${OUT:-benches/results/$DATE-curves}
+    WAIT_QUIET=${WAIT_QUIET-1}
+fi
 SERVERS=${SERVERS:-"naive bare tether"}
 SCENARIOS=${SCENARIOS:-"throughput-http throughput-self latency-http latency-http1 latency-self idle idle-flood storm-self evicted"}
-DATE=$(date -u +%Y-%m-%d)
 OUT=${OUT:-benches/results/$DATE}
+WAIT_QUIET=${WAIT_QUIET:-}
 
 started=$(date +%s)
 log() { printf '[%4ds] %s\n' "$(($(date +%s) - started))" "$*" >&2; }
@@ -157,13 +224,17 @@ SERVER_PID=""
 EXTRA_PIDS=()
 # Extra generator flags for the server under test (redis2 publishes on the other node).
 GEN_EXTRA=()
-# Extra flags of tether's hub for the scenario being run (idle-flood's connection cap).
+# Extra flags of tether's hub for the scenario being run (idle-flood's connection cap), and of
+# baseline-bare.
 HUB_FLAGS=()
+BARE_FLAGS=()
 # The flag that makes a server publish in-process at the scenario's rate.
 SELF_FLAG=--self-publish
+# The quiet waits and load averages of each curve (or scenario), as table rows.
+quiet_rows=$(mktemp)
 cleanup() {
     for pid in $SERVER_PID "${EXTRA_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    rm -f "$jsonl" "$server_log"
+    rm -f "$jsonl" "$server_log" "$quiet_rows"
     rm -rf "$nchan_dir"
 }
 trap cleanup EXIT
@@ -278,7 +349,7 @@ start_server() {
     GEN_EXTRA=()
     case $name in
         naive) cmd=("$bin/baseline-naive") ;;
-        bare) cmd=("$bin/baseline-bare") ;;
+        bare) cmd=("$bin/baseline-bare" "${BARE_FLAGS[@]}") ;;
         tether) cmd=("$tether_bin" serve --dev "${HUB_FLAGS[@]}") ;;
         tether-noagui) cmd=("$tether_bin" serve --dev --no-agui "${HUB_FLAGS[@]}") ;;
         redis1 | redis2)
@@ -325,9 +396,40 @@ run_one() {
     local agui_rate=()
     if [[ -n $AGUI_HTTP_RATE ]]; then agui_rate=(--rate "$AGUI_HTTP_RATE"); fi
     local reconnect=(--reconnect-every "$RECONNECT_EVERY" --verify)
+    # A curve's point: NAME@X. The hub runs the points with --drain-secs 0, so that stopping
+    # it takes no 10 s drain window.
+    local point=${scenario#*@}
     HUB_FLAGS=()
+    BARE_FLAGS=()
     SELF_FLAG=--self-publish
     case $scenario in
+        publish-cost@*)
+            rate=$COST_RATE
+            gen=(publish-cost --sessions "$point" --clients $((point / COST_CLIENT_SHARE))
+                --history "$COST_HISTORY" --rate "$COST_RATE"
+                --warmup "$CURVE_WARMUP" --duration "$CURVE_DURATION")
+            HUB_FLAGS=(--self-publish-all --ring-events "$COST_HISTORY"
+                --max-sessions $((2 * point)) --memory-budget-bytes "$COST_MEMORY_BUDGET"
+                --drain-secs 0)
+            BARE_FLAGS=(--self-publish-all --ring "$COST_HISTORY")
+            ;;
+        resume@*)
+            gen=(resume --history "$RESUME_HISTORY" --behind "$point" --resumes "$RESUMES"
+                --duration "$RESUME_DURATION")
+            HUB_FLAGS=(--ring-events "$RESUME_RING" --ring-bytes "$RESUME_RING_BYTES"
+                --drain-secs 0)
+            BARE_FLAGS=(--ring "$RESUME_RING")
+            ;;
+        idle@*)
+            gen=(idle --connections "$point")
+            HUB_FLAGS=(--drain-secs 0)
+            ;;
+        storm-waves@*)
+            rate=$((point * STORM_SESSION_RATE))
+            gen=(storm --publish self --rate "$rate" --sessions "$point" --wave "$STORM_WAVE"
+                --spread "$STORM_SPREAD" --timeout "$STORM_TIMEOUT")
+            HUB_FLAGS=(--drain-secs 0)
+            ;;
         throughput-http) gen=(throughput --publish http --sessions "$SESSIONS" "${window[@]}") ;;
         throughput-http1) gen=(throughput "${one[@]}" --sessions "$SESSIONS" "${window[@]}") ;;
         throughput-self) rate=$SELF_RATE; gen=(throughput --publish self --rate "$SELF_RATE" --sessions "$SESSIONS" "${window[@]}") ;;
@@ -361,7 +463,12 @@ run_one() {
             ;;
         *) log "unknown scenario $scenario"; return 0 ;;
     esac
-    if [[ $server == redis* && ($rate -gt 0 || $scenario == idle) ]]; then
+    if [[ $scenario == *@* && $scenario != idle@* && $server != bare && $server != tether* ]]; then
+        # The curves need --self-publish-all, a raised ring and ids that name a sequence.
+        log "round $round: $scenario runs on bare and the hub only"
+        return 0
+    fi
+    if [[ $server == redis* && ($rate -gt 0 || $scenario == idle || $scenario == idle@*) ]]; then
         # --self-publish would number events past the backplane, and idle says nothing of it.
         log "round $round: $scenario is not run on $server"
         return 0
@@ -398,33 +505,117 @@ run_one() {
     stop_server
 }
 
+# The build and test processes of other work on the machine that are running now.
+busy_processes() {
+    local names=() p
+    for p in rustc cargo cargo-nextest nextest; do
+        if pgrep -x "$p" >/dev/null; then names+=("$p"); fi
+    done
+    echo "${names[*]}"
+}
+
+# wait_quiet: waits until none of busy_processes runs and the 1-minute load average is below
+# QUIET_LOAD, polling every 20 s for at most QUIET_MAX_WAIT s; prints what it found.
+wait_quiet() {
+    local waited=0 busy load
+    while :; do
+        busy=$(busy_processes)
+        load=$(cut -d' ' -f1 /proc/loadavg)
+        if [[ -z $busy ]] && awk -v l="$load" -v q="$QUIET_LOAD" 'BEGIN { exit !(l < q) }'; then
+            echo "quiet after $waited s"
+            return
+        fi
+        if ((waited >= QUIET_MAX_WAIT)); then
+            echo "not quiet after $waited s (load $load${busy:+, running: $busy}): measured anyway"
+            return
+        fi
+        sleep 20
+        waited=$((waited + 20))
+    done
+}
+
+# With WAIT_QUIET, each curve (the scenarios NAME@X of one NAME, or one plain scenario) starts
+# on a quiet machine, or after QUIET_MAX_WAIT; its load averages go into quiet_rows.
+section="" section_quiet="" section_load="" section_started=0
+end_section() {
+    if [[ -n $section ]]; then
+        printf '| %s | %s | %s | %s | %d s |\n' "$section" "$section_quiet" "$section_load" \
+            "$(cut -d' ' -f1-3 /proc/loadavg)" $(($(date +%s) - section_started)) >>"$quiet_rows"
+    fi
+}
+begin_section() {
+    end_section
+    section=$1
+    log "$section: waiting for a quiet machine (no build or test process, load below $QUIET_LOAD)"
+    section_quiet=$(wait_quiet)
+    log "$section: $section_quiet"
+    section_load=$(cut -d' ' -f1-3 /proc/loadavg)
+    section_started=$(date +%s)
+}
+
 for round in $(seq "$ROUNDS"); do
     # Alternate: each round starts with a different server.
     order=()
     n=${#servers[@]}
     for i in $(seq 0 $((n - 1))); do order+=("${servers[$(((i + round - 1) % n))]}"); done
     for scenario in $SCENARIOS; do
+        if [[ -n $WAIT_QUIET && ${scenario%@*} != "$section" ]]; then
+            begin_section "${scenario%@*}"
+        fi
         for server in "${order[@]}"; do
             run_one "$scenario" "$server" "$round"
         done
     done
 done
+[[ -n $WAIT_QUIET ]] && end_section
 
 install -m 644 "$jsonl" "$OUT.jsonl"
 name=$(basename "$OUT")
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+machine="Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), Linux $(uname -r); $(rustc --version)."
+# quiet_table: the waits and load averages of each curve or scenario, when WAIT_QUIET.
+quiet_table() {
+    if [[ -s $quiet_rows ]]; then
+        echo "Before each curve (or scenario) the run waited for a quiet machine (no \`rustc\`, \`cargo\`, \`cargo-nextest\` or \`nextest\` process, 1-minute load average below $QUIET_LOAD; polled every 20 s for at most $QUIET_MAX_WAIT s). Load averages (1, 5, 15 min):"
+        echo
+        echo "| curve | wait | load before | load after | took |"
+        echo "|---|---|---|---|---|"
+        cat "$quiet_rows"
+        echo
+    fi
+}
+if [[ -n $CURVES ]]; then
+    "$bin/tether-load" report --input "$OUT.jsonl" --curves "$OUT" \
+        --title "$DATE, $(nproc) cores, loopback" >"$OUT.tables.md"
+    {
+        echo "# Scale curves, $DATE"
+        echo
+        echo "Servers: ${servers[*]}$([[ -z $tether_bin && " $SERVERS " == *" tether "* ]] && echo " (tether's hub did not build and is absent)"). Rounds: $ROUNDS; each point on a fresh server process, the servers one after the other at each point."
+        echo "$machine"
+        echo "Commit: $(git rev-parse --short HEAD 2>/dev/null || echo none). Generator and server share the machine's cores; server CPU is the server's \`utime + stime\` from \`/proc\`, in clock ticks of 10 ms."
+        echo "Load average (1, 5, 15 min) before the run: $load_before; after: $load_after."
+        echo
+        quiet_table
+        cat "$OUT.tables.md"
+        echo "Raw results: [$name.jsonl]($name.jsonl). Produced by \`CURVES=1 benches/run.sh\` in $(($(date +%s) - started)) s."
+    } >"$OUT.md"
+    rm -f "$OUT.tables.md"
+    log "wrote $OUT.md, $OUT-*.svg and $OUT.jsonl"
+    exit 0
+fi
 "$bin/tether-load" report --input "$OUT.jsonl" --svg "$OUT.svg" \
     --title "tether load harness, $DATE ($(nproc) cores, loopback)" >"$OUT.tables.md"
 {
     echo "# Load harness results, $DATE"
     echo
     echo "Servers: ${servers[*]}$([[ -z $tether_bin && " $SERVERS " == *" tether "* ]] && echo " (tether's hub did not build and is absent)")."
-    echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), Linux $(uname -r); $(rustc --version)."
+    echo "$machine"
     if [[ " ${servers[*]} " == *" nchan "* ]]; then
         echo "nchan: $("$nginx_bin" -v 2>&1 | sed 's/^nginx version: //'), libnginx-mod-nchan $(dpkg-query -W -f '${Version}' libnginx-mod-nchan 2>/dev/null || echo '(version unknown)'), one worker process, 256 messages per channel."
     fi
     echo "Commit: $(git rev-parse --short HEAD 2>/dev/null || echo none). Rounds: $ROUNDS; measured window ${DURATION} s after ${WARMUP} s warmup."
     echo "Load average (1, 5, 15 min) before the run: $load_before; after: $load_after."
+    quiet_table
     echo "Generator and server share the machine's cores, so events/s depends on what else runs;"
     echo "server CPU µs/event (utime+stime of the server over the window / delivered events) is the steadier comparison."
     echo "Latency is publish-to-receive (the event's \`ts\`, \`rawEvent.ts\` in the AG-UI scenarios) on loopback. ↑ higher is better, ↓ lower is better."
