@@ -27,7 +27,7 @@ use tokio::{
 };
 
 use crate::{
-    client::{Publisher, RequestError, SseStream, open_sse},
+    client::{Publisher, RequestError, SseStream, open_sse, open_sse_query},
     scenario::{Progress, RunConfig, ScenarioResult, bench_event, server_cpu, unix_micros},
     sse::{Frame, SseParser},
     track::{FrameKind, SeqSource, SessionTracker},
@@ -59,6 +59,9 @@ pub struct Repeat {
     /// Most time spent resuming.
     pub duration: Duration,
 }
+
+/// The query of the resume scenario's repeated resumes.
+const RESUME_CLIENT_ID: &str = "clientId=load-resume";
 
 /// `id` with its sequence (the part after its last `-`, or all of it) replaced by `seq`:
 /// tether's `<epoch>-<seq>` and the baselines' plain numbers.
@@ -360,7 +363,11 @@ async fn resume_again(
         let mut replayed = 0;
         let began = Instant::now();
         let resumed = async {
-            let sse = open_sse(&cfg.target, session, Some(&last_event_id)).await?;
+            // One client resuming again and again names itself, as a client that reconnects
+            // on purpose does: a nameless newcomer to a session whose stream was just
+            // superseded (the last resume's, not yet seen closed) is told to stop (204).
+            let sse = open_sse_query(&cfg.target, session, RESUME_CLIENT_ID, Some(&last_event_id))
+                .await?;
             let mut reader = Reader::new(sse);
             let deadline = Instant::now() + timeout;
             let arrived = reader
