@@ -839,9 +839,6 @@ const RESUME_P50_MS: Metric = metric("to last event p50 ms", Better::Lower, 2, |
 const INEXACT: Metric = metric("inexact replays", Better::Lower, 0, |r| {
     r.resume_inexact.map(|v| v as f64)
 });
-const RSS_MIB: Metric = metric("server RSS MiB", Better::Lower, 1, |r| {
-    r.rss_after_kib.map(|kib| kib as f64 / 1024.0)
-});
 const WAVE: Metric = metric("largest wave", Better::Neither, 0, |r| {
     r.storm_wave.map(|v| v as f64)
 });
@@ -931,11 +928,17 @@ fn curves() -> Vec<Curve> {
             x: |r| Some(r.connections as f64),
             x_log: false,
             panels: vec![Panel {
-                metric: &RSS_MIB,
+                metric: &RSS_MAX_MIB,
                 y_label: "server RSS (MiB)",
                 y_log: false,
             }],
-            table: vec![&CONNECTED, &RSS_MIB, &RSS_PER_CONN, &OPEN_ALL, &CONN_ERRORS],
+            table: vec![
+                &CONNECTED,
+                &RSS_MAX_MIB,
+                &RSS_PER_CONN,
+                &OPEN_ALL,
+                &CONN_ERRORS,
+            ],
             reference: None,
             slope: Some((|r| r.rss_after_kib.map(|kib| kib as f64), "KiB/conn")),
         },
