@@ -117,8 +117,10 @@ impl RedisConfig {
         self
     }
 
-    /// TTL of a session's keys, refreshed by every append and connect. Default is the
-    /// broker's `session_ttl`.
+    /// TTL of a session's keys: they outlive every append, connect and head check by at
+    /// least this, and by at most an eighth more (an append refreshes them only once an
+    /// eighth of the TTL passed since the last refresh it made). Default is the broker's
+    /// `session_ttl`.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self

@@ -13,8 +13,8 @@ use redis::Script;
 /// holds ('' for none), ARGV[3] the head the caller holds in that epoch.
 const FENCE: &str = r"
 local meta, log = KEYS[1], KEYS[2]
-local m = redis.call('HMGET', meta, 'e', 's', 'b', 'lo', 'o', 'tk')
-local e, owner, tk = m[1], m[5], m[6]
+local m = redis.call('HMGET', meta, 'e', 's', 'b', 'lo', 'o', 'tk', 'ck', 'x')
+local e, owner, tk, ck, x = m[1], m[5], m[6], m[7], m[8]
 local s, b, lo = 0, 0, 1
 local cause = ''
 if e then
@@ -32,11 +32,15 @@ if cause ~= '' then
   e = ARGV[1]
   s, b, lo = 0, 0, 1
   redis.call('HSET', meta, 'e', e, 's', 0, 'b', 0, 'lo', 1)
-  redis.call('HDEL', meta, 'ck', 't', 'tk')
-  tk = false
+  redis.call('HDEL', meta, 'ck', 't', 'tk', 'x')
+  tk, ck, x = false, false, false
 end
 local function seqof(id) return tonumber(string.match(id, '^(%d+)')) end
 local function fmt(n) return string.format('%d', n) end
+-- How long the session's keys live after a refresh: the TTL and an eighth of it more, so a
+-- write may skip the refresh for an eighth of the TTL and the keys still outlive it by the
+-- TTL.
+local function keep_ms(ttl) return ttl + math.floor(ttl / 8) end
 -- The compare and set of a tracked session: the caller judged its events as the ones after
 -- head `he` of epoch `ee`; `ee` is '' for events of a session the caller found untracked
 -- (refused once another node made it tracked, meta `tk`) and '*' for a caller that tracks
@@ -65,27 +69,36 @@ end
 
 /// Defines `append(bodies)`, which every script that writes to the log calls once: assigns
 /// the seqs, XADDs the frames with their `id:` lines, trims the log by count and by bytes,
-/// refreshes the TTLs and wakes the node holding the session's connection. Returns `first,
+/// refreshes the TTLs when due and wakes the node holding the session's connection. Returns `first,
 /// last, lowest_retained_seq, woke`.
 ///
 /// ARGV[4] max events, ARGV[5] max bytes, ARGV[6] TTL in ms, ARGV[7] the writing node,
 /// ARGV[8] inline maximum for wakes (bytes), ARGV[9] node channel prefix, ARGV[10] session id.
 const APPEND_FN: &str = r"
 local function append(bodies)
-  if s > 0 and redis.call('EXISTS', log) == 0 then lo = s + 1; b = 0 end
   local n = #bodies
-  local last = redis.call('HINCRBY', meta, 's', n)
-  local first = last - n + 1
+  local first, last = s + 1, s + n
+  local wake = owner and owner ~= ARGV[7]
   local frames, lens, total = {}, {}, 0
   local prefix = 'id: ' .. e .. '-'
   for i = 1, n do
-    local seq = first + i - 1
-    local f = prefix .. fmt(seq) .. '\n' .. bodies[i]
-    redis.call('XADD', log, fmt(seq) .. '-0', 'f', f)
-    frames[i] = f
-    lens[i] = #f
+    local seq = fmt(first + i - 1)
+    local f = prefix .. seq .. '\n' .. bodies[i]
+    if i > 1 or s == 0 then
+      redis.call('XADD', log, seq .. '-0', 'f', f)
+    elseif not redis.call('XADD', log, 'NOMKSTREAM', seq .. '-0', 'f', f) then
+      -- The log is gone while its meta stayed (evicted on its own): it starts again here,
+      -- and the new one needs its TTL.
+      lo, b, x = first, 0, false
+      redis.call('XADD', log, seq .. '-0', 'f', f)
+    end
+    if wake then
+      frames[i] = f
+      lens[i] = #f
+    end
     total = total + #f
   end
+  s = last
   b = b + total
   local maxlen, maxbytes = tonumber(ARGV[4]), tonumber(ARGV[5])
   local cur = lo
@@ -110,15 +123,31 @@ local function append(bodies)
     end
   end
   if cur > lo then redis.call('XTRIM', log, 'MINID', fmt(cur) .. '-0') end
-  redis.call('HSET', meta, 'b', b, 'lo', cur)
+  lo = cur
+  local fields = {'s', last, 'b', b, 'lo', cur}
   if judged and not tk then
-    redis.call('HSET', meta, 'tk', 1)
+    fields[#fields + 1], fields[#fields + 2] = 'tk', 1
     tk = '1'
   end
-  redis.call('PEXPIRE', meta, ARGV[6])
-  redis.call('PEXPIRE', log, ARGV[6])
+  -- The keys' TTL is refreshed (two PEXPIREs) only when an eighth of it passed since the
+  -- last append that did (meta 'x', by Redis's clock): they live keep_ms after it, so at
+  -- least the TTL after this append either way.
+  local ttl = tonumber(ARGV[6])
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local since = now - (tonumber(x) or -ttl)
+  local refresh = since < 0 or since >= math.floor(ttl / 8)
+  if refresh then
+    fields[#fields + 1], fields[#fields + 2] = 'x', now
+    x = now
+  end
+  redis.call('HSET', meta, unpack(fields))
+  if refresh then
+    redis.call('PEXPIRE', meta, keep_ms(ttl))
+    redis.call('PEXPIRE', log, keep_ms(ttl))
+  end
   local woke = 0
-  if owner and owner ~= ARGV[7] then
+  if wake then
     local head = 'w ' .. ARGV[10] .. ' ' .. e .. ' ' .. fmt(first) .. ' ' .. fmt(last) .. ' '
     local payload
     if total <= tonumber(ARGV[8]) then
@@ -137,7 +166,7 @@ end
 -- before a newer one replaces it, unless one batch trims half the log.
 local function due(last, cur)
   if not judged then return 0 end
-  local ck = tonumber(redis.call('HGET', meta, 'ck')) or 0
+  local ck = tonumber(ck) or 0
   if ck + 1 < cur then return 1 end
   local w = last - cur + 1
   if 2 * (ck + 1) < 2 * cur + w and (2 * w >= tonumber(ARGV[4]) or 2 * b >= tonumber(ARGV[5])) then
@@ -319,8 +348,8 @@ if ARGV[4] ~= '' then
   end
 end
 if cause ~= '' or claimed == 1 then
-  redis.call('PEXPIRE', meta, ARGV[7])
-  redis.call('PEXPIRE', log, ARGV[7])
+  redis.call('PEXPIRE', meta, keep_ms(tonumber(ARGV[7])))
+  redis.call('PEXPIRE', log, keep_ms(tonumber(ARGV[7])))
 end
 local lo = s + 1
 local oldest = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)

@@ -97,11 +97,11 @@ impl Shared {
                 .arg("c");
             pipe.cmd("PEXPIRE")
                 .arg(self.meta_key(sid))
-                .arg(self.ttl_ms)
+                .arg(self.keep_ms())
                 .ignore();
             pipe.cmd("PEXPIRE")
                 .arg(self.log_key(sid))
-                .arg(self.ttl_ms)
+                .arg(self.keep_ms())
                 .ignore();
             // The Reject policy's lease lives while the connection does (a no-op without one).
             pipe.cmd("PEXPIRE")

@@ -44,6 +44,13 @@ impl Shared {
         format!("{}:{{s:{s}}}:lease", self.cfg.prefix)
     }
 
+    /// How long a session's meta and log live after a refresh: the TTL and an eighth of it
+    /// more, as the scripts' `keep_ms`, since an append refreshes them only once an eighth of
+    /// the TTL passed since the last append that did.
+    pub(super) fn keep_ms(&self) -> u64 {
+        self.ttl_ms.saturating_add(self.ttl_ms / 8)
+    }
+
     /// How long a lease lives without a refresh: three head checks, so one slow check does
     /// not let another client in, and a crashed node's sessions free up soon after.
     pub(super) fn lease_ms(&self) -> u64 {
