@@ -33,3 +33,47 @@ pub fn describe() {
         "new epochs started because Redis lost a session's data"
     );
 }
+
+/// The causes of [`EPOCH_CHANGES_TOTAL`] a node counts.
+const EPOCH_CAUSES: [&str; 2] = ["missing", "regression"];
+
+/// The handles of every series the backplane writes, registered once with the recorder
+/// installed when the backplane starts (each series at 0, so a `rate()` over it works before
+/// its first event): an append and a wake skip the facade's lookup.
+pub(crate) struct Handles {
+    pub(crate) up: metrics::Gauge,
+    pub(crate) append_seconds: metrics::Histogram,
+    pub(crate) wakes: metrics::Counter,
+    pub(crate) gaps_filled: metrics::Counter,
+    epoch_changes: [metrics::Counter; 2],
+}
+
+impl Handles {
+    pub(crate) fn register() -> Self {
+        let handles = Self {
+            up: metrics::gauge!(BACKPLANE_UP),
+            append_seconds: metrics::histogram!(APPEND_SECONDS),
+            wakes: metrics::counter!(WAKES_TOTAL),
+            gaps_filled: metrics::counter!(GAPS_FILLED_TOTAL),
+            epoch_changes: EPOCH_CAUSES
+                .map(|cause| metrics::counter!(EPOCH_CHANGES_TOTAL, "cause" => cause)),
+        };
+        handles.up.set(1.0);
+        handles.wakes.increment(0);
+        handles.gaps_filled.increment(0);
+        for c in &handles.epoch_changes {
+            c.increment(0);
+        }
+        handles
+    }
+
+    /// Counts an epoch change the scripts reported; `false` for a cause that is none (a new
+    /// session, or no change).
+    pub(crate) fn epoch_changed(&self, cause: &str) -> bool {
+        let Some(i) = EPOCH_CAUSES.iter().position(|c| *c == cause) else {
+            return false;
+        };
+        self.epoch_changes[i].increment(1);
+        true
+    }
+}

@@ -466,7 +466,7 @@ impl Shared {
             .get(2)
             .and_then(as_u64)
             .ok_or_else(|| bad_reply("approval"))?;
-        super::reply::count_epoch_change(items.get(5).and_then(as_str).unwrap_or_default());
+        self.count_epoch_change(items.get(5).and_then(as_str).unwrap_or_default());
         self.appended(session, epoch, first, bodies).await;
         Ok(())
     }

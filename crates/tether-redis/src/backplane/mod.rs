@@ -75,6 +75,7 @@ struct Shared {
     /// The deadlines of the approvals this node created, for its sweeper.
     deadlines: approvals::Deadlines,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    metrics: m::Handles,
 }
 
 /// The pub/sub liveness probe: the supervisor publishes `p <nonce>` on the node's own
@@ -273,7 +274,7 @@ impl Shared {
         }
         st.up = up;
         st.since = SystemTime::now();
-        metrics::gauge!(m::BACKPLANE_UP).set(if up { 1.0 } else { 0.0 });
+        self.metrics.up.set(if up { 1.0 } else { 0.0 });
         if up {
             tracing::info!(node = %self.cfg.node_id, "SSE backplane up");
         } else {

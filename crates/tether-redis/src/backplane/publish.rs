@@ -10,12 +10,11 @@ use tokio::time::Instant;
 
 use super::Shared;
 use super::reply::{
-    as_str, as_u64, bad_reply, count_epoch_change, epoch_hex, frame_with_id, parse_epoch,
-    redis_error, replay, unavailable,
+    as_str, as_u64, bad_reply, epoch_hex, frame_with_id, parse_epoch, redis_error, replay,
+    unavailable,
 };
 use super::sync::{Claim, Why};
 use super::tracking::{CAS_ROUNDS, contended, expected};
-use crate::metrics as m;
 
 impl Shared {
     pub(super) async fn publish(
@@ -82,7 +81,7 @@ impl Shared {
             }
             let epoch = parse_epoch(as_str(&items[0]).ok_or_else(|| bad_reply("append"))?)?;
             let first = as_u64(&items[1]).ok_or_else(|| bad_reply("append"))?;
-            count_epoch_change(as_str(&items[4]).unwrap_or_default());
+            self.count_epoch_change(as_str(&items[4]).unwrap_or_default());
             let ids = self.appended(session, epoch, first, &bodies).await;
             if as_u64(&items[6]) == Some(1) {
                 self.checkpoint(session).await;
@@ -198,7 +197,9 @@ impl Shared {
             .await
             .map_err(|_| unavailable("the append timed out"))?
             .map_err(redis_error)?;
-        metrics::histogram!(m::APPEND_SECONDS).record(started.elapsed().as_secs_f64());
+        self.metrics
+            .append_seconds
+            .record(started.elapsed().as_secs_f64());
         Ok(reply)
     }
 

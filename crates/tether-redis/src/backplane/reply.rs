@@ -7,7 +7,7 @@ use tether_core::{
     ApprovalInfo, BackplaneError, ConnectError, Epoch, EventId, LastEventId, PublishError,
 };
 
-use crate::metrics as m;
+use super::Shared;
 
 pub(super) fn unavailable(e: impl std::fmt::Display) -> BackplaneError {
     BackplaneError::Unavailable(e.to_string())
@@ -151,13 +151,15 @@ pub(super) fn parse_sync(v: Value) -> Result<SyncReply, BackplaneError> {
     })
 }
 
-pub(super) fn count_epoch_change(cause: &str) {
-    if cause == "missing" || cause == "regression" {
-        metrics::counter!(m::EPOCH_CHANGES_TOTAL, "cause" => cause.to_owned()).increment(1);
-        tracing::warn!(
-            cause,
-            "SSE backplane epoch change: Redis lost this session's data"
-        );
+impl Shared {
+    /// Counts and logs an epoch change a script reported (its `cause` field).
+    pub(super) fn count_epoch_change(&self, cause: &str) {
+        if self.metrics.epoch_changed(cause) {
+            tracing::warn!(
+                cause,
+                "SSE backplane epoch change: Redis lost this session's data"
+            );
+        }
     }
 }
 

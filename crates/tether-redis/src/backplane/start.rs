@@ -53,9 +53,9 @@ impl RedisBackplane {
             probe: Probe::default(),
             deadlines: Default::default(),
             tasks: Mutex::new(Vec::new()),
+            metrics: m::Handles::register(),
             cfg,
         });
-        register_metrics();
         shared.warn_on_eviction_policy().await;
         let ingest = tokio::spawn(ingest(
             Arc::downgrade(&shared),
@@ -146,17 +146,6 @@ fn manager_config(cfg: &RedisConfig) -> ConnectionManagerConfig {
         .set_connection_timeout(Some(cfg.op_deadline.min(Duration::from_secs(1))))
         .set_number_of_retries(2)
         .set_max_delay(Duration::from_millis(500))
-}
-
-/// Counters show in an exposition from the start, at 0, so a rate() over them works before
-/// the first wake or epoch change.
-fn register_metrics() {
-    metrics::gauge!(m::BACKPLANE_UP).set(1.0);
-    metrics::counter!(m::WAKES_TOTAL).increment(0);
-    metrics::counter!(m::GAPS_FILLED_TOTAL).increment(0);
-    for cause in ["missing", "regression"] {
-        metrics::counter!(m::EPOCH_CHANGES_TOTAL, "cause" => cause).increment(0);
-    }
 }
 
 impl Shared {

@@ -4,10 +4,7 @@ use redis::Value;
 use tether_core::{BackplaneError, ConnectOptions, Epoch, EventId, Placed, SessionId};
 
 use super::Shared;
-use super::reply::{
-    SyncReply, count_epoch_change, epoch_hex, parse_sync, redis_error, unavailable,
-};
-use crate::metrics as m;
+use super::reply::{SyncReply, epoch_hex, parse_sync, redis_error, unavailable};
 
 /// How a sync claims the session's connection.
 #[derive(Clone, Copy)]
@@ -136,7 +133,7 @@ impl Shared {
             if let Some(refused) = reply.refused.clone() {
                 return Err(BackplaneError::Connect(refused));
             }
-            count_epoch_change(&reply.cause);
+            self.count_epoch_change(&reply.cause);
             claim = Claim::None;
             let complete = self.apply(session, &reply, why)?;
             if with_approvals {
@@ -193,7 +190,7 @@ impl Shared {
             }
         }
         if why == Why::Gap && filled > 0 {
-            metrics::counter!(m::GAPS_FILLED_TOTAL).increment(filled);
+            self.metrics.gaps_filled.increment(filled);
         }
         Ok(self
             .broker

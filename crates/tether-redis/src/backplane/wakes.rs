@@ -11,7 +11,6 @@ use tokio::sync::mpsc;
 use super::Shared;
 use super::reply::{as_bytes, parse_epoch};
 use super::sync::{Claim, Why};
-use crate::metrics as m;
 
 impl Shared {
     /// Handles one message on this node's channel: a wake (`w <sid> <epoch> <first> <last>
@@ -28,7 +27,7 @@ impl Shared {
         let mut parts = header.split(' ');
         match parts.next() {
             Some("w") => {
-                metrics::counter!(m::WAKES_TOTAL).increment(1);
+                self.metrics.wakes.increment(1);
                 if self
                     .drop_wakes
                     .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
