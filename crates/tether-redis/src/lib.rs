@@ -31,13 +31,16 @@
 //!   slot): `<prefix>:{s:<sid>}:log`, a STREAM with entry id `<seq>-0` and field `f` = the
 //!   complete SSE frame; `<prefix>:{s:<sid>}:meta`, a HASH with `e` (epoch, hex), `s` (last
 //!   seq), `b` (retained bytes), `lo` (lowest retained seq), `o`/`c` (the node and connection
-//!   holding the session's stream). Both expire after the broker's session TTL, refreshed by
-//!   every append and connect.
+//!   holding the session's stream). Both outlive every append, connect and head check by at
+//!   least the broker's session TTL and at most an eighth more: an append refreshes them
+//!   (`PEXPIRE`) only once an eighth of the TTL has passed since the last append that did
+//!   (`x` in the meta, by Redis's clock), which spares most appends two calls.
 //! - **One Lua script appends** one event or a batch atomically: it creates the epoch when
 //!   the meta is missing (from a candidate the caller passes; a new epoch deletes any old log,
 //!   since `XADD` refuses ids at or below the stream's top), assigns the seqs (`HINCRBY`),
-//!   prepends the `id:` line to each body and `XADD`s it, trims by count and by bytes
-//!   (`XTRIM MINID`; the byte count lives in the meta), refreshes the TTLs, and `PUBLISH`es a
+//!   prepends the `id:` line to each body and `XADD`s it (the first with `NOMKSTREAM`, which
+//!   tells a log evicted on its own from a live one without an `EXISTS`), trims by count and by bytes
+//!   (`XTRIM MINID`; the byte count lives in the meta), refreshes the TTLs when due, and `PUBLISH`es a
 //!   wake on `<prefix>:node:<owner>` only when another node holds the session's connection.
 //!   Frames up to 16 KiB ride inline in the wake; larger ones are read from the log.
 //! - **Each node holds one subscription**, on its own channel, not one per session.
@@ -95,7 +98,7 @@
 //!   The node logs a warning at start when the policy is another.
 //! - `timeout 0` (the default): Redis must not close idle client connections; the pub/sub
 //!   connection is idle whenever nobody publishes to this node.
-//! - Redis 6.2 or later (`XTRIM MINID`, exclusive `XRANGE`).
+//! - Redis 6.2 or later (`XTRIM MINID`, exclusive `XRANGE`, `XADD NOMKSTREAM`).
 //! - **No pool**: a node opens exactly two connections, one multiplexed connection that
 //!   pipelines every command from every task, and one for pub/sub (RESP3 pushes, resubscribed
 //!   after a reconnect); `INFO clients` shows two per node. A pool would add connections and

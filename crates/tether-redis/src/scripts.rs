@@ -77,7 +77,8 @@ end
 const APPEND_FN: &str = r"
 local function append(bodies)
   local n = #bodies
-  local first, last = s + 1, s + n
+  local last = redis.call('HINCRBY', meta, 's', n)
+  local first = last - n + 1
   local wake = owner and owner ~= ARGV[7]
   local frames, lens, total = {}, {}, 0
   local prefix = 'id: ' .. e .. '-'
@@ -124,7 +125,7 @@ local function append(bodies)
   end
   if cur > lo then redis.call('XTRIM', log, 'MINID', fmt(cur) .. '-0') end
   lo = cur
-  local fields = {'s', last, 'b', b, 'lo', cur}
+  local fields = {'b', b, 'lo', cur}
   if judged and not tk then
     fields[#fields + 1], fields[#fields + 2] = 'tk', 1
     tk = '1'

@@ -208,3 +208,36 @@ async fn script_flush_between_publishes_is_transparent() {
     c.read(&mut stream, WAIT, |c| c.seen.len() == 2).await;
     assert_eq!(c.seen, vec![1, 2]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_evicted_alone_starts_its_byte_count_again() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    // Frames of these events are 34 or 35 bytes: three fit in 120 bytes, four do not.
+    let a = tether_redis::RedisBackplane::start(
+        broker(Broker::builder()),
+        config(&redis.url(), "a", "r7").log_max_bytes(120),
+    )
+    .await
+    .unwrap();
+    let s = sid("s1");
+    let mut con = redis.con().await;
+    for n in 1..=3 {
+        a.publish(&s, &[ev(n)]).await.unwrap();
+    }
+    let len: u64 = con.xlen("r7:{s:s1}:log").await.unwrap();
+    assert_eq!(len, 3);
+
+    // The log goes, the meta with its byte count stays: the new log counts its own bytes,
+    // so it keeps as many frames as the bound allows, not fewer.
+    let _: () = con.del("r7:{s:s1}:log").await.unwrap();
+    for n in 4..=6 {
+        a.publish(&s, &[ev(n)]).await.unwrap();
+    }
+    let len: u64 = con.xlen("r7:{s:s1}:log").await.unwrap();
+    assert_eq!(
+        len, 3,
+        "the new log was trimmed by the bytes of the lost one"
+    );
+}
