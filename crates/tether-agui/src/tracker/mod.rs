@@ -194,8 +194,28 @@ const STATE_TREE_FACTOR: usize = 4;
 /// verifiers' sets).
 const ENTITY_BYTES: usize = 256;
 
+/// The length of `value`'s JSON, counted as it is written rather than held: a completed
+/// message is measured this way each time it changes.
 fn json_len<T: serde::Serialize>(value: &T) -> usize {
-    serde_json::to_vec(value).map(|v| v.len()).unwrap_or(0)
+    let mut counted = ByteCount(0);
+    match serde_json::to_writer(&mut counted, value) {
+        Ok(()) => counted.0,
+        Err(_) => 0,
+    }
+}
+
+/// An [`std::io::Write`] that only counts.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn event_json(event: impl Into<Event>) -> String {
@@ -471,5 +491,26 @@ impl SessionTracker for RunTracker {
         out.push(Self::run_started(run));
         out.push(signal.custom_json());
         out.push(Self::run_finished(run, interrupts));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn json_len_is_the_length_of_the_json() {
+        let values = [
+            json!({"id": "m1", "role": "assistant", "content": "héllo \u{1F600} \"quoted\" \\ \n"}),
+            json!([1, 2.5, null, true, {"nested": ["a", {"b": -3}]}]),
+            json!(""),
+        ];
+        for v in &values {
+            assert_eq!(
+                super::json_len(v),
+                serde_json::to_vec(v).unwrap().len(),
+                "{v}"
+            );
+        }
     }
 }
