@@ -39,10 +39,11 @@
 //!   the meta is missing (from a candidate the caller passes; a new epoch deletes any old log,
 //!   since `XADD` refuses ids at or below the stream's top), assigns the seqs (`HINCRBY`),
 //!   prepends the `id:` line to each body and `XADD`s it (the first with `NOMKSTREAM`, which
-//!   tells a log evicted on its own from a live one without an `EXISTS`), trims by count and by bytes
-//!   (`XTRIM MINID`; the byte count lives in the meta), refreshes the TTLs when due, and `PUBLISH`es a
-//!   wake on `<prefix>:node:<owner>` only when another node holds the session's connection.
-//!   Frames up to 16 KiB ride inline in the wake; larger ones are read from the log.
+//!   tells a log evicted on its own from a live one without an `EXISTS`), trims by count and
+//!   by bytes (`XTRIM MINID`; the byte count lives in the meta), refreshes the TTLs when due,
+//!   and `PUBLISH`es a wake on `<prefix>:node:<owner>` only when another node holds the
+//!   session's connection. Frames up to 16 KiB ride inline in the wake; larger ones are read
+//!   from the log.
 //! - **Each node holds one subscription**, on its own channel, not one per session.
 //! - **Ids are valid on every node**: `<epoch>-<seq>` come from Redis.
 //! - **Lost data is never renumbered silently.** A missing meta (restart without persistence,

@@ -69,8 +69,8 @@ end
 
 /// Defines `append(bodies)`, which every script that writes to the log calls once: assigns
 /// the seqs, XADDs the frames with their `id:` lines, trims the log by count and by bytes,
-/// refreshes the TTLs when due and wakes the node holding the session's connection. Returns `first,
-/// last, lowest_retained_seq, woke`.
+/// refreshes the TTLs when due and wakes the node holding the session's connection. Returns
+/// `first, last, lowest_retained_seq, woke`.
 ///
 /// ARGV[4] max events, ARGV[5] max bytes, ARGV[6] TTL in ms, ARGV[7] the writing node,
 /// ARGV[8] inline maximum for wakes (bytes), ARGV[9] node channel prefix, ARGV[10] session id.
@@ -136,8 +136,8 @@ local function append(bodies)
   local ttl = tonumber(ARGV[6])
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local since = now - (tonumber(x) or -ttl)
-  local refresh = since < 0 or since >= math.floor(ttl / 8)
+  local refreshed = tonumber(x)
+  local refresh = not refreshed or now < refreshed or now - refreshed >= math.floor(ttl / 8)
   if refresh then
     fields[#fields + 1], fields[#fields + 2] = 'x', now
     x = now
