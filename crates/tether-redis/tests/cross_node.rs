@@ -95,6 +95,50 @@ async fn connect_on_a_moves_the_session_from_b() {
     assert!(on_a.resyncs.is_empty());
 }
 
+/// Pub/sub is at most once: B never hears that A took its session. B's head check sees that
+/// the session's meta names another owner and ends its own stream, so the session never has
+/// two live streams for longer than one head check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_supersede_notice_cannot_leave_two_live_streams() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let a = node(&redis.url(), "a", "tsup", Broker::builder()).await;
+    let b = node(&redis.url(), "b", "tsup", Broker::builder()).await;
+    let s = sid("s1");
+    a.publish(&s, &[ev(1)]).await.unwrap();
+    let mut on_b = Client::default();
+    let mut stream_b = b.connect(&s, on_b.opts()).await.unwrap();
+    on_b.read(&mut stream_b, WAIT, |c| c.seen.len() == 1).await;
+
+    b.drop_next_supersedes(1);
+    let mut on_a = Client {
+        last_id: on_b.last_id.clone(),
+        ..Client::default()
+    };
+    let mut stream_a = a.connect(&s, on_a.opts()).await.unwrap();
+    let mut rest = String::new();
+    let ended = tokio::time::timeout(WAIT, async {
+        use futures_util::StreamExt;
+        while let Some(b) = stream_b.next().await {
+            rest.push_str(std::str::from_utf8(&b).unwrap());
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "B's stream ends without the notice: {rest}");
+    assert!(rest.contains("tether.superseded"), "{rest}");
+    assert!(
+        !b.broker().is_connected(&s),
+        "B no longer holds the session"
+    );
+
+    // A's stream is the session's one stream, and it goes on.
+    b.publish(&s, &[ev(2)]).await.unwrap();
+    on_a.read(&mut stream_a, WAIT, |c| c.seen.len() == 1).await;
+    assert_eq!(on_a.seen, vec![2]);
+    assert!(on_a.resyncs.is_empty(), "{:?}", on_a.resyncs);
+}
+
 /// Publishes `n`, retrying over a cut link; a publish whose reply was lost may have been
 /// stored, which the log tells.
 async fn publish_once(node: &RedisBackplane, redis: &RedisServer, prefix: &str, s: &str, n: u64) {

@@ -70,6 +70,8 @@ struct Shared {
     catch_up: AtomicBool,
     /// Fault injection for tests: wakes to drop on purpose.
     drop_wakes: AtomicU64,
+    /// Fault injection for tests: supersede notices to drop on purpose.
+    drop_supersedes: AtomicU64,
     /// The pub/sub liveness probe.
     probe: Probe,
     /// The deadlines of the approvals this node created, for its sweeper.
@@ -194,6 +196,13 @@ impl RedisBackplane {
     #[doc(hidden)]
     pub fn drop_next_wakes(&self, n: u64) {
         self.shared.drop_wakes.store(n, Ordering::Release);
+    }
+
+    /// Fault injection for tests: drops the next `n` supersede notices this node receives,
+    /// as pub/sub may; the head check's ownership test must then end the stream.
+    #[doc(hidden)]
+    pub fn drop_next_supersedes(&self, n: u64) {
+        self.shared.drop_supersedes.store(n, Ordering::Release);
     }
 }
 

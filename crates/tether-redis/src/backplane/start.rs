@@ -50,6 +50,7 @@ impl RedisBackplane {
             }),
             catch_up: AtomicBool::new(false),
             drop_wakes: AtomicU64::new(0),
+            drop_supersedes: AtomicU64::new(0),
             probe: Probe::default(),
             deadlines: Default::default(),
             tasks: Mutex::new(Vec::new()),

@@ -40,6 +40,13 @@ impl Shared {
                 }
             }
             Some("sup") => {
+                if self
+                    .drop_supersedes
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                    .is_ok()
+                {
+                    return;
+                }
                 let (Some(sid), Some(token)) = (
                     parts.next().and_then(|s| SessionId::new(s).ok()),
                     parts.next().and_then(|s| s.parse::<u64>().ok()),
