@@ -31,13 +31,19 @@
 
 mod sse;
 
-use std::collections::{HashMap, HashSet};
+use std::collections;
 
 pub use self::sse::{StreamError, sse_data, verify_sse};
 use crate::events::{
     EncryptedValueSubtype, Event, Message, ReasoningEncryptedValue, SubagentError,
     SubagentFinished, SubagentStarted, ToolCallStart,
 };
+
+/// The verifier's maps and sets hash with foldhash: every event looks its entity's id up in
+/// them, and SipHash was most of that. Each process seeds it at random, and a session's ids
+/// come from its own publisher, within the tracker's limits.
+type HashMap<K, V> = collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// Why an event breaks the sequence rules; the message is the client's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
