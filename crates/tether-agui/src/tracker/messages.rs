@@ -9,6 +9,7 @@ use crate::events::{
     AssistantMessage, Content, DeveloperMessage, FunctionCall, Message, SystemMessage,
     TextMessageRole, TextMessageStart, ToolCall, ToolCallKind, ToolCallStart, UserMessage,
 };
+use crate::verify::Owners;
 
 /// Appends streamed text to a message as the client's reducer does: text
 /// content is extended, any other content is replaced.
@@ -38,6 +39,42 @@ pub(super) fn kept(message: &Message) -> bool {
 }
 
 impl RunTracker {
+    /// The completed messages, to change from index `from` on: the owners seeded from the
+    /// messages before it are rebuilt at the next run start.
+    pub(super) fn messages_from(&mut self, from: usize) -> &mut Vec<Message> {
+        if from < self.seeded_upto {
+            self.seeded_stale = true;
+        }
+        Arc::make_mut(&mut self.messages)
+    }
+
+    /// The owners the completed messages carry, for the joined view of a run that starts
+    /// now. Messages appended since the last run start are added to the last ones; only a
+    /// change to an earlier message (a trim, a snapshot, a tool call joining it) builds them
+    /// again, so a run start does not cost the whole history.
+    pub(super) fn seeded_owners(&mut self) -> Arc<Owners> {
+        // The joined view lets go of its copy first, so the owners change in place.
+        self.joined.set_seeded(Arc::default());
+        if self.seeded_stale || self.seeded_upto > self.messages.len() {
+            self.seeded = Arc::default();
+            self.seeded_upto = 0;
+            self.seeded_stale = false;
+        }
+        if self.seeded_upto < self.messages.len() {
+            Arc::make_mut(&mut self.seeded).seed(&self.messages[self.seeded_upto..]);
+            self.seeded_upto = self.messages.len();
+        }
+        debug_assert!(
+            {
+                let mut all = Owners::default();
+                all.seed(self.messages.iter());
+                all == *self.seeded
+            },
+            "the seeded owners are those of every completed message"
+        );
+        self.seeded.clone()
+    }
+
     pub(super) fn message_index(&self, id: &str) -> Option<usize> {
         self.messages.iter().position(|m| m.id() == id)
     }
@@ -54,14 +91,15 @@ impl RunTracker {
         let size = json_len(&message);
         self.message_bytes += size;
         self.message_sizes.push(size);
-        Arc::make_mut(&mut self.messages).push(message);
+        let end = self.messages.len();
+        self.messages_from(end).push(message);
     }
 
     pub(super) fn insert_message(&mut self, at: usize, message: Message) {
         let size = json_len(&message);
         self.message_bytes += size;
         self.message_sizes.insert(at, size);
-        Arc::make_mut(&mut self.messages).insert(at, message);
+        self.messages_from(at).insert(at, message);
     }
 
     pub(super) fn resize(&mut self, index: usize) {
@@ -78,7 +116,7 @@ impl RunTracker {
             drop += 1;
         }
         if drop > 0 {
-            Arc::make_mut(&mut self.messages).drain(..drop);
+            self.messages_from(0).drain(..drop);
             self.message_sizes.drain(..drop);
             self.message_bytes = bytes;
         }
@@ -100,6 +138,7 @@ impl RunTracker {
         self.touched = Some(start.message_id.clone());
         if let Some(i) = self.message_index(&start.message_id) {
             if !text.is_empty() {
+                // Text changes no owner: the seeded owners stay as they are.
                 append_text(&mut Arc::make_mut(&mut self.messages)[i], text);
                 self.resize(i);
             }
@@ -147,7 +186,7 @@ impl RunTracker {
     /// joins (or creates) the assistant message the client attached it to.
     pub(super) fn end_tool(&mut self, start: &ToolCallStart, args: &str) {
         if let Some(i) = self.tool_call_owner(&start.tool_call_id) {
-            if let Message::Assistant(a) = &mut Arc::make_mut(&mut self.messages)[i]
+            if let Message::Assistant(a) = &mut self.messages_from(i)[i]
                 && let Some(call) = a
                     .tool_calls
                     .iter_mut()
@@ -202,7 +241,7 @@ impl RunTracker {
         };
         match target {
             Ok(i) => {
-                if let Message::Assistant(a) = &mut Arc::make_mut(&mut self.messages)[i] {
+                if let Message::Assistant(a) = &mut self.messages_from(i)[i] {
                     a.tool_calls.get_or_insert_with(Vec::new).push(call);
                 }
                 self.resize(i);
@@ -226,7 +265,7 @@ impl RunTracker {
     pub(super) fn add_tool_result(&mut self, message: Message) {
         self.touched = Some(message.id().to_owned());
         if let Some(i) = self.message_index(message.id()) {
-            Arc::make_mut(&mut self.messages)[i] = message;
+            self.messages_from(i)[i] = message;
             self.resize(i);
             return;
         }

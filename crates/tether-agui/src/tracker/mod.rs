@@ -28,7 +28,7 @@ use crate::events::{
     Event, EventError, Interrupt, Message, ReasoningMessageStart, ReasoningStart, StepStarted,
     SubagentStarted, TextMessageStart, ToolCallStart, is_agui_type, may_hold_type,
 };
-use crate::verify::Verifier;
+use crate::verify::{Owners, Verifier};
 
 /// Event types of the drafts before 1.0 that the official client still
 /// rewrites into `REASONING_*` events. Refused: the tracker would not see the
@@ -169,6 +169,11 @@ pub struct RunTracker {
     /// The stream as a client that joined through a prelude sees it: owners
     /// are seeded from the completed messages at every run start.
     joined: Verifier,
+    /// In debug builds, the joined view as it was built before the seeded owners were kept
+    /// between runs: every owner copied in at each run start. Each event is judged by both,
+    /// and they must agree.
+    #[cfg(debug_assertions)]
+    reference: Verifier,
     phase: Phase,
     run: Option<RunIds>,
     open: Vec<Open>,
@@ -177,6 +182,11 @@ pub struct RunTracker {
     /// Shared with the copies a backplane judges events on ([`SessionTracker::fork`]), which
     /// then cost the open run, not the whole history.
     messages: Arc<Vec<Message>>,
+    /// The owners `messages[..seeded_upto]` carry, the joined view's base at a run start.
+    seeded: Arc<Owners>,
+    seeded_upto: usize,
+    /// A message before `seeded_upto` changed: `seeded` is built again at the next run start.
+    seeded_stale: bool,
     message_sizes: Vec<usize>,
     message_bytes: usize,
     state: Option<Arc<Value>>,
@@ -243,12 +253,17 @@ impl RunTracker {
             limits,
             exact: Verifier::new(),
             joined: Verifier::new(),
+            #[cfg(debug_assertions)]
+            reference: Verifier::new(),
             phase: Phase::Idle,
             run: None,
             open: Vec::new(),
             open_bytes: 0,
             subagents: Vec::new(),
             messages: Arc::default(),
+            seeded: Arc::default(),
+            seeded_upto: 0,
+            seeded_stale: false,
             message_sizes: Vec::new(),
             message_bytes: 0,
             state: None,
@@ -293,6 +308,12 @@ impl RunTracker {
                 event.type_name()
             ).into());
         }
+        #[cfg(debug_assertions)]
+        assert_eq!(
+            self.joined.check(event),
+            self.reference.check(event),
+            "the joined view with seeded owners judges {event:?} as one with every owner copied"
+        );
         self.exact.check(event).map_err(|e| e.0)?;
         if owners_decide(event) {
             self.joined
@@ -301,16 +322,30 @@ impl RunTracker {
         }
         self.touched = None;
         self.model(event, data_len)?;
-        self.exact.apply(event);
-        self.joined.apply(event);
         // A prelude seeds owners from the completed messages; so does the
         // joined view, at each run start and for each message completed since.
-        if matches!(event, Event::RunStarted(_)) {
-            self.joined.seed_owners(self.messages.iter(), true);
-        } else if let Some(id) = self.touched.take()
+        let run_start = matches!(event, Event::RunStarted(_));
+        if run_start {
+            let seeded = self.seeded_owners();
+            self.joined.set_seeded(seeded);
+        }
+        self.exact.apply(event);
+        self.joined.apply(event);
+        #[cfg(debug_assertions)]
+        {
+            self.reference.apply(event);
+            if run_start {
+                self.reference.seed_owners(self.messages.iter(), true);
+            }
+        }
+        if !run_start
+            && let Some(id) = self.touched.take()
             && let Some(i) = self.message_index(&id)
         {
             self.joined
+                .seed_owners(std::slice::from_ref(&self.messages[i]), true);
+            #[cfg(debug_assertions)]
+            self.reference
                 .seed_owners(std::slice::from_ref(&self.messages[i]), true);
         }
         Ok(())

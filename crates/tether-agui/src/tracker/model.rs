@@ -175,7 +175,7 @@ impl RunTracker {
 
     fn replace_messages(&mut self, e: &MessagesSnapshot) -> Result<(), Refusal> {
         self.check_snapshot_owners(&e.messages)?;
-        Arc::make_mut(&mut self.messages).clear();
+        self.messages_from(0).clear();
         self.message_sizes.clear();
         self.message_bytes = 0;
         for m in e.messages.iter().filter(|m| kept(m)) {

@@ -32,6 +32,7 @@
 mod sse;
 
 use std::collections;
+use std::sync::Arc;
 
 pub use self::sse::{StreamError, sse_data, verify_sse};
 use crate::events::{
@@ -58,12 +59,71 @@ fn fail<T>(message: impl Into<String>) -> Result<T, VerifyError> {
 type Owner = Option<String>;
 
 /// Who opened what, per entity kind (an id is unique only within its kind).
-#[derive(Debug, Clone, Default)]
-struct Owners {
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Owners {
     message: HashMap<String, Owner>,
     tool_call: HashMap<String, Owner>,
     activity: HashMap<String, Owner>,
     reasoning: HashMap<String, Owner>,
+}
+
+/// The kinds of entity an owner is recorded for.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Message,
+    ToolCall,
+    Activity,
+    Reasoning,
+}
+
+impl Owners {
+    fn of(&self, kind: Kind) -> &HashMap<String, Owner> {
+        match kind {
+            Kind::Message => &self.message,
+            Kind::ToolCall => &self.tool_call,
+            Kind::Activity => &self.activity,
+            Kind::Reasoning => &self.reasoning,
+        }
+    }
+
+    fn of_mut(&mut self, kind: Kind) -> &mut HashMap<String, Owner> {
+        match kind {
+            Kind::Message => &mut self.message,
+            Kind::ToolCall => &mut self.tool_call,
+            Kind::Activity => &mut self.activity,
+            Kind::Reasoning => &mut self.reasoning,
+        }
+    }
+
+    /// Records the owners `messages` carry, the later message winning, as a
+    /// `MESSAGES_SNAPSHOT` does.
+    pub(crate) fn seed<'a>(&mut self, messages: impl IntoIterator<Item = &'a Message>) {
+        for message in messages {
+            for (kind, id, owner) in carried_owners(message) {
+                self.of_mut(kind).insert(id.to_owned(), owner);
+            }
+        }
+    }
+}
+
+/// The owners a completed message records: its own id's, and its tool calls'.
+fn carried_owners(message: &Message) -> impl Iterator<Item = (Kind, &str, Owner)> {
+    let owner: Owner = message_owner(message).map(str::to_owned);
+    let kind = match message {
+        Message::Reasoning(_) => Kind::Reasoning,
+        Message::Activity(_) => Kind::Activity,
+        _ => Kind::Message,
+    };
+    let calls = match message {
+        Message::Assistant(a) => a.tool_calls.as_deref().unwrap_or_default(),
+        _ => &[],
+    };
+    let calls_owner = owner.clone();
+    std::iter::once((kind, message.id(), owner)).chain(
+        calls
+            .iter()
+            .map(move |call| (Kind::ToolCall, call.id.as_str(), calls_owner.clone())),
+    )
 }
 
 /// The state `verifyEvents` keeps for one response.
@@ -90,6 +150,10 @@ pub struct Verifier {
     active_reasoning_spans: HashSet<String>,
     active_reasoning_messages: HashSet<String>,
     owners: Owners,
+    /// Owners seeded from the completed messages when the run started, shared with the
+    /// tracker that keeps them (see [`set_seeded`](Self::set_seeded)): consulted for an id
+    /// `owners` has no record of, so a run start costs the same however long the history.
+    seeded: Arc<Owners>,
     /// Open steps by owner, then name.
     active_steps: HashMap<Owner, Vec<String>>,
     active_subagents: HashSet<String>,
@@ -196,12 +260,39 @@ impl Verifier {
 
     /// The owner recorded for a message, if any.
     pub(crate) fn message_owner(&self, id: &str) -> Option<&Owner> {
-        self.owners.message.get(id)
+        self.owner(Kind::Message, id)
     }
 
     /// The owner recorded for a tool call, if any.
     pub(crate) fn tool_call_owner(&self, id: &str) -> Option<&Owner> {
-        self.owners.tool_call.get(id)
+        self.owner(Kind::ToolCall, id)
+    }
+
+    /// The owner recorded for `id`: this response's own record, else the seeded one.
+    fn owner(&self, kind: Kind, id: &str) -> Option<&Owner> {
+        self.owners
+            .of(kind)
+            .get(id)
+            .or_else(|| self.seeded.of(kind).get(id))
+    }
+
+    /// Records `owner` for `id`, over any earlier record.
+    fn record(&mut self, kind: Kind, id: &str, owner: Owner) {
+        self.owners.of_mut(kind).insert(id.to_owned(), owner);
+    }
+
+    /// Records `owner` for `id` unless an owner is recorded already.
+    fn record_first(&mut self, kind: Kind, id: &str, owner: Owner) {
+        if self.owner(kind, id).is_none() {
+            self.record(kind, id, owner);
+        }
+    }
+
+    /// Makes `seeded` the owners this response starts from, under its own records: the
+    /// owners the completed messages carry when a run starts ([`Owners::seed`]). The
+    /// tracker's joined view sets them before each `RUN_STARTED` is applied.
+    pub(crate) fn set_seeded(&mut self, seeded: Arc<Owners>) {
+        self.seeded = seeded;
     }
 
     /// Records the owners of `messages` as a `MESSAGES_SNAPSHOT` (authoritative)
@@ -212,20 +303,11 @@ impl Verifier {
         authoritative: bool,
     ) {
         for message in messages {
-            let owner: Owner = message_owner(message).map(str::to_owned);
-            let bucket = match message {
-                Message::Reasoning(_) => &mut self.owners.reasoning,
-                Message::Activity(_) => &mut self.owners.activity,
-                _ => &mut self.owners.message,
-            };
-            if authoritative || !bucket.contains_key(message.id()) {
-                bucket.insert(message.id().to_owned(), owner.clone());
-            }
-            if let Message::Assistant(a) = message {
-                for call in a.tool_calls.iter().flatten() {
-                    if authoritative || !self.owners.tool_call.contains_key(&call.id) {
-                        self.owners.tool_call.insert(call.id.clone(), owner.clone());
-                    }
+            for (kind, id, owner) in carried_owners(message) {
+                if authoritative {
+                    self.record(kind, id, owner);
+                } else {
+                    self.record_first(kind, id, owner);
                 }
             }
         }
@@ -262,7 +344,7 @@ impl Verifier {
             Event::ActivityDelta(e) => tag_error(
                 ty,
                 tag,
-                self.owners.activity.get(&e.message_id),
+                self.owner(Kind::Activity, &e.message_id),
                 "activity",
                 &e.message_id,
             ),
@@ -317,7 +399,7 @@ impl Verifier {
                 "Cannot send 'TEXT_MESSAGE_START' event: A text message with ID '{id}' is already in progress. Complete it with 'TEXT_MESSAGE_END' first."
             ));
         }
-        tag_error(ty, tag, self.owners.message.get(id), "message", id)
+        tag_error(ty, tag, self.owner(Kind::Message, id), "message", id)
     }
 
     fn check_tool_start(
@@ -342,7 +424,7 @@ impl Verifier {
                 who(owner)
             ));
         }
-        if let Some(existing) = self.owners.tool_call.get(id) {
+        if let Some(existing) = self.owner(Kind::ToolCall, id) {
             tag_error(ty, tag, Some(existing), "tool call", id)?;
             if tag.is_none()
                 && let Some(inherited) = inherited
@@ -408,13 +490,14 @@ impl Verifier {
         tag: Option<&str>,
         e: &ReasoningEncryptedValue,
     ) -> Result<(), VerifyError> {
-        let o = &self.owners;
         let id = &e.entity_id;
         let (owner, kind) = match e.subtype {
-            EncryptedValueSubtype::ToolCall => (o.tool_call.get(id), "tool call"),
-            EncryptedValueSubtype::Message => {
-                (o.message.get(id).or_else(|| o.reasoning.get(id)), "message")
-            }
+            EncryptedValueSubtype::ToolCall => (self.owner(Kind::ToolCall, id), "tool call"),
+            EncryptedValueSubtype::Message => (
+                self.owner(Kind::Message, id)
+                    .or_else(|| self.owner(Kind::Reasoning, id)),
+                "message",
+            ),
         };
         tag_error(ty, tag, owner, kind, id)
     }
@@ -479,7 +562,7 @@ impl Verifier {
     }
 
     fn inherited_owner(&self, parent: Option<&str>) -> Option<&Owner> {
-        parent.and_then(|p| self.owners.message.get(p))
+        parent.and_then(|p| self.owner(Kind::Message, p))
     }
 
     fn continuation(
@@ -500,7 +583,7 @@ impl Verifier {
                 )
             });
         }
-        tag_error(ty, tag, self.owners.message.get(id), "message", id)
+        tag_error(ty, tag, self.owner(Kind::Message, id), "message", id)
     }
 
     fn tool_continuation(&self, ty: &str, tag: Option<&str>, id: &str) -> Result<(), VerifyError> {
@@ -515,7 +598,7 @@ impl Verifier {
                 )
             });
         }
-        tag_error(ty, tag, self.owners.tool_call.get(id), "tool call", id)
+        tag_error(ty, tag, self.owner(Kind::ToolCall, id), "tool call", id)
     }
 
     fn reasoning_opener(
@@ -544,7 +627,7 @@ impl Verifier {
         tag_error(
             ty,
             tag,
-            self.owners.reasoning.get(id),
+            self.owner(Kind::Reasoning, id),
             "reasoning message",
             id,
         )
@@ -576,7 +659,7 @@ impl Verifier {
         tag_error(
             ty,
             tag,
-            self.owners.reasoning.get(id),
+            self.owner(Kind::Reasoning, id),
             "reasoning message",
             id,
         )
@@ -589,10 +672,7 @@ impl Verifier {
         match event {
             Event::TextMessageStart(e) => {
                 self.active_messages.insert(e.message_id.clone());
-                self.owners
-                    .message
-                    .entry(e.message_id.clone())
-                    .or_insert(tag);
+                self.record_first(Kind::Message, &e.message_id, tag);
             }
             Event::TextMessageEnd(e) => {
                 self.active_messages.remove(&e.message_id);
@@ -613,27 +693,21 @@ impl Verifier {
                 }
             }
             Event::ActivitySnapshot(e) => {
-                let is_new = !self.owners.activity.contains_key(&e.message_id);
+                let is_new = self.owner(Kind::Activity, &e.message_id).is_none();
                 if is_new || e.replace != Some(false) {
-                    self.owners.activity.insert(e.message_id.clone(), tag);
+                    self.record(Kind::Activity, &e.message_id, tag);
                 }
             }
             Event::ToolCallResult(e) => {
-                self.owners.message.insert(e.message_id.clone(), tag);
+                self.record(Kind::Message, &e.message_id, tag);
             }
             Event::ReasoningStart(e) => {
                 self.active_reasoning_spans.insert(e.message_id.clone());
-                self.owners
-                    .reasoning
-                    .entry(e.message_id.clone())
-                    .or_insert(tag);
+                self.record_first(Kind::Reasoning, &e.message_id, tag);
             }
             Event::ReasoningMessageStart(e) => {
                 self.active_reasoning_messages.insert(e.message_id.clone());
-                self.owners
-                    .reasoning
-                    .entry(e.message_id.clone())
-                    .or_insert(tag);
+                self.record_first(Kind::Reasoning, &e.message_id, tag);
             }
             Event::ReasoningMessageEnd(e) => {
                 self.active_reasoning_messages.remove(&e.message_id);
@@ -679,8 +753,10 @@ impl Verifier {
         if !self.first_event_received {
             self.first_event_received = true;
         } else if matches!(event, Event::RunStarted(_)) && (self.run_finished || self.run_error) {
+            let seeded = std::mem::take(&mut self.seeded);
             *self = Self {
                 first_event_received: true,
+                seeded,
                 ..Self::default()
             };
         }
@@ -693,13 +769,11 @@ impl Verifier {
             .inherited_owner(e.parent_message_id.as_deref())
             .cloned();
         self.active_tool_calls.insert(e.tool_call_id.clone());
-        if !self.owners.tool_call.contains_key(&e.tool_call_id) {
-            let owner = if tag.is_some() {
-                tag
-            } else {
-                inherited.unwrap_or(None)
-            };
-            self.owners.tool_call.insert(e.tool_call_id.clone(), owner);
-        }
+        let owner = if tag.is_some() {
+            tag
+        } else {
+            inherited.unwrap_or(None)
+        };
+        self.record_first(Kind::ToolCall, &e.tool_call_id, owner);
     }
 }
