@@ -239,9 +239,50 @@ pub fn tracker_setup(deltas: usize) -> TrackerFixture {
     }
 }
 
+/// A tracked session whose history holds `runs` finished runs, each with one completed
+/// assistant message; the event is the next `RUN_STARTED`. What a run start costs as a
+/// conversation grows: the joined view's owners come from every completed message.
+pub fn run_start_setup(runs: usize) -> TrackerFixture {
+    let builder = Broker::builder()
+        .tracker_factory(std::sync::Arc::new(tether_agui::AguiTrackerFactory::new()));
+    let harness = Harness::new(builder, "tracked");
+    for run in 0..runs {
+        for data in [
+            format!(r#"{{"type":"RUN_STARTED","threadId":"thread-1","runId":"run-{run}"}}"#),
+            format!(
+                r#"{{"type":"TEXT_MESSAGE_START","messageId":"msg-{run}","role":"assistant"}}"#
+            ),
+            format!(r#"{{"type":"TEXT_MESSAGE_CONTENT","messageId":"msg-{run}","delta":"hi"}}"#),
+            format!(r#"{{"type":"TEXT_MESSAGE_END","messageId":"msg-{run}"}}"#),
+            format!(r#"{{"type":"RUN_FINISHED","threadId":"thread-1","runId":"run-{run}"}}"#),
+        ] {
+            harness.fill(&data, 1);
+        }
+    }
+    TrackerFixture {
+        harness,
+        event: Event::raw(format!(
+            r#"{{"type":"RUN_STARTED","threadId":"thread-1","runId":"run-{runs}"}}"#
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_starts_after_the_history() {
+        let f = run_start_setup(3);
+        let before = head(&f.harness.broker, &f.harness.session);
+        f.harness
+            .broker
+            .publish_event(&f.harness.session, f.event)
+            .expect("the tracker accepts the run start");
+        let after = head(&f.harness.broker, &f.harness.session);
+        assert_eq!(after.seq, before.seq + 1);
+        assert_eq!(before.seq, 15, "3 runs of 5 events");
+    }
 
     #[test]
     fn the_event_is_200_bytes_of_json() {
