@@ -5,7 +5,7 @@
 //! server of long-lived streams needs around it:
 //!
 //! - [`router`]: the service on the paths tether claims (`/api/sse/`, `/api/sessions/`,
-//!   `/api/agui/`, `/health/sse`, and `/metrics` when the service mounts it), as resources of
+//!   `/api/agui/`, `/health/sse`, `/health/live`, and `/metrics` when the service mounts it), as resources of
 //!   their own, so every other path still reaches the application's routes and its
 //!   `default_service`. The stream body is the core's pre-encoded bytes, sent as they are.
 //! - [`configure_server`]: the `HttpServer` settings an SSE server needs: it notices clients
@@ -76,7 +76,7 @@ use actix_web::http::{StatusCode, header as ax_header};
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use http as http1;
-use tether_core::http::{self as th, PREFIXES};
+use tether_core::http::{self as th, EXACT_PATHS, PREFIXES};
 
 mod server;
 
@@ -112,7 +112,7 @@ pub struct Router {
 impl HttpServiceFactory for Router {
     fn register(self, config: &mut actix_web::dev::AppService) {
         let mut paths: Vec<String> = PREFIXES.iter().map(|p| format!("{p}{{tail:.*}}")).collect();
-        paths.push("/health/sse".into());
+        paths.extend(EXACT_PATHS.iter().map(|p| (*p).to_owned()));
         if self.service.has_metrics() {
             paths.push("/metrics".into());
         }

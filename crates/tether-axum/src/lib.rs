@@ -5,7 +5,7 @@
 //! server with tether's drain around it:
 //!
 //! - [`router`]: the service on the paths tether claims (`/api/sse/`, `/api/sessions/`,
-//!   `/api/agui/`, `/health/sse`, and `/metrics` when the service mounts it); every other
+//!   `/api/agui/`, `/health/sse`, `/health/live`, and `/metrics` when the service mounts it); every other
 //!   path is left to the application's routes. The stream body is the core's pre-encoded
 //!   bytes, sent as they are (axum's own `Sse` type would encode every event again).
 //! - [`serve`]: axum's server on an [`SseListener`] (backlog 4096, socket options, one
@@ -52,7 +52,7 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::routing::any;
 use tether_core::Broker;
-use tether_core::http::{self as th, PREFIXES};
+use tether_core::http::{self as th, EXACT_PATHS, PREFIXES};
 
 #[cfg(feature = "agui")]
 pub use tether_agui::http as agui;
@@ -82,7 +82,10 @@ async fn handle(State(service): State<Service>, request: Request) -> Response {
 /// `service` on the paths tether claims; merge it into the application's router (or nest it
 /// under a prefix). Every method reaches the service, which answers 405 itself.
 pub fn router(service: Service) -> Router {
-    let mut router = Router::new().route("/health/sse", any(handle));
+    let mut router = Router::new();
+    for path in EXACT_PATHS {
+        router = router.route(path, any(handle));
+    }
     for prefix in PREFIXES {
         router = router.route(&format!("{prefix}{{*rest}}"), any(handle));
     }

@@ -607,6 +607,12 @@ async fn a_redis_outage_is_503_and_never_silent_loss() {
     };
     assert_eq!(down["backplane"]["status"], "down", "{down}");
     assert_eq!(down["status"], "backplane_down", "{down}");
+    // Liveness is not readiness: a liveness probe must not restart every node when Redis blips.
+    let live = send(&target(&a), "GET", "/health/live", &[], b"", LIMIT)
+        .await
+        .expect("liveness answers");
+    assert_eq!(live.status, 200, "{}", live.text());
+    assert_eq!(live.json().unwrap()["status"], "alive");
 
     let started = Instant::now();
     let reply = publish(&a, "outage", &json!({ "n": 1 })).await;

@@ -5,7 +5,7 @@
 //! tether's drain around it:
 //!
 //! - [`router`]: the service on the paths tether claims (`/api/sse/`, `/api/sessions/`,
-//!   `/api/agui/`, `/health/sse`, and `/metrics` when the service mounts it); every other
+//!   `/api/agui/`, `/health/sse`, `/health/live`, and `/metrics` when the service mounts it); every other
 //!   request is rejected, so the application's filters combined after it with `or` still see
 //!   it. The stream body is the core's pre-encoded bytes, sent as they are.
 //! - [`serve`]: the filter on HTTP/1.1 over an [`SseListener`] (backlog 4096, socket options,

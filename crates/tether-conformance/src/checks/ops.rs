@@ -12,7 +12,7 @@ use crate::prom::{kind, sample};
 use crate::{CheckError, CheckResult, Ctx, SuiteConfig, ensure};
 
 /// `GET /health/sse`: 200 JSON with `status: "ok"`, `draining: false` and counts of sessions
-/// and connections that see an open stream.
+/// and connections that see an open stream; `GET /health/live`: 200 `{"status":"alive"}`.
 pub async fn health(base_url: &str, cfg: &SuiteConfig) -> CheckResult {
     let ctx = Ctx::new(base_url, cfg)?;
     let mut conn = ctx.subscribe(&ctx.session("health"), &[], "").await?;
@@ -34,6 +34,17 @@ pub async fn health(base_url: &str, cfg: &SuiteConfig) -> CheckResult {
         v["connections"].as_u64().is_some_and(|n| n >= 1),
         "an open stream is not counted: {v}"
     );
+    alive(&ctx, "").await
+}
+
+/// `GET /health/live` answers 200 `{"status":"alive"}` (`when` says in what state, for the
+/// failure message): liveness, distinct from readiness.
+async fn alive(ctx: &Ctx<'_>, when: &str) -> CheckResult {
+    let r = ctx.send("GET", "/health/live", &[], b"").await?;
+    let v = r
+        .expect_json(200)
+        .map_err(|e| CheckError::fail(format!("/health/live{when}: {e}")))?;
+    ensure!(v["status"] == "alive", "/health/live{when}: {v}");
     Ok(())
 }
 
@@ -150,7 +161,8 @@ fn shapes_of_the_export(after: &str) -> CheckResult {
 /// shutdown future of an in-process server). Open streams end with `tether.drain` and a
 /// `retry:` within the drain window, spread (not all equal); during the window a new
 /// event-stream request gets 200 with only a `retry:` and an immediate end, other requests
-/// and publishes get 503 with `Retry-After`, and `/health/sse` answers 503.
+/// and publishes get 503 with `Retry-After`, `/health/sse` answers 503 and `/health/live`
+/// 200.
 pub async fn drain<F, Fut>(base_url: &str, cfg: &SuiteConfig, trigger: F) -> CheckResult
 where
     F: FnOnce() -> Fut,
@@ -209,7 +221,8 @@ async fn drained_streams_get_spread_retries(
 }
 
 /// While draining, a new event-stream request gets 200 with only a `retry:` within the
-/// window; plain requests, publishes and health answer 503 `draining` with `Retry-After`.
+/// window; plain requests, publishes and health answer 503 `draining` with `Retry-After`;
+/// `/health/live` still answers 200.
 async fn draining_refuses_new_work(ctx: &Ctx<'_>, window_ms: u64) -> CheckResult {
     let s = ctx.session("drain-new");
     let mut h = ctx.browser();
@@ -261,5 +274,7 @@ async fn draining_refuses_new_work(ctx: &Ctx<'_>, window_ms: u64) -> CheckResult
         status == 503 && v["draining"] == true,
         "health while draining: {status} {v}"
     );
-    Ok(())
+    // A liveness probe that failed now would restart the process before its streams were
+    // told where to go.
+    alive(ctx, " while draining").await
 }

@@ -113,7 +113,7 @@ pub use request::{
     client_info, connect_options, last_event_id, percent_decode, query_param, session_id,
     wait_duration, wants_event_stream,
 };
-pub use route::{PREFIXES, Route, RouteError, claims};
+pub use route::{EXACT_PATHS, PREFIXES, Route, RouteError, claims};
 pub use service::{Admitted, ExtensionRequest, PeerAddr, ResponseFuture, RouteExtension, Service};
 
 /// A response of the HTTP layer, for an adapter to convert into its framework's type.

@@ -2,8 +2,8 @@
 
 use http::{HeaderValue, Method, StatusCode};
 
-use super::HttpError;
 use super::request::percent_decode;
+use super::{HttpError, routes};
 
 /// A route of the HTTP contract, with its path parameters percent-decoded (their grammar is
 /// checked by [`Service::admit`](super::Service::admit), which answers 400 outside it).
@@ -88,16 +88,19 @@ impl RouteError {
     }
 }
 
-/// The path prefixes and exact paths of the contract. A server that mounts tether beside an
-/// application's own routes claims these and nothing else; see [`claims`].
+/// The path prefixes of the contract. A server that mounts tether beside an application's own
+/// routes claims these, [`EXACT_PATHS`] and (when mounted) `/metrics`, and nothing else; see
+/// [`claims`].
 pub const PREFIXES: [&str; 3] = ["/api/sse/", "/api/sessions/", "/api/agui/"];
 
-/// Whether `path` belongs to tether (a prefix of [`PREFIXES`], `/health/sse`, `/health/live`,
-/// or `/metrics` when `with_metrics`), so an adapter passes every other path to the application.
+/// The exact paths of the contract: readiness and liveness.
+pub const EXACT_PATHS: [&str; 2] = [routes::HEALTH, routes::LIVE];
+
+/// Whether `path` belongs to tether (a prefix of [`PREFIXES`], one of [`EXACT_PATHS`], or
+/// `/metrics` when `with_metrics`), so an adapter passes every other path to the application.
 pub fn claims(path: &str, with_metrics: bool) -> bool {
     PREFIXES.iter().any(|p| path.starts_with(p))
-        || path == "/health/sse"
-        || path == "/health/live"
+        || EXACT_PATHS.contains(&path)
         || (with_metrics && path == "/metrics")
 }
 
