@@ -64,22 +64,22 @@ fn resume(f: ResumeFixture) -> (ResumeFixture, (EventStream, Bytes, Bytes)) {
 #[library_benchmark]
 #[bench::after_20_deltas(args = (20), setup = tracker_setup)]
 fn tracker_publish(f: TrackerFixture) -> (Harness, EventId) {
-    let TrackerFixture { harness, event } = f;
-    let id = harness
-        .broker
-        .publish_event(&harness.session, event)
-        .expect("the tracker accepts the delta");
-    (harness, id)
+    publish_tracked(f)
 }
 
 #[library_benchmark]
 #[bench::after_200_runs(args = (200), setup = run_start_setup)]
 fn tracker_run_start(f: TrackerFixture) -> (Harness, EventId) {
+    publish_tracked(f)
+}
+
+/// Publishes the fixture's event into its tracked session, which must accept it.
+fn publish_tracked(f: TrackerFixture) -> (Harness, EventId) {
     let TrackerFixture { harness, event } = f;
     let id = harness
         .broker
         .publish_event(&harness.session, event)
-        .expect("the tracker accepts the run start");
+        .expect("the tracker accepts the event");
     (harness, id)
 }
 

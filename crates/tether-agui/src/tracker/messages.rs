@@ -55,7 +55,8 @@ impl RunTracker {
     pub(super) fn seeded_owners(&mut self) -> Arc<Owners> {
         // The joined view lets go of its copy first, so the owners change in place.
         self.joined.set_seeded(Arc::default());
-        if self.seeded_stale || self.seeded_upto > self.messages.len() {
+        // Every change but an append goes through `messages_from`, which marks them stale.
+        if self.seeded_stale {
             self.seeded = Arc::default();
             self.seeded_upto = 0;
             self.seeded_stale = false;
